@@ -1,0 +1,72 @@
+# moba.c build. Two commands matter (README): `make run` builds and runs the main job (the GPU trainer
+# when a GPU is present, else the CPU reference on the built-in synthetic corpus) and `make test` runs
+# every CPU test and compiles every CUDA target.
+#
+# Conventions: header-only libraries live in llmc/; every .c in dev/test/ and data/ is one program;
+# every .cu in dev/cuda/ is one program (numbered kernel versions with their own CPU check and timing).
+
+CC ?= gcc
+CFLAGS ?= -O2 -Wall -Wextra -Wno-unused-parameter -std=gnu11 -fopenmp
+LDLIBS = -lm
+BUILD = build
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+GPU_ARCH ?= -gencode=arch=compute_90a,code=sm_90a
+NVCC_FLAGS ?= -O3 -std=c++17 $(GPU_ARCH) -lineinfo -Xcompiler -Wall,-Wno-unused-function
+NVCC_LDLIBS = -lcublas -lcublasLt
+# PRECISION=FP32 builds the CUDA programs with fp32 activations and weights (debugging), as llm.c.
+ifeq ($(PRECISION),FP32)
+  NVCC_FLAGS += -DENABLE_FP32
+endif
+
+CPU_TESTS = $(patsubst dev/test/%.c,$(BUILD)/%,$(wildcard dev/test/*.c))
+DATA_TOOLS = $(patsubst data/%.c,$(BUILD)/%,$(wildcard data/*.c))
+CUDA_DEV = $(patsubst dev/cuda/%.cu,$(BUILD)/cuda/%,$(wildcard dev/cuda/*.cu))
+HEADERS = $(wildcard llmc/*.h) $(wildcard dev/test/*.h)
+CUDA_HEADERS = $(HEADERS) $(wildcard llmc/*.cuh)
+
+.PHONY: all cpu cuda run test clean
+
+all: cpu
+
+cpu: train_gpt_moba $(CPU_TESTS) $(DATA_TOOLS)
+
+train_gpt_moba: train_gpt_moba.c $(HEADERS)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+$(BUILD)/%: dev/test/%.c $(HEADERS) train_gpt_moba.c | $(BUILD)
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
+$(BUILD)/%: data/%.c $(HEADERS) | $(BUILD)
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS) -lpthread
+
+$(BUILD):
+	mkdir -p $(BUILD) $(BUILD)/cuda
+
+# ---- CUDA (compiles without a GPU; runs on one) ----
+cuda: train_gpt_moba_cu test_gpt_moba_cu $(CUDA_DEV)
+
+train_gpt_moba_cu: train_gpt_moba.cu $(CUDA_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
+
+test_gpt_moba_cu: test_gpt_moba.cu train_gpt_moba.cu $(CUDA_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
+
+$(BUILD)/cuda/%: dev/cuda/%.cu $(CUDA_HEADERS) | $(BUILD)
+	$(NVCC) $(NVCC_FLAGS) -I. -o $@ $< $(NVCC_LDLIBS)
+
+# ---- the two README commands ----
+run:
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(MAKE) train_gpt_moba_cu && ./train_gpt_moba_cu; \
+	else \
+	  $(MAKE) train_gpt_moba && ./train_gpt_moba; \
+	fi
+
+test: cpu
+	bash dev/test/run_tests.sh
+	$(MAKE) -j2 cuda
+	@echo "all CUDA targets compiled"
+
+clean:
+	rm -rf $(BUILD) train_gpt_moba train_gpt_moba_cu test_gpt_moba_cu

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every CPU test program in build/ (one per dev/test/*.c), sums their "N passed, N failed" lines
+# and prints the total as the last line. Exits non-zero if any test failed or a program crashed.
+set -u
+cd "$(dirname "$0")/../.."
+total_pass=0; total_fail=0; crashed=0
+for src in dev/test/*.c; do
+    prog="build/$(basename "$src" .c)"
+    echo "=== $prog"
+    start=$(date +%s)
+    out=$("$prog" 2>&1); rc=$?
+    echo "$out" | grep -v '^ok ' | tail -n 40
+    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "!!! $prog exited $rc without a summary line"; crashed=$((crashed + 1)); continue
+    fi
+    p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then echo "!!! $prog exited $rc"; crashed=$((crashed + 1)); fi
+    echo "--- $prog: $line ($(( $(date +%s) - start ))s)"
+done
+total_fail=$((total_fail + crashed))
+echo "${total_pass} passed, ${total_fail} failed"
+[ "$total_fail" -eq 0 ]
