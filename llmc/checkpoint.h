@@ -1,0 +1,109 @@
+/*
+ Checkpoints and debug states (byte-exact layouts in doc/formats.md). Host code shared by the CPU
+ reference and the CUDA trainer: a GPU checkpoint loads on the CPU and vice versa, because both store
+ fp32 master parameters and AdamW moments in the same order.
+
+ Checkpoint = 256-byte header | params f32[P] | (if flags & CKPT_HAS_OPTIMIZER) m f32[P] | v f32[P] | end
+ magic u32. Written to "<path>.tmp", fsync'd, renamed: a crash never leaves a half-written checkpoint.
+
+ Debug state = 256-byte header | params f32[P] | inputs i32[B*T] | targets i32[B*T] | logits f32[B*T*V]
+ | loss f32 | grads f32[P] | step losses f32[S] | MoBA selections i32[Lm*B*NH*T*K] | end magic u32.
+ The GPU test reads it and checks its own logits, loss, gradients, gates and S AdamW steps against it.
+*/
+#ifndef LLMC_CHECKPOINT_H
+#define LLMC_CHECKPOINT_H
+
+#include <stdint.h>
+#include "config.h"
+#include "utils.h"
+
+#define CKPT_MAGIC 0x43424F4Du     // "MOBC"
+#define DEBUG_MAGIC 0x44424F4Du    // "MOBD"
+#define END_MAGIC 0x45424F4Du      // "MOBE", the last 4 bytes of both files
+#define CKPT_VERSION 1u
+#define CKPT_HEADER_BYTES 256
+#define CKPT_HAS_OPTIMIZER 1u
+
+typedef struct {
+    uint32_t magic, version, header_bytes, flags;   //   0
+    ModelConfig cfg;                                //  16: 11 x i32 + f32 = 48 bytes
+    uint64_t step;                                  //  64: optimizer steps completed
+    uint64_t num_params;                            //  72
+    uint64_t rng_state;                             //  80: sampling RNG
+    uint64_t loader_epoch, loader_shard, loader_batch; //  88: position of the next training batch
+    int32_t batch_size, seq_len, grad_accum, world_size; // 112: what the loader position assumes
+    uint64_t seed;                                  // 128
+    uint8_t reserved[CKPT_HEADER_BYTES - 136];
+} CheckpointHeader;
+_Static_assert(sizeof(ModelConfig) == 48, "ModelConfig must be 48 bytes");
+_Static_assert(sizeof(CheckpointHeader) == CKPT_HEADER_BYTES, "checkpoint header must be 256 bytes");
+
+typedef struct {
+    uint32_t magic, version, header_bytes, reserved0;  //   0
+    ModelConfig cfg;                                   //  16
+    int32_t B, T, num_steps, num_moba_layers;          //  64
+    float lr, beta1, beta2, eps, weight_decay, grad_clip; // 80
+    uint64_t num_params, seed;                         // 104
+    uint8_t reserved[CKPT_HEADER_BYTES - 120];
+} DebugStateHeader;
+_Static_assert(sizeof(DebugStateHeader) == CKPT_HEADER_BYTES, "debug state header must be 256 bytes");
+
+static inline void checkpoint_write(const char *path, const CheckpointHeader *h, const float *params, const float *m, const float *v) {
+    AtomicFile af;
+    atomic_open(&af, path);
+    atomic_write(&af, h, sizeof(*h), 1);
+    atomic_write(&af, params, sizeof(float), h->num_params);
+    if (h->flags & CKPT_HAS_OPTIMIZER) {
+        atomic_write(&af, m, sizeof(float), h->num_params);
+        atomic_write(&af, v, sizeof(float), h->num_params);
+    }
+    uint32_t end = END_MAGIC;
+    atomic_write(&af, &end, sizeof(end), 1);
+    atomic_close(&af);
+}
+
+// Reads and validates the header; the stream is left at the start of the parameters.
+static inline FILE *checkpoint_open(const char *path, CheckpointHeader *h) {
+    FILE *f = fopen_check(path, "rb");
+    long long size = file_size_check(f, path);
+    if (size < CKPT_HEADER_BYTES) { die("checkpoint '%s' is truncated: %lld bytes, smaller than its header", path, size); }
+    fread_check(h, sizeof(*h), 1, f, path);
+    if (h->magic != CKPT_MAGIC) { die("'%s' is not a moba.c checkpoint (magic 0x%08X)", path, h->magic); }
+    if (h->version != CKPT_VERSION) { die("checkpoint '%s' has version %u; this build reads %u", path, h->version, CKPT_VERSION); }
+    if (h->header_bytes != CKPT_HEADER_BYTES) { die("checkpoint '%s' has a %u-byte header; expected %d", path, h->header_bytes, CKPT_HEADER_BYTES); }
+    config_validate(&h->cfg);
+    if (h->num_params != param_count(&h->cfg)) {
+        die("checkpoint '%s' holds %llu parameters but its config needs %zu", path, (unsigned long long)h->num_params, param_count(&h->cfg));
+    }
+    long long arrays = (h->flags & CKPT_HAS_OPTIMIZER) ? 3 : 1;
+    long long expect = CKPT_HEADER_BYTES + arrays * (long long)h->num_params * 4 + 4;
+    if (size != expect) {
+        die("checkpoint '%s' is %s: %lld bytes, expected %lld", path, size < expect ? "truncated" : "too long", size, expect);
+    }
+    return f;
+}
+
+// Reads params (and m, v when the file has them and they are wanted) after checkpoint_open.
+static inline void checkpoint_read_arrays(FILE *f, const char *path, const CheckpointHeader *h, float *params, float *m, float *v) {
+    fread_check(params, sizeof(float), h->num_params, f, path);
+    if (h->flags & CKPT_HAS_OPTIMIZER) {
+        if (m != NULL && v != NULL) {
+            fread_check(m, sizeof(float), h->num_params, f, path);
+            fread_check(v, sizeof(float), h->num_params, f, path);
+        } else {
+            fseek_check(f, 2LL * 4 * (long long)h->num_params, SEEK_CUR, path);
+        }
+    }
+    uint32_t end = 0;
+    fread_check(&end, sizeof(end), 1, f, path);
+    if (end != END_MAGIC) { die("checkpoint '%s' is corrupt: bad end marker 0x%08X", path, end); }
+    fclose(f);
+}
+
+// Dies naming the first differing field when a checkpoint does not fit the run that loads it.
+static inline void checkpoint_check_config(const char *path, const CheckpointHeader *h, const ModelConfig *want) {
+    const char *field = config_mismatch(&h->cfg, want);
+    if (field != NULL) { die("checkpoint '%s' does not match this run's model: %s differs", path, field); }
+}
+
+#endif // LLMC_CHECKPOINT_H

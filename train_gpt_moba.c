@@ -1,0 +1,1051 @@
+/*
+ moba.c CPU reference: the whole model (doc/model.md) in plain C, forward and backward for every layer,
+ AdamW, the training loop, checkpoints and the debug state that GPU tests compare against.
+ Written for clarity, not speed; it is the oracle for every GPU kernel and runs the main job on a
+ machine without a GPU.
+
+ `real` is float; the gradient-check tests compile this same file with -DREAL=double (tgmath.h picks the
+ matching math functions) so finite differences are exact enough to check every gradient tightly.
+*/
+#ifndef REAL
+#define REAL float
+#endif
+typedef REAL real;
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <tgmath.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "llmc/checkpoint.h"
+#include "llmc/config.h"
+#include "llmc/dataloader.h"
+#include "llmc/rng.h"
+#include "llmc/schedulers.h"
+#include "llmc/synthetic.h"
+#include "llmc/utils.h"
+
+#define RMSNORM_EPS 1e-5
+
+// ---------------------------------------------------------------------------------------------------
+// Layers. Shapes: N = B*T rows; activations row-major (N, width).
+
+void encoder_forward(real *out, const int *tokens, const real *wte, int N, int C) {
+    for (int n = 0; n < N; n++) { memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, C * sizeof(real)); }
+}
+
+void encoder_backward(real *dwte, const real *dout, const int *tokens, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        real *d = dwte + (size_t)tokens[n] * C;
+        const real *g = dout + (size_t)n * C;
+        for (int c = 0; c < C; c++) { d[c] += g[c]; }
+    }
+}
+
+// y = x / sqrt(mean(x^2) + eps) * w; rstd saved per row.
+void rmsnorm_forward(real *out, real *rstd, const real *inp, const real *w, int N, int C) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const real *x = inp + (size_t)n * C;
+        real ss = 0;
+        for (int c = 0; c < C; c++) { ss += x[c] * x[c]; }
+        real r = 1 / sqrt(ss / C + (real)RMSNORM_EPS);
+        rstd[n] = r;
+        for (int c = 0; c < C; c++) { out[(size_t)n * C + c] = x[c] * r * w[c]; }
+    }
+}
+
+// dinp += ..., dw += ... (accumulating, so the residual stream's gradient just flows in)
+void rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w, const real *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const real *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        real r = rstd[n], dot = 0;
+        for (int c = 0; c < C; c++) { dot += w[c] * dy[c] * x[c]; }
+        real k = r * r * r * dot / C;
+        for (int c = 0; c < C; c++) {
+            dinp[(size_t)n * C + c] += r * w[c] * dy[c] - k * x[c];
+            dw[c] += dy[c] * x[c] * r;
+        }
+    }
+}
+
+// out (N, OC) = inp (N, C) . w (OC, C)^T
+void matmul_forward(real *out, const real *inp, const real *w, int N, int C, int OC) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const real *x = inp + (size_t)n * C;
+        for (int o = 0; o < OC; o++) {
+            const real *wr = w + (size_t)o * C;
+            real sum = 0;
+            #pragma omp simd reduction(+ : sum)
+            for (int c = 0; c < C; c++) { sum += x[c] * wr[c]; }
+            out[(size_t)n * OC + o] = sum;
+        }
+    }
+}
+
+// dinp += dout . w ; dw += dout^T . inp
+void matmul_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w, int N, int C, int OC) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        real *dx = dinp + (size_t)n * C;
+        for (int o = 0; o < OC; o++) {
+            real g = dout[(size_t)n * OC + o];
+            const real *wr = w + (size_t)o * C;
+            #pragma omp simd
+            for (int c = 0; c < C; c++) { dx[c] += g * wr[c]; }
+        }
+    }
+    #pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+        real *dwr = dw + (size_t)o * C;
+        for (int n = 0; n < N; n++) {
+            real g = dout[(size_t)n * OC + o];
+            const real *x = inp + (size_t)n * C;
+            #pragma omp simd
+            for (int c = 0; c < C; c++) { dwr[c] += g * x[c]; }
+        }
+    }
+}
+
+// Causal depthwise convolution over time, per channel: out_t[c] = sum_w a[c][w] * in_{t-w}[c].
+void kconv_forward(real *out, const real *inp, const real *a, int B, int T, int C, int W) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            real *o = out + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) {
+                real sum = 0;
+                for (int w = 0; w < W && w <= t; w++) { sum += a[c * W + w] * inp[((size_t)b * T + t - w) * C + c]; }
+                o[c] = sum;
+            }
+        }
+    }
+}
+
+void kconv_backward(real *dinp, real *da, const real *dout, const real *inp, const real *a, int B, int T, int C, int W) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const real *g = dout + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) {
+                for (int w = 0; w < W && w <= t; w++) {
+                    size_t src = ((size_t)b * T + t - w) * C + c;
+                    dinp[src] += a[c * W + w] * g[c];
+                    da[c * W + w] += g[c] * inp[src];
+                }
+            }
+        }
+    }
+}
+
+// RoPE per head on (B, T, NH, HD): pairs (i, i + HD/2), angle t * theta^(-2i/HD). direction = +1
+// rotates (forward); -1 rotates back, which is the backward pass of a rotation.
+void rope_apply(real *out, const real *inp, int B, int T, int NH, int HD, float theta, int direction) {
+    int half = HD / 2;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int i = 0; i < half; i++) {
+                double freq = pow((double)theta, -2.0 * i / HD);
+                double angle = t * freq;
+                real cs = (real)cos(angle), sn = (real)(direction * sin(angle));
+                for (int h = 0; h < NH; h++) {
+                    size_t base = (((size_t)b * T + t) * NH + h) * HD;
+                    real x1 = inp[base + i], x2 = inp[base + i + half];
+                    out[base + i] = x1 * cs - x2 * sn;
+                    out[base + i + half] = x2 * cs + x1 * sn;
+                }
+            }
+        }
+    }
+}
+
+// MoBA gate for one (b, h): sel (T, K), per query the selected block indices ascending, -1 padded.
+// Own block forced; top-(K-1) past blocks by q.centroid (fp32 scores), ties to the lower index.
+void moba_gate_head(int *sel, const real *q, const real *k, int T, int row_stride, int HD, int bs, int K) {
+    int nb = (T + bs - 1) / bs;
+    float *cent = (float *)malloc_check((size_t)nb * HD * sizeof(float));
+    float *score = (float *)malloc_check((size_t)nb * sizeof(float));
+    unsigned char *taken = (unsigned char *)malloc_check((size_t)nb);
+    for (int i = 0; i < nb; i++) {
+        int start = i * bs, end = start + bs < T ? start + bs : T;
+        for (int d = 0; d < HD; d++) {
+            float sum = 0.0f;
+            for (int j = start; j < end; j++) { sum += (float)k[(size_t)j * row_stride + d]; }
+            cent[(size_t)i * HD + d] = sum / (float)(end - start);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        int ob = t / bs;
+        const real *qt = q + (size_t)t * row_stride;
+        for (int i = 0; i < ob; i++) {
+            float s = 0.0f;
+            for (int d = 0; d < HD; d++) { s += (float)qt[d] * cent[(size_t)i * HD + d]; }
+            score[i] = s;
+            taken[i] = 0;
+        }
+        taken[ob] = 1;
+        int picks = K - 1 < ob ? K - 1 : ob;
+        for (int p = 0; p < picks; p++) {
+            int best = -1;
+            for (int i = 0; i < ob; i++) {
+                if (!taken[i] && (best < 0 || score[i] > score[best])) { best = i; }  // strict >: lower index wins ties
+            }
+            taken[best] = 1;
+        }
+        int *s = sel + (size_t)t * K, n = 0;
+        for (int i = 0; i <= ob; i++) { if (taken[i]) { s[n++] = i; } }
+        for (; n < K; n++) { s[n] = -1; }
+    }
+    free(cent); free(score); free(taken);
+}
+
+// Key ranges [start, end) visible to query t: dense = [0, t], MoBA = its selected blocks, causal.
+static int visible_ranges(int ranges[][2], int t, const int *sel, int K, int bs) {
+    if (sel == NULL) { ranges[0][0] = 0; ranges[0][1] = t + 1; return 1; }
+    int n = 0;
+    for (int i = 0; i < K && sel[i] >= 0; i++) {
+        int start = sel[i] * bs, end = start + bs < t + 1 ? start + bs : t + 1;
+        ranges[n][0] = start; ranges[n][1] = end; n++;
+    }
+    return n;
+}
+
+// Attention on (B, T, NH, HD) q, k, v -> out (B, T, NH, HD), lse (B, NH, T). With sel != NULL (MoBA)
+// the gate runs first and writes sel (B, NH, T, K); the softmax covers only the selected keys.
+void attention_forward(real *out, real *lse, int *sel, const real *q, const real *k, const real *v,
+                       int B, int T, int NH, int HD, int bs, int K) {
+    int C = NH * HD;
+    real scale = 1 / sqrt((real)HD);
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            size_t off = (size_t)b * T * C + (size_t)h * HD;
+            int *hsel = sel ? sel + ((size_t)b * NH + h) * T * K : NULL;
+            if (hsel) { moba_gate_head(hsel, q + off, k + off, T, C, HD, bs, K); }
+            real *sc = (real *)malloc_check((size_t)T * sizeof(real));
+            int (*ranges)[2] = malloc_check((size_t)(K > 1 ? K : 1) * sizeof(*ranges));
+            for (int t = 0; t < T; t++) {
+                const real *qt = q + off + (size_t)t * C;
+                int nr = visible_ranges(ranges, t, hsel ? hsel + (size_t)t * K : NULL, K, bs);
+                real mx = -INFINITY;
+                for (int r = 0; r < nr; r++) {
+                    for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
+                        const real *kj = k + off + (size_t)j * C;
+                        real s = 0;
+                        for (int d = 0; d < HD; d++) { s += qt[d] * kj[d]; }
+                        sc[j] = s * scale;
+                        if (sc[j] > mx) { mx = sc[j]; }
+                    }
+                }
+                real sum = 0;
+                real *ot = out + off + (size_t)t * C;
+                for (int d = 0; d < HD; d++) { ot[d] = 0; }
+                for (int r = 0; r < nr; r++) {
+                    for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
+                        real p = exp(sc[j] - mx);
+                        sum += p;
+                        const real *vj = v + off + (size_t)j * C;
+                        for (int d = 0; d < HD; d++) { ot[d] += p * vj[d]; }
+                    }
+                }
+                for (int d = 0; d < HD; d++) { ot[d] /= sum; }
+                lse[((size_t)b * NH + h) * T + t] = mx + log(sum);
+            }
+            free(sc); free(ranges);
+        }
+    }
+}
+
+// Recomputes probabilities from lse; accumulates into dq, dk, dv. No gradient through the gate.
+void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *q, const real *k, const real *v,
+                        const real *out, const real *lse, const int *sel, int B, int T, int NH, int HD, int bs, int K) {
+    int C = NH * HD;
+    real scale = 1 / sqrt((real)HD);
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            size_t off = (size_t)b * T * C + (size_t)h * HD;
+            const int *hsel = sel ? sel + ((size_t)b * NH + h) * T * K : NULL;
+            int (*ranges)[2] = malloc_check((size_t)(K > 1 ? K : 1) * sizeof(*ranges));
+            for (int t = 0; t < T; t++) {
+                const real *qt = q + off + (size_t)t * C, *dot = dout + off + (size_t)t * C, *ot = out + off + (size_t)t * C;
+                real *dqt = dq + off + (size_t)t * C;
+                real Dt = 0;
+                for (int d = 0; d < HD; d++) { Dt += dot[d] * ot[d]; }
+                real l = lse[((size_t)b * NH + h) * T + t];
+                int nr = visible_ranges(ranges, t, hsel ? hsel + (size_t)t * K : NULL, K, bs);
+                for (int r = 0; r < nr; r++) {
+                    for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
+                        const real *kj = k + off + (size_t)j * C, *vj = v + off + (size_t)j * C;
+                        real s = 0, dp = 0;
+                        for (int d = 0; d < HD; d++) { s += qt[d] * kj[d]; dp += dot[d] * vj[d]; }
+                        real p = exp(s * scale - l);
+                        real ds = p * (dp - Dt) * scale;
+                        real *dkj = dk + off + (size_t)j * C, *dvj = dv + off + (size_t)j * C;
+                        for (int d = 0; d < HD; d++) {
+                            dqt[d] += ds * kj[d];
+                            dkj[d] += ds * qt[d];
+                            dvj[d] += p * dot[d];
+                        }
+                    }
+                }
+            }
+            free(ranges);
+        }
+    }
+}
+
+static inline real silu(real z) { return z / (1 + exp(-z)); }
+
+// gu (N, 2F): gate | up -> h (N, F) = silu(gate) * up
+void swiglu_forward(real *h, const real *gu, int N, int F) {
+    for (int n = 0; n < N; n++) {
+        for (int f = 0; f < F; f++) { h[(size_t)n * F + f] = silu(gu[(size_t)n * 2 * F + f]) * gu[(size_t)n * 2 * F + F + f]; }
+    }
+}
+
+void swiglu_backward(real *dgu, const real *dh, const real *gu, int N, int F) {
+    for (int n = 0; n < N; n++) {
+        for (int f = 0; f < F; f++) {
+            real g = gu[(size_t)n * 2 * F + f], u = gu[(size_t)n * 2 * F + F + f], d = dh[(size_t)n * F + f];
+            real sg = 1 / (1 + exp(-g));
+            dgu[(size_t)n * 2 * F + f] += d * u * sg * (1 + g * (1 - sg));
+            dgu[(size_t)n * 2 * F + F + f] += d * g * sg;
+        }
+    }
+}
+
+// logits (N, V) -> probs (N, V), losses (N); rows with target < 0 are ignored (loss 0).
+void crossentropy_forward(real *probs, real *losses, const real *logits, const int *targets, int N, int V) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const real *x = logits + (size_t)n * V;
+        real *p = probs + (size_t)n * V;
+        real mx = -INFINITY, sum = 0;
+        for (int i = 0; i < V; i++) { if (x[i] > mx) { mx = x[i]; } }
+        for (int i = 0; i < V; i++) { p[i] = exp(x[i] - mx); sum += p[i]; }
+        for (int i = 0; i < V; i++) { p[i] /= sum; }
+        losses[n] = targets[n] >= 0 ? -(x[targets[n]] - mx - log(sum)) : 0;
+    }
+}
+
+// dlogits = (probs - onehot) * dloss, dloss = d(total loss)/d(row loss)
+void crossentropy_backward(real *dlogits, const real *probs, const int *targets, real dloss, int N, int V) {
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < V; i++) {
+            real ind = (i == targets[n]) ? 1 : 0;
+            dlogits[(size_t)n * V + i] = targets[n] >= 0 ? (probs[(size_t)n * V + i] - ind) * dloss : 0;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The model
+
+typedef struct {
+    real *resid;             // (L+1, N, C): residual stream entering each layer; [L] is the final one
+    real *ln1, *ln1_rstd;    // (L, N, C), (L, N)
+    real *qkv;               // (L, N, 3C)
+    real *q, *k, *v;         // (L, N, C): split of qkv (k before the key conv)
+    real *kc;                // (L, N, C): k after the key conv (== k when W = 0)
+    real *qr, *kr;           // (L, N, C): q and kc after RoPE, what attention sees
+    real *lse;               // (L, B, NH, T)
+    int *sel;                // (L, B, NH, T, K): MoBA selections (MoBA layers only)
+    real *atty;              // (L, N, C)
+    real *resid2;            // (L, N, C): after the attention residual
+    real *ln2, *ln2_rstd;    // (L, N, C), (L, N)
+    real *fc;                // (L, N, 2F): gate | up
+    real *fch;               // (L, N, F)
+    real *lnf, *lnf_rstd;    // (N, C), (N)
+    real *logits, *probs;    // (N, V)
+    real *losses;            // (N)
+} Activations;
+
+typedef struct {
+    ModelConfig cfg;
+    size_t sizes[NUM_PARAM_TENSORS], num_params;
+    real *params, *grads;    // contiguous, layout of llmc/config.h
+    real *p[NUM_PARAM_TENSORS], *g[NUM_PARAM_TENSORS];
+    real *adam_m, *adam_v;   // allocated on the first update
+    int B, T;                // activation capacity (allocated on the first forward)
+    int cur_B, cur_T;        // shape of the last forward
+    Activations a;
+    int *inputs, *targets;   // copies of the last batch
+    real mean_loss;          // of the last forward with targets; -1 without
+    int loss_count;          // targets >= 0 in the last forward
+} Model;
+
+static void point_tensors(real *base, real *ptrs[NUM_PARAM_TENSORS], const size_t sizes[NUM_PARAM_TENSORS]) {
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) { ptrs[i] = base; base += sizes[i]; }
+}
+
+void model_init(Model *m, const ModelConfig *cfg, uint64_t seed) {
+    memset(m, 0, sizeof(*m));
+    config_validate(cfg);
+    m->cfg = *cfg;
+    param_sizes(cfg, m->sizes);
+    m->num_params = param_count(cfg);
+    m->params = (real *)calloc_check(m->num_params, sizeof(real));
+    m->grads = (real *)calloc_check(m->num_params, sizeof(real));
+    point_tensors(m->params, m->p, m->sizes);
+    point_tensors(m->grads, m->g, m->sizes);
+    float *init = (float *)malloc_check(m->num_params * sizeof(float));
+    params_init(init, cfg, seed);
+    for (size_t i = 0; i < m->num_params; i++) { m->params[i] = init[i]; }
+    free(init);
+    m->mean_loss = -1;
+}
+
+static void activations_alloc(Model *m, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    size_t L = c->n_layer, N = (size_t)B * T, C = c->d_model, F = c->ffn, V = c->vocab_size, K = c->moba_topk;
+    Activations *a = &m->a;
+    a->resid = (real *)calloc_check((L + 1) * N * C, sizeof(real));
+    a->ln1 = (real *)calloc_check(L * N * C, sizeof(real));
+    a->ln1_rstd = (real *)calloc_check(L * N, sizeof(real));
+    a->qkv = (real *)calloc_check(L * N * 3 * C, sizeof(real));
+    a->q = (real *)calloc_check(L * N * C, sizeof(real));
+    a->k = (real *)calloc_check(L * N * C, sizeof(real));
+    a->v = (real *)calloc_check(L * N * C, sizeof(real));
+    a->kc = (real *)calloc_check(L * N * C, sizeof(real));
+    a->qr = (real *)calloc_check(L * N * C, sizeof(real));
+    a->kr = (real *)calloc_check(L * N * C, sizeof(real));
+    a->lse = (real *)calloc_check(L * N * c->n_head, sizeof(real));
+    a->sel = (int *)calloc_check(c->attn == ATTN_MOBA ? L * N * c->n_head * K : 1, sizeof(int));
+    a->atty = (real *)calloc_check(L * N * C, sizeof(real));
+    a->resid2 = (real *)calloc_check(L * N * C, sizeof(real));
+    a->ln2 = (real *)calloc_check(L * N * C, sizeof(real));
+    a->ln2_rstd = (real *)calloc_check(L * N, sizeof(real));
+    a->fc = (real *)calloc_check(L * N * 2 * F, sizeof(real));
+    a->fch = (real *)calloc_check(L * N * F, sizeof(real));
+    a->lnf = (real *)calloc_check(N * C, sizeof(real));
+    a->lnf_rstd = (real *)calloc_check(N, sizeof(real));
+    a->logits = (real *)calloc_check(N * V, sizeof(real));
+    a->probs = (real *)calloc_check(N * V, sizeof(real));
+    a->losses = (real *)calloc_check(N, sizeof(real));
+    m->inputs = (int *)calloc_check(N, sizeof(int));
+    m->targets = (int *)calloc_check(N, sizeof(int));
+    m->B = B; m->T = T;
+}
+
+static void activations_free(Activations *a) {
+    real *bufs[] = {a->resid, a->ln1, a->ln1_rstd, a->qkv, a->q, a->k, a->v, a->kc, a->qr, a->kr, a->lse, a->atty,
+                    a->resid2, a->ln2, a->ln2_rstd, a->fc, a->fch, a->lnf, a->lnf_rstd, a->logits, a->probs, a->losses};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { free(bufs[i]); }
+    free(a->sel);
+}
+
+// Activations are laid out for (B, T) = the capacity; a smaller batch uses a prefix of each layer's slab.
+void model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    config_check_seq_len(c, T);
+    if (m->a.resid == NULL) { activations_alloc(m, B, T); }
+    if ((size_t)B * T > (size_t)m->B * m->T) { die("batch %dx%d exceeds the model's allocated %dx%d", B, T, m->B, m->T); }
+    int L = c->n_layer, C = c->d_model, NH = c->n_head, HD = C / NH, F = c->ffn, V = c->vocab_size, W = c->kconv, K = c->moba_topk;
+    size_t N = (size_t)B * T, NC = N * C;
+    for (size_t n = 0; n < N; n++) {
+        if (inputs[n] < 0 || inputs[n] >= V) { die("input token %d at position %zu is outside the vocabulary [0, %d)", inputs[n], n, V); }
+        if (targets && targets[n] >= V) { die("target token %d at position %zu is outside the vocabulary [0, %d)", targets[n], n, V); }
+    }
+    m->cur_B = B; m->cur_T = T;
+    memcpy(m->inputs, inputs, N * sizeof(int));
+    if (targets) { memcpy(m->targets, targets, N * sizeof(int)); }
+    Activations *a = &m->a;
+    size_t cap = (size_t)m->B * m->T;  // per-layer slab stride
+    encoder_forward(a->resid, inputs, m->p[P_WTE], (int)N, C);
+    for (int l = 0; l < L; l++) {
+        real *x = a->resid + l * cap * C;
+        real *ln1 = a->ln1 + l * cap * C, *ln1r = a->ln1_rstd + l * cap;
+        real *qkv = a->qkv + l * cap * 3 * C, *q = a->q + l * cap * C, *k = a->k + l * cap * C, *v = a->v + l * cap * C;
+        real *kc = a->kc + l * cap * C, *qr = a->qr + l * cap * C, *kr = a->kr + l * cap * C;
+        real *lse = a->lse + l * cap * NH, *atty = a->atty + l * cap * C, *x2 = a->resid2 + l * cap * C;
+        int *sel = layer_is_moba(c, l) ? a->sel + l * cap * NH * K : NULL;
+        real *ln2 = a->ln2 + l * cap * C, *ln2r = a->ln2_rstd + l * cap;
+        real *fc = a->fc + l * cap * 2 * F, *fch = a->fch + l * cap * F;
+        real *xout = a->resid + (l + 1) * cap * C;
+
+        rmsnorm_forward(ln1, ln1r, x, m->p[P_LN1W] + (size_t)l * C, (int)N, C);
+        matmul_forward(qkv, ln1, m->p[P_WQKV] + (size_t)l * 3 * C * C, (int)N, C, 3 * C);
+        for (size_t n = 0; n < N; n++) {
+            memcpy(q + n * C, qkv + n * 3 * C, C * sizeof(real));
+            memcpy(k + n * C, qkv + n * 3 * C + C, C * sizeof(real));
+            memcpy(v + n * C, qkv + n * 3 * C + 2 * C, C * sizeof(real));
+        }
+        if (W > 0) { kconv_forward(kc, k, m->p[P_KCONVW] + (size_t)l * C * W, B, T, C, W); }
+        else { memcpy(kc, k, NC * sizeof(real)); }
+        rope_apply(qr, q, B, T, NH, HD, c->rope_theta, +1);
+        rope_apply(kr, kc, B, T, NH, HD, c->rope_theta, +1);
+        attention_forward(atty, lse, sel, qr, kr, v, B, T, NH, HD, c->moba_block, K);
+        matmul_forward(x2, atty, m->p[P_WO] + (size_t)l * C * C, (int)N, C, C);
+        for (size_t i = 0; i < NC; i++) { x2[i] += x[i]; }
+        rmsnorm_forward(ln2, ln2r, x2, m->p[P_LN2W] + (size_t)l * C, (int)N, C);
+        matmul_forward(fc, ln2, m->p[P_WFC] + (size_t)l * 2 * F * C, (int)N, C, 2 * F);
+        swiglu_forward(fch, fc, (int)N, F);
+        matmul_forward(xout, fch, m->p[P_WPROJ] + (size_t)l * C * F, (int)N, F, C);
+        for (size_t i = 0; i < NC; i++) { xout[i] += x2[i]; }
+    }
+    rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + L * cap * C, m->p[P_LNFW], (int)N, C);
+    matmul_forward(a->logits, a->lnf, m->p[P_WLM], (int)N, C, V);
+    if (targets) {
+        crossentropy_forward(a->probs, a->losses, a->logits, targets, (int)N, V);
+        real total = 0;
+        int count = 0;
+        for (size_t n = 0; n < N; n++) { if (targets[n] >= 0) { total += a->losses[n]; count++; } }
+        m->loss_count = count;
+        m->mean_loss = count ? total / count : 0;
+    } else {
+        m->mean_loss = -1;
+    }
+}
+
+void model_zero_grad(Model *m) { memset(m->grads, 0, m->num_params * sizeof(real)); }
+
+// Accumulates d(loss_scale * mean loss)/d(params) into m->grads (loss_scale = 1/grad_accum_steps).
+void model_backward(Model *m, real loss_scale) {
+    if (m->mean_loss < 0) { die("model_backward called without a forward pass with targets"); }
+    const ModelConfig *c = &m->cfg;
+    int B = m->cur_B, T = m->cur_T;
+    int L = c->n_layer, C = c->d_model, NH = c->n_head, HD = C / NH, F = c->ffn, V = c->vocab_size, W = c->kconv, K = c->moba_topk;
+    size_t N = (size_t)B * T, NC = N * C, cap = (size_t)m->B * m->T;
+    Activations *a = &m->a;
+    // gradient scratch, one layer's worth
+    real *dlogits = (real *)calloc_check(N * V, sizeof(real));
+    real *dresid = (real *)calloc_check(NC, sizeof(real));
+    real *dln = (real *)calloc_check(NC, sizeof(real));
+    real *dqkv = (real *)calloc_check(N * 3 * C, sizeof(real));
+    real *dq = (real *)calloc_check(NC, sizeof(real)), *dk = (real *)calloc_check(NC, sizeof(real));
+    real *dv = (real *)calloc_check(NC, sizeof(real)), *dkc = (real *)calloc_check(NC, sizeof(real));
+    real *dqr = (real *)calloc_check(NC, sizeof(real)), *dkr = (real *)calloc_check(NC, sizeof(real));
+    real *datty = (real *)calloc_check(NC, sizeof(real));
+    real *dfc = (real *)calloc_check(N * 2 * F, sizeof(real)), *dfch = (real *)calloc_check(N * F, sizeof(real));
+
+    crossentropy_backward(dlogits, a->probs, m->targets, loss_scale / (m->loss_count ? m->loss_count : 1), (int)N, V);
+    matmul_backward(dln, m->g[P_WLM], dlogits, a->lnf, m->p[P_WLM], (int)N, C, V);
+    rmsnorm_backward(dresid, m->g[P_LNFW], dln, a->resid + L * cap * C, m->p[P_LNFW], a->lnf_rstd, (int)N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        real *x = a->resid + l * cap * C;
+        real *ln1 = a->ln1 + l * cap * C, *ln1r = a->ln1_rstd + l * cap;
+        real *k = a->k + l * cap * C, *v = a->v + l * cap * C;
+        real *qr = a->qr + l * cap * C, *kr = a->kr + l * cap * C;
+        real *lse = a->lse + l * cap * NH, *atty = a->atty + l * cap * C, *x2 = a->resid2 + l * cap * C;
+        int *sel = layer_is_moba(c, l) ? a->sel + l * cap * NH * K : NULL;
+        real *ln2 = a->ln2 + l * cap * C, *ln2r = a->ln2_rstd + l * cap;
+        real *fc = a->fc + l * cap * 2 * F, *fch = a->fch + l * cap * F;
+        // MLP: dresid holds d(xout); it flows unchanged into d(x2) and through the MLP branch
+        memset(dfch, 0, N * F * sizeof(real)); memset(dfc, 0, N * 2 * F * sizeof(real)); memset(dln, 0, NC * sizeof(real));
+        matmul_backward(dfch, m->g[P_WPROJ] + (size_t)l * C * F, dresid, fch, m->p[P_WPROJ] + (size_t)l * C * F, (int)N, F, C);
+        swiglu_backward(dfc, dfch, fc, (int)N, F);
+        matmul_backward(dln, m->g[P_WFC] + (size_t)l * 2 * F * C, dfc, ln2, m->p[P_WFC] + (size_t)l * 2 * F * C, (int)N, C, 2 * F);
+        rmsnorm_backward(dresid, m->g[P_LN2W] + (size_t)l * C, dln, x2, m->p[P_LN2W] + (size_t)l * C, ln2r, (int)N, C);
+        // attention: dresid now holds d(x2)
+        memset(datty, 0, NC * sizeof(real));
+        matmul_backward(datty, m->g[P_WO] + (size_t)l * C * C, dresid, atty, m->p[P_WO] + (size_t)l * C * C, (int)N, C, C);
+        memset(dqr, 0, NC * sizeof(real)); memset(dkr, 0, NC * sizeof(real)); memset(dv, 0, NC * sizeof(real));
+        attention_backward(dqr, dkr, dv, datty, qr, kr, v, atty, lse, sel, B, T, NH, HD, c->moba_block, K);
+        rope_apply(dq, dqr, B, T, NH, HD, c->rope_theta, -1);
+        rope_apply(dkc, dkr, B, T, NH, HD, c->rope_theta, -1);
+        if (W > 0) {
+            memset(dk, 0, NC * sizeof(real));
+            kconv_backward(dk, m->g[P_KCONVW] + (size_t)l * C * W, dkc, k, m->p[P_KCONVW] + (size_t)l * C * W, B, T, C, W);
+        } else {
+            memcpy(dk, dkc, NC * sizeof(real));
+        }
+        for (size_t n = 0; n < N; n++) {
+            memcpy(dqkv + n * 3 * C, dq + n * C, C * sizeof(real));
+            memcpy(dqkv + n * 3 * C + C, dk + n * C, C * sizeof(real));
+            memcpy(dqkv + n * 3 * C + 2 * C, dv + n * C, C * sizeof(real));
+        }
+        memset(dln, 0, NC * sizeof(real));
+        matmul_backward(dln, m->g[P_WQKV] + (size_t)l * 3 * C * C, dqkv, ln1, m->p[P_WQKV] + (size_t)l * 3 * C * C, (int)N, C, 3 * C);
+        rmsnorm_backward(dresid, m->g[P_LN1W] + (size_t)l * C, dln, x, m->p[P_LN1W] + (size_t)l * C, ln1r, (int)N, C);
+    }
+    encoder_backward(m->g[P_WTE], dresid, m->inputs, (int)N, C);
+    real *bufs[] = {dlogits, dresid, dln, dqkv, dq, dk, dv, dkc, dqr, dkr, datty, dfc, dfch};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { free(bufs[i]); }
+}
+
+real model_grad_norm(const Model *m) {
+    double ss = 0;
+    for (size_t i = 0; i < m->num_params; i++) { ss += (double)m->grads[i] * m->grads[i]; }
+    return (real)sqrt(ss);
+}
+
+typedef struct { float lr, beta1, beta2, eps, weight_decay, grad_clip; } AdamWConfig;
+
+// One AdamW step (decoupled weight decay on matrices only) after global-norm clipping; t counts from 1.
+// Returns the gradient norm before clipping.
+real model_update(Model *m, const AdamWConfig *o, float lr, int t) {
+    if (m->adam_m == NULL) {
+        m->adam_m = (real *)calloc_check(m->num_params, sizeof(real));
+        m->adam_v = (real *)calloc_check(m->num_params, sizeof(real));
+    }
+    real norm = model_grad_norm(m);
+    real gscale = (o->grad_clip > 0 && norm > o->grad_clip) ? o->grad_clip / norm : 1;
+    real bc1 = 1 - pow((real)o->beta1, (real)t), bc2 = 1 - pow((real)o->beta2, (real)t);
+    size_t i = 0;
+    for (int tensor = 0; tensor < NUM_PARAM_TENSORS; tensor++) {
+        real wd = param_is_matrix[tensor] ? o->weight_decay : 0;
+        for (size_t end = i + m->sizes[tensor]; i < end; i++) {
+            real g = m->grads[i] * gscale;
+            m->adam_m[i] = o->beta1 * m->adam_m[i] + (1 - o->beta1) * g;
+            m->adam_v[i] = o->beta2 * m->adam_v[i] + (1 - o->beta2) * g * g;
+            real mhat = m->adam_m[i] / bc1, vhat = m->adam_v[i] / bc2;
+            m->params[i] -= lr * (mhat / (sqrt(vhat) + o->eps) + wd * m->params[i]);
+        }
+    }
+    return norm;
+}
+
+void model_free(Model *m) {
+    free(m->params); free(m->grads); free(m->adam_m); free(m->adam_v);
+    if (m->a.resid) { activations_free(&m->a); free(m->inputs); free(m->targets); }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Checkpoints and debug state (formats in llmc/checkpoint.h and doc/formats.md). Files always hold fp32.
+
+static float *to_f32(const real *x, size_t n) {
+    float *out = (float *)malloc_check(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) { out[i] = (float)x[i]; }
+    return out;
+}
+
+static void from_f32(real *dst, const float *src, size_t n) { for (size_t i = 0; i < n; i++) { dst[i] = src[i]; } }
+
+void model_save_checkpoint(const Model *m, const char *path, CheckpointHeader h) {
+    h.magic = CKPT_MAGIC; h.version = CKPT_VERSION; h.header_bytes = CKPT_HEADER_BYTES;
+    h.cfg = m->cfg; h.num_params = m->num_params;
+    h.flags = m->adam_m ? CKPT_HAS_OPTIMIZER : 0;
+    float *p = to_f32(m->params, m->num_params);
+    float *mm = m->adam_m ? to_f32(m->adam_m, m->num_params) : NULL;
+    float *vv = m->adam_v ? to_f32(m->adam_v, m->num_params) : NULL;
+    checkpoint_write(path, &h, p, mm, vv);
+    free(p); free(mm); free(vv);
+}
+
+// Loads params (and optimizer state when want_optimizer and present); returns the header.
+CheckpointHeader model_load_checkpoint(Model *m, const char *path, int want_optimizer) {
+    CheckpointHeader h;
+    FILE *f = checkpoint_open(path, &h);
+    checkpoint_check_config(path, &h, &m->cfg);
+    size_t P = m->num_params;
+    float *p = (float *)malloc_check(P * sizeof(float));
+    int load_opt = want_optimizer && (h.flags & CKPT_HAS_OPTIMIZER);
+    float *mm = load_opt ? (float *)malloc_check(P * sizeof(float)) : NULL;
+    float *vv = load_opt ? (float *)malloc_check(P * sizeof(float)) : NULL;
+    checkpoint_read_arrays(f, path, &h, p, mm, vv);
+    from_f32(m->params, p, P);
+    if (load_opt) {
+        if (!m->adam_m) { m->adam_m = (real *)calloc_check(P, sizeof(real)); m->adam_v = (real *)calloc_check(P, sizeof(real)); }
+        from_f32(m->adam_m, mm, P); from_f32(m->adam_v, vv, P);
+    }
+    free(p); free(mm); free(vv);
+    return h;
+}
+
+static void write_reals(AtomicFile *af, const real *x, size_t n) {
+    float *tmp = to_f32(x, n);
+    atomic_write(af, tmp, sizeof(float), n);
+    free(tmp);
+}
+
+static int num_moba_layers(const ModelConfig *c) {
+    int n = 0;
+    for (int l = 0; l < c->n_layer; l++) { n += layer_is_moba(c, l); }
+    return n;
+}
+
+// The reference the GPU test checks against: one batch's logits, loss, gradients, MoBA selections, and
+// the losses of `steps` AdamW steps on that batch at a constant learning rate.
+void write_debug_state(Model *m, const char *path, const int *inputs, const int *targets, int B, int T,
+                       const AdamWConfig *o, int steps, uint64_t seed) {
+    const ModelConfig *c = &m->cfg;
+    size_t N = (size_t)B * T, V = c->vocab_size, P = m->num_params;
+    DebugStateHeader h;
+    memset(&h, 0, sizeof(h));
+    h.magic = DEBUG_MAGIC; h.version = CKPT_VERSION; h.header_bytes = CKPT_HEADER_BYTES;
+    h.cfg = *c; h.B = B; h.T = T; h.num_steps = steps; h.num_moba_layers = num_moba_layers(c);
+    h.lr = o->lr; h.beta1 = o->beta1; h.beta2 = o->beta2; h.eps = o->eps; h.weight_decay = o->weight_decay; h.grad_clip = o->grad_clip;
+    h.num_params = P; h.seed = seed;
+    real *params0 = (real *)malloc_check(P * sizeof(real));
+    memcpy(params0, m->params, P * sizeof(real));
+    model_forward(m, inputs, targets, B, T);
+    model_zero_grad(m);
+    model_backward(m, 1);
+    AtomicFile af;
+    atomic_open(&af, path);
+    atomic_write(&af, &h, sizeof(h), 1);
+    write_reals(&af, params0, P);
+    atomic_write(&af, inputs, sizeof(int), N);
+    atomic_write(&af, targets, sizeof(int), N);
+    write_reals(&af, m->a.logits, N * V);
+    float loss = (float)m->mean_loss;
+    atomic_write(&af, &loss, sizeof(float), 1);
+    write_reals(&af, m->grads, P);
+    float *losses = (float *)malloc_check((steps > 0 ? steps : 1) * sizeof(float));
+    int *sel_copy = (int *)malloc_check((size_t)(h.num_moba_layers ? h.num_moba_layers : 1) * N * c->n_head * c->moba_topk * sizeof(int));
+    for (int l = 0, i = 0; l < c->n_layer; l++) {
+        if (!layer_is_moba(c, l)) { continue; }
+        size_t n = N * c->n_head * c->moba_topk;
+        memcpy(sel_copy + i++ * n, m->a.sel + l * n, n * sizeof(int));
+    }
+    for (int s = 0; s < steps; s++) {
+        model_forward(m, inputs, targets, B, T);
+        losses[s] = (float)m->mean_loss;
+        model_zero_grad(m);
+        model_backward(m, 1);
+        model_update(m, o, o->lr, s + 1);
+    }
+    atomic_write(&af, losses, sizeof(float), steps);
+    atomic_write(&af, sel_copy, sizeof(int), (size_t)h.num_moba_layers * N * c->n_head * c->moba_topk);
+    uint32_t end = END_MAGIC;
+    atomic_write(&af, &end, sizeof(end), 1);
+    atomic_close(&af);
+    memcpy(m->params, params0, P * sizeof(real));
+    free(params0); free(losses); free(sel_copy);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Evaluation helpers
+
+// Mean validation loss over `batches` batches from the start of the val loader, and the accuracy on
+// synthetic recall positions (targets that must be retrieved from a STORE earlier in the document).
+typedef struct { double loss, recall_acc; long recall_count; } EvalResult;
+
+EvalResult evaluate(Model *m, DataLoader *val, int batches) {
+    EvalResult r = {0, 0, 0};
+    long hits = 0;
+    dataloader_reset(val);
+    int V = m->cfg.vocab_size;
+    for (int i = 0; i < batches; i++) {
+        dataloader_next_batch(val);
+        model_forward(m, val->inputs, val->targets, val->B, val->T);
+        r.loss += m->mean_loss / batches;
+        for (int b = 0; b < val->B; b++) {
+            const int32_t *row = val->inputs + (size_t)b * val->T;
+            for (int t = 0; t < val->T; t++) {
+                if (!synthetic_is_recall_value(row, t)) { continue; }
+                const real *lg = m->a.logits + ((size_t)b * val->T + t) * V;
+                int best = 0;
+                for (int v = 1; v < V; v++) { if (lg[v] > lg[best]) { best = v; } }
+                hits += best == val->targets[(size_t)b * val->T + t];
+                r.recall_count++;
+            }
+        }
+    }
+    r.recall_acc = r.recall_count ? (double)hits / r.recall_count : 0;
+    return r;
+}
+
+// Greedy continuation of a prompt (full recompute per token: the CPU path is for small models).
+void generate(Model *m, int *tokens, int prompt_len, int total_len) {
+    int V = m->cfg.vocab_size;
+    for (int t = prompt_len; t < total_len; t++) {
+        model_forward(m, tokens, NULL, 1, t);
+        const real *lg = m->a.logits + (size_t)(t - 1) * V;
+        int best = 0;
+        for (int v = 1; v < V; v++) { if (lg[v] > lg[best]) { best = v; } }
+        tokens[t] = best;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Command line (llm.c style: every flag is "-x value")
+
+typedef struct {
+    const char *train_pattern, *val_pattern, *out_dir, *preset, *attn, *schedule, *init_ckpt, *debug_state;
+    int B, T, total_batch, warmup, steps, val_every, val_batches, ckpt_every, resume, debug_steps, vocab_override;
+    int moba_block, moba_topk, kconv, n_dense_last, sample_tokens;
+    float lr, final_frac, weight_decay, grad_clip, time_limit_min;
+    uint64_t seed;
+} TrainArgs;
+
+static void print_usage(const TrainArgs *d) {
+    printf("usage: ./train_gpt_moba [-flag value]...   (CPU fp32 reference trainer)\n");
+    printf("data\n");
+    printf("  -i  train shards (glob)              default %s (made on first use)\n", d->train_pattern);
+    printf("  -j  val shards (glob)                default %s\n", d->val_pattern);
+    printf("  -o  output dir: log + checkpoint     default %s\n", d->out_dir);
+    printf("model\n");
+    printf("  -p  preset:");
+    for (int i = 0; i < NUM_MODEL_PRESETS; i++) { printf(" %s", model_presets[i].name); }
+    printf("   default %s\n", d->preset);
+    printf("  -A  attention: dense | moba          default: the preset's (moba)\n");
+    printf("  -B  MoBA block size (power of two)   default: the preset's\n");
+    printf("  -K  MoBA top-k blocks (>= 1)         default: the preset's\n");
+    printf("  -W  key conv width: 0, 3 or 5       default: the preset's\n");
+    printf("  -N  last N layers dense (hybrid)     default %d\n", d->n_dense_last);
+    printf("  -V  vocab size                       default: the preset's\n");
+    printf("training\n");
+    printf("  -b  micro-batch size                 default %d\n", d->B);
+    printf("  -t  sequence length                  default %d\n", d->T);
+    printf("  -d  total batch in tokens (accum)    default %d (= b*t, no accumulation)\n", d->total_batch);
+    printf("  -l  peak learning rate               default %g\n", d->lr);
+    printf("  -u  warmup steps                     default %d\n", d->warmup);
+    printf("  -q  final lr fraction                default %g\n", d->final_frac);
+    printf("  -k  lr schedule: cosine | wsd        default %s\n", d->schedule);
+    printf("  -c  weight decay (matrices)          default %g\n", d->weight_decay);
+    printf("  -g  gradient clip (global norm, 0=off) default %g\n", d->grad_clip);
+    printf("  -x  optimizer steps                  default %d\n", d->steps);
+    printf("  -M  time limit in minutes (0 = none) default %g\n", d->time_limit_min);
+    printf("  -r  seed                             default %llu\n", (unsigned long long)d->seed);
+    printf("eval and checkpoints\n");
+    printf("  -v  val every N steps (0 = end only) default %d\n", d->val_every);
+    printf("  -m  val batches                      default %d\n", d->val_batches);
+    printf("  -s  tokens to generate at the end    default %d\n", d->sample_tokens);
+    printf("  -n  checkpoint every N steps (0=end) default %d\n", d->ckpt_every);
+    printf("  -y  resume from <out>/checkpoint.bin default %d\n", d->resume);
+    printf("  -e  init weights from a checkpoint   default none\n");
+    printf("  -D  write a debug state here, exit   default none\n");
+    printf("  -S  AdamW steps in the debug state   default %d\n", d->debug_steps);
+    printf("  -h  this help\n");
+}
+
+static int parse_int(const char *flag, const char *v) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || x < -2147483647L || x > 2147483647L) { die("flag %s wants an integer, got '%s'", flag, v); }
+    return (int)x;
+}
+
+static float parse_float(const char *flag, const char *v) {
+    char *end;
+    float x = strtof(v, &end);
+    if (*v == '\0' || *end != '\0' || !isfinite(x)) { die("flag %s wants a number, got '%s'", flag, v); }
+    return x;
+}
+
+static TrainArgs default_args(void) {
+    TrainArgs a;
+    memset(&a, 0, sizeof(a));
+    a.train_pattern = "data/synthetic/train_*.bin"; a.val_pattern = "data/synthetic/val_*.bin"; a.out_dir = "runs/cpu";
+    a.preset = "tiny"; a.attn = NULL; a.schedule = "cosine";
+    a.B = 8; a.T = 256; a.total_batch = 0; a.warmup = 20; a.steps = 200; a.val_every = 50; a.val_batches = 4;
+    a.ckpt_every = 0; a.debug_steps = 3; a.sample_tokens = 32;
+    a.moba_block = -1; a.moba_topk = -1; a.kconv = -1; a.n_dense_last = 0; a.vocab_override = -1;
+    a.lr = 3e-3f; a.final_frac = 0.1f; a.weight_decay = 0.1f; a.grad_clip = 1.0f; a.seed = 1337;
+    return a;
+}
+
+static TrainArgs parse_args(int argc, char **argv) {
+    TrainArgs a = default_args();
+    for (int i = 1; i < argc; i += 2) {
+        const char *f = argv[i];
+        if (strcmp(f, "-h") == 0) { print_usage(&a); exit(0); }
+        if (f[0] != '-' || strlen(f) != 2) { die("bad argument '%s': flags are -x value (see -h)", f); }
+        if (i + 1 >= argc) { die("flag %s needs a value (see -h)", f); }
+        const char *v = argv[i + 1];
+        switch (f[1]) {
+            case 'i': a.train_pattern = v; break;
+            case 'j': a.val_pattern = v; break;
+            case 'o': a.out_dir = v; break;
+            case 'p': a.preset = v; break;
+            case 'A': a.attn = v; break;
+            case 'B': a.moba_block = parse_int(f, v); break;
+            case 'K': a.moba_topk = parse_int(f, v); break;
+            case 'W': a.kconv = parse_int(f, v); break;
+            case 'N': a.n_dense_last = parse_int(f, v); break;
+            case 'V': a.vocab_override = parse_int(f, v); break;
+            case 'b': a.B = parse_int(f, v); break;
+            case 't': a.T = parse_int(f, v); break;
+            case 'd': a.total_batch = parse_int(f, v); break;
+            case 'l': a.lr = parse_float(f, v); break;
+            case 'u': a.warmup = parse_int(f, v); break;
+            case 'q': a.final_frac = parse_float(f, v); break;
+            case 'k': a.schedule = v; break;
+            case 'c': a.weight_decay = parse_float(f, v); break;
+            case 'g': a.grad_clip = parse_float(f, v); break;
+            case 'x': a.steps = parse_int(f, v); break;
+            case 'M': a.time_limit_min = parse_float(f, v); break;
+            case 'r': a.seed = (uint64_t)parse_int(f, v); break;
+            case 'v': a.val_every = parse_int(f, v); break;
+            case 'm': a.val_batches = parse_int(f, v); break;
+            case 's': a.sample_tokens = parse_int(f, v); break;
+            case 'n': a.ckpt_every = parse_int(f, v); break;
+            case 'y': a.resume = parse_int(f, v); break;
+            case 'e': a.init_ckpt = v; break;
+            case 'D': a.debug_state = v; break;
+            case 'S': a.debug_steps = parse_int(f, v); break;
+            default: die("unknown flag %s (see -h)", f);
+        }
+    }
+    if (a.B < 1) { die("micro-batch size -b %d: must be at least 1", a.B); }
+    if (a.steps < 0) { die("steps -x %d: must be >= 0", a.steps); }
+    if (a.warmup < 0) { die("warmup -u %d: must be >= 0", a.warmup); }
+    if (a.val_batches < 1) { die("val batches -m %d: must be at least 1", a.val_batches); }
+    if (!(a.lr > 0)) { die("learning rate -l %g: must be > 0", a.lr); }
+    if (a.total_batch == 0) { a.total_batch = a.B * a.T; }
+    if (a.total_batch % (a.B * a.T) != 0) { die("total batch -d %d must be a multiple of b*t = %d", a.total_batch, a.B * a.T); }
+    return a;
+}
+
+static ModelConfig config_from_args(const TrainArgs *a) {
+    ModelConfig c = preset_config(a->preset);
+    if (a->attn) {
+        if (strcmp(a->attn, "dense") == 0) { c.attn = ATTN_DENSE; }
+        else if (strcmp(a->attn, "moba") == 0) { c.attn = ATTN_MOBA; }
+        else { die("attention -A '%s': must be dense or moba", a->attn); }
+    }
+    if (a->moba_block != -1) { c.moba_block = a->moba_block; }
+    if (a->moba_topk != -1) { c.moba_topk = a->moba_topk; }
+    if (a->kconv != -1) { c.kconv = a->kconv; }
+    if (a->vocab_override != -1) { c.vocab_size = a->vocab_override; }
+    c.n_dense_last = a->n_dense_last;
+    config_validate(&c);
+    config_check_seq_len(&c, a->T);
+    return c;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void ensure_dir(const char *dir) {
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') { *p = '\0'; mkdir(buf, 0755); *p = '/'; }
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) { die("cannot create directory '%s': %s", dir, strerror(errno)); }
+}
+
+// The default data is the built-in synthetic corpus, generated on first use.
+static void ensure_synthetic_data(const TrainArgs *a, const ModelConfig *c) {
+    TrainArgs d = default_args();
+    if (strcmp(a->train_pattern, d.train_pattern) != 0) { return; }
+    FILE *f = fopen("data/synthetic/train_000.bin", "rb");
+    if (f) { fclose(f); return; }
+    printf("generating the built-in synthetic corpus in data/synthetic/ (vocab %d)\n", c->vocab_size);
+    synthetic_write_dataset("data/synthetic", (uint32_t)c->vocab_size, 4000000, 200000, 42);
+}
+
+int train_main(int argc, char **argv) {
+    TrainArgs args = parse_args(argc, argv);
+    ModelConfig cfg = config_from_args(&args);
+    ensure_synthetic_data(&args, &cfg);
+    int grad_accum = args.total_batch / (args.B * args.T);
+    AdamWConfig opt = {args.lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, args.grad_clip};
+
+    Model model;
+    model_init(&model, &cfg, args.seed);
+    config_print(&cfg, stdout);
+
+    DataLoader train;
+    dataloader_init(&train, args.train_pattern, args.B, args.T, 0, 1, 1, args.seed, (uint32_t)cfg.vocab_size);
+
+    if (args.debug_state) {
+        dataloader_next_batch(&train);
+        write_debug_state(&model, args.debug_state, train.inputs, train.targets, args.B, args.T, &opt, args.debug_steps, args.seed);
+        printf("wrote debug state %s (B %d, T %d, %d steps, loss %.6f)\n", args.debug_state, args.B, args.T, args.debug_steps, (double)model.mean_loss);
+        dataloader_free(&train); model_free(&model);
+        return 0;
+    }
+    DataLoader val;
+    dataloader_init(&val, args.val_pattern, args.B, args.T, 0, 1, 0, args.seed, (uint32_t)cfg.vocab_size);
+
+    ensure_dir(args.out_dir);
+    char ckpt_path[1024], log_path[1024];
+    snprintf(ckpt_path, sizeof(ckpt_path), "%s/checkpoint.bin", args.out_dir);
+    snprintf(log_path, sizeof(log_path), "%s/log.txt", args.out_dir);
+
+    int start_step = 0;
+    Rng sample_rng;
+    rng_init(&sample_rng, args.seed ^ 0x5A5A5A5Aull);
+    if (args.init_ckpt) {
+        model_load_checkpoint(&model, args.init_ckpt, 0);
+        printf("initialised weights from %s\n", args.init_ckpt);
+    }
+    if (args.resume) {
+        CheckpointHeader h = model_load_checkpoint(&model, ckpt_path, 1);
+        if (h.batch_size != args.B || h.seq_len != args.T || h.grad_accum != grad_accum || h.world_size != 1) {
+            die("checkpoint '%s' was written with b %d t %d accum %d world %d; resume needs the same (got b %d t %d accum %d world 1)",
+                ckpt_path, h.batch_size, h.seq_len, h.grad_accum, h.world_size, args.B, args.T, grad_accum);
+        }
+        if (h.seed != args.seed) { die("checkpoint '%s' was written with seed %llu, this run has seed %llu", ckpt_path, (unsigned long long)h.seed, (unsigned long long)args.seed); }
+        DataLoaderPosition pos = {h.loader_epoch, h.loader_shard, h.loader_batch};
+        dataloader_set_position(&train, pos);
+        sample_rng.state = h.rng_state;
+        start_step = (int)h.step;
+        printf("resumed from %s at step %d\n", ckpt_path, start_step);
+    }
+    FILE *logf = fopen_check(log_path, start_step > 0 ? "a" : "w");
+    LRScheduler sched = {lr_schedule_kind(args.schedule), args.lr, args.final_frac, 0.2f, args.warmup, args.steps};
+
+    printf("batch %d x %d tokens, grad accum %d, %d steps, %d threads\n", args.B, args.T, grad_accum, args.steps,
+#ifdef _OPENMP
+           omp_get_max_threads()
+#else
+           1
+#endif
+    );
+    double t_start = now_seconds(), tokens_done = 0;
+    int step = start_step;
+    for (; step < args.steps; step++) {
+        if (args.val_every > 0 && step % args.val_every == 0) {
+            EvalResult e = evaluate(&model, &val, args.val_batches);
+            printf("step %5d | val loss %.4f | recall acc %.3f (%ld)\n", step, e.loss, e.recall_acc, e.recall_count);
+            fprintf(logf, "step %d val_loss %.9g recall_acc %.6f\n", step, e.loss, e.recall_acc);
+        }
+        double t0 = now_seconds();
+        model_zero_grad(&model);
+        double loss = 0;
+        for (int micro = 0; micro < grad_accum; micro++) {
+            dataloader_next_batch(&train);
+            model_forward(&model, train.inputs, train.targets, args.B, args.T);
+            model_backward(&model, (real)1 / grad_accum);
+            loss += model.mean_loss / grad_accum;
+        }
+        float lr = lr_at(&sched, step);
+        real norm = model_update(&model, &opt, lr, step + 1);
+        double dt = now_seconds() - t0;
+        tokens_done += (double)args.total_batch;
+        double elapsed = now_seconds() - t_start;
+        double tok_s = tokens_done / elapsed;
+        double eta = elapsed / (step + 1 - start_step) * (args.steps - step - 1);
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | ETA %.0fs\n",
+               step + 1, args.steps, loss, lr, (double)norm, dt * 1000, tok_s, eta);
+        fprintf(logf, "step %d train_loss %.9g lr %.6e norm %.6g tok_s %.0f\n", step + 1, loss, lr, (double)norm, tok_s);
+        fflush(logf);
+        int last = step + 1 == args.steps;
+        int out_of_time = args.time_limit_min > 0 && elapsed > args.time_limit_min * 60;
+        if ((args.ckpt_every > 0 && (step + 1) % args.ckpt_every == 0) || last || out_of_time) {
+            CheckpointHeader h;
+            memset(&h, 0, sizeof(h));
+            DataLoaderPosition pos = dataloader_position(&train);
+            h.step = (uint64_t)(step + 1); h.rng_state = sample_rng.state;
+            h.loader_epoch = pos.epoch; h.loader_shard = pos.shard_index; h.loader_batch = pos.batch_index;
+            h.batch_size = args.B; h.seq_len = args.T; h.grad_accum = grad_accum; h.world_size = 1; h.seed = args.seed;
+            model_save_checkpoint(&model, ckpt_path, h);
+        }
+        if (out_of_time) { printf("time limit of %g minutes reached; checkpoint saved\n", args.time_limit_min); step++; break; }
+    }
+    EvalResult e = evaluate(&model, &val, args.val_batches);
+    printf("final | val loss %.4f | recall acc %.3f over %ld recall positions\n", e.loss, e.recall_acc, e.recall_count);
+    fprintf(logf, "step %d val_loss %.9g recall_acc %.6f\n", step, e.loss, e.recall_acc);
+    if (args.sample_tokens > 0) {
+        int prompt = 16, total = prompt + args.sample_tokens;
+        if (total > cfg.max_seq_len) { total = cfg.max_seq_len; }
+        int *tokens = (int *)malloc_check((size_t)total * sizeof(int));
+        memcpy(tokens, val.inputs, prompt * sizeof(int));
+        generate(&model, tokens, prompt, total);
+        printf("sample (token ids; prompt | continuation):");
+        for (int i = 0; i < total; i++) { printf("%s%d", i == prompt ? " | " : " ", tokens[i]); }
+        printf("\n");
+        free(tokens);
+    }
+    fclose(logf);
+    dataloader_free(&train); dataloader_free(&val); model_free(&model);
+    return 0;
+}
+
+#ifndef TESTING
+int main(int argc, char **argv) { return train_main(argc, argv); }
+#endif
