@@ -11,36 +11,11 @@
 #ifndef LLMC_CLASSIFIER_CUH
 #define LLMC_CLASSIFIER_CUH
 
-#include <stdint.h>
 #include "llmc/cuda_common.cuh"
 #include "llmc/cuda_utils.cuh"
 #include "llmc/utils.h"
 
 #define CLASSIFIER_THREADS 1024
-
-// Calls y = f(v, x) once for every element v of the row, spread over the CTA, with 128-bit accesses on the
-// aligned body; with WRITE, stores y back in place.
-template <bool WRITE, typename Fn> __device__ inline void row_foreach(floatX *row, int V, Fn f) {
-    const int misaligned = (int)(((uintptr_t)row % 16) / sizeof(floatX));
-    const int head = min(V, misaligned ? x128::size - misaligned : 0);
-    const int nvec = (V - head) / x128::size;
-    const int tail = head + nvec * x128::size;
-    for (int v = threadIdx.x; v < head; v += blockDim.x) {
-        const float y = f(v, to_float(row[v]));
-        if (WRITE) { row[v] = from_float<floatX>(y); }
-    }
-    for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-        const int v0 = head + i * x128::size;
-        const x128 x = load128(row + v0);
-        x128 y;
-        for (int j = 0; j < x128::size; j++) { y[j] = from_float<floatX>(f(v0 + j, to_float(x[j]))); }
-        if (WRITE) { store128(row + v0, y); }
-    }
-    for (int v = tail + threadIdx.x; v < V; v += blockDim.x) {
-        const float y = f(v, to_float(row[v]));
-        if (WRITE) { row[v] = from_float<floatX>(y); }
-    }
-}
 
 __global__ void fused_classifier_kernel(floatX *logits, float *losses, const int *targets, float grad_scale, int V,
                                         bool write_dlogits) {
@@ -48,11 +23,11 @@ __global__ void fused_classifier_kernel(floatX *logits, float *losses, const int
     const int target = targets[blockIdx.x];
     if (target == -1) {
         if (threadIdx.x == 0) { losses[blockIdx.x] = 0.0f; }
-        if (write_dlogits) { row_foreach<true>(row, V, [](int v, float x) { return 0.0f; }); }
+        if (write_dlogits) { foreach128<true>(row, V, threadIdx.x, blockDim.x, [](size_t v, float x) { return 0.0f; }); }
         return;
     }
     float m = -INFINITY, s = 0.0f; // this thread's running max and sum of exp(x - m)
-    row_foreach<false>(row, V, [&](int v, float x) {
+    foreach128<false>(row, V, threadIdx.x, blockDim.x, [&](size_t v, float x) {
         if (x > m) { s = s * expf(m - x) + 1.0f; m = x; } else { s += expf(x - m); }
         return x;
     });
@@ -64,8 +39,8 @@ __global__ void fused_classifier_kernel(floatX *logits, float *losses, const int
     if (write_dlogits) {
         __syncthreads(); // row[target] is read above before pass 2 overwrites it
         const float inv_sum = 1.0f / sum;
-        row_foreach<true>(row, V, [&](int v, float x) {
-            return (expf(x - row_max) * inv_sum - (v == target ? 1.0f : 0.0f)) * grad_scale;
+        foreach128<true>(row, V, threadIdx.x, blockDim.x, [&](size_t v, float x) {
+            return (expf(x - row_max) * inv_sum - (v == (size_t)target ? 1.0f : 0.0f)) * grad_scale;
         });
     }
 }
