@@ -1,0 +1,29 @@
+/*
+ Dense causal flash attention (llmc/flash_attention.cuh with sel = NULL): correctness and timing.
+ Versions (see dev/cuda/attention_check.cuh): 1 simple, 2 flash + atomic dQ, 3 flash deterministic.
+   ./build/cuda/attention_dense <v> check           CPU-reference checks (T = 1000 and other tails)
+   ./build/cuda/attention_dense <v> time HD T...    fwd and fwd+bwd at batch 2, d_model 2048 (NH = 2048/HD)
+ FLOPs as anchors.md: causal fwd = 2 B NH T^2 HD, fwd+bwd = 3.5x.
+*/
+#include "dev/cuda/attention_check.cuh"
+
+int main(int argc, char **argv) {
+    int version = parse_version(argc, argv);
+    const char *mode = argc > 2 ? argv[2] : "check";
+    if (strcmp(mode, "check") == 0) {
+        int fails = 0;
+        fails += check_case(version, 1, 2, 1000, 64, 0, 0, false, 1);
+        fails += check_case(version, 2, 1, 1000, 128, 0, 0, false, 2);
+        fails += check_case(version, 1, 1, 77, 128, 0, 0, false, 3);
+        fails += check_case(version, 1, 2, 256, 64, 0, 0, false, 4);
+        fails += check_case(version, 1, 1, 1, 128, 0, 0, false, 5);
+        printf("attention_dense v%d: %d failed\n", version, fails);
+        return fails ? 1 : 0;
+    }
+    if (strcmp(mode, "time") == 0 && argc > 4) {
+        int HD = atoi(argv[3]);
+        for (int i = 4; i < argc; i++) { time_case(version, 2, 2048 / HD, atoi(argv[i]), HD, 0, 0); }
+        return 0;
+    }
+    die("usage: %s <version> check | time HD T...", argv[0]);
+}

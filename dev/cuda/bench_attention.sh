@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Device script for the attention kernels: build, CPU-reference checks of every version (dense and MoBA),
+# then timings of ours next to PyTorch's FlashAttention-2 and cuDNN (same shapes, same call), table last.
+# usage: bash dev/cuda/bench_attention.sh [check|quick|full]   (logs to $OUT/attention.log when OUT is set)
+set -u
+cd "$(dirname "$0")/../.."
+mode=${1:-full}
+log=${OUT:-/tmp}/attention.log
+table=$(mktemp)
+make -j4 build/cuda/attention_dense build/cuda/attention_moba >/dev/null || exit 1
+status=0
+for v in 1 2 3; do
+    ./build/cuda/attention_dense $v check >>"$log" 2>&1 || status=1
+    ./build/cuda/attention_moba $v check >>"$log" 2>&1 || status=1
+done
+grep -E "failed$|FAIL|error" "$log"
+[ "$mode" = check ] && exit $status
+if [ "$mode" = quick ]; then dense_t="4096 16384"; moba_t="8192 16384"; hd64_t="8192"
+else dense_t="4096 16384 65536 131072"; moba_t="8192 16384 32768 65536"; hd64_t="8192 32768"; fi
+{
+    for v in 2 3; do
+        ./build/cuda/attention_dense $v time 128 $dense_t
+        ./build/cuda/attention_dense $v time 64 $hd64_t
+    done
+    PYTHONUNBUFFERED=1 python3 dev/cuda/attention_anchor.py 128 $dense_t
+    PYTHONUNBUFFERED=1 python3 dev/cuda/attention_anchor.py 64 $hd64_t
+    for v in 2 3; do
+        ./build/cuda/attention_moba $v time 128 8 $moba_t
+        ./build/cuda/attention_moba $v time 64 16 $moba_t
+    done
+} 2>&1 | tee -a "$log" >"$table"
+nvidia-smi -L
+echo "| impl | attn | HD | T | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+grep '^|' "$table"
+grep -v '^|' "$table" | head -20
+exit $status

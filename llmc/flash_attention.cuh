@@ -1,0 +1,750 @@
+/*
+ Flash attention on the GPU, dense causal or MoBA given a block selection (doc/model.md, MoBA).
+ q, k, v: (B, NH, T, HD) floatX; o, dout: (B, T, NH, HD); lse: (B, NH, T) fp32, natural log of the sum
+ of exp(scaled scores), scale 1/sqrt(HD). dq, dk, dv: (B, NH, T, HD). HD in {64, 128}, any T >= 1.
+ sel == NULL: dense causal. Otherwise key j is visible to query t iff j <= t and block j/block_size is
+ in t's list; one softmax over all visible keys; no gradient through the selection.
+
+ bf16 path (FlashAttention-2 style, mma.sync m16n8k16 bf16 -> fp32, ldmatrix from XOR-swizzled shared
+ memory, cp.async double buffering, never a T x T or T x (T/block) tensor):
+ - forward: a CTA owns 64 queries (4 warps x 16 rows) and walks a key-tile schedule (64 keys a tile)
+   with an online softmax. Dense: tiles 0..diagonal. MoBA: the union of the tiles the 64 queries
+   selected (a bitmap in shared memory), each query masked to its own blocks (membership is per
+   32-key half tile, hence block_size >= 32). Traffic: q, o once; k, v once per visiting query tile.
+ - backward, recomputing P from lse: D = rowsum(dO o); then a CTA per 64-key tile walks the query
+   tiles (32 rows) that see it and writes dK, dV directly; dQ either accumulates there with fp32
+   atomics (fast, order-dependent) or, deterministic, comes from a second query-centric kernel that
+   walks the forward's schedule and writes dQ directly.
+ fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
+*/
+#ifndef LLMC_FLASH_ATTENTION_CUH
+#define LLMC_FLASH_ATTENTION_CUH
+
+#include <math.h>
+#include <stdint.h>
+#include "cuda_common.cuh"
+#include "utils.h"
+
+// Shared with llmc/moba_gate.cuh, which writes it; either header may come first.
+#ifndef MOBA_SELECTION_DEFINED
+#define MOBA_SELECTION_DEFINED
+typedef struct {
+    const int *blocks;  // (B, NH, T, K) int32: selected key-block indices of each query, ascending,
+                        // own block t/block_size always included; unused slots = -1 (at the end)
+    int block_size;     // 32..512, power of two
+    int topk;           // K
+} MobaSelection;
+#endif
+
+// ---------------------------------------------------------------------------------------------------
+// Visibility shared by every path: the key blocks selected by query t of head bh (or NULL = dense).
+__device__ inline const int *moba_list(const MobaSelection &sel, size_t bh, int T, int t) {
+    return sel.blocks + ((size_t)bh * T + t) * sel.topk;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Simple path: one thread per query (forward, dQ) or per key (dK, dV). Used by the fp32 build and as
+// version 1 of the dev programs. Visible keys of query t come as ranges [lo, hi]: one per block.
+template <typename F>
+__device__ void for_each_visible_key(const MobaSelection &sel, size_t bh, int T, int t, F f) {
+    if (sel.blocks == NULL) { for (int j = 0; j <= t; j++) { f(j); } return; }
+    const int *list = moba_list(sel, bh, T, t);
+    for (int s = 0; s < sel.topk; s++) {
+        int b = list[s];
+        if (b < 0) { continue; }
+        for (int j = b * sel.block_size; j <= t && j < (b + 1) * sel.block_size; j++) { f(j); }
+    }
+}
+
+template <typename T>
+__device__ inline float dot_rows(const T *a, const T *b, int HD) {
+    float s = 0.0f;
+    for (int d = 0; d < HD; d++) { s += to_float(a[d]) * to_float(b[d]); }
+    return s;
+}
+
+template <typename T>
+__global__ void attention_forward_simple_kernel(T *o, float *lse, const T *q, const T *k, const T *v,
+                                                int NH, int T_, int HD, MobaSelection sel, float scale) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T_) { return; }
+    size_t bh = blockIdx.y;
+    const T *qt = q + (bh * T_ + t) * HD;
+    float m = -INFINITY;
+    for_each_visible_key(sel, bh, T_, t, [&](int j) { m = fmaxf(m, scale * dot_rows(qt, k + (bh * T_ + j) * HD, HD)); });
+    float acc[128], l = 0.0f;
+    for (int d = 0; d < HD; d++) { acc[d] = 0.0f; }
+    for_each_visible_key(sel, bh, T_, t, [&](int j) {
+        float p = expf(scale * dot_rows(qt, k + (bh * T_ + j) * HD, HD) - m);
+        l += p;
+        for (int d = 0; d < HD; d++) { acc[d] += p * to_float(v[(bh * T_ + j) * HD + d]); }
+    });
+    size_t b = bh / NH, h = bh % NH;
+    T *ot = o + ((b * T_ + t) * NH + h) * HD;
+    for (int d = 0; d < HD; d++) { ot[d] = from_float<T>(acc[d] / l); }
+    lse[bh * T_ + t] = m + logf(l);
+}
+
+// dQ of one query per thread; D = rowsum(dO o) comes from the pre-pass.
+template <typename T>
+__global__ void attention_backward_dq_simple_kernel(T *dq, const T *dout, const float *lse, const float *Dsum,
+                                                    const T *q, const T *k, const T *v, int NH, int T_, int HD,
+                                                    MobaSelection sel, float scale) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= T_) { return; }
+    size_t bh = blockIdx.y, b = bh / NH, h = bh % NH; int t = idx;
+    const T *qt = q + (bh * T_ + t) * HD, *dot = dout + ((b * T_ + t) * NH + h) * HD;
+    float acc[128];
+    for (int d = 0; d < HD; d++) { acc[d] = 0.0f; }
+    for_each_visible_key(sel, bh, T_, t, [&](int j) {
+        const T *kj = k + (bh * T_ + j) * HD;
+        float p = expf(scale * dot_rows(qt, kj, HD) - lse[bh * T_ + t]);
+        float ds = p * (dot_rows(dot, v + (bh * T_ + j) * HD, HD) - Dsum[bh * T_ + t]);
+        for (int d = 0; d < HD; d++) { acc[d] += ds * to_float(kj[d]); }
+    });
+    for (int d = 0; d < HD; d++) { dq[(bh * T_ + t) * HD + d] = from_float<T>(scale * acc[d]); }
+}
+
+// dK, dV of one key per thread: walks every later query and tests whether it selected the key's block.
+template <typename T>
+__global__ void attention_backward_dkdv_simple_kernel(T *dk, T *dv, const T *dout, const float *lse, const float *Dsum,
+                                                      const T *q, const T *k, const T *v, int NH, int T_, int HD,
+                                                      MobaSelection sel, float scale) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= T_) { return; }
+    size_t bh = blockIdx.y, b = bh / NH, h = bh % NH; int j = idx;
+    const T *kj = k + (bh * T_ + j) * HD, *vj = v + (bh * T_ + j) * HD;
+    float ak[128], av[128];
+    for (int d = 0; d < HD; d++) { ak[d] = 0.0f; av[d] = 0.0f; }
+    for (int t = j; t < T_; t++) {
+        if (sel.blocks != NULL) {
+            const int *list = moba_list(sel, bh, T_, t);
+            bool hit = false;
+            for (int s = 0; s < sel.topk; s++) { hit |= list[s] == j / sel.block_size; }
+            if (!hit) { continue; }
+        }
+        const T *qt = q + (bh * T_ + t) * HD, *dot = dout + ((b * T_ + t) * NH + h) * HD;
+        float p = expf(scale * dot_rows(qt, kj, HD) - lse[bh * T_ + t]);
+        float ds = p * (dot_rows(dot, vj, HD) - Dsum[bh * T_ + t]);
+        for (int d = 0; d < HD; d++) {
+            ak[d] += ds * to_float(qt[d]);
+            av[d] += p * to_float(dot[d]);
+        }
+    }
+    for (int d = 0; d < HD; d++) {
+        dk[(bh * T_ + j) * HD + d] = from_float<T>(scale * ak[d]);
+        dv[(bh * T_ + j) * HD + d] = from_float<T>(av[d]);
+    }
+}
+
+// D[bh, t] = sum_d dO[b, t, h, d] * o[b, t, h, d]: one warp per (b, t, h) row.
+template <typename T>
+__global__ void attention_backward_dsum_kernel(float *Dsum, const T *dout, const T *o, int NH, int T_, int HD, int rows) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) { return; }
+    const T *a = dout + (size_t)row * HD, *b = o + (size_t)row * HD;
+    float s = 0.0f;
+    for (int d = lane; d < HD; d += 32) { s += to_float(a[d]) * to_float(b[d]); }
+    for (int off = 16; off > 0; off >>= 1) { s += __shfl_xor_sync(0xffffffff, s, off); }
+    int h = row % NH, t = (row / NH) % T_, bb = row / (NH * T_);
+    if (lane == 0) { Dsum[((size_t)bb * NH + h) * T_ + t] = s; }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tensor-core path (bf16 only).
+namespace flash {
+typedef __nv_bfloat16 bf16;
+constexpr int BR = 64;       // queries per CTA in the query-centric kernels (4 warps x 16)
+constexpr int BC = 64;       // keys per tile
+constexpr int BRB = 32;      // queries per step of the key-centric backward kernel
+constexpr int THREADS = 128;
+constexpr float LOG2E = 1.4426950408889634f;
+
+__device__ inline uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// 16-byte async copy; when !valid the destination is zero-filled (tails past T read as zeros).
+__device__ inline void cp_async16(void *dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ inline void ldsm_x4(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}
+__device__ inline void ldsm_x4_trans(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}
+// c (16x8 fp32) += a (16x16 bf16, row) * b (16x8 bf16, col)
+__device__ inline void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ inline uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// Shared-memory tiles are row-major with COLS bf16 per row, stored in 16-byte chunks whose index is
+// XORed with the row, so the 8 rows one ldmatrix reads land in 8 different bank groups.
+template <int COLS> __device__ inline int swz(int row, int chunk) {
+    constexpr int CPR = COLS / 8;
+    static_assert(CPR == 4 || CPR % 8 == 0, "tile width");
+    int x = CPR >= 8 ? (row & 7) : ((row >> 1) & 3);
+    return row * COLS + ((chunk ^ x) << 3);
+}
+
+// rows [row0, row0 + R) of a (T, COLS) matrix whose rows are `stride` elements apart, zeros past T.
+template <int R, int COLS>
+__device__ inline void load_tile(bf16 *s, const bf16 *g, size_t stride, int row0, int T) {
+    constexpr int CPR = COLS / 8;
+    for (int i = threadIdx.x; i < R * CPR; i += THREADS) {
+        int r = i / CPR, c = i % CPR;
+        bool ok = row0 + r < T;
+        cp_async16(s + swz<COLS>(r, c), g + (ok ? (size_t)(row0 + r) * stride + c * 8 : 0), ok);
+    }
+}
+
+// A fragments (16 x 16 at k-step ks) of rows [row0, row0+16) of a tile stored [row][k].
+template <int COLS> __device__ inline void lds_a(uint32_t a[4], const bf16 *s, int row0, int ks) {
+    int lane = threadIdx.x & 31;
+    ldsm_x4(a, s + swz<COLS>(row0 + (lane & 7) + ((lane >> 3) & 1) * 8, 2 * ks + (lane >> 4)));
+}
+// A fragments of the transpose of a tile stored [k][row]: rows [col0, col0+16) of A are its columns.
+template <int COLS> __device__ inline void lds_a_trans(uint32_t a[4], const bf16 *s, int col0, int ks) {
+    int lane = threadIdx.x & 31;
+    ldsm_x4_trans(a, s + swz<COLS>(ks * 16 + (lane & 7) + (lane >> 4) * 8, col0 / 8 + ((lane >> 3) & 1)));
+}
+// A fragments from fp32 accumulators in the mma C layout (16 x 8NT): the FA2 register reuse of P.
+template <int NT> __device__ inline void acc_to_a(uint32_t a[NT / 2][4], const float c[NT][4]) {
+#pragma unroll
+    for (int ks = 0; ks < NT / 2; ks++) {
+        a[ks][0] = pack_bf16(c[2 * ks][0], c[2 * ks][1]);
+        a[ks][1] = pack_bf16(c[2 * ks][2], c[2 * ks][3]);
+        a[ks][2] = pack_bf16(c[2 * ks + 1][0], c[2 * ks + 1][1]);
+        a[ks][3] = pack_bf16(c[2 * ks + 1][2], c[2 * ks + 1][3]);
+    }
+}
+
+// acc (16 x 8NT) += A (16 x 16KS) * B^T, B stored [n][k] (rows brow0..): S = Q K^T and its kin.
+template <int NT, int KS, int COLS, typename AF>
+__device__ inline void gemm_nt(float acc[NT][4], AF afrag, const bf16 *sB, int brow0) {
+    int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++) {
+        uint32_t a[4];
+        afrag(ks, a);
+#pragma unroll
+        for (int j = 0; j < NT; j += 2) {
+            uint32_t b[4];
+            ldsm_x4(b, sB + swz<COLS>(brow0 + (j + (lane >> 4)) * 8 + (lane & 7), 2 * ks + ((lane >> 3) & 1)));
+            mma16816(acc[j], a, b[0], b[1]);
+            mma16816(acc[j + 1], a, b[2], b[3]);
+        }
+    }
+}
+// acc (16 x 8NT) += A (16 x 16KS) * B, B stored [k][n] (k rows from 0, n from chunk bchunk0): O = P V.
+template <int NT, int KS, int COLS, typename AF>
+__device__ inline void gemm_nn(float acc[NT][4], AF afrag, const bf16 *sB, int bchunk0) {
+    int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++) {
+        uint32_t a[4];
+        afrag(ks, a);
+#pragma unroll
+        for (int j = 0; j < NT; j += 2) {
+            uint32_t b[4];
+            ldsm_x4_trans(b, sB + swz<COLS>(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, bchunk0 + j + (lane >> 4)));
+            mma16816(acc[j], a, b[0], b[1]);
+            mma16816(acc[j + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// Bit h (h = 0, 1) set iff the query's list holds the block of keys [k0 + 32h, k0 + 32h + 32).
+__device__ inline int member_bits(const int *list, int K, int k0, int bs) {
+    int b0 = k0 / bs, b1 = (k0 + 32) / bs, m = 0;
+    for (int s = 0; s < K; s++) {
+        int b = __ldg(list + s);
+        m |= (b == b0) | ((b == b1) << 1);
+    }
+    return m;
+}
+
+// An ascending set of tile indices in [first, n): a plain range (dense) or a bitmap in shared memory.
+struct TileSet {
+    const uint32_t *bits;
+    int first, n;
+    __device__ int next(int t) const {  // smallest member >= t, or n
+        if (bits == NULL) { return max(t, first); }
+        for (int w = t >> 5; (w << 5) < n; w++) {
+            uint32_t m = bits[w] & (w == (t >> 5) ? (~0u << (t & 31)) : ~0u);
+            if (m) { return min((w << 5) + __ffs(m) - 1, n); }
+        }
+        return n;
+    }
+};
+
+// Key tiles seen by queries [q0, q0 + BR): dense 0..diagonal; MoBA the union of their selected tiles.
+template <bool MOBA>
+__device__ TileSet key_tiles(uint32_t *bits, const MobaSelection &sel, size_t bh, int T, int q0) {
+    int qend = min(q0 + BR, T), n = (qend - 1) / BC + 1;
+    if constexpr (!MOBA) {
+        return TileSet{NULL, 0, n};
+    } else {
+        for (int i = threadIdx.x; i < CEIL_DIV(n, 32); i += THREADS) { bits[i] = 0; }
+        __syncthreads();
+        int K = sel.topk, bs = sel.block_size;
+        for (int i = threadIdx.x; i < (qend - q0) * K; i += THREADS) {
+            int t = q0 + i / K, b = moba_list(sel, bh, T, t)[i % K];
+            if (b < 0 || b * bs > t) { continue; }
+            for (int kt = b * bs / BC; kt <= min(b * bs + bs - 1, t) / BC; kt++) { atomicOr(&bits[kt >> 5], 1u << (kt & 31)); }
+        }
+        __syncthreads();
+        return TileSet{bits, 0, n};
+    }
+}
+
+// Query tiles (BRB rows) that see keys [k0, k0 + BC): dense all from the diagonal on; MoBA those with a
+// query that selected one of the tile's blocks (a scan of the later queries' lists: O(T K) per tile).
+template <bool MOBA>
+__device__ TileSet query_tiles(uint32_t *bits, const MobaSelection &sel, size_t bh, int T, int k0) {
+    int first = k0 / BRB, n = CEIL_DIV(T, BRB);
+    if constexpr (!MOBA) {
+        return TileSet{NULL, first, n};
+    } else {
+        for (int i = threadIdx.x; i < CEIL_DIV(n, 32); i += THREADS) { bits[i] = 0; }
+        __syncthreads();
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        for (int base = k0 + warp * 32; base < T; base += THREADS) {  // a warp's 32 rows are one query tile
+            int t = base + lane;
+            bool hit = t < T && member_bits(moba_list(sel, bh, T, t), sel.topk, k0, sel.block_size) != 0;
+            if (__any_sync(0xffffffff, hit) && lane == 0) { atomicOr(&bits[(base / BRB) >> 5], 1u << ((base / BRB) & 31)); }
+        }
+        __syncthreads();
+        return TileSet{bits, first, n};
+    }
+}
+
+// Query-centric masking of a 16 x 64 score tile (rows qa, qa + 8 of this thread): -inf where invisible.
+template <bool MOBA>
+__device__ inline void mask_scores(float s[BC / 8][4], const MobaSelection &sel, size_t bh, int T, int qa, int k0, int warp_q0) {
+    if (!MOBA && k0 + BC - 1 <= warp_q0 && warp_q0 + 15 < T) { return; }  // dense tile fully visible
+    int c = threadIdx.x & 3, mem[2] = {3, 3};
+    if (MOBA) {
+        for (int i = 0; i < 2; i++) {
+            int t = qa + 8 * i;
+            mem[i] = t < T ? member_bits(moba_list(sel, bh, T, t), sel.topk, k0, sel.block_size) : 0;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < BC / 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int row = qa + (e >> 1) * 8, key = k0 + j * 8 + 2 * c + (e & 1);
+            bool ok = row < T && key <= row && ((mem[e >> 1] >> ((key - k0) >> 5)) & 1);
+            if (!ok) { s[j][e] = -INFINITY; }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Forward. grid (ceil(T/BR), B*NH), heaviest (last) query tiles first.
+template <int HD, bool MOBA>
+__global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
+                                                       int NH, int T, MobaSelection sel, float scale) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *sQ = (bf16 *)smem, *sK = sQ + BR * HD, *sV = sK + 2 * BC * HD;
+    uint32_t *bits = (uint32_t *)(sV + 2 * BC * HD);
+    const size_t bh = blockIdx.y;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const bf16 *qh = q + bh * T * HD, *kh = k + bh * T * HD, *vh = v + bh * T * HD;
+    const float sl2 = scale * LOG2E;
+
+    TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0);
+    int kt = tiles.next(0), stage = 0;
+    load_tile<BR, HD>(sQ, qh, HD, q0, T);
+    load_tile<BC, HD>(sK, kh, HD, kt * BC, T);
+    load_tile<BC, HD>(sV, vh, HD, kt * BC, T);
+    cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
+    uint32_t qf[HD / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) { lds_a<HD>(qf[ks], sQ, warp * 16, ks); }
+
+    float oacc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const int qa = q0 + warp * 16 + g;
+    while (kt < tiles.n) {
+        int nxt = tiles.next(kt + 1);
+        cp_async_wait_all();
+        __syncthreads();
+        if (nxt < tiles.n) {
+            load_tile<BC, HD>(sK + (stage ^ 1) * BC * HD, kh, HD, nxt * BC, T);
+            load_tile<BC, HD>(sV + (stage ^ 1) * BC * HD, vh, HD, nxt * BC, T);
+        }
+        cp_async_commit();
+        const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
+
+        float s[BC / 8][4] = {};
+        gemm_nt<BC / 8, HD / 16, HD>(s, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = qf[ks][i]; } }, cK, 0);
+        mask_scores<MOBA>(s, sel, bh, T, qa, kt * BC, q0 + warp * 16);
+        // online softmax on rows qa (i = 0) and qa + 8 (i = 1); a quad of 4 threads shares a row
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float mx = m[i];
+            for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+            float base = mx == -INFINITY ? 0.0f : mx * sl2;
+            float alpha = exp2f(m[i] * sl2 - base);
+            m[i] = mx;
+            l[i] *= alpha;
+            for (int j = 0; j < HD / 8; j++) { oacc[j][2 * i] *= alpha; oacc[j][2 * i + 1] *= alpha; }
+            for (int j = 0; j < BC / 8; j++) {
+                for (int e = 2 * i; e < 2 * i + 2; e++) {
+                    s[j][e] = exp2f(s[j][e] * sl2 - base);
+                    l[i] += s[j][e];
+                }
+            }
+        }
+        uint32_t pf[BC / 16][4];
+        acc_to_a<BC / 8>(pf, s);
+        gemm_nn<HD / 8, BC / 16, HD>(oacc, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cV, 0);
+        stage ^= 1;
+        kt = nxt;
+    }
+
+    const size_t b = bh / NH, h = bh % NH;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int t = qa + 8 * i;
+        float li = l[i];
+        li += __shfl_xor_sync(0xffffffff, li, 1);
+        li += __shfl_xor_sync(0xffffffff, li, 2);
+        if (t >= T) { continue; }
+        float inv = li > 0.0f ? 1.0f / li : 0.0f;
+        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
+        for (int j = 0; j < HD / 8; j++) {
+            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
+        }
+        if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Backward, key-centric: a CTA owns keys [k0, k0 + BC) (4 warps x 16 keys), walks the query tiles that
+// see them, and writes dK, dV. ATOMIC_DQ: also dQ += dS K into fp32 dqacc with atomics.
+// grid (ceil(T/BC), B*NH).
+template <int HD, bool MOBA, bool ATOMIC_DQ>
+__global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q,
+                                                        const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
+                                                        int NH, int T, MobaSelection sel, float scale) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *sK = (bf16 *)smem, *sV = sK + BC * HD, *sQ = sV + BC * HD, *sdO = sQ + 2 * BRB * HD, *sdS = sdO + 2 * BRB * HD;
+    float *sLse = (float *)(sdS + BC * BRB), *sD = sLse + 2 * BRB;
+    int *sMem = (int *)(sD + 2 * BRB);
+    uint32_t *bits = (uint32_t *)(sMem + 2 * BRB);
+    const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    const int k0 = blockIdx.x * BC;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const bf16 *qh = q + bh * T * HD, *doh = dout + (b * T * NH + h) * HD;
+    const float sl2 = scale * LOG2E;
+
+    TileSet tiles = query_tiles<MOBA>(bits, sel, bh, T, k0);
+    auto load_query_tile = [&](int qt, int st) {
+        load_tile<BRB, HD>(sQ + st * BRB * HD, qh, HD, qt * BRB, T);
+        load_tile<BRB, HD>(sdO + st * BRB * HD, doh, (size_t)NH * HD, qt * BRB, T);
+        if (threadIdx.x < BRB) {
+            int t = qt * BRB + threadIdx.x;
+            bool ok = t < T;
+            sLse[st * BRB + threadIdx.x] = ok ? lse[bh * T + t] * LOG2E : 0.0f;
+            sD[st * BRB + threadIdx.x] = ok ? Dsum[bh * T + t] : 0.0f;
+            sMem[st * BRB + threadIdx.x] = !ok ? 0 : MOBA ? member_bits(moba_list(sel, bh, T, t), sel.topk, k0, sel.block_size) : 3;
+        }
+    };
+    load_tile<BC, HD>(sK, k + bh * T * HD, HD, k0, T);
+    load_tile<BC, HD>(sV, v + bh * T * HD, HD, k0, T);
+    int it = tiles.next(tiles.first), stage = 0;
+    if (it < tiles.n) { load_query_tile(it, 0); }
+    cp_async_commit();
+
+    float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};
+    const int key_a = k0 + warp * 16 + g;
+    while (it < tiles.n) {
+        int nxt = tiles.next(it + 1);
+        cp_async_wait_all();
+        __syncthreads();
+        if (nxt < tiles.n) { load_query_tile(nxt, stage ^ 1); }
+        cp_async_commit();
+        const bf16 *cQ = sQ + stage * BRB * HD, *cdO = sdO + stage * BRB * HD;
+        const float *cLse = sLse + stage * BRB, *cD = sD + stage * BRB;
+        const int *cMem = sMem + stage * BRB;
+        const int q0 = it * BRB;
+
+        // P^T = exp(K Q^T * scale - lse), 16 keys x 32 queries per warp
+        float s[BRB / 8][4] = {};
+        gemm_nt<BRB / 8, HD / 16, HD>(s, [&](int ks, uint32_t a[4]) { lds_a<HD>(a, sK, warp * 16, ks); }, cQ, 0);
+#pragma unroll
+        for (int j = 0; j < BRB / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
+                bool ok = q0 + qi < T && key <= q0 + qi && ((cMem[qi] >> (warp >> 1)) & 1);
+                s[j][e] = ok ? exp2f(s[j][e] * sl2 - cLse[qi]) : 0.0f;
+            }
+        }
+        uint32_t pf[BRB / 16][4];
+        acc_to_a<BRB / 8>(pf, s);
+        gemm_nn<HD / 8, BRB / 16, HD>(dva, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cdO, 0);
+        // dS^T = P^T * (V dO^T - D)
+        float dp[BRB / 8][4] = {};
+        gemm_nt<BRB / 8, HD / 16, HD>(dp, [&](int ks, uint32_t a[4]) { lds_a<HD>(a, sV, warp * 16, ks); }, cdO, 0);
+#pragma unroll
+        for (int j = 0; j < BRB / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) { s[j][e] *= dp[j][e] - cD[j * 8 + 2 * c + (e & 1)]; }
+        }
+        acc_to_a<BRB / 8>(pf, s);
+        gemm_nn<HD / 8, BRB / 16, HD>(dka, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cQ, 0);
+        if (ATOMIC_DQ) {
+            // dS^T goes through shared memory so each warp can take a 16-query x HD/2 slice of dS K.
+#pragma unroll
+            for (int j = 0; j < BRB / 8; j++) {
+                int r = warp * 16 + g;
+                *reinterpret_cast<uint32_t *>(sdS + swz<BRB>(r, j) + 2 * c) = pack_bf16(s[j][0], s[j][1]);
+                *reinterpret_cast<uint32_t *>(sdS + swz<BRB>(r + 8, j) + 2 * c) = pack_bf16(s[j][2], s[j][3]);
+            }
+            __syncthreads();
+            float dq[HD / 16][4] = {};
+            const int mt = warp & 1, nh = warp >> 1;
+            gemm_nn<HD / 16, BC / 16, HD>(dq, [&](int ks, uint32_t a[4]) { lds_a_trans<BRB>(a, sdS, mt * 16, ks); }, sK, nh * (HD / 16));
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                int t = q0 + mt * 16 + g + 8 * i;
+                if (t >= T) { continue; }
+                float *dst = dqacc + (bh * T + t) * HD + nh * (HD / 2) + 2 * c;
+                for (int j = 0; j < HD / 16; j++) { atomicAdd(reinterpret_cast<float2 *>(dst + j * 8), make_float2(dq[j][2 * i], dq[j][2 * i + 1])); }
+            }
+        }
+        stage ^= 1;
+        it = nxt;
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int key = key_a + 8 * i;
+        if (key >= T) { continue; }
+        for (int j = 0; j < HD / 8; j++) {
+            size_t off = (bh * T + key) * HD + j * 8 + 2 * c;
+            *reinterpret_cast<uint32_t *>(dk + off) = pack_bf16(dka[j][2 * i] * scale, dka[j][2 * i + 1] * scale);
+            *reinterpret_cast<uint32_t *>(dv + off) = pack_bf16(dva[j][2 * i], dva[j][2 * i + 1]);
+        }
+    }
+}
+
+// Backward, query-centric dQ (the deterministic path): the forward's schedule and masks, dQ += dS K
+// accumulated in registers and written once. grid (ceil(T/BR), B*NH).
+template <int HD, bool MOBA>
+__global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+                                                      const float *lse, const float *Dsum, int NH, int T, MobaSelection sel, float scale) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *sQ = (bf16 *)smem, *sdO = sQ + BR * HD, *sK = sdO + BR * HD, *sV = sK + 2 * BC * HD;
+    uint32_t *bits = (uint32_t *)(sV + 2 * BC * HD);
+    const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
+    const float sl2 = scale * LOG2E;
+
+    TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0);
+    int kt = tiles.next(0), stage = 0;
+    load_tile<BR, HD>(sQ, q + bh * T * HD, HD, q0, T);
+    load_tile<BR, HD>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
+    load_tile<BC, HD>(sK, kh, HD, kt * BC, T);
+    load_tile<BC, HD>(sV, vh, HD, kt * BC, T);
+    cp_async_commit();
+    const int qa = q0 + warp * 16 + g;
+    float lrow[2], drow[2];
+    for (int i = 0; i < 2; i++) {
+        bool ok = qa + 8 * i < T;
+        lrow[i] = ok ? lse[bh * T + qa + 8 * i] * LOG2E : 0.0f;
+        drow[i] = ok ? Dsum[bh * T + qa + 8 * i] : 0.0f;
+    }
+
+    float dqa[HD / 8][4] = {};
+    while (kt < tiles.n) {
+        int nxt = tiles.next(kt + 1);
+        cp_async_wait_all();
+        __syncthreads();
+        if (nxt < tiles.n) {
+            load_tile<BC, HD>(sK + (stage ^ 1) * BC * HD, kh, HD, nxt * BC, T);
+            load_tile<BC, HD>(sV + (stage ^ 1) * BC * HD, vh, HD, nxt * BC, T);
+        }
+        cp_async_commit();
+        const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
+
+        float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
+        gemm_nt<BC / 8, HD / 16, HD>(s, [&](int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
+        mask_scores<MOBA>(s, sel, bh, T, qa, kt * BC, q0 + warp * 16);
+        gemm_nt<BC / 8, HD / 16, HD>(dp, [&](int ks, uint32_t a[4]) { lds_a<HD>(a, sdO, warp * 16, ks); }, cV, 0);
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float p = exp2f(s[j][e] * sl2 - lrow[e >> 1]);
+                s[j][e] = p * (dp[j][e] - drow[e >> 1]);
+            }
+        }
+        uint32_t dsf[BC / 16][4];
+        acc_to_a<BC / 8>(dsf, s);
+        gemm_nn<HD / 8, BC / 16, HD>(dqa, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
+        stage ^= 1;
+        kt = nxt;
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int t = qa + 8 * i;
+        if (t >= T) { continue; }
+        for (int j = 0; j < HD / 8; j++) {
+            *reinterpret_cast<uint32_t *>(dq + (bh * T + t) * HD + j * 8 + 2 * c) = pack_bf16(dqa[j][2 * i] * scale, dqa[j][2 * i + 1] * scale);
+        }
+    }
+}
+
+__global__ void dq_convert_kernel(bf16 *dq, const float *dqacc, size_t n, float scale) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (i >= n) { return; }
+    float4 a = *reinterpret_cast<const float4 *>(dqacc + i);
+    uint2 out = make_uint2(pack_bf16(a.x * scale, a.y * scale), pack_bf16(a.z * scale, a.w * scale));
+    *reinterpret_cast<uint2 *>(dq + i) = out;
+}
+
+// Dynamic shared memory: tiles, plus a bitmap over tiles (MoBA schedules), sized by T.
+template <typename K> inline void set_smem(K kernel, size_t bytes) {
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+inline size_t bitmap_bytes(int T, int tile) { return (size_t)CEIL_DIV(CEIL_DIV(T, tile), 32) * 4; }
+
+template <int HD, bool MOBA>
+void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int NH, int T,
+             MobaSelection sel, float scale, cudaStream_t stream) {
+    size_t bytes = (size_t)(BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
+    set_smem(fwd_kernel<HD, MOBA>, bytes);
+    fwd_kernel<HD, MOBA><<<dim3(CEIL_DIV(T, BR), B * NH), THREADS, bytes, stream>>>(o, lse, q, k, v, NH, T, sel, scale);
+    cudaCheckLaunch();
+}
+
+template <int HD, bool MOBA>
+void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+              const float *lse, const float *Dsum, float *dqacc, int B, int NH, int T, MobaSelection sel, float scale,
+              int deterministic, cudaStream_t stream) {
+    size_t kv_bytes = (size_t)(2 * BC + 4 * BRB) * HD * sizeof(bf16) + BC * BRB * sizeof(bf16) + 6 * BRB * 4 + bitmap_bytes(T, BRB);
+    dim3 kgrid(CEIL_DIV(T, BC), B * NH), qgrid(CEIL_DIV(T, BR), B * NH);
+    if (deterministic) {
+        set_smem(dkdv_kernel<HD, MOBA, false>, kv_bytes);
+        dkdv_kernel<HD, MOBA, false><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, NULL, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
+        cudaCheckLaunch();
+        size_t q_bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
+        set_smem(dq_kernel<HD, MOBA>, q_bytes);
+        dq_kernel<HD, MOBA><<<qgrid, THREADS, q_bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
+        cudaCheckLaunch();
+    } else {
+        size_t n = (size_t)B * NH * T * HD;
+        cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
+        set_smem(dkdv_kernel<HD, MOBA, true>, kv_bytes);
+        dkdv_kernel<HD, MOBA, true><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
+        cudaCheckLaunch();
+        dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq, dqacc, n, scale);
+        cudaCheckLaunch();
+    }
+}
+}  // namespace flash
+
+// ---------------------------------------------------------------------------------------------------
+// Public interface.
+inline void attention_check_args(int B, int NH, int T, int HD, const MobaSelection *sel) {
+    if (B < 1 || NH < 1 || T < 1) { die("attention: bad shape B=%d NH=%d T=%d", B, NH, T); }
+    if (HD != 64 && HD != 128) { die("attention: head dim %d unsupported (64 or 128)", HD); }
+    if (sel != NULL) {
+        int bs = sel->block_size;
+        if (sel->blocks == NULL) { die("attention: MoBA selection without a block list"); }
+        if (bs < 32 || (bs & (bs - 1)) != 0) { die("attention: MoBA block size %d must be a power of two >= 32", bs); }
+        if (sel->topk < 1) { die("attention: MoBA top-k %d must be >= 1", sel->topk); }
+    }
+}
+
+// fp32 accumulators for dQ (B*NH*T*HD), then D = rowsum(dO o) (B*NH*T).
+inline size_t attention_backward_scratch_bytes(int B, int NH, int T, int HD) {
+    return (size_t)B * NH * T * (HD + 1) * sizeof(float);
+}
+
+// The simple kernels (fp32 build; dev version 1).
+template <typename T>
+void attention_forward_simple(T *o, float *lse, const T *q, const T *k, const T *v, int B, int NH, int T_, int HD,
+                              const MobaSelection *sel, cudaStream_t stream) {
+    attention_check_args(B, NH, T_, HD, sel);
+    MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
+    attention_forward_simple_kernel<<<dim3(CEIL_DIV(T_, 64), B * NH), 64, 0, stream>>>(o, lse, q, k, v, NH, T_, HD, s, 1.0f / sqrtf((float)HD));
+    cudaCheckLaunch();
+}
+template <typename T>
+void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, const float *lse, const T *q, const T *k,
+                               const T *v, float *scratch, int B, int NH, int T_, int HD, const MobaSelection *sel,
+                               cudaStream_t stream) {
+    attention_check_args(B, NH, T_, HD, sel);
+    MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
+    float *Dsum = scratch + (size_t)B * NH * T_ * HD, scale = 1.0f / sqrtf((float)HD);
+    int rows = B * T_ * NH;
+    attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(Dsum, dout, o, NH, T_, HD, rows);
+    cudaCheckLaunch();
+    dim3 grid(CEIL_DIV(T_, 64), B * NH);
+    attention_backward_dq_simple_kernel<<<grid, 64, 0, stream>>>(dq, dout, lse, Dsum, q, k, v, NH, T_, HD, s, scale);
+    cudaCheckLaunch();
+    attention_backward_dkdv_simple_kernel<<<grid, 64, 0, stream>>>(dk, dv, dout, lse, Dsum, q, k, v, NH, T_, HD, s, scale);
+    cudaCheckLaunch();
+}
+
+void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                       int B, int NH, int T, int HD, const MobaSelection *sel, cudaStream_t stream) {
+#if defined(ENABLE_FP32)
+    attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, sel, stream);
+#else
+    attention_check_args(B, NH, T, HD, sel);
+    float scale = 1.0f / sqrtf((float)HD);
+    MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
+    if (HD == 64) {
+        (sel ? flash::forward<64, true> : flash::forward<64, false>)(o, lse, q, k, v, B, NH, T, s, scale, stream);
+    } else {
+        (sel ? flash::forward<128, true> : flash::forward<128, false>)(o, lse, q, k, v, B, NH, T, s, scale, stream);
+    }
+#endif
+}
+
+// deterministic = 1: bit-identical results run to run (no fp32 atomics); 0: the faster path.
+void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *o,
+                        const float *lse, const floatX *q, const floatX *k, const floatX *v,
+                        float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
+                        int deterministic, cudaStream_t stream) {
+#if defined(ENABLE_FP32)
+    attention_backward_simple(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, stream);
+#else
+    attention_check_args(B, NH, T, HD, sel);
+    float scale = 1.0f / sqrtf((float)HD);
+    MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
+    float *dqacc = scratch, *Dsum = scratch + (size_t)B * NH * T * HD;
+    int rows = B * T * NH;
+    attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(Dsum, dout, o, NH, T, HD, rows);
+    cudaCheckLaunch();
+    if (HD == 64) {
+        (sel ? flash::backward<64, true> : flash::backward<64, false>)(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, s, scale, deterministic, stream);
+    } else {
+        (sel ? flash::backward<128, true> : flash::backward<128, false>)(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, s, scale, deterministic, stream);
+    }
+#endif
+}
+
+#endif  // LLMC_FLASH_ATTENTION_CUH
