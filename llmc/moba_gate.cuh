@@ -11,8 +11,8 @@
  streams the centroids of the blocks they can see (causal: only blocks before the tile's last own block)
  through shared memory, 128 blocks x 32 dims at a time, prefetched into registers one chunk ahead. Each
  thread holds a 4 x 8 tile of scores in registers (fp32 FMA, so scores are fp32-exact up to summation
- order). Only scores that beat a query's current (K-1)-th best become candidates; one thread per query
- then inserts those into its sorted top list in shared memory. Traffic: q read once, centroids read
+ order). Only scores that beat a query's current (K-1)-th best (and a pass-local lower bound) become
+ candidates; one thread per query then inserts those into its sorted top list in shared memory. Traffic: q read once, centroids read
  once per CTA (from L2), selection written once (coalesced through shared memory); memory linear in T.
 */
 #ifndef LLMC_MOBA_GATE_CUH
@@ -103,12 +103,25 @@ moba_select_kernel(int *blocks, const float *cent, const floatX *q, int BH, int 
     // heaviest tiles (latest queries, most past blocks) first, for load balance
     const int tile = ntiles - 1 - blockIdx.x / BH, bh = blockIdx.x % BH;
     const int t0 = tile * QT, tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const unsigned lane = tid % 32, half = lane & 16;
     const floatX *qb = q + ((size_t)bh * T + t0) * HD;
     const float *cbh = cent + (size_t)bh * nb * HD;
 
-    for (int i = tid; i < QT * HD; i += MOBA_THREADS) {
-        int r = i / HD, d = i % HD;
-        Qs[r * QS + d] = (t0 + r < T) ? to_float(qb[(size_t)r * HD + d]) : 0.0f;
+    {  // queries to fp32: 16-byte loads, all in flight before the first use
+        constexpr int V = 16 / sizeof(floatX), NV = QT * HD / V / MOBA_THREADS;
+        uint4 raw[NV];
+#pragma unroll
+        for (int n = 0; n < NV; n++) {
+            int idx = tid + n * MOBA_THREADS, r = idx / (HD / V), d = idx % (HD / V) * V;
+            raw[n] = t0 + r < T ? *(const uint4 *)&qb[(size_t)r * HD + d] : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int n = 0; n < NV; n++) {
+            int idx = tid + n * MOBA_THREADS, r = idx / (HD / V), d = idx % (HD / V) * V;
+            const floatX *x = (const floatX *)&raw[n];
+#pragma unroll
+            for (int v = 0; v < V; v++) { Qs[r * QS + d + v] = to_float(x[v]); }
+        }
     }
     if (tid < QT) { thr[tid] = -INFINITY; cnt[tid] = 0; }
     const int tlast = min(t0 + QT, T) - 1;
@@ -172,15 +185,38 @@ moba_select_kernel(int *blocks, const float *cent, const floatX *q, int BH, int 
         }
         __syncthreads();  // Cb now holds candidates
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int r = ty + 16 * i, t = t0 + r;
-            int ob = t < T ? t / bs : 0;
-            float th = thr[r];
+        for (int i = 0; i < 4; i++) {  // a row's 16 threads are one half-warp (lanes `half`..`half`+15)
+            const int r = ty + 16 * i, t = t0 + r, ob = t < T ? t / bs : 0;
+            // Pass-local bound: the nsel-th largest of the 16 threads' row maxima. At least nsel scores of
+            // this pass reach it, so a lower score can never make the list; this spares the first passes
+            // (list not yet full) from inserting every score.
+            float m = -INFINITY, lo = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (c0 + tx + 16 * j < ob) { m = fmaxf(m, acc[i][j]); }
+            }
+            if (nsel <= 16) {
+                int rank = 0;  // among the half-warp, ties ordered by lane
+#pragma unroll
+                for (int o = 1; o < 16; o++) {
+                    float other = __shfl_xor_sync(0xffffffffu, m, o);
+                    rank += other > m || (other == m && (tx ^ o) < tx);
+                }
+                unsigned at = __ballot_sync(0xffffffffu, rank == nsel - 1) & (0xFFFFu << half);
+                lo = __shfl_sync(0xffffffffu, m, __ffs(at) - 1);
+            }
+            const float th = thr[r];
 #pragma unroll
             for (int j = 0; j < 8; j++) {
                 int col = tx + 16 * j;
-                if (c0 + col < ob && acc[i][j] > th) {
-                    int slot = atomicAdd(&cnt[r], 1);
+                bool keep = c0 + col < ob && acc[i][j] > th && acc[i][j] >= lo;
+                // one shared-memory atomic per row and column step, not one per thread
+                unsigned mask = __ballot_sync(0xffffffffu, keep) & (0xFFFFu << half);
+                int leader = mask ? __ffs(mask) - 1 : lane, base = 0;
+                if (mask && lane == leader) { base = atomicAdd(&cnt[r], __popc(mask)); }
+                base = __shfl_sync(0xffffffffu, base, leader);
+                if (keep) {
+                    int slot = base + __popc(mask & ((1u << lane) - 1));
                     Cb[slot * QT + r] = acc[i][j];
                     cc[slot * QT + r] = (unsigned char)col;
                 }
