@@ -13,25 +13,27 @@
 #ifndef LLMC_RMSNORM_CUH
 #define LLMC_RMSNORM_CUH
 
+#include <type_traits>
 #include "llmc/cuda_common.cuh"
 #include "llmc/cuda_utils.cuh"
 #include "llmc/utils.h"
 
 #define RMSNORM_EPS 1e-5f
 #define RMSNORM_THREADS 256
-#define RMSNORM_MAX_VEC 4 // 128-bit vectors per thread: bounds C and the registers used
+#define RMSNORM_MAX_VEC 4 // 128-bit vectors per thread: bounds C; kernels are instantiated for 1..4
 #define RMSNORM_MAX_C (RMSNORM_THREADS * RMSNORM_MAX_VEC * x128::size)
 #define RMSNORM_BWD_BLOCKS 1024 // fixed CTA count of the backward, so dw partials have a fixed shape
 
-// Each thread owns the vectors threadIdx.x + k * blockDim.x, k < RMSNORM_MAX_VEC.
-template <bool RESIDUAL>
+// Each thread owns the vectors threadIdx.x + k * blockDim.x, k < VECS (the fewest that cover C, so a row
+// stays in registers without wasting them: 168 registers at VECS = 4 against 56 at VECS = 1).
+template <bool RESIDUAL, int VECS>
 __global__ void rmsnorm_forward_kernel(floatX *residual_out, floatX *out, float *rstd, const floatX *a,
                                        const floatX *b, const floatX *weight, int C) {
     const size_t row = (size_t)blockIdx.x * C;
-    x128 x[RMSNORM_MAX_VEC];
+    x128 x[VECS];
     float sumsq = 0.0f;
 #pragma unroll
-    for (int k = 0; k < RMSNORM_MAX_VEC; k++) {
+    for (int k = 0; k < VECS; k++) {
         const int c = (threadIdx.x + k * blockDim.x) * x128::size;
         if (c >= C) { continue; }
         x[k] = load128cs(a + row + c);
@@ -46,7 +48,7 @@ __global__ void rmsnorm_forward_kernel(floatX *residual_out, floatX *out, float 
     const float r = rsqrtf(sumsq / C + RMSNORM_EPS);
     if (threadIdx.x == 0) { rstd[blockIdx.x] = r; }
 #pragma unroll
-    for (int k = 0; k < RMSNORM_MAX_VEC; k++) {
+    for (int k = 0; k < VECS; k++) {
         const int c = (threadIdx.x + k * blockDim.x) * x128::size;
         if (c >= C) { continue; }
         const x128 w = load128(weight + c);
@@ -56,12 +58,13 @@ __global__ void rmsnorm_forward_kernel(floatX *residual_out, floatX *out, float 
     }
 }
 
+template <int VECS>
 __global__ void rmsnorm_backward_kernel(floatX *dinp, float *partials, const floatX *dout, const floatX *inp,
                                         const floatX *weight, const float *rstd, int N, int C, int rows_per_block) {
-    x128 w[RMSNORM_MAX_VEC];
-    float dw[RMSNORM_MAX_VEC][x128::size];
+    x128 w[VECS];
+    float dw[VECS][x128::size];
 #pragma unroll
-    for (int k = 0; k < RMSNORM_MAX_VEC; k++) {
+    for (int k = 0; k < VECS; k++) {
         const int c = (threadIdx.x + k * blockDim.x) * x128::size;
         if (c < C) { w[k] = load128(weight + c); }
         for (int j = 0; j < x128::size; j++) { dw[k][j] = 0.0f; }
@@ -70,10 +73,10 @@ __global__ void rmsnorm_backward_kernel(floatX *dinp, float *partials, const flo
     for (int n = blockIdx.x * rows_per_block; n < n_end; n++) {
         const size_t row = (size_t)n * C;
         const float r = rstd[n];
-        x128 x[RMSNORM_MAX_VEC], dy[RMSNORM_MAX_VEC];
+        x128 x[VECS], dy[VECS];
         float dot = 0.0f; // sum_c w*dy*xhat
 #pragma unroll
-        for (int k = 0; k < RMSNORM_MAX_VEC; k++) {
+        for (int k = 0; k < VECS; k++) {
             const int c = (threadIdx.x + k * blockDim.x) * x128::size;
             if (c >= C) { continue; }
             x[k] = load128cs(inp + row + c);
@@ -82,7 +85,7 @@ __global__ void rmsnorm_backward_kernel(floatX *dinp, float *partials, const flo
         }
         const float mean_dot = block_reduce_sum(dot) / C;
 #pragma unroll
-        for (int k = 0; k < RMSNORM_MAX_VEC; k++) {
+        for (int k = 0; k < VECS; k++) {
             const int c = (threadIdx.x + k * blockDim.x) * x128::size;
             if (c >= C) { continue; }
             x128 d = load128(dinp + row + c);
@@ -95,7 +98,7 @@ __global__ void rmsnorm_backward_kernel(floatX *dinp, float *partials, const flo
         }
     }
 #pragma unroll
-    for (int k = 0; k < RMSNORM_MAX_VEC; k++) {
+    for (int k = 0; k < VECS; k++) {
         const int c = (threadIdx.x + k * blockDim.x) * x128::size;
         if (c >= C) { continue; }
         float *dst = partials + (size_t)blockIdx.x * C + c;
@@ -124,6 +127,17 @@ static inline int rmsnorm_threads(int C) {
     return 32 * min(warps, RMSNORM_THREADS / 32);
 }
 
+// Calls launch(std::integral_constant<int, VECS>) with the VECS that covers a row of C with the CTA.
+template <typename Launch> static inline void rmsnorm_dispatch(int C, Launch launch) {
+    switch (CEIL_DIV(C / x128::size, RMSNORM_THREADS)) {
+    case 1: launch(std::integral_constant<int, 1>()); break;
+    case 2: launch(std::integral_constant<int, 2>()); break;
+    case 3: launch(std::integral_constant<int, 3>()); break;
+    default: launch(std::integral_constant<int, 4>()); break;
+    }
+    cudaCheckLaunch();
+}
+
 // Bytes of fp32 scratch rmsnorm_backward needs for width C.
 static inline size_t rmsnorm_backward_scratch_bytes(int C) { return (size_t)RMSNORM_BWD_BLOCKS * C * sizeof(float); }
 
@@ -131,8 +145,9 @@ static inline size_t rmsnorm_backward_scratch_bytes(int C) { return (size_t)RMSN
 static inline void rmsnorm_forward(floatX *out, float *rstd, const floatX *inp, const floatX *weight, int N, int C,
                                    cudaStream_t stream) {
     rmsnorm_check_shape(N, C, "rmsnorm_forward");
-    rmsnorm_forward_kernel<false><<<N, rmsnorm_threads(C), 0, stream>>>(NULL, out, rstd, inp, NULL, weight, C);
-    cudaCheckLaunch();
+    rmsnorm_dispatch(C, [&](auto vecs) {
+        rmsnorm_forward_kernel<false, vecs><<<N, rmsnorm_threads(C), 0, stream>>>(NULL, out, rstd, inp, NULL, weight, C);
+    });
 }
 
 // residual_out (N, C) = a + b; out = rmsnorm(residual_out) * weight; rstd (N) saved. residual_out may alias a.
@@ -140,8 +155,9 @@ static inline void fused_residual_rmsnorm_forward(floatX *residual_out, floatX *
                                                   const floatX *b, const floatX *weight, int N, int C,
                                                   cudaStream_t stream) {
     rmsnorm_check_shape(N, C, "fused_residual_rmsnorm_forward");
-    rmsnorm_forward_kernel<true><<<N, rmsnorm_threads(C), 0, stream>>>(residual_out, out, rstd, a, b, weight, C);
-    cudaCheckLaunch();
+    rmsnorm_dispatch(C, [&](auto vecs) {
+        rmsnorm_forward_kernel<true, vecs><<<N, rmsnorm_threads(C), 0, stream>>>(residual_out, out, rstd, a, b, weight, C);
+    });
 }
 
 // dinp (N, C) += d(rmsnorm)/d(inp); dweight (C) += its gradient. scratch: rmsnorm_backward_scratch_bytes(C).
@@ -152,9 +168,10 @@ static inline void rmsnorm_backward(floatX *dinp, floatX *dweight, float *scratc
     rmsnorm_check_shape(N, C, "rmsnorm_backward");
     const int rows_per_block = CEIL_DIV(N, RMSNORM_BWD_BLOCKS);
     const int num_blocks = CEIL_DIV(N, rows_per_block);
-    rmsnorm_backward_kernel<<<num_blocks, rmsnorm_threads(C), 0, stream>>>(dinp, scratch, dout, inp, weight, rstd,
-                                                                           N, C, rows_per_block);
-    cudaCheckLaunch();
+    rmsnorm_dispatch(C, [&](auto vecs) {
+        rmsnorm_backward_kernel<vecs><<<num_blocks, rmsnorm_threads(C), 0, stream>>>(dinp, scratch, dout, inp, weight,
+                                                                                   rstd, N, C, rows_per_block);
+    });
     rmsnorm_dweight_reduce_kernel<<<CEIL_DIV(C, 256), 256, 0, stream>>>(dweight, scratch, num_blocks, C);
     cudaCheckLaunch();
 }
