@@ -16,6 +16,7 @@ typedef REAL real;
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <glob.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <tgmath.h>
@@ -761,7 +762,7 @@ void generate(Model *m, int *tokens, int prompt_len, int total_len) {
 typedef struct {
     const char *train_pattern, *val_pattern, *out_dir, *preset, *attn, *schedule, *init_ckpt, *debug_state;
     int B, T, total_batch, warmup, steps, val_every, val_batches, ckpt_every, resume, debug_steps, vocab_override;
-    int moba_block, moba_topk, kconv, n_dense_last, sample_tokens;
+    int moba_block, moba_topk, kconv, n_dense_last, sample_tokens, keep_ckpts;
     float lr, final_frac, weight_decay, grad_clip, time_limit_min;
     uint64_t seed;
 } TrainArgs;
@@ -800,7 +801,8 @@ static void print_usage(const TrainArgs *d) {
     printf("  -m  val batches                      default %d\n", d->val_batches);
     printf("  -s  tokens to generate at the end    default %d\n", d->sample_tokens);
     printf("  -n  checkpoint every N steps (0=end) default %d\n", d->ckpt_every);
-    printf("  -y  resume from <out>/checkpoint.bin default %d\n", d->resume);
+    printf("  -y  resume from the newest <out>/ckpt_*.bin  default %d\n", d->resume);
+    printf("  -Z  keep the newest N checkpoints    default %d\n", d->keep_ckpts);
     printf("  -e  init weights from a checkpoint   default none\n");
     printf("  -D  write a debug state here, exit   default none\n");
     printf("  -S  AdamW steps in the debug state   default %d\n", d->debug_steps);
@@ -827,7 +829,7 @@ static TrainArgs default_args(void) {
     a.train_pattern = "data/synthetic/train_*.bin"; a.val_pattern = "data/synthetic/val_*.bin"; a.out_dir = "runs/cpu";
     a.preset = "tiny"; a.attn = NULL; a.schedule = "cosine";
     a.B = 8; a.T = 256; a.total_batch = 0; a.warmup = 20; a.steps = 200; a.val_every = 50; a.val_batches = 4;
-    a.ckpt_every = 0; a.debug_steps = 3; a.sample_tokens = 32;
+    a.ckpt_every = 0; a.debug_steps = 3; a.sample_tokens = 32; a.keep_ckpts = 2;
     a.moba_block = -1; a.moba_topk = -1; a.kconv = -1; a.n_dense_last = 0; a.vocab_override = -1;
     a.lr = 3e-3f; a.final_frac = 0.1f; a.weight_decay = 0.1f; a.grad_clip = 1.0f; a.seed = 1337;
     return a;
@@ -869,6 +871,7 @@ static TrainArgs parse_args(int argc, char **argv) {
             case 's': a.sample_tokens = parse_int(f, v); break;
             case 'n': a.ckpt_every = parse_int(f, v); break;
             case 'y': a.resume = parse_int(f, v); break;
+            case 'Z': a.keep_ckpts = parse_int(f, v); break;
             case 'e': a.init_ckpt = v; break;
             case 'D': a.debug_state = v; break;
             case 'S': a.debug_steps = parse_int(f, v); break;
@@ -878,6 +881,7 @@ static TrainArgs parse_args(int argc, char **argv) {
     if (a.B < 1) { die("micro-batch size -b %d: must be at least 1", a.B); }
     if (a.steps < 0) { die("steps -x %d: must be >= 0", a.steps); }
     if (a.warmup < 0) { die("warmup -u %d: must be >= 0", a.warmup); }
+    if (a.keep_ckpts < 1) { die("checkpoints to keep -Z %d: must be at least 1", a.keep_ckpts); }
     if (a.val_batches < 1) { die("val batches -m %d: must be at least 1", a.val_batches); }
     if (!(a.lr > 0)) { die("learning rate -l %g: must be > 0", a.lr); }
     if (a.total_batch == 0) { a.total_batch = a.B * a.T; }
@@ -917,6 +921,26 @@ static void ensure_dir(const char *dir) {
     if (mkdir(buf, 0755) != 0 && errno != EEXIST) { die("cannot create directory '%s': %s", dir, strerror(errno)); }
 }
 
+// Checkpoints are <out>/ckpt_<step, 8 digits>.bin; the newest is the one with the highest step.
+static void checkpoint_path(char *buf, size_t n, const char *dir, long step) { snprintf(buf, n, "%s/ckpt_%08ld.bin", dir, step); }
+
+static long newest_checkpoint_step(const char *dir) {
+    char pattern[1024];
+    snprintf(pattern, sizeof(pattern), "%s/ckpt_*.bin", dir);
+    glob_t g;
+    long best = -1;
+    if (glob(pattern, 0, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            const char *name = strrchr(g.gl_pathv[i], '/') + 1;
+            char *end;
+            long step = strtol(name + 5, &end, 10);
+            if (strcmp(end, ".bin") == 0 && step > best) { best = step; }
+        }
+        globfree(&g);
+    }
+    return best;
+}
+
 // The default data is the built-in synthetic corpus, generated on first use.
 static void ensure_synthetic_data(const TrainArgs *a, const ModelConfig *c) {
     TrainArgs d = default_args();
@@ -953,7 +977,6 @@ int train_main(int argc, char **argv) {
 
     ensure_dir(args.out_dir);
     char ckpt_path[1024], log_path[1024];
-    snprintf(ckpt_path, sizeof(ckpt_path), "%s/checkpoint.bin", args.out_dir);
     snprintf(log_path, sizeof(log_path), "%s/log.txt", args.out_dir);
 
     int start_step = 0;
@@ -964,6 +987,9 @@ int train_main(int argc, char **argv) {
         printf("initialised weights from %s\n", args.init_ckpt);
     }
     if (args.resume) {
+        long newest = newest_checkpoint_step(args.out_dir);
+        if (newest < 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", args.out_dir); }
+        checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, newest);
         CheckpointHeader h = model_load_checkpoint(&model, ckpt_path, 1);
         if (h.batch_size != args.B || h.seq_len != args.T || h.grad_accum != grad_accum || h.world_size != 1) {
             die("checkpoint '%s' was written with b %d t %d accum %d world %d; resume needs the same (got b %d t %d accum %d world 1)",
@@ -986,6 +1012,10 @@ int train_main(int argc, char **argv) {
            1
 #endif
     );
+    enum { MAX_KEPT = 1024 };
+    long saved_steps[MAX_KEPT];  // checkpoints this run wrote, for -Z
+    int num_saved = 0;
+    if (args.keep_ckpts > MAX_KEPT) { die("checkpoints to keep -Z %d: at most %d", args.keep_ckpts, MAX_KEPT); }
     double t_start = now_seconds(), tokens_done = 0;
     int step = start_step;
     for (; step < args.steps; step++) {
@@ -1023,7 +1053,13 @@ int train_main(int argc, char **argv) {
             h.step = (uint64_t)(step + 1); h.rng_state = sample_rng.state;
             h.loader_epoch = pos.epoch; h.loader_shard = pos.shard_index; h.loader_batch = pos.batch_index;
             h.batch_size = args.B; h.seq_len = args.T; h.grad_accum = grad_accum; h.world_size = 1; h.seed = args.seed;
+            checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, step + 1);
             model_save_checkpoint(&model, ckpt_path, h);
+            saved_steps[num_saved++ % MAX_KEPT] = step + 1;
+            if (num_saved > args.keep_ckpts) {
+                checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, saved_steps[(num_saved - 1 - args.keep_ckpts) % MAX_KEPT]);
+                remove(ckpt_path);
+            }
         }
         if (out_of_time) { printf("time limit of %g minutes reached; checkpoint saved\n", args.time_limit_min); step++; break; }
     }

@@ -35,8 +35,8 @@ typedef struct {
     uint64_t seed;                                  // 128
     uint8_t reserved[CKPT_HEADER_BYTES - 136];
 } CheckpointHeader;
-_Static_assert(sizeof(ModelConfig) == 48, "ModelConfig must be 48 bytes");
-_Static_assert(sizeof(CheckpointHeader) == CKPT_HEADER_BYTES, "checkpoint header must be 256 bytes");
+STATIC_ASSERT(sizeof(ModelConfig) == 48, "ModelConfig must be 48 bytes");
+STATIC_ASSERT(sizeof(CheckpointHeader) == CKPT_HEADER_BYTES, "checkpoint header must be 256 bytes");
 
 typedef struct {
     uint32_t magic, version, header_bytes, reserved0;  //   0
@@ -46,7 +46,7 @@ typedef struct {
     uint64_t num_params, seed;                         // 104
     uint8_t reserved[CKPT_HEADER_BYTES - 120];
 } DebugStateHeader;
-_Static_assert(sizeof(DebugStateHeader) == CKPT_HEADER_BYTES, "debug state header must be 256 bytes");
+STATIC_ASSERT(sizeof(DebugStateHeader) == CKPT_HEADER_BYTES, "debug state header must be 256 bytes");
 
 static inline void checkpoint_write(const char *path, const CheckpointHeader *h, const float *params, const float *m, const float *v) {
     AtomicFile af;

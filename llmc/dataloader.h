@@ -39,9 +39,6 @@
 #include <stdint.h>
 #include "utils.h"
 #include "rng.h"
-#if defined(__cplusplus) && !defined(_Static_assert)
-#define _Static_assert static_assert  // shard.h is C11; C++ (nvcc) spells it static_assert
-#endif
 #include "shard.h"
 
 typedef struct { uint64_t epoch, shard_index, batch_index; } DataLoaderPosition;

@@ -27,7 +27,7 @@ typedef struct {
     uint8_t reserved[SHARD_HEADER_BYTES - 24];
 } ShardHeader;
 
-_Static_assert(sizeof(ShardHeader) == SHARD_HEADER_BYTES, "shard header must be 64 bytes");
+STATIC_ASSERT(sizeof(ShardHeader) == SHARD_HEADER_BYTES, "shard header must be 64 bytes");
 
 // Reads and validates the header of an open shard; dies naming the file and the problem.
 static inline ShardHeader shard_read_header(FILE *f, const char *path) {

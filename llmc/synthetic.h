@@ -33,9 +33,6 @@
 #include <sys/stat.h>
 #include "utils.h"
 #include "rng.h"
-#if defined(__cplusplus) && !defined(_Static_assert)
-#define _Static_assert static_assert  // shard.h is C11; C++ (nvcc) spells it static_assert
-#endif
 #include "shard.h"
 
 #define SYN_EOT 0

@@ -13,6 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
+// C11 and C++ (nvcc) spell compile-time asserts differently.
+#ifdef __cplusplus
+#define STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
 // One clear line on stderr, then exit(1). Every user-facing error goes through here.
 static inline void die(const char *fmt, ...) {
     va_list ap;
