@@ -229,37 +229,46 @@ template <int NT> __device__ inline void acc_to_a(uint32_t a[NT / 2][4], const f
     }
 }
 
-// acc (16 x 8NT) += A (16 x 16KS) * B^T, B stored [n][k] (rows brow0..): S = Q K^T and its kin.
-template <int NT, int KS, int COLS, typename AF>
-__device__ inline void gemm_nt(float acc[NT][4], AF afrag, const bf16 *sB, int brow0) {
+// acc[mt] (16 x 8NT) += A[mt] (16 x 16KS) * B^T for MT row tiles sharing each B fragment (fewer
+// shared-memory reads per flop); B stored [n][k] from row brow0. afrag(mt, ks, a) supplies A.
+template <int MT, int NT, int KS, int COLS, typename AF>
+__device__ inline void gemm_nt(float (*acc)[NT][4], AF afrag, const bf16 *sB, int brow0) {
     int lane = threadIdx.x & 31;
 #pragma unroll
     for (int ks = 0; ks < KS; ks++) {
-        uint32_t a[4];
-        afrag(ks, a);
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) { afrag(mt, ks, a[mt]); }
 #pragma unroll
         for (int j = 0; j < NT; j += 2) {
             uint32_t b[4];
             ldsm_x4(b, sB + swz<COLS>(brow0 + (j + (lane >> 4)) * 8 + (lane & 7), 2 * ks + ((lane >> 3) & 1)));
-            mma16816(acc[j], a, b[0], b[1]);
-            mma16816(acc[j + 1], a, b[2], b[3]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma16816(acc[mt][j], a[mt], b[0], b[1]);
+                mma16816(acc[mt][j + 1], a[mt], b[2], b[3]);
+            }
         }
     }
 }
-// acc (16 x 8NT) += A (16 x 16KS) * B, B stored [k][n] (k rows from 0, n from chunk bchunk0): O = P V.
-template <int NT, int KS, int COLS, typename AF>
-__device__ inline void gemm_nn(float acc[NT][4], AF afrag, const bf16 *sB, int bchunk0) {
+// acc[mt] (16 x 8NT) += A[mt] (16 x 16KS) * B, B stored [k][n] (k rows from 0, n from chunk bchunk0).
+template <int MT, int NT, int KS, int COLS, typename AF>
+__device__ inline void gemm_nn(float (*acc)[NT][4], AF afrag, const bf16 *sB, int bchunk0) {
     int lane = threadIdx.x & 31;
 #pragma unroll
     for (int ks = 0; ks < KS; ks++) {
-        uint32_t a[4];
-        afrag(ks, a);
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) { afrag(mt, ks, a[mt]); }
 #pragma unroll
         for (int j = 0; j < NT; j += 2) {
             uint32_t b[4];
             ldsm_x4_trans(b, sB + swz<COLS>(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, bchunk0 + j + (lane >> 4)));
-            mma16816(acc[j], a, b[0], b[1]);
-            mma16816(acc[j + 1], a, b[2], b[3]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma16816(acc[mt][j], a[mt], b[0], b[1]);
+                mma16816(acc[mt][j + 1], a[mt], b[2], b[3]);
+            }
         }
     }
 }
@@ -288,10 +297,10 @@ struct TileSet {
     }
 };
 
-// Key tiles seen by queries [q0, q0 + BR): dense 0..diagonal; MoBA the union of their selected tiles.
+// Key tiles seen by queries [q0, q0 + rows): dense 0..diagonal; MoBA the union of their selected tiles.
 template <bool MOBA>
-__device__ TileSet key_tiles(uint32_t *bits, const MobaSelection &sel, size_t bh, int T, int q0) {
-    int qend = min(q0 + BR, T), n = (qend - 1) / BC + 1;
+__device__ TileSet key_tiles(uint32_t *bits, const MobaSelection &sel, size_t bh, int T, int q0, int rows) {
+    int qend = min(q0 + rows, T), n = (qend - 1) / BC + 1;
     if constexpr (!MOBA) {
         return TileSet{NULL, 0, n};
     } else {
@@ -352,33 +361,30 @@ __device__ inline void mask_scores(float s[BC / 8][4], const MobaSelection &sel,
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Forward. grid (ceil(T/BR), B*NH), heaviest (last) query tiles first.
-template <int HD, bool MOBA>
+// Forward. A CTA owns 64 MT queries; warp w takes rows q0 + 64 mt + 16 w (mt < MT), so each K/V fragment
+// read from shared memory feeds MT mma row tiles. grid (ceil(T/(64 MT)), B*NH), heaviest tiles first.
+template <int HD, bool MOBA, int MT>
 __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
                                                        int NH, int T, MobaSelection sel, float scale) {
+    constexpr int ROWS = BR * MT;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *sQ = (bf16 *)smem, *sK = sQ + BR * HD, *sV = sK + 2 * BC * HD;
+    bf16 *sQ = (bf16 *)smem, *sK = sQ + ROWS * HD, *sV = sK + 2 * BC * HD;
     uint32_t *bits = (uint32_t *)(sV + 2 * BC * HD);
     const size_t bh = blockIdx.y;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * ROWS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    const bf16 *qh = q + bh * T * HD, *kh = k + bh * T * HD, *vh = v + bh * T * HD;
+    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
-    TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0);
+    TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0, ROWS);
     int kt = tiles.next(0), stage = 0;
-    load_tile<BR, HD>(sQ, qh, HD, q0, T);
+    load_tile<ROWS, HD>(sQ, q + bh * T * HD, HD, q0, T);
     load_tile<BC, HD>(sK, kh, HD, kt * BC, T);
     load_tile<BC, HD>(sV, vh, HD, kt * BC, T);
     cp_async_commit();
-    cp_async_wait_all();
-    __syncthreads();
-    uint32_t qf[HD / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) { lds_a<HD>(qf[ks], sQ, warp * 16, ks); }
 
-    float oacc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    const int qa = q0 + warp * 16 + g;
+    float oacc[MT][HD / 8][4] = {}, m[MT][2], l[MT][2] = {};
+    for (int mt = 0; mt < MT; mt++) { m[mt][0] = m[mt][1] = -INFINITY; }
     while (kt < tiles.n) {
         int nxt = tiles.next(kt + 1);
         cp_async_wait_all();
@@ -390,49 +396,56 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
         cp_async_commit();
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
 
-        float s[BC / 8][4] = {};
-        gemm_nt<BC / 8, HD / 16, HD>(s, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = qf[ks][i]; } }, cK, 0);
-        mask_scores<MOBA>(s, sel, bh, T, qa, kt * BC, q0 + warp * 16);
-        // online softmax on rows qa (i = 0) and qa + 8 (i = 1); a quad of 4 threads shares a row
+        float s[MT][BC / 8][4] = {};
+        gemm_nt<MT, BC / 8, HD / 16, HD>(s, [&](int mt, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, mt * BR + warp * 16, ks); }, cK, 0);
+        uint32_t pf[MT][BC / 16][4];
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
-            float mx = m[i];
-            for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-            float base = mx == -INFINITY ? 0.0f : mx * sl2;
-            float alpha = exp2f(m[i] * sl2 - base);
-            m[i] = mx;
-            l[i] *= alpha;
-            for (int j = 0; j < HD / 8; j++) { oacc[j][2 * i] *= alpha; oacc[j][2 * i + 1] *= alpha; }
-            for (int j = 0; j < BC / 8; j++) {
-                for (int e = 2 * i; e < 2 * i + 2; e++) {
-                    s[j][e] = exp2f(s[j][e] * sl2 - base);
-                    l[i] += s[j][e];
+        for (int mt = 0; mt < MT; mt++) {
+            const int r0 = q0 + mt * BR + warp * 16;
+            mask_scores<MOBA>(s[mt], sel, bh, T, r0 + g, kt * BC, r0);
+            // online softmax on rows r0 + g (i = 0) and r0 + g + 8 (i = 1); a quad of 4 threads shares a row
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                float mx = m[mt][i];
+                for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[mt][j][2 * i], s[mt][j][2 * i + 1])); }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+                float base = mx == -INFINITY ? 0.0f : mx * sl2;
+                float alpha = exp2f(m[mt][i] * sl2 - base);
+                m[mt][i] = mx;
+                l[mt][i] *= alpha;
+                for (int j = 0; j < HD / 8; j++) { oacc[mt][j][2 * i] *= alpha; oacc[mt][j][2 * i + 1] *= alpha; }
+                for (int j = 0; j < BC / 8; j++) {
+                    for (int e = 2 * i; e < 2 * i + 2; e++) {
+                        s[mt][j][e] = exp2f(s[mt][j][e] * sl2 - base);
+                        l[mt][i] += s[mt][j][e];
+                    }
                 }
             }
+            acc_to_a<BC / 8>(pf[mt], s[mt]);
         }
-        uint32_t pf[BC / 16][4];
-        acc_to_a<BC / 8>(pf, s);
-        gemm_nn<HD / 8, BC / 16, HD>(oacc, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cV, 0);
+        gemm_nn<MT, HD / 8, BC / 16, HD>(oacc, [&](int mt, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[mt][ks][i]; } }, cV, 0);
         stage ^= 1;
         kt = nxt;
     }
 
     const size_t b = bh / NH, h = bh % NH;
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int t = qa + 8 * i;
-        float li = l[i];
-        li += __shfl_xor_sync(0xffffffff, li, 1);
-        li += __shfl_xor_sync(0xffffffff, li, 2);
-        if (t >= T) { continue; }
-        float inv = li > 0.0f ? 1.0f / li : 0.0f;
-        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            int t = q0 + mt * BR + warp * 16 + g + 8 * i;
+            float li = l[mt][i];
+            li += __shfl_xor_sync(0xffffffff, li, 1);
+            li += __shfl_xor_sync(0xffffffff, li, 2);
+            if (t >= T) { continue; }
+            float inv = li > 0.0f ? 1.0f / li : 0.0f;
+            bf16 *ot = o + ((b * T + t) * NH + h) * HD;
+            for (int j = 0; j < HD / 8; j++) {
+                *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[mt][j][2 * i] * inv, oacc[mt][j][2 * i + 1] * inv);
+            }
+            if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[mt][i] * scale + logf(li) : -INFINITY; }
         }
-        if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
     }
 }
 
@@ -488,7 +501,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
 
         // P^T = exp(K Q^T * scale - lse), 16 keys x 32 queries per warp
         float s[BRB / 8][4] = {};
-        gemm_nt<BRB / 8, HD / 16, HD>(s, [&](int ks, uint32_t a[4]) { lds_a<HD>(a, sK, warp * 16, ks); }, cQ, 0);
+        gemm_nt<1, BRB / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sK, warp * 16, ks); }, cQ, 0);
 #pragma unroll
         for (int j = 0; j < BRB / 8; j++) {
 #pragma unroll
@@ -500,17 +513,17 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
         }
         uint32_t pf[BRB / 16][4];
         acc_to_a<BRB / 8>(pf, s);
-        gemm_nn<HD / 8, BRB / 16, HD>(dva, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cdO, 0);
+        gemm_nn<1, HD / 8, BRB / 16, HD>(&dva, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cdO, 0);
         // dS^T = P^T * (V dO^T - D)
         float dp[BRB / 8][4] = {};
-        gemm_nt<BRB / 8, HD / 16, HD>(dp, [&](int ks, uint32_t a[4]) { lds_a<HD>(a, sV, warp * 16, ks); }, cdO, 0);
+        gemm_nt<1, BRB / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sV, warp * 16, ks); }, cdO, 0);
 #pragma unroll
         for (int j = 0; j < BRB / 8; j++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) { s[j][e] *= dp[j][e] - cD[j * 8 + 2 * c + (e & 1)]; }
         }
         acc_to_a<BRB / 8>(pf, s);
-        gemm_nn<HD / 8, BRB / 16, HD>(dka, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cQ, 0);
+        gemm_nn<1, HD / 8, BRB / 16, HD>(&dka, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cQ, 0);
         if (ATOMIC_DQ) {
             // dS^T goes through shared memory so each warp can take a 16-query x HD/2 slice of dS K.
 #pragma unroll
@@ -522,7 +535,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
             __syncthreads();
             float dq[HD / 16][4] = {};
             const int mt = warp & 1, nh = warp >> 1;
-            gemm_nn<HD / 16, BC / 16, HD>(dq, [&](int ks, uint32_t a[4]) { lds_a_trans<BRB>(a, sdS, mt * 16, ks); }, sK, nh * (HD / 16));
+            gemm_nn<1, HD / 16, BC / 16, HD>(&dq, [&](int, int ks, uint32_t a[4]) { lds_a_trans<BRB>(a, sdS, mt * 16, ks); }, sK, nh * (HD / 16));
 #pragma unroll
             for (int i = 0; i < 2; i++) {
                 int t = q0 + mt * 16 + g + 8 * i;
@@ -560,7 +573,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
     const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
-    TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0);
+    TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0, BR);
     int kt = tiles.next(0), stage = 0;
     load_tile<BR, HD>(sQ, q + bh * T * HD, HD, q0, T);
     load_tile<BR, HD>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
@@ -588,9 +601,9 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
 
         float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
-        gemm_nt<BC / 8, HD / 16, HD>(s, [&](int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
+        gemm_nt<1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
         mask_scores<MOBA>(s, sel, bh, T, qa, kt * BC, q0 + warp * 16);
-        gemm_nt<BC / 8, HD / 16, HD>(dp, [&](int ks, uint32_t a[4]) { lds_a<HD>(a, sdO, warp * 16, ks); }, cV, 0);
+        gemm_nt<1, BC / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sdO, warp * 16, ks); }, cV, 0);
 #pragma unroll
         for (int j = 0; j < BC / 8; j++) {
 #pragma unroll
@@ -601,7 +614,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
         }
         uint32_t dsf[BC / 16][4];
         acc_to_a<BC / 8>(dsf, s);
-        gemm_nn<HD / 8, BC / 16, HD>(dqa, [&](int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
+        gemm_nn<1, HD / 8, BC / 16, HD>(&dqa, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
         stage ^= 1;
         kt = nxt;
     }
@@ -629,12 +642,14 @@ template <typename K> inline void set_smem(K kernel, size_t bytes) {
 }
 inline size_t bitmap_bytes(int T, int tile) { return (size_t)CEIL_DIV(CEIL_DIV(T, tile), 32) * 4; }
 
-template <int HD, bool MOBA>
+// MT = 2 for dense (B fragments reused across two row tiles); 1 for MoBA, whose tile schedule is the
+// union of the CTA's queries' selections and so grows with the rows per CTA.
+template <int HD, bool MOBA, int MT = MOBA ? 1 : 2>
 void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int NH, int T,
              MobaSelection sel, float scale, cudaStream_t stream) {
-    size_t bytes = (size_t)(BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
-    set_smem(fwd_kernel<HD, MOBA>, bytes);
-    fwd_kernel<HD, MOBA><<<dim3(CEIL_DIV(T, BR), B * NH), THREADS, bytes, stream>>>(o, lse, q, k, v, NH, T, sel, scale);
+    size_t bytes = (size_t)(MT * BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
+    set_smem(fwd_kernel<HD, MOBA, MT>, bytes);
+    fwd_kernel<HD, MOBA, MT><<<dim3(CEIL_DIV(T, MT * BR), B * NH), THREADS, bytes, stream>>>(o, lse, q, k, v, NH, T, sel, scale);
     cudaCheckLaunch();
 }
 

@@ -1,7 +1,8 @@
 /*
  Checking and timing glue for dev/cuda/attention_dense.cu and attention_moba.cu (llmc/flash_attention.cuh).
  Versions: 1 = simple kernels (one thread per query/key), 2 = flash kernels with fp32-atomic dQ,
- 3 = flash kernels, deterministic backward (dQ from its own query-centric kernel).
+ 3 = flash kernels, deterministic backward (dQ from its own query-centric kernel), 4 = version 2 with
+ the dense forward at one 16-row tile per warp instead of two (the MoBA forward's shape).
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
  relative L2 errors; version 3 must also give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
@@ -143,8 +144,16 @@ struct AttnBufs {
 };
 
 static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
-    if (version == 1) { attention_forward_simple(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0); }
-    else { attention_forward(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0); }
+    if (version == 1) { attention_forward_simple(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0); return; }
+#if !defined(ENABLE_FP32)
+    if (version == 4 && sel == NULL) {  // the dense forward with one row tile per warp (as MoBA runs)
+        attention_check_args(B, NH, T, HD, sel);
+        float scale = 1.0f / sqrtf((float)HD);
+        (HD == 64 ? flash::forward<64, false, 1> : flash::forward<128, false, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, MobaSelection{NULL, 0, 0}, scale, 0);
+        return;
+    }
+#endif
+    attention_forward(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0);
 }
 static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }
@@ -237,7 +246,7 @@ static void time_case(int version, int B, int NH, int T, int HD, int bs, int K) 
 
 static int parse_version(int argc, char **argv) {
     int v = argc > 1 ? atoi(argv[1]) : 0;
-    if (v < 1 || v > 3) { die("usage: %s <version 1|2|3> check | time ...", argv[0]); }
+    if (v < 1 || v > 4) { die("usage: %s <version 1..4> check | time ...", argv[0]); }
     return v;
 }
 

@@ -1,6 +1,7 @@
 /*
  Dense causal flash attention (llmc/flash_attention.cuh with sel = NULL): correctness and timing.
- Versions (see dev/cuda/attention_check.cuh): 1 simple, 2 flash + atomic dQ, 3 flash deterministic.
+ Versions (see dev/cuda/attention_check.cuh): 1 simple, 2 flash + atomic dQ, 3 flash deterministic,
+ 4 = 2 with the one-row-tile-per-warp forward.
    ./build/cuda/attention_dense <v> check           CPU-reference checks (T = 1000 and other tails)
    ./build/cuda/attention_dense <v> time HD T...    fwd and fwd+bwd at batch 2, d_model 2048 (NH = 2048/HD)
  FLOPs as anchors.md: causal fwd = 2 B NH T^2 HD, fwd+bwd = 3.5x.
