@@ -31,6 +31,7 @@ typedef REAL real;
 #include "llmc/rng.h"
 #include "llmc/schedulers.h"
 #include "llmc/synthetic.h"
+#include "llmc/train_args.h"
 #include "llmc/utils.h"
 
 #define RMSNORM_EPS 1e-5
@@ -756,201 +757,6 @@ void generate(Model *m, int *tokens, int prompt_len, int total_len) {
     }
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Command line (llm.c style: every flag is "-x value")
-
-typedef struct {
-    const char *train_pattern, *val_pattern, *out_dir, *preset, *attn, *schedule, *init_ckpt, *debug_state;
-    int B, T, total_batch, warmup, steps, val_every, val_batches, ckpt_every, resume, debug_steps, vocab_override;
-    int moba_block, moba_topk, kconv, n_dense_last, sample_tokens, keep_ckpts;
-    float lr, final_frac, weight_decay, grad_clip, time_limit_min;
-    uint64_t seed;
-} TrainArgs;
-
-static void print_usage(const TrainArgs *d) {
-    printf("usage: ./train_gpt_moba [-flag value]...   (CPU fp32 reference trainer)\n");
-    printf("data\n");
-    printf("  -i  train shards (glob)              default %s (made on first use)\n", d->train_pattern);
-    printf("  -j  val shards (glob)                default %s\n", d->val_pattern);
-    printf("  -o  output dir: log + checkpoint     default %s\n", d->out_dir);
-    printf("model\n");
-    printf("  -p  preset:");
-    for (int i = 0; i < NUM_MODEL_PRESETS; i++) { printf(" %s", model_presets[i].name); }
-    printf("   default %s\n", d->preset);
-    printf("  -A  attention: dense | moba          default: the preset's (moba)\n");
-    printf("  -B  MoBA block size (power of two)   default: the preset's\n");
-    printf("  -K  MoBA top-k blocks (>= 1)         default: the preset's\n");
-    printf("  -W  key conv width: 0, 3 or 5       default: the preset's\n");
-    printf("  -N  last N layers dense (hybrid)     default %d\n", d->n_dense_last);
-    printf("  -V  vocab size                       default: the preset's\n");
-    printf("training\n");
-    printf("  -b  micro-batch size                 default %d\n", d->B);
-    printf("  -t  sequence length                  default %d\n", d->T);
-    printf("  -d  total batch in tokens (accum)    default %d (= b*t, no accumulation)\n", d->total_batch);
-    printf("  -l  peak learning rate               default %g\n", d->lr);
-    printf("  -u  warmup steps                     default %d\n", d->warmup);
-    printf("  -q  final lr fraction                default %g\n", d->final_frac);
-    printf("  -k  lr schedule: cosine | wsd        default %s\n", d->schedule);
-    printf("  -c  weight decay (matrices)          default %g\n", d->weight_decay);
-    printf("  -g  gradient clip (global norm, 0=off) default %g\n", d->grad_clip);
-    printf("  -x  optimizer steps                  default %d\n", d->steps);
-    printf("  -M  time limit in minutes (0 = none) default %g\n", d->time_limit_min);
-    printf("  -r  seed                             default %llu\n", (unsigned long long)d->seed);
-    printf("eval and checkpoints\n");
-    printf("  -v  val every N steps (0 = end only) default %d\n", d->val_every);
-    printf("  -m  val batches                      default %d\n", d->val_batches);
-    printf("  -s  tokens to generate at the end    default %d\n", d->sample_tokens);
-    printf("  -n  checkpoint every N steps (0=end) default %d\n", d->ckpt_every);
-    printf("  -y  resume from the newest <out>/ckpt_*.bin  default %d\n", d->resume);
-    printf("  -Z  keep the newest N checkpoints    default %d\n", d->keep_ckpts);
-    printf("  -e  init weights from a checkpoint   default none\n");
-    printf("  -D  write a debug state here, exit   default none\n");
-    printf("  -S  AdamW steps in the debug state   default %d\n", d->debug_steps);
-    printf("  -h  this help\n");
-}
-
-static int parse_int(const char *flag, const char *v) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || x < -2147483647L || x > 2147483647L) { die("flag %s wants an integer, got '%s'", flag, v); }
-    return (int)x;
-}
-
-static float parse_float(const char *flag, const char *v) {
-    char *end;
-    float x = strtof(v, &end);
-    if (*v == '\0' || *end != '\0' || !isfinite(x)) { die("flag %s wants a number, got '%s'", flag, v); }
-    return x;
-}
-
-static TrainArgs default_args(void) {
-    TrainArgs a;
-    memset(&a, 0, sizeof(a));
-    a.train_pattern = "data/synthetic/train_*.bin"; a.val_pattern = "data/synthetic/val_*.bin"; a.out_dir = "runs/cpu";
-    a.preset = "tiny"; a.attn = NULL; a.schedule = "cosine";
-    a.B = 8; a.T = 256; a.total_batch = 0; a.warmup = 20; a.steps = 200; a.val_every = 50; a.val_batches = 4;
-    a.ckpt_every = 0; a.debug_steps = 3; a.sample_tokens = 32; a.keep_ckpts = 2;
-    a.moba_block = -1; a.moba_topk = -1; a.kconv = -1; a.n_dense_last = 0; a.vocab_override = -1;
-    a.lr = 3e-3f; a.final_frac = 0.1f; a.weight_decay = 0.1f; a.grad_clip = 1.0f; a.seed = 1337;
-    return a;
-}
-
-static TrainArgs parse_args(int argc, char **argv) {
-    TrainArgs a = default_args();
-    for (int i = 1; i < argc; i += 2) {
-        const char *f = argv[i];
-        if (strcmp(f, "-h") == 0) { print_usage(&a); exit(0); }
-        if (f[0] != '-' || strlen(f) != 2) { die("bad argument '%s': flags are -x value (see -h)", f); }
-        if (i + 1 >= argc) { die("flag %s needs a value (see -h)", f); }
-        const char *v = argv[i + 1];
-        switch (f[1]) {
-            case 'i': a.train_pattern = v; break;
-            case 'j': a.val_pattern = v; break;
-            case 'o': a.out_dir = v; break;
-            case 'p': a.preset = v; break;
-            case 'A': a.attn = v; break;
-            case 'B': a.moba_block = parse_int(f, v); break;
-            case 'K': a.moba_topk = parse_int(f, v); break;
-            case 'W': a.kconv = parse_int(f, v); break;
-            case 'N': a.n_dense_last = parse_int(f, v); break;
-            case 'V': a.vocab_override = parse_int(f, v); break;
-            case 'b': a.B = parse_int(f, v); break;
-            case 't': a.T = parse_int(f, v); break;
-            case 'd': a.total_batch = parse_int(f, v); break;
-            case 'l': a.lr = parse_float(f, v); break;
-            case 'u': a.warmup = parse_int(f, v); break;
-            case 'q': a.final_frac = parse_float(f, v); break;
-            case 'k': a.schedule = v; break;
-            case 'c': a.weight_decay = parse_float(f, v); break;
-            case 'g': a.grad_clip = parse_float(f, v); break;
-            case 'x': a.steps = parse_int(f, v); break;
-            case 'M': a.time_limit_min = parse_float(f, v); break;
-            case 'r': a.seed = (uint64_t)parse_int(f, v); break;
-            case 'v': a.val_every = parse_int(f, v); break;
-            case 'm': a.val_batches = parse_int(f, v); break;
-            case 's': a.sample_tokens = parse_int(f, v); break;
-            case 'n': a.ckpt_every = parse_int(f, v); break;
-            case 'y': a.resume = parse_int(f, v); break;
-            case 'Z': a.keep_ckpts = parse_int(f, v); break;
-            case 'e': a.init_ckpt = v; break;
-            case 'D': a.debug_state = v; break;
-            case 'S': a.debug_steps = parse_int(f, v); break;
-            default: die("unknown flag %s (see -h)", f);
-        }
-    }
-    if (a.B < 1) { die("micro-batch size -b %d: must be at least 1", a.B); }
-    if (a.steps < 0) { die("steps -x %d: must be >= 0", a.steps); }
-    if (a.warmup < 0) { die("warmup -u %d: must be >= 0", a.warmup); }
-    if (a.keep_ckpts < 1) { die("checkpoints to keep -Z %d: must be at least 1", a.keep_ckpts); }
-    if (a.val_batches < 1) { die("val batches -m %d: must be at least 1", a.val_batches); }
-    if (!(a.lr > 0)) { die("learning rate -l %g: must be > 0", a.lr); }
-    if (a.total_batch == 0) { a.total_batch = a.B * a.T; }
-    if (a.total_batch % (a.B * a.T) != 0) { die("total batch -d %d must be a multiple of b*t = %d", a.total_batch, a.B * a.T); }
-    return a;
-}
-
-static ModelConfig config_from_args(const TrainArgs *a) {
-    ModelConfig c = preset_config(a->preset);
-    if (a->attn) {
-        if (strcmp(a->attn, "dense") == 0) { c.attn = ATTN_DENSE; }
-        else if (strcmp(a->attn, "moba") == 0) { c.attn = ATTN_MOBA; }
-        else { die("attention -A '%s': must be dense or moba", a->attn); }
-    }
-    if (a->moba_block != -1) { c.moba_block = a->moba_block; }
-    if (a->moba_topk != -1) { c.moba_topk = a->moba_topk; }
-    if (a->kconv != -1) { c.kconv = a->kconv; }
-    if (a->vocab_override != -1) { c.vocab_size = a->vocab_override; }
-    c.n_dense_last = a->n_dense_last;
-    config_validate(&c);
-    config_check_seq_len(&c, a->T);
-    return c;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void ensure_dir(const char *dir) {
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') { *p = '\0'; mkdir(buf, 0755); *p = '/'; }
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) { die("cannot create directory '%s': %s", dir, strerror(errno)); }
-}
-
-// Checkpoints are <out>/ckpt_<step, 8 digits>.bin; the newest is the one with the highest step.
-static void checkpoint_path(char *buf, size_t n, const char *dir, long step) { snprintf(buf, n, "%s/ckpt_%08ld.bin", dir, step); }
-
-static long newest_checkpoint_step(const char *dir) {
-    char pattern[1024];
-    snprintf(pattern, sizeof(pattern), "%s/ckpt_*.bin", dir);
-    glob_t g;
-    long best = -1;
-    if (glob(pattern, 0, NULL, &g) == 0) {
-        for (size_t i = 0; i < g.gl_pathc; i++) {
-            const char *name = strrchr(g.gl_pathv[i], '/') + 1;
-            char *end;
-            long step = strtol(name + 5, &end, 10);
-            if (strcmp(end, ".bin") == 0 && step > best) { best = step; }
-        }
-        globfree(&g);
-    }
-    return best;
-}
-
-// The default data is the built-in synthetic corpus, generated on first use.
-static void ensure_synthetic_data(const TrainArgs *a, const ModelConfig *c) {
-    TrainArgs d = default_args();
-    if (strcmp(a->train_pattern, d.train_pattern) != 0) { return; }
-    FILE *f = fopen("data/synthetic/train_000.bin", "rb");
-    if (f) { fclose(f); return; }
-    printf("generating the built-in synthetic corpus in data/synthetic/ (vocab %d)\n", c->vocab_size);
-    synthetic_write_dataset("data/synthetic", (uint32_t)c->vocab_size, 4000000, 200000, 42);
-}
-
 int train_main(int argc, char **argv) {
     TrainArgs args = parse_args(argc, argv);
     ModelConfig cfg = config_from_args(&args);
@@ -991,11 +797,7 @@ int train_main(int argc, char **argv) {
         if (newest < 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", args.out_dir); }
         checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, newest);
         CheckpointHeader h = model_load_checkpoint(&model, ckpt_path, 1);
-        if (h.batch_size != args.B || h.seq_len != args.T || h.grad_accum != grad_accum || h.world_size != 1) {
-            die("checkpoint '%s' was written with b %d t %d accum %d world %d; resume needs the same (got b %d t %d accum %d world 1)",
-                ckpt_path, h.batch_size, h.seq_len, h.grad_accum, h.world_size, args.B, args.T, grad_accum);
-        }
-        if (h.seed != args.seed) { die("checkpoint '%s' was written with seed %llu, this run has seed %llu", ckpt_path, (unsigned long long)h.seed, (unsigned long long)args.seed); }
+        check_resume_compatible(ckpt_path, &h, &args, grad_accum, 1);
         DataLoaderPosition pos = {h.loader_epoch, h.loader_shard, h.loader_batch};
         dataloader_set_position(&train, pos);
         sample_rng.state = h.rng_state;
@@ -1012,10 +814,7 @@ int train_main(int argc, char **argv) {
            1
 #endif
     );
-    enum { MAX_KEPT = 1024 };
-    long saved_steps[MAX_KEPT];  // checkpoints this run wrote, for -Z
-    int num_saved = 0;
-    if (args.keep_ckpts > MAX_KEPT) { die("checkpoints to keep -Z %d: at most %d", args.keep_ckpts, MAX_KEPT); }
+    CheckpointKeeper keeper = {args.out_dir, args.keep_ckpts, {0}, 0};
     double t_start = now_seconds(), tokens_done = 0;
     int step = start_step;
     for (; step < args.steps; step++) {
@@ -1047,19 +846,10 @@ int train_main(int argc, char **argv) {
         int last = step + 1 == args.steps;
         int out_of_time = args.time_limit_min > 0 && elapsed > args.time_limit_min * 60;
         if ((args.ckpt_every > 0 && (step + 1) % args.ckpt_every == 0) || last || out_of_time) {
-            CheckpointHeader h;
-            memset(&h, 0, sizeof(h));
-            DataLoaderPosition pos = dataloader_position(&train);
-            h.step = (uint64_t)(step + 1); h.rng_state = sample_rng.state;
-            h.loader_epoch = pos.epoch; h.loader_shard = pos.shard_index; h.loader_batch = pos.batch_index;
-            h.batch_size = args.B; h.seq_len = args.T; h.grad_accum = grad_accum; h.world_size = 1; h.seed = args.seed;
-            checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, step + 1);
+            CheckpointHeader h = run_checkpoint_header(&args, grad_accum, 1, step + 1, sample_rng.state, dataloader_position(&train));
+            checkpoint_keeper_save(&keeper, step + 1, ckpt_path, sizeof(ckpt_path));
             model_save_checkpoint(&model, ckpt_path, h);
-            saved_steps[num_saved++ % MAX_KEPT] = step + 1;
-            if (num_saved > args.keep_ckpts) {
-                checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, saved_steps[(num_saved - 1 - args.keep_ckpts) % MAX_KEPT]);
-                remove(ckpt_path);
-            }
+            checkpoint_keeper_prune(&keeper);
         }
         if (out_of_time) { printf("time limit of %g minutes reached; checkpoint saved\n", args.time_limit_min); step++; break; }
     }

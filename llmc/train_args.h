@@ -1,0 +1,263 @@
+/*
+ The command line shared by the CPU reference and the CUDA trainer (llm.c style: every flag is
+ "-x value", -h lists them all with their defaults), the model config it selects, and the files of a
+ run directory (log.txt, ckpt_<step>.bin). Both trainers take the same flags so a run moves between
+ them unchanged; flags marked (CUDA) are accepted and ignored by the CPU reference.
+*/
+#ifndef LLMC_TRAIN_ARGS_H
+#define LLMC_TRAIN_ARGS_H
+
+#include <errno.h>
+#include <glob.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "checkpoint.h"
+#include "config.h"
+#include "dataloader.h"
+#include "synthetic.h"
+#include "utils.h"
+
+typedef struct {
+    const char *train_pattern, *val_pattern, *out_dir, *preset, *attn, *schedule, *init_ckpt, *debug_state;
+    int B, T, total_batch, warmup, steps, val_every, val_batches, ckpt_every, resume, debug_steps, vocab_override;
+    int moba_block, moba_topk, kconv, n_dense_last, sample_tokens, keep_ckpts;
+    int recompute, deterministic;  // CUDA trainer only
+    float lr, final_frac, weight_decay, grad_clip, time_limit_min;
+    uint64_t seed;
+} TrainArgs;
+
+static inline void print_usage(const char *program, const TrainArgs *d) {
+    printf("usage: %s [-flag value]...\n", program);
+    printf("data\n");
+    printf("  -i  train shards (glob)              default %s (made on first use)\n", d->train_pattern);
+    printf("  -j  val shards (glob)                default %s\n", d->val_pattern);
+    printf("  -o  output dir: log + checkpoint     default %s\n", d->out_dir);
+    printf("model\n");
+    printf("  -p  preset:");
+    for (int i = 0; i < NUM_MODEL_PRESETS; i++) { printf(" %s", model_presets[i].name); }
+    printf("   default %s\n", d->preset);
+    printf("  -A  attention: dense | moba          default: the preset's (moba)\n");
+    printf("  -B  MoBA block size (power of two)   default: the preset's\n");
+    printf("  -K  MoBA top-k blocks (>= 1)         default: the preset's\n");
+    printf("  -W  key conv width: 0, 3 or 5       default: the preset's\n");
+    printf("  -N  last N layers dense (hybrid)     default %d\n", d->n_dense_last);
+    printf("  -V  vocab size                       default: the preset's\n");
+    printf("training\n");
+    printf("  -b  micro-batch size                 default %d\n", d->B);
+    printf("  -t  sequence length                  default %d\n", d->T);
+    printf("  -d  total batch in tokens (accum)    default %d (= b*t, no accumulation)\n", d->total_batch);
+    printf("  -l  peak learning rate               default %g\n", d->lr);
+    printf("  -u  warmup steps                     default %d\n", d->warmup);
+    printf("  -q  final lr fraction                default %g\n", d->final_frac);
+    printf("  -k  lr schedule: cosine | wsd        default %s\n", d->schedule);
+    printf("  -c  weight decay (matrices)          default %g\n", d->weight_decay);
+    printf("  -g  gradient clip (global norm, 0=off) default %g\n", d->grad_clip);
+    printf("  -x  optimizer steps                  default %d\n", d->steps);
+    printf("  -M  time limit in minutes (0 = none) default %g\n", d->time_limit_min);
+    printf("  -r  seed                             default %llu\n", (unsigned long long)d->seed);
+    printf("eval and checkpoints\n");
+    printf("  -v  val every N steps (0 = end only) default %d\n", d->val_every);
+    printf("  -m  val batches                      default %d\n", d->val_batches);
+    printf("  -s  tokens to generate at the end    default %d\n", d->sample_tokens);
+    printf("  -n  checkpoint every N steps (0=end) default %d\n", d->ckpt_every);
+    printf("  -y  resume from the newest <out>/ckpt_*.bin  default %d\n", d->resume);
+    printf("  -Z  keep the newest N checkpoints    default %d\n", d->keep_ckpts);
+    printf("  -e  init weights from a checkpoint   default none\n");
+    printf("  -D  write a debug state here, exit   default none\n");
+    printf("  -S  AdamW steps in the debug state   default %d\n", d->debug_steps);
+    printf("CUDA trainer only\n");
+    printf("  -R  recompute in backward: 0 none, 1 MLP, 2 MLP+attention  default %d\n", d->recompute);
+    printf("  -z  deterministic kernels (bit-identical reruns)          default %d\n", d->deterministic);
+    printf("  -h  this help\n");
+}
+
+static inline int parse_int(const char *flag, const char *v) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || x < -2147483647L || x > 2147483647L) { die("flag %s wants an integer, got '%s'", flag, v); }
+    return (int)x;
+}
+
+static inline float parse_float(const char *flag, const char *v) {
+    char *end;
+    float x = strtof(v, &end);
+    if (*v == '\0' || *end != '\0' || !isfinite(x)) { die("flag %s wants a number, got '%s'", flag, v); }
+    return x;
+}
+
+static inline TrainArgs default_args(void) {
+    TrainArgs a;
+    memset(&a, 0, sizeof(a));
+    a.train_pattern = "data/synthetic/train_*.bin"; a.val_pattern = "data/synthetic/val_*.bin"; a.out_dir = "runs/cpu";
+    a.preset = "tiny"; a.attn = NULL; a.schedule = "cosine";
+    a.B = 8; a.T = 256; a.total_batch = 0; a.warmup = 20; a.steps = 200; a.val_every = 50; a.val_batches = 4;
+    a.ckpt_every = 0; a.debug_steps = 3; a.sample_tokens = 32; a.keep_ckpts = 2;
+    a.moba_block = -1; a.moba_topk = -1; a.kconv = -1; a.n_dense_last = 0; a.vocab_override = -1;
+    a.lr = 3e-3f; a.final_frac = 0.1f; a.weight_decay = 0.1f; a.grad_clip = 1.0f; a.seed = 1337;
+    return a;
+}
+
+static inline TrainArgs parse_args(int argc, char **argv) {
+    TrainArgs a = default_args();
+    for (int i = 1; i < argc; i += 2) {
+        const char *f = argv[i];
+        if (strcmp(f, "-h") == 0) { print_usage(argv[0], &a); exit(0); }
+        if (f[0] != '-' || strlen(f) != 2) { die("bad argument '%s': flags are -x value (see -h)", f); }
+        if (i + 1 >= argc) { die("flag %s needs a value (see -h)", f); }
+        const char *v = argv[i + 1];
+        switch (f[1]) {
+            case 'i': a.train_pattern = v; break;
+            case 'j': a.val_pattern = v; break;
+            case 'o': a.out_dir = v; break;
+            case 'p': a.preset = v; break;
+            case 'A': a.attn = v; break;
+            case 'B': a.moba_block = parse_int(f, v); break;
+            case 'K': a.moba_topk = parse_int(f, v); break;
+            case 'W': a.kconv = parse_int(f, v); break;
+            case 'N': a.n_dense_last = parse_int(f, v); break;
+            case 'V': a.vocab_override = parse_int(f, v); break;
+            case 'b': a.B = parse_int(f, v); break;
+            case 't': a.T = parse_int(f, v); break;
+            case 'd': a.total_batch = parse_int(f, v); break;
+            case 'l': a.lr = parse_float(f, v); break;
+            case 'u': a.warmup = parse_int(f, v); break;
+            case 'q': a.final_frac = parse_float(f, v); break;
+            case 'k': a.schedule = v; break;
+            case 'c': a.weight_decay = parse_float(f, v); break;
+            case 'g': a.grad_clip = parse_float(f, v); break;
+            case 'x': a.steps = parse_int(f, v); break;
+            case 'M': a.time_limit_min = parse_float(f, v); break;
+            case 'r': a.seed = (uint64_t)parse_int(f, v); break;
+            case 'v': a.val_every = parse_int(f, v); break;
+            case 'm': a.val_batches = parse_int(f, v); break;
+            case 's': a.sample_tokens = parse_int(f, v); break;
+            case 'n': a.ckpt_every = parse_int(f, v); break;
+            case 'y': a.resume = parse_int(f, v); break;
+            case 'R': a.recompute = parse_int(f, v); break;
+            case 'z': a.deterministic = parse_int(f, v); break;
+            case 'Z': a.keep_ckpts = parse_int(f, v); break;
+            case 'e': a.init_ckpt = v; break;
+            case 'D': a.debug_state = v; break;
+            case 'S': a.debug_steps = parse_int(f, v); break;
+            default: die("unknown flag %s (see -h)", f);
+        }
+    }
+    if (a.B < 1) { die("micro-batch size -b %d: must be at least 1", a.B); }
+    if (a.steps < 0) { die("steps -x %d: must be >= 0", a.steps); }
+    if (a.warmup < 0) { die("warmup -u %d: must be >= 0", a.warmup); }
+    if (a.recompute < 0 || a.recompute > 2) { die("recompute -R %d: must be 0, 1 or 2", a.recompute); }
+    if (a.keep_ckpts < 1) { die("checkpoints to keep -Z %d: must be at least 1", a.keep_ckpts); }
+    if (a.val_batches < 1) { die("val batches -m %d: must be at least 1", a.val_batches); }
+    if (!(a.lr > 0)) { die("learning rate -l %g: must be > 0", a.lr); }
+    if (a.total_batch == 0) { a.total_batch = a.B * a.T; }
+    if (a.total_batch % (a.B * a.T) != 0) { die("total batch -d %d must be a multiple of b*t = %d", a.total_batch, a.B * a.T); }
+    return a;
+}
+
+static inline ModelConfig config_from_args(const TrainArgs *a) {
+    ModelConfig c = preset_config(a->preset);
+    if (a->attn) {
+        if (strcmp(a->attn, "dense") == 0) { c.attn = ATTN_DENSE; }
+        else if (strcmp(a->attn, "moba") == 0) { c.attn = ATTN_MOBA; }
+        else { die("attention -A '%s': must be dense or moba", a->attn); }
+    }
+    if (a->moba_block != -1) { c.moba_block = a->moba_block; }
+    if (a->moba_topk != -1) { c.moba_topk = a->moba_topk; }
+    if (a->kconv != -1) { c.kconv = a->kconv; }
+    if (a->vocab_override != -1) { c.vocab_size = a->vocab_override; }
+    c.n_dense_last = a->n_dense_last;
+    config_validate(&c);
+    config_check_seq_len(&c, a->T);
+    return c;
+}
+
+static inline double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static inline void ensure_dir(const char *dir) {
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') { *p = '\0'; mkdir(buf, 0755); *p = '/'; }
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) { die("cannot create directory '%s': %s", dir, strerror(errno)); }
+}
+
+// Checkpoints are <out>/ckpt_<step, 8 digits>.bin; the newest is the one with the highest step.
+static inline void checkpoint_path(char *buf, size_t n, const char *dir, long step) { snprintf(buf, n, "%s/ckpt_%08ld.bin", dir, step); }
+
+static inline long newest_checkpoint_step(const char *dir) {
+    char pattern[1024];
+    snprintf(pattern, sizeof(pattern), "%s/ckpt_*.bin", dir);
+    glob_t g;
+    long best = -1;
+    if (glob(pattern, 0, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            const char *name = strrchr(g.gl_pathv[i], '/') + 1;
+            char *end;
+            long step = strtol(name + 5, &end, 10);
+            if (strcmp(end, ".bin") == 0 && step > best) { best = step; }
+        }
+        globfree(&g);
+    }
+    return best;
+}
+
+// The header of a checkpoint written after `step` optimizer steps of this run.
+static inline CheckpointHeader run_checkpoint_header(const TrainArgs *a, int grad_accum, int world, long step,
+                                                     uint64_t rng_state, DataLoaderPosition pos) {
+    CheckpointHeader h;
+    memset(&h, 0, sizeof(h));
+    h.step = (uint64_t)step; h.rng_state = rng_state;
+    h.loader_epoch = pos.epoch; h.loader_shard = pos.shard_index; h.loader_batch = pos.batch_index;
+    h.batch_size = a->B; h.seq_len = a->T; h.grad_accum = grad_accum; h.world_size = world; h.seed = a->seed;
+    return h;
+}
+
+// A resumed run continues exactly only with the batch shape, world size and seed it was written with.
+static inline void check_resume_compatible(const char *path, const CheckpointHeader *h, const TrainArgs *a, int grad_accum, int world) {
+    if (h->batch_size != a->B || h->seq_len != a->T || h->grad_accum != grad_accum || h->world_size != world) {
+        die("checkpoint '%s' was written with b %d t %d accum %d world %d; resume needs the same (got b %d t %d accum %d world %d)",
+            path, h->batch_size, h->seq_len, h->grad_accum, h->world_size, a->B, a->T, grad_accum, world);
+    }
+    if (h->seed != a->seed) {
+        die("checkpoint '%s' was written with seed %llu, this run has seed %llu", path, (unsigned long long)h->seed, (unsigned long long)a->seed);
+    }
+}
+
+// Keeps the newest `keep` checkpoints this run wrote (-Z); older ones are removed after each save.
+#define MAX_KEPT_CHECKPOINTS 1024
+typedef struct { const char *dir; int keep; long steps[MAX_KEPT_CHECKPOINTS]; int count; } CheckpointKeeper;
+
+static inline void checkpoint_keeper_save(CheckpointKeeper *k, long step, char *path, size_t n) {
+    if (k->keep > MAX_KEPT_CHECKPOINTS) { die("checkpoints to keep -Z %d: at most %d", k->keep, MAX_KEPT_CHECKPOINTS); }
+    checkpoint_path(path, n, k->dir, step);
+    k->steps[k->count++ % MAX_KEPT_CHECKPOINTS] = step;
+}
+
+static inline void checkpoint_keeper_prune(CheckpointKeeper *k) {
+    if (k->count <= k->keep) { return; }
+    char path[1024];
+    checkpoint_path(path, sizeof(path), k->dir, k->steps[(k->count - 1 - k->keep) % MAX_KEPT_CHECKPOINTS]);
+    remove(path);
+}
+
+// The default data is the built-in synthetic corpus, generated on first use.
+static inline void ensure_synthetic_data(const TrainArgs *a, const ModelConfig *c) {
+    TrainArgs d = default_args();
+    if (strcmp(a->train_pattern, d.train_pattern) != 0) { return; }
+    FILE *f = fopen("data/synthetic/train_000.bin", "rb");
+    if (f) { fclose(f); return; }
+    printf("generating the built-in synthetic corpus in data/synthetic/ (vocab %d)\n", c->vocab_size);
+    synthetic_write_dataset("data/synthetic", (uint32_t)c->vocab_size, 4000000, 200000, 42);
+}
+
+#endif // LLMC_TRAIN_ARGS_H
