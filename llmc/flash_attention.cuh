@@ -229,10 +229,11 @@ template <int NT> __device__ inline void acc_to_a(uint32_t a[NT / 2][4], const f
     }
 }
 
-// acc[mt] (16 x 8NT) += A[mt] (16 x 16KS) * B^T for MT row tiles sharing each B fragment (fewer
-// shared-memory reads per flop); B stored [n][k] from row brow0. afrag(mt, ks, a) supplies A.
-template <int MT, int NT, int KS, int COLS, typename AF>
-__device__ inline void gemm_nt(float (*acc)[NT][4], AF afrag, const bf16 *sB, int brow0) {
+// acc[mt] (16 x 8NT) += A[mt] (16 x 16KS) * B for MT row tiles sharing each B fragment (fewer
+// shared-memory reads per flop); afrag(mt, ks, a) supplies A. B_KN = false: B^T is stored [n][k] from row
+// boff (S = Q K^T and kin); true: B is stored [k][n], k from row 0, n from chunk boff (O = P V and kin).
+template <bool B_KN, int MT, int NT, int KS, int COLS, typename AF>
+__device__ inline void gemm(float (*acc)[NT][4], AF afrag, const bf16 *sB, int boff) {
     int lane = threadIdx.x & 31;
 #pragma unroll
     for (int ks = 0; ks < KS; ks++) {
@@ -242,28 +243,11 @@ __device__ inline void gemm_nt(float (*acc)[NT][4], AF afrag, const bf16 *sB, in
 #pragma unroll
         for (int j = 0; j < NT; j += 2) {
             uint32_t b[4];
-            ldsm_x4(b, sB + swz<COLS>(brow0 + (j + (lane >> 4)) * 8 + (lane & 7), 2 * ks + ((lane >> 3) & 1)));
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                mma16816(acc[mt][j], a[mt], b[0], b[1]);
-                mma16816(acc[mt][j + 1], a[mt], b[2], b[3]);
+            if (B_KN) {
+                ldsm_x4_trans(b, sB + swz<COLS>(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, boff + j + (lane >> 4)));
+            } else {
+                ldsm_x4(b, sB + swz<COLS>(boff + (j + (lane >> 4)) * 8 + (lane & 7), 2 * ks + ((lane >> 3) & 1)));
             }
-        }
-    }
-}
-// acc[mt] (16 x 8NT) += A[mt] (16 x 16KS) * B, B stored [k][n] (k rows from 0, n from chunk bchunk0).
-template <int MT, int NT, int KS, int COLS, typename AF>
-__device__ inline void gemm_nn(float (*acc)[NT][4], AF afrag, const bf16 *sB, int bchunk0) {
-    int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int ks = 0; ks < KS; ks++) {
-        uint32_t a[MT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++) { afrag(mt, ks, a[mt]); }
-#pragma unroll
-        for (int j = 0; j < NT; j += 2) {
-            uint32_t b[4];
-            ldsm_x4_trans(b, sB + swz<COLS>(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, bchunk0 + j + (lane >> 4)));
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
                 mma16816(acc[mt][j], a[mt], b[0], b[1]);
@@ -397,7 +381,7 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
 
         float s[MT][BC / 8][4] = {};
-        gemm_nt<MT, BC / 8, HD / 16, HD>(s, [&](int mt, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, mt * BR + warp * 16, ks); }, cK, 0);
+        gemm<false, MT, BC / 8, HD / 16, HD>(s, [&](int mt, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, mt * BR + warp * 16, ks); }, cK, 0);
         uint32_t pf[MT][BC / 16][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -424,7 +408,7 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
             }
             acc_to_a<BC / 8>(pf[mt], s[mt]);
         }
-        gemm_nn<MT, HD / 8, BC / 16, HD>(oacc, [&](int mt, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[mt][ks][i]; } }, cV, 0);
+        gemm<true, MT, HD / 8, BC / 16, HD>(oacc, [&](int mt, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[mt][ks][i]; } }, cV, 0);
         stage ^= 1;
         kt = nxt;
     }
@@ -501,7 +485,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
 
         // P^T = exp(K Q^T * scale - lse), 16 keys x 32 queries per warp
         float s[BRB / 8][4] = {};
-        gemm_nt<1, BRB / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sK, warp * 16, ks); }, cQ, 0);
+        gemm<false, 1, BRB / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sK, warp * 16, ks); }, cQ, 0);
 #pragma unroll
         for (int j = 0; j < BRB / 8; j++) {
 #pragma unroll
@@ -513,17 +497,17 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
         }
         uint32_t pf[BRB / 16][4];
         acc_to_a<BRB / 8>(pf, s);
-        gemm_nn<1, HD / 8, BRB / 16, HD>(&dva, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cdO, 0);
+        gemm<true, 1, HD / 8, BRB / 16, HD>(&dva, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cdO, 0);
         // dS^T = P^T * (V dO^T - D)
         float dp[BRB / 8][4] = {};
-        gemm_nt<1, BRB / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sV, warp * 16, ks); }, cdO, 0);
+        gemm<false, 1, BRB / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sV, warp * 16, ks); }, cdO, 0);
 #pragma unroll
         for (int j = 0; j < BRB / 8; j++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) { s[j][e] *= dp[j][e] - cD[j * 8 + 2 * c + (e & 1)]; }
         }
         acc_to_a<BRB / 8>(pf, s);
-        gemm_nn<1, HD / 8, BRB / 16, HD>(&dka, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cQ, 0);
+        gemm<true, 1, HD / 8, BRB / 16, HD>(&dka, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cQ, 0);
         if (ATOMIC_DQ) {
             // dS^T goes through shared memory so each warp can take a 16-query x HD/2 slice of dS K.
 #pragma unroll
@@ -535,7 +519,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
             __syncthreads();
             float dq[HD / 16][4] = {};
             const int mt = warp & 1, nh = warp >> 1;
-            gemm_nn<1, HD / 16, BC / 16, HD>(&dq, [&](int, int ks, uint32_t a[4]) { lds_a_trans<BRB>(a, sdS, mt * 16, ks); }, sK, nh * (HD / 16));
+            gemm<true, 1, HD / 16, BC / 16, HD>(&dq, [&](int, int ks, uint32_t a[4]) { lds_a_trans<BRB>(a, sdS, mt * 16, ks); }, sK, nh * (HD / 16));
 #pragma unroll
             for (int i = 0; i < 2; i++) {
                 int t = q0 + mt * 16 + g + 8 * i;
@@ -601,9 +585,9 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
 
         float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
-        gemm_nt<1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
+        gemm<false, 1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
         mask_scores<MOBA>(s, sel, bh, T, qa, kt * BC, q0 + warp * 16);
-        gemm_nt<1, BC / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sdO, warp * 16, ks); }, cV, 0);
+        gemm<false, 1, BC / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sdO, warp * 16, ks); }, cV, 0);
 #pragma unroll
         for (int j = 0; j < BC / 8; j++) {
 #pragma unroll
@@ -614,7 +598,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
         }
         uint32_t dsf[BC / 16][4];
         acc_to_a<BC / 8>(dsf, s);
-        gemm_nn<1, HD / 8, BC / 16, HD>(&dqa, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
+        gemm<true, 1, HD / 8, BC / 16, HD>(&dqa, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
         stage ^= 1;
         kt = nxt;
     }
