@@ -163,16 +163,17 @@ typedef struct {
     int64_t file;
 } StateHeader;
 
-static void write_state(const Prep *p, int finished) {
+// pending tokens before `start` are already in shards.
+static void write_state(const Prep *p, size_t start, int finished) {
     char path[1100];
     state_path(p, path, sizeof(path));
     StateHeader h = {STATE_MAGIC, (uint32_t)finished, p->config_hash, p->emitted, p->synth_doc,
-                     p->filler.n, p->pending.n, p->pos.offset, p->pos.line, p->pos.file};
+                     p->filler.n, p->pending.n - start, p->pos.offset, p->pos.line, p->pos.file};
     AtomicFile af;
     atomic_open(&af, path);
     atomic_write(&af, &h, sizeof(h), 1);
     atomic_write(&af, p->filler.v, sizeof(uint32_t), p->filler.n);
-    atomic_write(&af, p->pending.v, sizeof(uint32_t), p->pending.n);
+    atomic_write(&af, p->pending.v + start, sizeof(uint32_t), p->pending.n - start);
     atomic_close(&af);
 }
 
@@ -225,15 +226,19 @@ static uint64_t shard_room(const Prep *p) {
     return p->shard_tokens - (p->emitted - p->val_tokens) % p->shard_tokens;
 }
 
-// Writes every complete shard in pending, recording the state after each.
+// Writes every complete shard in pending, recording the state after each. The environment variable
+// PREPARE_TEST_KILL_AFTER=n makes the process die abruptly after its n-th shard (the resume test).
 static void flush_shards(Prep *p) {
+    static int written = 0;
+    const char *kill_after = getenv("PREPARE_TEST_KILL_AFTER");
     size_t start = 0;
     while (p->pending.n - start >= shard_room(p)) {
         write_shard(p, &start, shard_room(p));
-        memmove(p->pending.v, p->pending.v + start, (p->pending.n - start) * sizeof(uint32_t));
-        p->pending.n -= start; start = 0;
-        write_state(p, 0);
+        write_state(p, start, 0);
+        if (kill_after && ++written == atoi(kill_after)) { _exit(9); }
     }
+    memmove(p->pending.v, p->pending.v + start, (p->pending.n - start) * sizeof(uint32_t));
+    p->pending.n -= start;
 }
 
 // ----------------------------------------------------------------------------
@@ -248,6 +253,7 @@ static void synth_emit(Prep *p) {
     static const char *syl[16] = {"ka", "zu", "mi", "to", "re", "no", "shi", "ba", "lo", "vi", "pe", "da", "qui", "xe", "fo", "gu"};
     enum { MAXF = 256, MAXT = 64 };
     uint32_t facts[MAXF][MAXT], nfact[MAXF], order[MAXF], header[MAXT];
+    size_t used = 0;  // filler tokens taken by the documents made in this call
     for (;;) {
         Rng rng;
         rng_init(&rng, p->seed * 0x9E3779B97F4A7C15ULL + p->synth_doc);
@@ -271,7 +277,7 @@ static void synth_emit(Prep *p) {
             die("-L %u is too short for %u facts: they take %zu tokens", p->synth_len, p->synth_facts, 1 + nheader + fact_tokens);
         }
         size_t nfill = p->synth_len - 1 - nheader - fact_tokens;
-        if (p->filler.n < nfill) { return; }
+        if (p->filler.n - used < nfill) { break; }
         uint32_t at[MAXF];  // filler offset before which fact k is planted, ascending
         for (uint32_t k = 0; k < p->synth_facts; k++) { at[k] = rng_below(&rng, (uint32_t)nfill + 1); }
         for (uint32_t k = 1; k < p->synth_facts; k++) {
@@ -279,21 +285,23 @@ static void synth_emit(Prep *p) {
         }
         rng_permute(&rng, order, p->synth_facts);
         uint32_t eot = tokenizer_eot(&p->tok);
+        const uint32_t *fill = p->filler.v + used;
         size_t before = p->pending.n, from = 0;
         tv_push(&p->pending, &eot, 1);
         for (uint32_t k = 0; k < p->synth_facts; k++) {
-            tv_push(&p->pending, p->filler.v + from, at[k] - from);
+            tv_push(&p->pending, fill + from, at[k] - from);
             tv_push(&p->pending, facts[k], nfact[k]);
             from = at[k];
         }
-        tv_push(&p->pending, p->filler.v + from, nfill - from);
+        tv_push(&p->pending, fill + from, nfill - from);
         tv_push(&p->pending, header, nheader);
         for (uint32_t k = 0; k < p->synth_facts; k++) { tv_push(&p->pending, facts[order[k]], nfact[order[k]]); }
         if (p->pending.n - before != p->synth_len) { die("internal error: synthetic document has %zu tokens, not %u", p->pending.n - before, p->synth_len); }
-        memmove(p->filler.v, p->filler.v + nfill, (p->filler.n - nfill) * sizeof(uint32_t));
-        p->filler.n -= nfill;
+        used += nfill;
         p->synth_doc++;
     }
+    memmove(p->filler.v, p->filler.v + used, (p->filler.n - used) * sizeof(uint32_t));
+    p->filler.n -= used;
 }
 
 // Appends a finished chunk's tokens to the stream (through the synthetic builder with -L).
@@ -462,7 +470,7 @@ int main(int argc, char **argv) {
     if (p.pending.n > 0) { size_t start = 0; write_shard(&p, &start, p.pending.n); p.pending.n = 0; }
     if (p.synth_len && p.filler.n) { printf("%zu corpus tokens left over, too few for another synthetic document\n", p.filler.n); }
     p.filler.n = 0;
-    write_state(&p, 1);
+    write_state(&p, 0, 1);
     double dt = now_s() - t0;
     printf("done: %llu documents, %.1f MB of text, %llu tokens in all shards; this run %.2f s, %.1f MB/s with %d threads\n",
            (unsigned long long)p.docs, p.text_bytes / 1e6, (unsigned long long)p.emitted, dt, p.text_bytes / 1e6 / dt, p.threads);
