@@ -1,0 +1,702 @@
+/*
+ moba.c CUDA trainer: the model of doc/model.md (the function train_gpt_moba.c computes) on one GPU,
+ after llm.c's train_gpt2.cu. Same command line (llmc/train_args.h), same data, schedule, log lines,
+ checkpoint format and AdamW as the CPU reference, so runs move between the two unchanged.
+
+ Precision: fp32 master parameters and AdamW moments; floatX (bf16, or fp32 with PRECISION=FP32) working
+ parameters, gradients and activations. The residual stream is floatX, as in llm.c.
+ Memory: per layer the forward keeps what the backward needs. -R 1 recomputes the MLP (fc, swiglu) in
+ the backward, -R 2 also the attention inputs (ln1, qkv, q, k, v) and ln2 from the stored residual
+ streams; attention output, log-sum-exp and MoBA selections are always kept (recomputing attention would
+ cost its whole forward again).
+ Per micro-batch the loss is the mean cross-entropy over targets >= 0; gradients accumulate over
+ micro-batches scaled by 1/grad_accum; then global-norm clipping and AdamW (decoupled weight decay on the
+ matrices only), as model_update in the CPU reference.
+
+ test_gpt_moba.cu includes this file with TESTING defined and checks it against CPU debug states.
+*/
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <vector>
+
+#include "llmc/checkpoint.h"
+#include "llmc/config.h"
+#include "llmc/dataloader.h"
+#include "llmc/schedulers.h"
+#include "llmc/synthetic.h"
+#include "llmc/train_args.h"
+#include "llmc/utils.h"
+
+#include "llmc/cuda_common.cuh"
+#include "llmc/cuda_utils.cuh"
+#include "llmc/adamw.cuh"
+#include "llmc/classifier.cuh"
+#include "llmc/embedding.cuh"
+#include "llmc/flash_attention.cuh"
+#include "llmc/global_norm.cuh"
+#include "llmc/matmul.cuh"
+#include "llmc/moba_gate.cuh"
+#include "llmc/qkv_prep.cuh"
+#include "llmc/rmsnorm.cuh"
+#include "llmc/swiglu.cuh"
+
+static const cudaStream_t main_stream = 0;
+
+// ---------------------------------------------------------------------------------------------------
+// Small kernels of the trainer itself
+
+// dst = floatX(src): the working copy of the fp32 master parameters.
+__global__ void cast_to_floatx_kernel(floatX *dst, const float *src, size_t n) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        dst[i] = from_float<floatX>(src[i]);
+    }
+}
+
+// out[n] = argmax_v logits[n, v], ties to the lower index (as the CPU's strict >). One CTA per row.
+__global__ void argmax_kernel(int *out, const floatX *logits, int V) {
+    const floatX *row = logits + (size_t)blockIdx.x * V;
+    float best = -INFINITY;
+    int arg = V;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float x = to_float(row[v]);
+        if (x > best) { best = x; arg = v; }
+    }
+    __shared__ float sbest[1024];
+    __shared__ int sarg[1024];
+    sbest[threadIdx.x] = best;
+    sarg[threadIdx.x] = arg;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) {
+            float ob = sbest[threadIdx.x + s];
+            int oa = sarg[threadIdx.x + s];
+            if (ob > sbest[threadIdx.x] || (ob == sbest[threadIdx.x] && oa < sarg[threadIdx.x])) {
+                sbest[threadIdx.x] = ob;
+                sarg[threadIdx.x] = oa;
+            }
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) { out[blockIdx.x] = sarg[0] < V ? sarg[0] : 0; }
+}
+
+static void cast_to_floatx(floatX *dst, const float *src, size_t n) {
+    if (n == 0) { return; }
+    cast_to_floatx_kernel<<<(int)CEIL_DIV(n, (size_t)256) < 65536 ? (int)CEIL_DIV(n, (size_t)256) : 65536, 256, 0, main_stream>>>(dst, src, n);
+    cudaCheckLaunch();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The model
+
+typedef struct {
+    floatX *resid;              // (L+1, N, C): residual stream entering each layer; [L] the final one
+    floatX *resid2;             // (L, N, C): after the attention residual
+    floatX *ln1, *ln2;          // (L, N, C); one layer's worth under -R 2
+    float *ln1_rstd, *ln2_rstd; // (L, N)
+    floatX *qkv;                // (L, N, 3C); one layer under -R 2
+    floatX *q, *k, *v;          // (L, B, NH, T, HD) after kconv and RoPE; one layer under -R 2
+    float *lse;                 // (L, B, NH, T)
+    int *sel;                   // (L, B, NH, T, K) MoBA selections (MoBA layers' slabs only are used)
+    floatX *atty;               // (L, N, C) attention output
+    floatX *fc, *fch;           // (L, N, 2F), (L, N, F); one layer under -R >= 1
+    floatX *lnf;                // (N, C)
+    float *lnf_rstd;            // (N)
+    floatX *logits;             // (N, V); the backward overwrites it with dlogits
+    float *losses;              // (N)
+    floatX *proj;               // (N, C) output of wo / wproj before its residual add
+    float *centroids;           // (B, NH, nb, HD) MoBA gate scratch
+    int *argmax;                // (N) greedy tokens, for eval and sampling
+    // backward, one layer's worth
+    floatX *dresid, *dln, *datty, *dq, *dk, *dv, *dqkv, *dfc, *dfch;
+    void *scratch;              // shared by rmsnorm / qkv_prep / attention / embedding backward
+    float *norm_partials, *norm;
+} Activations;
+
+typedef struct {
+    ModelConfig cfg;
+    int recompute, deterministic;
+    size_t sizes[NUM_PARAM_TENSORS], num_params;
+    float *master;                 // fp32 master parameters (device)
+    floatX *params, *grads;        // working parameters and gradients (device)
+    floatX *p[NUM_PARAM_TENSORS], *g[NUM_PARAM_TENSORS];
+    float *adam_m, *adam_v;        // (device), zeroed at init: a fresh run's first step sees zeros
+    float *rope;                   // RoPE cos/sin table for positions [0, T capacity)
+    int B, T;                      // activation capacity
+    int cur_B, cur_T;              // shape of the last forward
+    Activations a;
+    int *inputs, *targets;         // device copies of the last batch
+    int *cpu_targets;              // host copy of the last targets
+    float *cpu_losses;             // (N) host
+    float mean_loss;               // of the last forward with targets; -1 without
+    int loss_count;
+    const int *sel_override;       // testing: device selections (Lm, B, NH, T, K) used instead of the gate
+    size_t act_bytes;              // device memory taken by activations and scratch
+} GPT;
+
+// The CUDA kernels support a subset of the configurations the CPU reference accepts.
+static void gpu_config_check(const ModelConfig *c) {
+    config_validate(c);
+    int HD = c->d_model / c->n_head;
+    if (HD != 64 && HD != 128) { die("head dim %d is not supported by the CUDA attention kernels (64 or 128)", HD); }
+    if (c->d_model > RMSNORM_MAX_C) { die("d_model %d exceeds the CUDA rmsnorm limit of %d", c->d_model, RMSNORM_MAX_C); }
+    if (c->ffn % 8 != 0) { die("ffn %d must be a multiple of 8 for the CUDA swiglu kernel", c->ffn); }
+    if (c->attn == ATTN_MOBA && c->n_dense_last < c->n_layer) {
+        if (c->moba_block < 32) { die("MoBA block size %d is not supported by the CUDA attention kernels (>= 32)", c->moba_block); }
+        if (c->moba_topk > MOBA_GATE_MAX_TOPK) { die("MoBA top-k %d exceeds the CUDA gate's limit of %d", c->moba_topk, MOBA_GATE_MAX_TOPK); }
+    }
+}
+
+static void gpu_device_check(void) {
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) { die("no CUDA GPU found (%s); the CPU reference is ./train_gpt_moba", err != cudaSuccess ? cudaGetErrorString(err) : "0 devices"); }
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    if (prop.major < 9) { die("GPU %s is sm_%d%d; this build needs sm_90 (Hopper) or newer", prop.name, prop.major, prop.minor); }
+}
+
+static void point_params(void *base, size_t elem, void *ptrs[NUM_PARAM_TENSORS], const size_t sizes[NUM_PARAM_TENSORS]) {
+    char *p = (char *)base;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) { ptrs[i] = p; p += sizes[i] * elem; }
+}
+
+static void *cuda_alloc(size_t bytes, size_t *total) {
+    void *p = NULL;
+    cudaCheck(cudaMalloc(&p, bytes > 0 ? bytes : 16));
+    if (total) { *total += bytes; }
+    return p;
+}
+
+// Uploads fp32 master parameters (and AdamW moments, when given) and refreshes the working copy.
+void gpt_set_params(GPT *m, const float *params, const float *adam_m, const float *adam_v) {
+    size_t bytes = m->num_params * sizeof(float);
+    cudaCheck(cudaMemcpy(m->master, params, bytes, cudaMemcpyHostToDevice));
+    if (adam_m) { cudaCheck(cudaMemcpy(m->adam_m, adam_m, bytes, cudaMemcpyHostToDevice)); }
+    if (adam_v) { cudaCheck(cudaMemcpy(m->adam_v, adam_v, bytes, cudaMemcpyHostToDevice)); }
+    cast_to_floatx(m->params, m->master, m->num_params);
+    cudaCheck(cudaDeviceSynchronize());
+}
+
+void gpt_init(GPT *m, const ModelConfig *cfg, uint64_t seed, int recompute, int deterministic) {
+    memset(m, 0, sizeof(*m));
+    gpu_config_check(cfg);
+    gpu_device_check();
+    m->cfg = *cfg;
+    m->recompute = recompute;
+    m->deterministic = deterministic;
+    param_sizes(cfg, m->sizes);
+    m->num_params = param_count(cfg);
+    size_t P = m->num_params;
+    m->master = (float *)cuda_alloc(P * sizeof(float), NULL);
+    m->adam_m = (float *)cuda_alloc(P * sizeof(float), NULL);
+    m->adam_v = (float *)cuda_alloc(P * sizeof(float), NULL);
+    m->params = (floatX *)cuda_alloc(P * sizeof(floatX), NULL);
+    m->grads = (floatX *)cuda_alloc(P * sizeof(floatX), NULL);
+    cudaCheck(cudaMemset(m->adam_m, 0, P * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_v, 0, P * sizeof(float)));
+    cudaCheck(cudaMemset(m->grads, 0, P * sizeof(floatX)));
+    point_params(m->params, sizeof(floatX), (void **)m->p, m->sizes);
+    point_params(m->grads, sizeof(floatX), (void **)m->g, m->sizes);
+    float *init = (float *)malloc_check(P * sizeof(float));
+    params_init(init, cfg, seed);
+    gpt_set_params(m, init, NULL, NULL);
+    free(init);
+    matmul_init();
+    m->mean_loss = -1;
+}
+
+// Slab l of a per-layer activation, or the single slab when this activation is recomputed.
+template <typename T> static inline T *layer_slab(T *base, int l, size_t per_layer, bool stored) {
+    return base + (stored ? (size_t)l * per_layer : 0);
+}
+
+static void activations_alloc(GPT *m, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    size_t L = c->n_layer, N = (size_t)B * T, C = c->d_model, F = c->ffn, V = c->vocab_size, NH = c->n_head;
+    size_t K = c->moba_topk, HD = C / NH, W = c->kconv;
+    size_t Lmlp = m->recompute >= 1 ? 1 : L, Lattn = m->recompute >= 2 ? 1 : L;
+    size_t *tot = &m->act_bytes, X = sizeof(floatX);
+    Activations *a = &m->a;
+    a->resid = (floatX *)cuda_alloc((L + 1) * N * C * X, tot);
+    a->resid2 = (floatX *)cuda_alloc(L * N * C * X, tot);
+    a->ln1 = (floatX *)cuda_alloc(Lattn * N * C * X, tot);
+    a->ln2 = (floatX *)cuda_alloc(Lattn * N * C * X, tot);
+    a->ln1_rstd = (float *)cuda_alloc(L * N * sizeof(float), tot);
+    a->ln2_rstd = (float *)cuda_alloc(L * N * sizeof(float), tot);
+    a->qkv = (floatX *)cuda_alloc(Lattn * N * 3 * C * X, tot);
+    a->q = (floatX *)cuda_alloc(Lattn * N * C * X, tot);
+    a->k = (floatX *)cuda_alloc(Lattn * N * C * X, tot);
+    a->v = (floatX *)cuda_alloc(Lattn * N * C * X, tot);
+    a->lse = (float *)cuda_alloc(L * N * NH * sizeof(float), tot);
+    a->sel = (int *)cuda_alloc(c->attn == ATTN_MOBA ? L * N * NH * K * sizeof(int) : 0, tot);
+    a->atty = (floatX *)cuda_alloc(L * N * C * X, tot);
+    a->fc = (floatX *)cuda_alloc(Lmlp * N * 2 * F * X, tot);
+    a->fch = (floatX *)cuda_alloc(Lmlp * N * F * X, tot);
+    a->lnf = (floatX *)cuda_alloc(N * C * X, tot);
+    a->lnf_rstd = (float *)cuda_alloc(N * sizeof(float), tot);
+    a->logits = (floatX *)cuda_alloc(N * V * X, tot);
+    a->losses = (float *)cuda_alloc(N * sizeof(float), tot);
+    a->proj = (floatX *)cuda_alloc(N * C * X, tot);
+    a->centroids = (float *)cuda_alloc(c->attn == ATTN_MOBA ? B * NH * CEIL_DIV((size_t)T, (size_t)c->moba_block) * HD * sizeof(float) : 0, tot);
+    a->argmax = (int *)cuda_alloc(N * sizeof(int), tot);
+    a->dresid = (floatX *)cuda_alloc(N * C * X, tot);
+    a->dln = (floatX *)cuda_alloc(N * C * X, tot);
+    a->datty = (floatX *)cuda_alloc(N * C * X, tot);
+    a->dq = (floatX *)cuda_alloc(N * C * X, tot);
+    a->dk = (floatX *)cuda_alloc(N * C * X, tot);
+    a->dv = (floatX *)cuda_alloc(N * C * X, tot);
+    a->dqkv = (floatX *)cuda_alloc(N * 3 * C * X, tot);
+    a->dfc = (floatX *)cuda_alloc(N * 2 * F * X, tot);
+    a->dfch = (floatX *)cuda_alloc(N * F * X, tot);
+    size_t scratch = rmsnorm_backward_scratch_bytes((int)C);
+    size_t need[] = {qkv_prep_backward_scratch_bytes((int)C, (int)W), attention_backward_scratch_bytes(B, (int)NH, T, (int)HD),
+                     encoder_backward_scratch_bytes((int)N, (int)V)};
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) { if (need[i] > scratch) { scratch = need[i]; } }
+    a->scratch = cuda_alloc(scratch, tot);
+    a->norm_partials = (float *)cuda_alloc(GLOBAL_NORM_BLOCKS * sizeof(float), tot);
+    a->norm = (float *)cuda_alloc(sizeof(float), tot);
+    m->rope = (float *)cuda_alloc(rope_table_bytes(T, (int)HD), tot);
+    rope_table_init(m->rope, T, (int)HD, c->rope_theta);
+    m->inputs = (int *)cuda_alloc(N * sizeof(int), tot);
+    m->targets = (int *)cuda_alloc(N * sizeof(int), tot);
+    m->cpu_targets = (int *)malloc_check(N * sizeof(int));
+    m->cpu_losses = (float *)malloc_check(N * sizeof(float));
+    m->B = B;
+    m->T = T;
+}
+
+static void activations_free(Activations *a) {
+    void *bufs[] = {a->resid, a->resid2, a->ln1, a->ln2, a->ln1_rstd, a->ln2_rstd, a->qkv, a->q, a->k, a->v, a->lse, a->sel,
+                    a->atty, a->fc, a->fch, a->lnf, a->lnf_rstd, a->logits, a->losses, a->proj, a->centroids, a->argmax,
+                    a->dresid, a->dln, a->datty, a->dq, a->dk, a->dv, a->dqkv, a->dfc, a->dfch, a->scratch,
+                    a->norm_partials, a->norm};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaFree(bufs[i])); }
+}
+
+// Pointers of layer l's activations and weights, for the given batch; the recomputed ones share one slab.
+typedef struct {
+    floatX *x, *x2, *xout, *ln1, *ln2, *qkv, *q, *k, *v, *atty, *fc, *fch;
+    float *ln1r, *ln2r, *lse;
+    int *sel;  // NULL for a dense layer
+    const floatX *ln1w, *wqkv, *kconvw, *wo, *ln2w, *wfc, *wproj;
+    floatX *dln1w, *dwqkv, *dkconvw, *dwo, *dln2w, *dwfc, *dwproj;
+} LayerView;
+
+static LayerView layer_view(GPT *m, int l) {
+    const ModelConfig *c = &m->cfg;
+    Activations *a = &m->a;
+    size_t cap = (size_t)m->B * m->T, C = c->d_model, F = c->ffn, NH = c->n_head, W = c->kconv;
+    bool mlp = m->recompute < 1, attn = m->recompute < 2;
+    LayerView v;
+    v.x = a->resid + l * cap * C;
+    v.xout = a->resid + (l + 1) * cap * C;
+    v.x2 = a->resid2 + l * cap * C;
+    v.ln1 = layer_slab(a->ln1, l, cap * C, attn);
+    v.ln2 = layer_slab(a->ln2, l, cap * C, attn);
+    v.qkv = layer_slab(a->qkv, l, cap * 3 * C, attn);
+    v.q = layer_slab(a->q, l, cap * C, attn);
+    v.k = layer_slab(a->k, l, cap * C, attn);
+    v.v = layer_slab(a->v, l, cap * C, attn);
+    v.atty = a->atty + l * cap * C;
+    v.fc = layer_slab(a->fc, l, cap * 2 * F, mlp);
+    v.fch = layer_slab(a->fch, l, cap * F, mlp);
+    v.ln1r = a->ln1_rstd + l * cap;
+    v.ln2r = a->ln2_rstd + l * cap;
+    v.lse = a->lse + l * cap * NH;
+    v.sel = layer_is_moba(c, l) ? a->sel + l * cap * NH * c->moba_topk : NULL;
+    v.ln1w = m->p[P_LN1W] + l * C;           v.dln1w = m->g[P_LN1W] + l * C;
+    v.wqkv = m->p[P_WQKV] + l * 3 * C * C;   v.dwqkv = m->g[P_WQKV] + l * 3 * C * C;
+    v.kconvw = W ? m->p[P_KCONVW] + l * C * W : NULL;
+    v.dkconvw = W ? m->g[P_KCONVW] + l * C * W : NULL;
+    v.wo = m->p[P_WO] + l * C * C;           v.dwo = m->g[P_WO] + l * C * C;
+    v.ln2w = m->p[P_LN2W] + l * C;           v.dln2w = m->g[P_LN2W] + l * C;
+    v.wfc = m->p[P_WFC] + l * 2 * F * C;     v.dwfc = m->g[P_WFC] + l * 2 * F * C;
+    v.wproj = m->p[P_WPROJ] + l * C * F;     v.dwproj = m->g[P_WPROJ] + l * C * F;
+    return v;
+}
+
+// qkv = ln1 wqkv^T, then q, k, v (B, NH, T, HD) with kconv and RoPE.
+static void attention_inputs(GPT *m, const LayerView *lv, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    int C = c->d_model, NH = c->n_head, N = B * T;
+    matmul_forward(lv->qkv, lv->ln1, lv->wqkv, N, C, 3 * C, main_stream);
+    qkv_prep_forward(lv->q, lv->k, lv->v, lv->qkv, lv->kconvw, m->rope, B, T, NH, C / NH, c->kconv, main_stream);
+}
+
+static MobaSelection layer_selection(const GPT *m, const LayerView *lv) {
+    MobaSelection s = {lv->sel, m->cfg.moba_block, m->cfg.moba_topk};
+    return s;
+}
+
+// Forward of a (B, T) batch: logits, and with targets the per-position losses and their mean (host).
+// Activations use a prefix of each layer's slab when B*T is below the capacity (allocated on first use).
+void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    config_check_seq_len(c, T);
+    if (m->a.resid == NULL) { activations_alloc(m, B, T); }
+    if ((size_t)B * T > (size_t)m->B * m->T || T > m->T) { die("batch %dx%d exceeds the model's allocated %dx%d", B, T, m->B, m->T); }
+    int L = c->n_layer, C = c->d_model, NH = c->n_head, HD = C / NH, F = c->ffn, V = c->vocab_size, N = B * T;
+    for (int n = 0; n < N; n++) {
+        if (inputs[n] < 0 || inputs[n] >= V) { die("input token %d at position %d is outside the vocabulary [0, %d)", inputs[n], n, V); }
+        if (targets && (targets[n] < -1 || targets[n] >= V)) { die("target token %d at position %d is outside the vocabulary [0, %d)", targets[n], n, V); }
+    }
+    m->cur_B = B;
+    m->cur_T = T;
+    Activations *a = &m->a;
+    cudaCheck(cudaMemcpy(m->inputs, inputs, N * sizeof(int), cudaMemcpyHostToDevice));
+    encoder_forward(a->resid, m->inputs, m->p[P_WTE], N, C, V, main_stream);
+    LayerView lv0 = layer_view(m, 0);
+    rmsnorm_forward(lv0.ln1, lv0.ln1r, a->resid, lv0.ln1w, N, C, main_stream);
+    int moba_index = 0;
+    for (int l = 0; l < L; l++) {
+        LayerView lv = layer_view(m, l);
+        attention_inputs(m, &lv, B, T);
+        MobaSelection s = layer_selection(m, &lv);
+        if (lv.sel) {
+            size_t n = (size_t)N * NH * c->moba_topk;
+            if (m->sel_override) {
+                cudaCheck(cudaMemcpyAsync(lv.sel, m->sel_override + moba_index * n, n * sizeof(int), cudaMemcpyDeviceToDevice, main_stream));
+            } else {
+                moba_gate(lv.sel, a->centroids, lv.q, lv.k, B, NH, T, HD, c->moba_block, c->moba_topk, main_stream);
+            }
+            moba_index++;
+        }
+        attention_forward(lv.atty, lv.lse, lv.q, lv.k, lv.v, B, NH, T, HD, lv.sel ? &s : NULL, main_stream);
+        matmul_forward(a->proj, lv.atty, lv.wo, N, C, C, main_stream);
+        fused_residual_rmsnorm_forward(lv.x2, lv.ln2, lv.ln2r, lv.x, a->proj, lv.ln2w, N, C, main_stream);
+        matmul_forward(lv.fc, lv.ln2, lv.wfc, N, C, 2 * F, main_stream);
+        swiglu_forward(lv.fch, lv.fc, N, F, main_stream);
+        matmul_forward(a->proj, lv.fch, lv.wproj, N, F, C, main_stream);
+        // the residual add is fused with the next norm: the next layer's ln1, or the final norm
+        if (l + 1 < L) {
+            LayerView next = layer_view(m, l + 1);
+            fused_residual_rmsnorm_forward(lv.xout, next.ln1, next.ln1r, lv.x2, a->proj, next.ln1w, N, C, main_stream);
+        } else {
+            fused_residual_rmsnorm_forward(lv.xout, a->lnf, a->lnf_rstd, lv.x2, a->proj, m->p[P_LNFW], N, C, main_stream);
+        }
+    }
+    matmul_forward(a->logits, a->lnf, m->p[P_WLM], N, C, V, main_stream);
+    m->mean_loss = -1;
+    if (targets) {
+        memcpy(m->cpu_targets, targets, N * sizeof(int));
+        cudaCheck(cudaMemcpy(m->targets, targets, N * sizeof(int), cudaMemcpyHostToDevice));
+        int count = 0;
+        for (int n = 0; n < N; n++) { count += targets[n] >= 0; }
+        m->loss_count = count;
+        fused_classifier(a->logits, a->losses, m->targets, 1.0f, count, N, V, false, main_stream);
+        cudaCheck(cudaMemcpy(m->cpu_losses, a->losses, N * sizeof(float), cudaMemcpyDeviceToHost));
+        double total = 0;
+        for (int n = 0; n < N; n++) { total += m->cpu_losses[n]; }
+        m->mean_loss = count ? (float)(total / count) : 0.0f;
+    }
+}
+
+void gpt_zero_grad(GPT *m) { cudaCheck(cudaMemsetAsync(m->grads, 0, m->num_params * sizeof(floatX), main_stream)); }
+
+// Accumulates d(loss_scale * mean loss)/d(params) into the gradients (loss_scale = 1/grad_accum).
+// Overwrites the logits with their gradient.
+void gpt_backward(GPT *m, float loss_scale) {
+    if (m->mean_loss < 0) { die("gpt_backward called without a forward pass with targets"); }
+    const ModelConfig *c = &m->cfg;
+    int B = m->cur_B, T = m->cur_T, N = B * T;
+    int L = c->n_layer, C = c->d_model, NH = c->n_head, HD = C / NH, F = c->ffn, V = c->vocab_size;
+    Activations *a = &m->a;
+    float *fscratch = (float *)a->scratch;
+    if (m->loss_count > 0) {
+        fused_classifier(a->logits, a->losses, m->targets, loss_scale, m->loss_count, N, V, true, main_stream);
+    } else {
+        cudaCheck(cudaMemsetAsync(a->logits, 0, (size_t)N * V * sizeof(floatX), main_stream));
+    }
+    matmul_backward(a->dln, m->g[P_WLM], a->logits, a->lnf, m->p[P_WLM], N, C, V, false, true, main_stream);
+    cudaCheck(cudaMemsetAsync(a->dresid, 0, (size_t)N * C * sizeof(floatX), main_stream));
+    rmsnorm_backward(a->dresid, m->g[P_LNFW], fscratch, a->dln, a->resid + (size_t)L * m->B * m->T * C, m->p[P_LNFW],
+                     a->lnf_rstd, N, C, main_stream);
+    for (int l = L - 1; l >= 0; l--) {
+        LayerView lv = layer_view(m, l);
+        // MLP: dresid holds d(xout), which is also d(x2) through the residual
+        if (m->recompute >= 2) { rmsnorm_forward(lv.ln2, lv.ln2r, lv.x2, lv.ln2w, N, C, main_stream); }
+        if (m->recompute >= 1) {
+            matmul_forward(lv.fc, lv.ln2, lv.wfc, N, C, 2 * F, main_stream);
+            swiglu_forward(lv.fch, lv.fc, N, F, main_stream);
+        }
+        matmul_backward(a->dfch, lv.dwproj, a->dresid, lv.fch, lv.wproj, N, F, C, false, true, main_stream);
+        swiglu_backward(a->dfc, a->dfch, lv.fc, N, F, main_stream);
+        matmul_backward(a->dln, lv.dwfc, a->dfc, lv.ln2, lv.wfc, N, C, 2 * F, false, true, main_stream);
+        rmsnorm_backward(a->dresid, lv.dln2w, fscratch, a->dln, lv.x2, lv.ln2w, lv.ln2r, N, C, main_stream);
+        // attention: dresid now holds d(x2)
+        matmul_backward(a->datty, lv.dwo, a->dresid, lv.atty, lv.wo, N, C, C, false, true, main_stream);
+        if (m->recompute >= 2) {
+            rmsnorm_forward(lv.ln1, lv.ln1r, lv.x, lv.ln1w, N, C, main_stream);
+            attention_inputs(m, &lv, B, T);
+        }
+        MobaSelection s = layer_selection(m, &lv);
+        attention_backward(a->dq, a->dk, a->dv, a->datty, lv.atty, lv.lse, lv.q, lv.k, lv.v, fscratch, B, NH, T, HD,
+                           lv.sel ? &s : NULL, m->deterministic, main_stream);
+        qkv_prep_backward(a->dqkv, lv.dkconvw, fscratch, a->dq, a->dk, a->dv, lv.qkv, lv.kconvw, m->rope, B, T, NH, HD,
+                          c->kconv, true, main_stream);
+        matmul_backward(a->dln, lv.dwqkv, a->dqkv, lv.ln1, lv.wqkv, N, C, 3 * C, false, true, main_stream);
+        rmsnorm_backward(a->dresid, lv.dln1w, fscratch, a->dln, lv.x, lv.ln1w, lv.ln1r, N, C, main_stream);
+    }
+    encoder_backward(m->g[P_WTE], a->scratch, a->dresid, m->inputs, N, C, V, main_stream);
+}
+
+typedef struct { float lr, beta1, beta2, eps, weight_decay, grad_clip; } AdamWConfig;
+
+// Global gradient norm (before clipping), computed deterministically on the device.
+float gpt_grad_norm(GPT *m) {
+    global_norm_squared(m->a.norm_partials, m->grads, m->num_params, true, main_stream);
+    global_norm_reduce(m->a.norm, m->a.norm_partials, main_stream);
+    float sq;
+    cudaCheck(cudaMemcpy(&sq, m->a.norm, sizeof(float), cudaMemcpyDeviceToHost));
+    return sqrtf(sq);
+}
+
+// One AdamW step (t counts from 1) after global-norm clipping; returns the norm before clipping.
+float gpt_update(GPT *m, const AdamWConfig *o, float lr, int t) {
+    float norm = gpt_grad_norm(m);
+    if (!isfinite(norm)) { die("gradient norm is %g at step %d: training diverged", norm, t); }
+    float gscale = (o->grad_clip > 0 && norm > o->grad_clip) ? o->grad_clip / norm : 1.0f;
+    size_t off = 0;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        float wd = param_is_matrix[i] ? o->weight_decay : 0.0f;
+        adamw_update(m->master + off, m->p[i], m->adam_m + off, m->adam_v + off, m->g[i], m->sizes[i], lr, o->beta1,
+                     o->beta2, o->eps, wd, gscale, t, main_stream);
+        off += m->sizes[i];
+    }
+    cudaCheck(cudaGetLastError());
+    return norm;
+}
+
+void gpt_free(GPT *m) {
+    if (m->a.resid) {
+        activations_free(&m->a);
+        cudaCheck(cudaFree(m->rope)); cudaCheck(cudaFree(m->inputs)); cudaCheck(cudaFree(m->targets));
+        free(m->cpu_targets); free(m->cpu_losses);
+    }
+    void *bufs[] = {m->master, m->adam_m, m->adam_v, m->params, m->grads};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaFree(bufs[i])); }
+    matmul_free();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Checkpoints: the shared fp32 format (llmc/checkpoint.h), loadable by the CPU reference and back.
+
+void gpt_save_checkpoint(const GPT *m, const char *path, CheckpointHeader h) {
+    h.magic = CKPT_MAGIC; h.version = CKPT_VERSION; h.header_bytes = CKPT_HEADER_BYTES;
+    h.cfg = m->cfg; h.num_params = m->num_params; h.flags = CKPT_HAS_OPTIMIZER;
+    size_t P = m->num_params;
+    float *host = (float *)malloc_check(3 * P * sizeof(float));
+    cudaCheck(cudaMemcpy(host, m->master, P * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(host + P, m->adam_m, P * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(host + 2 * P, m->adam_v, P * sizeof(float), cudaMemcpyDeviceToHost));
+    checkpoint_write(path, &h, host, host + P, host + 2 * P);
+    free(host);
+}
+
+// Loads params (and the optimizer state when want_optimizer and present; else the moments are zeroed).
+CheckpointHeader gpt_load_checkpoint(GPT *m, const char *path, int want_optimizer) {
+    CheckpointHeader h;
+    FILE *f = checkpoint_open(path, &h);
+    checkpoint_check_config(path, &h, &m->cfg);
+    size_t P = m->num_params;
+    int load_opt = want_optimizer && (h.flags & CKPT_HAS_OPTIMIZER);
+    float *host = (float *)malloc_check((load_opt ? 3 : 1) * P * sizeof(float));
+    checkpoint_read_arrays(f, path, &h, host, load_opt ? host + P : NULL, load_opt ? host + 2 * P : NULL);
+    if (!load_opt) {
+        cudaCheck(cudaMemset(m->adam_m, 0, P * sizeof(float)));
+        cudaCheck(cudaMemset(m->adam_v, 0, P * sizeof(float)));
+    }
+    gpt_set_params(m, host, load_opt ? host + P : NULL, load_opt ? host + 2 * P : NULL);
+    free(host);
+    return h;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Evaluation, sampling, throughput
+
+typedef struct { double loss, recall_acc; long recall_count; } EvalResult;
+
+// Greedy token of every position of the last forward, into host out (cur_B * cur_T).
+static void gpt_argmax(GPT *m, int *out) {
+    int N = m->cur_B * m->cur_T;
+    argmax_kernel<<<N, 1024, 0, main_stream>>>(m->a.argmax, m->a.logits, m->cfg.vocab_size);
+    cudaCheckLaunch();
+    cudaCheck(cudaMemcpy(out, m->a.argmax, N * sizeof(int), cudaMemcpyDeviceToHost));
+}
+
+// Mean validation loss over `batches` batches from the start of the val loader, and the accuracy on the
+// synthetic recall positions (as evaluate() in the CPU reference).
+EvalResult evaluate(GPT *m, DataLoader *val, int batches) {
+    EvalResult r = {0, 0, 0};
+    long hits = 0;
+    int *pred = (int *)malloc_check((size_t)val->B * val->T * sizeof(int));
+    dataloader_reset(val);
+    for (int i = 0; i < batches; i++) {
+        dataloader_next_batch(val);
+        gpt_forward(m, val->inputs, val->targets, val->B, val->T);
+        r.loss += m->mean_loss / batches;
+        gpt_argmax(m, pred);
+        for (int b = 0; b < val->B; b++) {
+            const int32_t *row = val->inputs + (size_t)b * val->T;
+            for (int t = 0; t < val->T; t++) {
+                if (!synthetic_is_recall_value(row, t)) { continue; }
+                size_t n = (size_t)b * val->T + t;
+                hits += pred[n] == val->targets[n];
+                r.recall_count++;
+            }
+        }
+    }
+    free(pred);
+    r.recall_acc = r.recall_count ? (double)hits / r.recall_count : 0;
+    return r;
+}
+
+// Greedy continuation of a prompt, full recompute per token (as the CPU reference).
+void generate(GPT *m, int *tokens, int prompt_len, int total_len) {
+    int *pred = (int *)malloc_check((size_t)total_len * sizeof(int));
+    for (int t = prompt_len; t < total_len; t++) {
+        gpt_forward(m, tokens, NULL, 1, t);
+        gpt_argmax(m, pred);
+        tokens[t] = pred[t - 1];
+    }
+    free(pred);
+}
+
+// Model FLOPs per token (anchors.md): 6 x non-embedding parameters + 6 L T d (dense-attention count).
+static double flops_per_token(const GPT *m, int T) {
+    const ModelConfig *c = &m->cfg;
+    double non_embedding = (double)m->num_params - (double)m->sizes[P_WTE];
+    return 6.0 * non_embedding + 6.0 * c->n_layer * (double)T * c->d_model;
+}
+
+#define PEAK_BF16_FLOPS 989e12  // H100 SXM dense bf16 datasheet peak, the MFU denominator of anchors.md
+
+static double gpu_memory_used_gib(void) {
+    size_t free_b, total_b;
+    cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    return (double)(total_b - free_b) / (1024.0 * 1024.0 * 1024.0);
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+int train_main(int argc, char **argv) {
+    TrainArgs args = parse_args(argc, argv);
+    if (args.debug_state) { die("-D: debug states are written by the CPU reference (./train_gpt_moba -D ...), not the CUDA trainer"); }
+    ModelConfig cfg = config_from_args(&args);
+    gpu_config_check(&cfg);
+    ensure_synthetic_data(&args, &cfg);
+    int grad_accum = args.total_batch / (args.B * args.T);
+    AdamWConfig opt = {args.lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, args.grad_clip};
+
+    GPT model;
+    gpt_init(&model, &cfg, args.seed, args.recompute, args.deterministic);
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    config_print(&cfg, stdout);
+    printf("device: %s, precision %s, recompute %d, deterministic %d\n", prop.name, PRECISION_NAME, args.recompute, args.deterministic);
+
+    DataLoader train, val;
+    dataloader_init(&train, args.train_pattern, args.B, args.T, 0, 1, 1, args.seed, (uint32_t)cfg.vocab_size);
+    dataloader_init(&val, args.val_pattern, args.B, args.T, 0, 1, 0, args.seed, (uint32_t)cfg.vocab_size);
+
+    ensure_dir(args.out_dir);
+    char ckpt_path[1024], log_path[1024];
+    snprintf(log_path, sizeof(log_path), "%s/log.txt", args.out_dir);
+
+    int start_step = 0;
+    Rng sample_rng;
+    rng_init(&sample_rng, args.seed ^ 0x5A5A5A5Aull);
+    if (args.init_ckpt) {
+        gpt_load_checkpoint(&model, args.init_ckpt, 0);
+        printf("initialised weights from %s\n", args.init_ckpt);
+    }
+    if (args.resume) {
+        long newest = newest_checkpoint_step(args.out_dir);
+        if (newest < 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", args.out_dir); }
+        checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, newest);
+        CheckpointHeader h = gpt_load_checkpoint(&model, ckpt_path, 1);
+        check_resume_compatible(ckpt_path, &h, &args, grad_accum, 1);
+        DataLoaderPosition pos = {h.loader_epoch, h.loader_shard, h.loader_batch};
+        dataloader_set_position(&train, pos);
+        sample_rng.state = h.rng_state;
+        start_step = (int)h.step;
+        printf("resumed from %s at step %d\n", ckpt_path, start_step);
+    }
+    FILE *logf = fopen_check(log_path, start_step > 0 ? "a" : "w");
+    LRScheduler sched = {lr_schedule_kind(args.schedule), args.lr, args.final_frac, 0.2f, args.warmup, args.steps};
+    printf("batch %d x %d tokens, grad accum %d, %d steps\n", args.B, args.T, grad_accum, args.steps);
+
+    CheckpointKeeper keeper = {args.out_dir, args.keep_ckpts, {0}, 0};
+    double flops_tok = flops_per_token(&model, args.T), peak_mem = 0;
+    double t_run = now_seconds(), t_start = t_run, tokens_done = 0;
+    int step = start_step;
+    for (; step < args.steps; step++) {
+        if (args.val_every > 0 && step % args.val_every == 0) {
+            EvalResult e = evaluate(&model, &val, args.val_batches);
+            printf("step %5d | val loss %.4f | recall acc %.3f (%ld)\n", step, e.loss, e.recall_acc, e.recall_count);
+            fprintf(logf, "step %d val_loss %.9g recall_acc %.6f\n", step, e.loss, e.recall_acc);
+            t_start = now_seconds();  // throughput counts training only
+            tokens_done = 0;
+        }
+        double t0 = now_seconds();
+        gpt_zero_grad(&model);
+        double loss = 0;
+        for (int micro = 0; micro < grad_accum; micro++) {
+            dataloader_next_batch(&train);
+            gpt_forward(&model, train.inputs, train.targets, args.B, args.T);
+            gpt_backward(&model, 1.0f / grad_accum);
+            loss += model.mean_loss / grad_accum;
+        }
+        float lr = lr_at(&sched, step);
+        float norm = gpt_update(&model, &opt, lr, step + 1);
+        cudaCheck(cudaDeviceSynchronize());
+        double dt = now_seconds() - t0;
+        tokens_done += (double)args.total_batch;
+        double elapsed = now_seconds() - t_start;
+        double tok_s = tokens_done / elapsed;
+        double mfu = tok_s * flops_tok / PEAK_BF16_FLOPS;
+        double mem = gpu_memory_used_gib();
+        if (mem > peak_mem) { peak_mem = mem; }
+        double eta = dt * (args.steps - step - 1);
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | MFU %.1f%% | mem %.1f GiB | ETA %.0fs\n",
+               step + 1, args.steps, loss, lr, (double)norm, dt * 1000, tok_s, 100 * mfu, mem, eta);
+        fprintf(logf, "step %d train_loss %.9g lr %.6e norm %.6g tok_s %.0f mfu %.4f mem_gib %.2f\n", step + 1, loss, lr,
+                (double)norm, tok_s, mfu, mem);
+        fflush(logf);
+        int last = step + 1 == args.steps;
+        int out_of_time = args.time_limit_min > 0 && now_seconds() - t_run > args.time_limit_min * 60;
+        if ((args.ckpt_every > 0 && (step + 1) % args.ckpt_every == 0) || last || out_of_time) {
+            CheckpointHeader h = run_checkpoint_header(&args, grad_accum, 1, step + 1, sample_rng.state, dataloader_position(&train));
+            checkpoint_keeper_save(&keeper, step + 1, ckpt_path, sizeof(ckpt_path));
+            gpt_save_checkpoint(&model, ckpt_path, h);
+            checkpoint_keeper_prune(&keeper);
+        }
+        if (out_of_time) { printf("time limit of %g minutes reached; checkpoint saved\n", args.time_limit_min); step++; break; }
+    }
+    printf("peak GPU memory in use %.2f GiB (activations + scratch %.2f GiB)\n", peak_mem, model.act_bytes / (1024.0 * 1024.0 * 1024.0));
+    EvalResult e = evaluate(&model, &val, args.val_batches);
+    printf("final | val loss %.4f | recall acc %.3f over %ld recall positions\n", e.loss, e.recall_acc, e.recall_count);
+    fprintf(logf, "step %d val_loss %.9g recall_acc %.6f\n", step, e.loss, e.recall_acc);
+    if (args.sample_tokens > 0) {
+        int prompt = 16, total = prompt + args.sample_tokens;
+        if (total > args.T) { total = args.T; }
+        int *tokens = (int *)malloc_check((size_t)total * sizeof(int));
+        memcpy(tokens, val.inputs, prompt * sizeof(int));
+        generate(&model, tokens, prompt, total);
+        printf("sample (token ids; prompt | continuation):");
+        for (int i = 0; i < total; i++) { printf("%s%d", i == prompt ? " | " : " ", tokens[i]); }
+        printf("\n");
+        free(tokens);
+    }
+    fclose(logf);
+    dataloader_free(&train); dataloader_free(&val); gpt_free(&model);
+    return 0;
+}
+
+#ifndef TESTING
+int main(int argc, char **argv) { return train_main(argc, argv); }
+#endif
