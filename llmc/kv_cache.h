@@ -1,0 +1,296 @@
+/*
+ CPU incremental decoding for the moba.c model: a KV cache for dense and MoBA layers, prefill, one-token
+ decode steps, and sampling (greedy, temperature + top-p) with stop sequences and a token budget.
+ Include after train_gpt_moba.c (it uses Model, `real` and the layer functions; programs get them with
+ `#define TESTING` + `#include "train_gpt_moba.c"`).
+
+ Cache, per layer: keys as attention sees them (after key conv and RoPE) and values, (cap, C) each; the
+ last W raw keys (before the key conv) in a ring, which is all the causal conv of width W needs; and for
+ MoBA layers the running per-block key sums (fp32, added in position order, exactly as the training gate
+ sums them), so a block's centroid is sum / length at any time without rereading keys.
+ Decode of the token at position t: MoBA selects its own (partial) block t/B plus the top-(K-1) complete
+ past blocks by q_t . centroid (fp32, ties to the lower index), the rule of doc/model.md; dense sees
+ [0, t]. Each step does the same arithmetic in the same order as model_forward does for row t, so its
+ logits equal the full recompute's (dev/test/test_eval.c checks dense, MoBA and MoBA + key conv).
+ Prefill runs model_forward on the prompt (the batched training path) and copies its keys and values.
+*/
+#ifndef LLMC_KV_CACHE_H
+#define LLMC_KV_CACHE_H
+
+#include "rng.h"
+
+typedef struct {
+    int L, C, NH, HD, W, V, F, cap, nb_cap;
+    int pos;                 // tokens held
+    real *k, *v;             // (L, cap, C)
+    real *kraw;              // (L, W, C) ring: raw key of position p at slot p % W
+    float *ksum;             // (L, nb_cap, C) per-block sums of cached keys (MoBA layers)
+    // one token's scratch
+    real *x, *h, *rstd, *qkv, *qr, *kc, *att, *x2, *fc, *fch, *logits, *sc;
+    float *score;
+    int *sel;
+    unsigned char *taken;
+} KVCache;
+
+static inline void kv_init(KVCache *c, const ModelConfig *cfg, int cap) {
+    memset(c, 0, sizeof(*c));
+    config_check_seq_len(cfg, cap);
+    c->L = cfg->n_layer; c->C = cfg->d_model; c->NH = cfg->n_head; c->HD = c->C / c->NH; c->W = cfg->kconv;
+    c->V = cfg->vocab_size; c->F = cfg->ffn; c->cap = cap;
+    int bs = cfg->attn == ATTN_MOBA ? cfg->moba_block : cap;
+    c->nb_cap = (cap + bs - 1) / bs;
+    size_t LC = (size_t)c->L * cap * c->C;
+    c->k = (real *)calloc_check(LC, sizeof(real));
+    c->v = (real *)calloc_check(LC, sizeof(real));
+    c->kraw = (real *)calloc_check((size_t)c->L * (c->W ? c->W : 1) * c->C, sizeof(real));
+    c->ksum = (float *)calloc_check((size_t)c->L * c->nb_cap * c->C, sizeof(float));
+    c->x = (real *)calloc_check(c->C, sizeof(real)); c->h = (real *)calloc_check(c->C, sizeof(real));
+    c->rstd = (real *)calloc_check(1, sizeof(real)); c->qkv = (real *)calloc_check(3 * (size_t)c->C, sizeof(real));
+    c->qr = (real *)calloc_check(c->C, sizeof(real)); c->kc = (real *)calloc_check(c->C, sizeof(real));
+    c->att = (real *)calloc_check(c->C, sizeof(real)); c->x2 = (real *)calloc_check(c->C, sizeof(real));
+    c->fc = (real *)calloc_check(2 * (size_t)c->F, sizeof(real)); c->fch = (real *)calloc_check(c->F, sizeof(real));
+    c->logits = (real *)calloc_check(c->V, sizeof(real)); c->sc = (real *)calloc_check(cap, sizeof(real));
+    c->score = (float *)calloc_check(c->nb_cap, sizeof(float));
+    c->sel = (int *)calloc_check(cfg->moba_topk > 0 ? cfg->moba_topk : 1, sizeof(int));
+    c->taken = (unsigned char *)calloc_check(c->nb_cap, 1);
+}
+
+static inline void kv_free(KVCache *c) {
+    real *bufs[] = {c->k, c->v, c->kraw, c->x, c->h, c->rstd, c->qkv, c->qr, c->kc, c->att, c->x2, c->fc, c->fch, c->logits, c->sc};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { free(bufs[i]); }
+    free(c->ksum); free(c->score); free(c->sel); free(c->taken);
+    memset(c, 0, sizeof(*c));
+}
+
+// RoPE of one position in place, (NH, HD): the arithmetic of rope_apply for row t.
+static inline void rope_at(real *x, int t, int NH, int HD, float theta) {
+    int half = HD / 2;
+    for (int i = 0; i < half; i++) {
+        double angle = t * pow((double)theta, -2.0 * i / HD);
+        real cs = (real)cos(angle), sn = (real)sin(angle);
+        for (int h = 0; h < NH; h++) {
+            real x1 = x[h * HD + i], x2 = x[h * HD + i + half];
+            x[h * HD + i] = x1 * cs - x2 * sn;
+            x[h * HD + i + half] = x2 * cs + x1 * sn;
+        }
+    }
+}
+
+// MoBA selection of query q (one head) at position t: own block + top-(K-1) past blocks, ascending.
+static inline int kv_moba_select(KVCache *c, const ModelConfig *cfg, int l, int h, const real *q, int t) {
+    int bs = cfg->moba_block, K = cfg->moba_topk, ob = t / bs, HD = c->HD;
+    const float *sums = c->ksum + (size_t)l * c->nb_cap * c->C + (size_t)h * HD;
+    for (int i = 0; i < ob; i++) {
+        float s = 0.0f;
+        for (int d = 0; d < HD; d++) { s += (float)q[d] * (sums[(size_t)i * c->C + d] / (float)bs); }
+        c->score[i] = s;
+        c->taken[i] = 0;
+    }
+    c->taken[ob] = 1;
+    int picks = K - 1 < ob ? K - 1 : ob;
+    for (int p = 0; p < picks; p++) {
+        int best = -1;
+        for (int i = 0; i < ob; i++) { if (!c->taken[i] && (best < 0 || c->score[i] > c->score[best])) { best = i; } }
+        c->taken[best] = 1;
+    }
+    int n = 0;
+    for (int i = 0; i <= ob; i++) { if (c->taken[i]) { c->sel[n++] = i; } }
+    for (int i = n; i < K; i++) { c->sel[i] = -1; }
+    return n;
+}
+
+// Adds key row kr (position t) of layer l to the block sums.
+static inline void kv_add_key_sum(KVCache *c, int l, int t, int bs, const real *kr) {
+    float *s = c->ksum + ((size_t)l * c->nb_cap + t / bs) * c->C;
+    for (int i = 0; i < c->C; i++) { s[i] += (float)kr[i]; }
+}
+
+// Fills the cache from the prompt with one model_forward and returns the logits of its last position.
+static inline const real *kv_prefill(KVCache *c, Model *m, const int *tokens, int n) {
+    const ModelConfig *cfg = &m->cfg;
+    if (n < 1 || n > c->cap) { die("prefill of %d tokens: must be 1..%d (the cache capacity)", n, c->cap); }
+    if (m->a.resid && (size_t)m->B * m->T < (size_t)n) {  // grow the model's activations to the prompt
+        activations_free(&m->a); free(m->inputs); free(m->targets);
+        m->a.resid = NULL;
+    }
+    if (m->a.resid == NULL) { activations_alloc(m, 1, c->cap); }
+    model_forward(m, tokens, NULL, 1, n);
+    size_t slab = (size_t)m->B * m->T * c->C;
+    int bs = cfg->attn == ATTN_MOBA ? cfg->moba_block : c->cap;
+    memset(c->ksum, 0, (size_t)c->L * c->nb_cap * c->C * sizeof(float));
+    for (int l = 0; l < c->L; l++) {
+        memcpy(c->k + (size_t)l * c->cap * c->C, m->a.kr + l * slab, (size_t)n * c->C * sizeof(real));
+        memcpy(c->v + (size_t)l * c->cap * c->C, m->a.v + l * slab, (size_t)n * c->C * sizeof(real));
+        for (int t = (c->W && n > c->W ? n - c->W : 0); c->W && t < n; t++) {
+            memcpy(c->kraw + ((size_t)l * c->W + t % c->W) * c->C, m->a.k + l * slab + (size_t)t * c->C, c->C * sizeof(real));
+        }
+        if (layer_is_moba(cfg, l)) {
+            for (int t = 0; t < n; t++) { kv_add_key_sum(c, l, t, bs, c->k + ((size_t)l * c->cap + t) * c->C); }
+        }
+    }
+    c->pos = n;
+    memcpy(c->logits, m->a.logits + (size_t)(n - 1) * c->V, c->V * sizeof(real));
+    return c->logits;
+}
+
+// Attention of one query (all heads) at position t over the cache of layer l, into c->att.
+static inline void kv_attend(KVCache *c, const ModelConfig *cfg, int l, int t) {
+    int C = c->C, HD = c->HD, moba = layer_is_moba(cfg, l), bs = cfg->moba_block;
+    real scale = 1 / sqrt((real)HD);
+    const real *K = c->k + (size_t)l * c->cap * C, *Vv = c->v + (size_t)l * c->cap * C;
+    int ranges[64][2];
+    if (moba && cfg->moba_topk > 64) { die("KV cache decoding supports MoBA top-k up to 64 (got %d)", cfg->moba_topk); }
+    for (int h = 0; h < c->NH; h++) {
+        const real *q = c->qr + h * HD;
+        int nr = 1;
+        ranges[0][0] = 0; ranges[0][1] = t + 1;
+        if (moba) {
+            nr = kv_moba_select(c, cfg, l, h, q, t);
+            for (int r = 0; r < nr; r++) {
+                ranges[r][0] = c->sel[r] * bs;
+                ranges[r][1] = c->sel[r] * bs + bs < t + 1 ? c->sel[r] * bs + bs : t + 1;
+            }
+        }
+        real mx = -INFINITY;
+        for (int r = 0; r < nr; r++) {
+            for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
+                const real *kj = K + (size_t)j * C + h * HD;
+                real s = 0;
+                for (int d = 0; d < HD; d++) { s += q[d] * kj[d]; }
+                c->sc[j] = s * scale;
+                if (c->sc[j] > mx) { mx = c->sc[j]; }
+            }
+        }
+        real sum = 0, *o = c->att + h * HD;
+        for (int d = 0; d < HD; d++) { o[d] = 0; }
+        for (int r = 0; r < nr; r++) {
+            for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
+                real p = exp(c->sc[j] - mx);
+                sum += p;
+                const real *vj = Vv + (size_t)j * C + h * HD;
+                for (int d = 0; d < HD; d++) { o[d] += p * vj[d]; }
+            }
+        }
+        for (int d = 0; d < HD; d++) { o[d] /= sum; }
+    }
+}
+
+// Appends one token at position c->pos and returns the logits for the next one (valid until the next call).
+static inline const real *kv_step(KVCache *c, Model *m, int token) {
+    const ModelConfig *cfg = &m->cfg;
+    int C = c->C, W = c->W, t = c->pos;
+    if (t >= c->cap) { die("KV cache is full (%d tokens)", c->cap); }
+    if (token < 0 || token >= c->V) { die("token %d is outside the vocabulary [0, %d)", token, c->V); }
+    int bs = cfg->attn == ATTN_MOBA ? cfg->moba_block : c->cap;
+    memcpy(c->x, m->p[P_WTE] + (size_t)token * C, C * sizeof(real));
+    for (int l = 0; l < c->L; l++) {
+        rmsnorm_forward(c->h, c->rstd, c->x, m->p[P_LN1W] + (size_t)l * C, 1, C);
+        matmul_forward(c->qkv, c->h, m->p[P_WQKV] + (size_t)l * 3 * C * C, 1, C, 3 * C);
+        const real *kraw = c->qkv + C, *v = c->qkv + 2 * C;
+        if (W > 0) {
+            real *ring = c->kraw + (size_t)l * W * C;
+            memcpy(ring + (size_t)(t % W) * C, kraw, C * sizeof(real));
+            const real *a = m->p[P_KCONVW] + (size_t)l * C * W;
+            for (int ch = 0; ch < C; ch++) {
+                real sum = 0;
+                for (int w = 0; w < W && w <= t; w++) { sum += a[ch * W + w] * ring[(size_t)((t - w) % W) * C + ch]; }
+                c->kc[ch] = sum;
+            }
+        } else {
+            memcpy(c->kc, kraw, C * sizeof(real));
+        }
+        memcpy(c->qr, c->qkv, C * sizeof(real));
+        rope_at(c->qr, t, c->NH, c->HD, cfg->rope_theta);
+        rope_at(c->kc, t, c->NH, c->HD, cfg->rope_theta);
+        memcpy(c->k + ((size_t)l * c->cap + t) * C, c->kc, C * sizeof(real));
+        memcpy(c->v + ((size_t)l * c->cap + t) * C, v, C * sizeof(real));
+        if (layer_is_moba(cfg, l)) { kv_add_key_sum(c, l, t, bs, c->kc); }
+        kv_attend(c, cfg, l, t);
+        matmul_forward(c->x2, c->att, m->p[P_WO] + (size_t)l * C * C, 1, C, C);
+        for (int i = 0; i < C; i++) { c->x2[i] += c->x[i]; }
+        rmsnorm_forward(c->h, c->rstd, c->x2, m->p[P_LN2W] + (size_t)l * C, 1, C);
+        matmul_forward(c->fc, c->h, m->p[P_WFC] + (size_t)l * 2 * c->F * C, 1, C, 2 * c->F);
+        swiglu_forward(c->fch, c->fc, 1, c->F);
+        matmul_forward(c->x, c->fch, m->p[P_WPROJ] + (size_t)l * C * c->F, 1, c->F, C);
+        for (int i = 0; i < C; i++) { c->x[i] += c->x2[i]; }
+    }
+    rmsnorm_forward(c->h, c->rstd, c->x, m->p[P_LNFW], 1, C);
+    matmul_forward(c->logits, c->h, m->p[P_WLM], 1, C, c->V);
+    c->pos = t + 1;
+    return c->logits;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Sampling and generation
+
+typedef struct {
+    int max_new_tokens;
+    float temperature;           // <= 0: greedy
+    float top_p;                 // nucleus mass in (0, 1]; 1 = no cut
+    uint64_t seed;
+    int eot;                     // stop token (not emitted); -1: none
+    const int *const *stops;     // stop sequences of token ids (emitted, then generation ends)
+    const int *stop_lens;
+    int num_stops;
+} GenConfig;
+
+static inline int argmax_real(const real *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) { if (x[i] > x[best]) { best = i; } }
+    return best;
+}
+
+static real *sample_probs_sort;  // qsort comparator data (one sampler at a time)
+static inline int sample_cmp(const void *a, const void *b) {
+    real pa = sample_probs_sort[*(const int *)a], pb = sample_probs_sort[*(const int *)b];
+    return pa < pb ? 1 : pa > pb ? -1 : (*(const int *)a - *(const int *)b);
+}
+
+// Greedy when temperature <= 0; else softmax(logits / temperature) restricted to the smallest set of
+// most likely tokens whose mass reaches top_p, renormalised, one uniform draw.
+static inline int sample_token(const real *logits, int V, float temperature, float top_p, Rng *rng) {
+    if (temperature <= 0) { return argmax_real(logits, V); }
+    real *p = (real *)malloc_check((size_t)V * sizeof(real));
+    int *idx = (int *)malloc_check((size_t)V * sizeof(int));
+    real mx = logits[argmax_real(logits, V)], sum = 0;
+    for (int i = 0; i < V; i++) { p[i] = exp((logits[i] - mx) / temperature); sum += p[i]; idx[i] = i; }
+    for (int i = 0; i < V; i++) { p[i] /= sum; }
+    sample_probs_sort = p;
+    qsort(idx, (size_t)V, sizeof(int), sample_cmp);
+    int n = 0;
+    real mass = 0;
+    while (n < V && (n == 0 || mass < top_p)) { mass += p[idx[n++]]; }
+    real u = rng_uniform(rng) * mass, acc = 0;
+    int pick = idx[n - 1];
+    for (int i = 0; i < n; i++) { acc += p[idx[i]]; if (u < acc) { pick = idx[i]; break; } }
+    free(p); free(idx);
+    return pick;
+}
+
+static inline int ends_with_stop(const int *out, int n, const GenConfig *g) {
+    for (int s = 0; s < g->num_stops; s++) {
+        int k = g->stop_lens[s];
+        if (k > 0 && n >= k && memcmp(out + n - k, g->stops[s], (size_t)k * sizeof(int)) == 0) { return 1; }
+    }
+    return 0;
+}
+
+// Generates after prompt[0..n) into out (room for g->max_new_tokens); returns the number generated.
+// The cache must hold n + max_new_tokens; it is reset.
+static inline int kv_generate(KVCache *c, Model *m, const int *prompt, int n, const GenConfig *g, int *out) {
+    if (n + g->max_new_tokens > c->cap) { die("prompt %d + %d new tokens exceeds the cache capacity %d", n, g->max_new_tokens, c->cap); }
+    Rng rng;
+    rng_init(&rng, g->seed);
+    const real *logits = kv_prefill(c, m, prompt, n);
+    int count = 0;
+    while (count < g->max_new_tokens) {
+        int tok = sample_token(logits, c->V, g->temperature, g->top_p, &rng);
+        if (tok == g->eot) { break; }
+        out[count++] = tok;
+        if (ends_with_stop(out, count, g) || count == g->max_new_tokens) { break; }
+        logits = kv_step(c, m, tok);
+    }
+    return count;
+}
+
+#endif // LLMC_KV_CACHE_H
