@@ -29,11 +29,12 @@
 #define CHUNK_BYTES (2u << 20)
 #define STATE_MAGIC 0x5350524Du  // "MRPS"
 
-static double now_s(void) {
+static double clock_s(clockid_t which) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(which, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
 
 typedef struct { uint32_t *v; size_t n, cap; } TokVec;
 
@@ -59,6 +60,7 @@ typedef struct {
     CorpusPos end;          // reader position after the chunk
     TokVec tok;
     uint64_t docs, text_bytes;
+    double cpu_s;           // worker CPU time spent on the chunk (JSON decoding + encoding)
 } Slot;
 
 typedef struct {
@@ -83,6 +85,7 @@ typedef struct {
     TokVec filler, pending;
     // stats
     uint64_t docs, text_bytes;
+    double cpu_s;
 } Prep;
 
 // ----------------------------------------------------------------------------
@@ -92,6 +95,7 @@ typedef struct { Prep *p; TokenCache *cache; unsigned char *scratch; size_t scra
 
 static void encode_slot(Worker *w, Slot *s) {
     Prep *p = w->p;
+    double t0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
     s->tok.n = 0; s->docs = 0; s->text_bytes = 0;
     uint32_t eot = tokenizer_eot(&p->tok);
     for (int r = 0; r < s->nrec; r++) {
@@ -104,6 +108,7 @@ static void encode_slot(Worker *w, Slot *s) {
         s->tok.n += tokenizer_encode_cached(&p->tok, w->cache, text, (size_t)n, s->tok.v + s->tok.n, (size_t)n);
         s->docs++; s->text_bytes += (uint64_t)n;
     }
+    s->cpu_s = clock_s(CLOCK_THREAD_CPUTIME_ID) - t0;
 }
 
 static void *worker_main(void *arg) {
@@ -315,7 +320,7 @@ static void consume_slot(Prep *p, Slot *s) {
         tv_push(&p->pending, s->tok.v, s->tok.n);
     }
     p->pos = s->end;
-    p->docs += s->docs; p->text_bytes += s->text_bytes;
+    p->docs += s->docs; p->text_bytes += s->text_bytes; p->cpu_s += s->cpu_s;
     flush_shards(p);
 }
 
@@ -472,8 +477,9 @@ int main(int argc, char **argv) {
     p.filler.n = 0;
     write_state(&p, 0, 1);
     double dt = now_s() - t0;
-    printf("done: %llu documents, %.1f MB of text, %llu tokens in all shards; this run %.2f s, %.1f MB/s with %d threads\n",
-           (unsigned long long)p.docs, p.text_bytes / 1e6, (unsigned long long)p.emitted, dt, p.text_bytes / 1e6 / dt, p.threads);
+    printf("done: %llu documents, %.1f MB of text, %llu tokens in all shards; this run %.2f s, %.1f MB/s with %d threads "
+           "(encode: %.1f MB per CPU-second)\n", (unsigned long long)p.docs, p.text_bytes / 1e6, (unsigned long long)p.emitted,
+           dt, p.text_bytes / 1e6 / dt, p.threads, p.text_bytes / 1e6 / p.cpu_s);
     if (p.emitted <= p.val_tokens) { fprintf(stderr, "warning: every token went to val shards (-V %llu); no train shard was written\n", (unsigned long long)p.val_tokens); }
     for (int k = 0; k < p.nslots; k++) { free(p.slots[k].raw); free(p.slots[k].off); free(p.slots[k].len); free(p.slots[k].pos); free(p.slots[k].tok.v); }
     free(p.slots); free(th); free(workers); free(p.filler.v); free(p.pending.v);
