@@ -281,6 +281,18 @@ struct TileSet {
     }
 };
 
+// One step of the double-buffered walk over a TileSet: wait for tile `cur`, then prefetch the next one
+// into the other stage (every thread finished reading that stage before this barrier). Returns it.
+template <typename L>
+__device__ inline int pipeline_step(const TileSet &tiles, int cur, int stage, L load) {
+    int nxt = tiles.next(cur + 1);
+    cp_async_wait_all();
+    __syncthreads();
+    if (nxt < tiles.n) { load(nxt, stage ^ 1); }
+    cp_async_commit();
+    return nxt;
+}
+
 // Key tiles seen by queries [q0, q0 + rows): dense 0..diagonal; MoBA the union of their selected tiles.
 template <bool MOBA>
 __device__ TileSet key_tiles(uint32_t *bits, const MobaSelection &sel, size_t bh, int T, int q0, int rows) {
@@ -361,23 +373,19 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
     const float sl2 = scale * LOG2E;
 
     TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0, ROWS);
+    auto load_kv = [&](int t, int st) {
+        load_tile<BC, HD>(sK + st * BC * HD, kh, HD, t * BC, T);
+        load_tile<BC, HD>(sV + st * BC * HD, vh, HD, t * BC, T);
+    };
     int kt = tiles.next(0), stage = 0;
     load_tile<ROWS, HD>(sQ, q + bh * T * HD, HD, q0, T);
-    load_tile<BC, HD>(sK, kh, HD, kt * BC, T);
-    load_tile<BC, HD>(sV, vh, HD, kt * BC, T);
+    load_kv(kt, 0);
     cp_async_commit();
 
     float oacc[MT][HD / 8][4] = {}, m[MT][2], l[MT][2] = {};
     for (int mt = 0; mt < MT; mt++) { m[mt][0] = m[mt][1] = -INFINITY; }
     while (kt < tiles.n) {
-        int nxt = tiles.next(kt + 1);
-        cp_async_wait_all();
-        __syncthreads();
-        if (nxt < tiles.n) {
-            load_tile<BC, HD>(sK + (stage ^ 1) * BC * HD, kh, HD, nxt * BC, T);
-            load_tile<BC, HD>(sV + (stage ^ 1) * BC * HD, vh, HD, nxt * BC, T);
-        }
-        cp_async_commit();
+        int nxt = pipeline_step(tiles, kt, stage, load_kv);
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
 
         float s[MT][BC / 8][4] = {};
@@ -473,11 +481,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
     float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};
     const int key_a = k0 + warp * 16 + g;
     while (it < tiles.n) {
-        int nxt = tiles.next(it + 1);
-        cp_async_wait_all();
-        __syncthreads();
-        if (nxt < tiles.n) { load_query_tile(nxt, stage ^ 1); }
-        cp_async_commit();
+        int nxt = pipeline_step(tiles, it, stage, load_query_tile);
         const bf16 *cQ = sQ + stage * BRB * HD, *cdO = sdO + stage * BRB * HD;
         const float *cLse = sLse + stage * BRB, *cD = sD + stage * BRB;
         const int *cMem = sMem + stage * BRB;
@@ -558,11 +562,14 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
     const float sl2 = scale * LOG2E;
 
     TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0, BR);
+    auto load_kv = [&](int t, int st) {
+        load_tile<BC, HD>(sK + st * BC * HD, kh, HD, t * BC, T);
+        load_tile<BC, HD>(sV + st * BC * HD, vh, HD, t * BC, T);
+    };
     int kt = tiles.next(0), stage = 0;
     load_tile<BR, HD>(sQ, q + bh * T * HD, HD, q0, T);
     load_tile<BR, HD>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
-    load_tile<BC, HD>(sK, kh, HD, kt * BC, T);
-    load_tile<BC, HD>(sV, vh, HD, kt * BC, T);
+    load_kv(kt, 0);
     cp_async_commit();
     const int qa = q0 + warp * 16 + g;
     float lrow[2], drow[2];
@@ -574,14 +581,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
 
     float dqa[HD / 8][4] = {};
     while (kt < tiles.n) {
-        int nxt = tiles.next(kt + 1);
-        cp_async_wait_all();
-        __syncthreads();
-        if (nxt < tiles.n) {
-            load_tile<BC, HD>(sK + (stage ^ 1) * BC * HD, kh, HD, nxt * BC, T);
-            load_tile<BC, HD>(sV + (stage ^ 1) * BC * HD, vh, HD, nxt * BC, T);
-        }
-        cp_async_commit();
+        int nxt = pipeline_step(tiles, kt, stage, load_kv);
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
 
         float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
