@@ -4,13 +4,14 @@
    backward: dwte[v, :] += sum over n with tok[n] = v of dout[n, :]       (only rows of tokens present)
  The forward is a gather: reads and writes N*C elements. The backward is made deterministic without
  float atomics: a stable radix sort (cub, part of the CUDA toolkit) of (token, row) pairs groups the rows
- of each token in increasing row order; then one CTA column per distinct token sums its rows in that fixed
- order in fp32 and adds the result to dwte once. Traffic: N*C reads of dout, 2*C per distinct token.
+ of each token in increasing row order; then one CTA column per distinct token sums its rows in a fixed
+ order in fp32 (8 warps over interleaved rows, then the warps in order) and adds the result to dwte once. Traffic: N*C reads of dout, 2*C per distinct token.
  Requires C % x128::size == 0.
 */
 #ifndef LLMC_EMBEDDING_CUH
 #define LLMC_EMBEDDING_CUH
 
+#include <algorithm>
 #include <cub/cub.cuh>
 #include "llmc/cuda_common.cuh"
 #include "llmc/cuda_utils.cuh"
@@ -28,24 +29,53 @@ __global__ void iota_kernel(int *out, int N) {
     if (i < N) { out[i] = i; }
 }
 
-// blockIdx.x = position in the sorted token list; only the first position of each run of equal tokens
-// does the work, so each distinct token is summed by exactly one CTA column.
-__global__ void encoder_backward_kernel(floatX *dwte, const floatX *dout, const unsigned *sorted_tok,
-                                        const int *sorted_row, int N, int C) {
-    const int i = blockIdx.x;
-    const unsigned tok = sorted_tok[i];
-    if (i > 0 && sorted_tok[i - 1] == tok) { return; }
-    const int c = (blockIdx.y * blockDim.x + threadIdx.x) * x128::size;
-    if (c >= C) { return; }
-    float acc[x128::size] = {0.0f};
-    for (int j = i; j < N && sorted_tok[j] == tok; j++) {
-        const x128 d = load128cs(dout + (size_t)sorted_row[j] * C + c);
-        for (int k = 0; k < x128::size; k++) { acc[k] += to_float(d[k]); }
+#define EMB_BWD_WARPS 8    // warps splitting the rows of one token
+#define EMB_BWD_UNROLL 4   // rows each warp has in flight
+#define EMB_BWD_BLOCKS 2048
+
+// Grid-strides over positions i of the sorted token list; the first position of each run of equal tokens
+// sums that token's rows for the CTA's 32 x128 channel vectors (blockIdx.y). Warp w takes rows
+// i + w, i + w + EMB_BWD_WARPS, ... in increasing order (several loads in flight, so a frequent token's
+// long run is not one serial chain), then warp 0 adds the warps' sums in warp order: a fixed order.
+__global__ void __launch_bounds__(32 * EMB_BWD_WARPS)
+encoder_backward_kernel(floatX *dwte, const floatX *dout, const unsigned *sorted_tok, const int *sorted_row, int N, int C) {
+    __shared__ float partial[EMB_BWD_WARPS][x128::size][32];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int c = (blockIdx.y * 32 + lane) * x128::size;
+    for (int i = blockIdx.x; i < N; i += gridDim.x) {
+        const unsigned tok = sorted_tok[i];
+        if (i > 0 && sorted_tok[i - 1] == tok) { continue; } // the same for the whole CTA
+        float acc[x128::size] = {0.0f};
+        for (int j = i + warp; c < C; j += EMB_BWD_WARPS * EMB_BWD_UNROLL) {
+            int row[EMB_BWD_UNROLL];
+            x128 d[EMB_BWD_UNROLL];
+#pragma unroll
+            for (int u = 0; u < EMB_BWD_UNROLL; u++) {
+                const int jj = j + u * EMB_BWD_WARPS;
+                row[u] = (jj < N && sorted_tok[jj] == tok) ? sorted_row[jj] : -1;
+                if (row[u] >= 0) { d[u] = load128cs(dout + (size_t)row[u] * C + c); }
+            }
+#pragma unroll
+            for (int u = 0; u < EMB_BWD_UNROLL; u++) {
+                if (row[u] < 0) { break; }
+                for (int k = 0; k < x128::size; k++) { acc[k] += to_float(d[u][k]); }
+            }
+            if (row[EMB_BWD_UNROLL - 1] < 0) { break; } // the run is contiguous: it ended
+        }
+        for (int k = 0; k < x128::size; k++) { partial[warp][k][lane] = acc[k]; }
+        __syncthreads();
+        if (warp == 0 && c < C) {
+            floatX *dst = dwte + (size_t)tok * C + c;
+            x128 w = load128(dst);
+            for (int k = 0; k < x128::size; k++) {
+                float sum = 0.0f;
+                for (int v = 0; v < EMB_BWD_WARPS; v++) { sum += partial[v][k][lane]; }
+                w[k] = from_float<floatX>(to_float(w[k]) + sum);
+            }
+            store128(dst, w);
+        }
+        __syncthreads(); // partial[] is reused by the next run
     }
-    floatX *dst = dwte + (size_t)tok * C + c;
-    x128 w = load128(dst);
-    for (int k = 0; k < x128::size; k++) { w[k] = from_float<floatX>(to_float(w[k]) + acc[k]); }
-    store128(dst, w);
 }
 
 static inline int embedding_key_bits(int V) {
@@ -94,9 +124,8 @@ static inline void encoder_backward(floatX *dwte, void *scratch, const floatX *d
     cudaCheckLaunch();
     cudaCheck(cub::DeviceRadixSort::SortPairs(cub_temp, cub_bytes, (const unsigned *)tok, sorted_tok, row, sorted_row,
                                               N, 0, embedding_key_bits(V), stream));
-    const int threads = 128;
-    const dim3 grid(N, CEIL_DIV(C / x128::size, threads));
-    encoder_backward_kernel<<<grid, threads, 0, stream>>>(dwte, dout, sorted_tok, sorted_row, N, C);
+    const dim3 grid(std::min(N, EMB_BWD_BLOCKS), CEIL_DIV(C / x128::size, 32));
+    encoder_backward_kernel<<<grid, 32 * EMB_BWD_WARPS, 0, stream>>>(dwte, dout, sorted_tok, sorted_row, N, C);
     cudaCheckLaunch();
 }
 

@@ -9,13 +9,15 @@
              transposed convolution dk_t = sum_w kconvw[.][w] * dk'_{t+w}; and dkconvw (C, W)
              (+)= sum_{b,t} dk'_t[c] * k_{t-w}[c], reduced deterministically: fixed chunks of rows write
              fp32 partials to scratch, then one kernel sums the chunks in order.
- One thread per rotation pair (row, head, i): reads 3C and writes 3C elements per row; the W taps of the
- convolution re-read earlier rows of k, which the caches serve.
+ One thread per VW consecutive rotation pairs (row, head, i..i+VW-1), VW-wide loads and stores: reads 3C
+ and writes 3C elements per row; the W taps of the convolution re-read earlier rows of k (dk in the
+ backward), which the caches serve.
 */
 #ifndef LLMC_QKV_PREP_CUH
 #define LLMC_QKV_PREP_CUH
 
 #include <math.h>
+#include <type_traits>
 #include <vector>
 #include "llmc/cuda_common.cuh"
 #include "llmc/utils.h"
@@ -41,98 +43,136 @@ static inline void rope_table_init(float *d_rope, int max_T, int HD, float theta
     cudaCheck(cudaMemcpy(d_rope, table.data(), rope_table_bytes(max_T, HD), cudaMemcpyHostToDevice));
 }
 
-// Where one thread's rotation pair lives: row n = b*T + t of qkv, channels c1 = h*HD + i and c2 = c1 + HD/2,
-// and the offset of element i in the (B, NH, T, HD) tensors.
-struct QkvPair {
-    int t, c1, c2;
+// VW consecutive floatX moved with one access (VW * sizeof(floatX) bytes).
+template <int VW> struct alignas(VW * sizeof(floatX)) VecX { floatX v[VW]; };
+template <int VW> __device__ inline void load_vec(float (&dst)[VW], const floatX *p) {
+    const VecX<VW> t = *reinterpret_cast<const VecX<VW> *>(p);
+    for (int u = 0; u < VW; u++) { dst[u] = to_float(t.v[u]); }
+}
+template <int VW> __device__ inline void store_vec(floatX *p, const float (&src)[VW]) {
+    VecX<VW> t;
+    for (int u = 0; u < VW; u++) { t.v[u] = from_float<floatX>(src[u]); }
+    *reinterpret_cast<VecX<VW> *>(p) = t;
+}
+
+// Where one thread's VW rotation pairs live: row n = b*T + t of qkv, channels c1 + u = h*HD + i + u and
+// c2 + u = c1 + u + HD/2 (u < VW), and the offset of element i in the (B, NH, T, HD) tensors.
+struct QkvGroup {
+    int t, i, c1, c2;
     size_t row, out;
-    float2 cs; // cos, sin of this position and frequency
 };
 
-__device__ inline QkvPair qkv_pair(size_t idx, int T, int NH, int HD, const float *rope) {
-    const int half = HD / 2, C = NH * HD;
-    const size_t n = idx / (C / 2);
-    const int rem = (int)(idx % (C / 2)), h = rem / half, i = rem % half;
-    QkvPair p;
-    p.t = (int)(n % T);
-    p.c1 = h * HD + i;
-    p.c2 = p.c1 + half;
-    p.row = n * 3 * C;
-    p.out = (((n / T) * NH + h) * T + p.t) * HD + i;
-    p.cs = reinterpret_cast<const float2 *>(rope)[(size_t)p.t * half + i];
-    return p;
+template <int VW> __device__ inline QkvGroup qkv_group(size_t idx, int T, int NH, int HD) {
+    const int half = HD / 2, groups_per_row = NH * half / VW, groups_per_head = half / VW;
+    const size_t n = idx / groups_per_row;
+    const int rem = (int)(idx % groups_per_row), h = rem / groups_per_head;
+    QkvGroup g;
+    g.t = (int)(n % T);
+    g.i = (rem % groups_per_head) * VW;
+    g.c1 = h * HD + g.i;
+    g.c2 = g.c1 + half;
+    g.row = n * 3 * NH * HD;
+    g.out = (((n / T) * NH + h) * T + g.t) * HD + g.i;
+    return g;
 }
 
-// Rotation of (x1, x2) by the pair's angle; the inverse rotation is the transpose (backward).
-template <bool INVERSE> __device__ inline float2 rotate(float x1, float x2, float2 cs) {
-    const float s = INVERSE ? -cs.y : cs.y;
-    return make_float2(x1 * cs.x - x2 * s, x2 * cs.x + x1 * s);
+// Rotates the pairs (x1[u], x2[u]) by the angles of position t, frequencies i + u; INVERSE applies the
+// transpose (backward).
+template <bool INVERSE, int VW>
+__device__ inline void rotate(float (&x1)[VW], float (&x2)[VW], const float *rope, int t, int i, int half) {
+    const float2 *cs = reinterpret_cast<const float2 *>(rope) + (size_t)t * half + i;
+    for (int u = 0; u < VW; u++) {
+        const float c = cs[u].x, s = INVERSE ? -cs[u].y : cs[u].y, a = x1[u], b = x2[u];
+        x1[u] = a * c - b * s;
+        x2[u] = b * c + a * s;
+    }
 }
 
-template <int W>
+template <int W, int VW>
 __global__ void qkv_prep_forward_kernel(floatX *q, floatX *k, floatX *v, const floatX *qkv, const floatX *kconvw,
                                         const float *rope, int N, int T, int NH, int HD) {
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int C = NH * HD, half = HD / 2;
-    if (idx >= (size_t)N * C / 2) { return; }
-    const QkvPair p = qkv_pair(idx, T, NH, HD, rope);
-    const floatX *row = qkv + p.row;
-    const float2 qr = rotate<false>(to_float(row[p.c1]), to_float(row[p.c2]), p.cs);
-    q[p.out] = from_float<floatX>(qr.x);
-    q[p.out + half] = from_float<floatX>(qr.y);
-    float k1 = 0.0f, k2 = 0.0f;
+    if (idx >= (size_t)N * C / (2 * VW)) { return; }
+    const QkvGroup g = qkv_group<VW>(idx, T, NH, HD);
+    const floatX *row = qkv + g.row;
+    float x1[VW], x2[VW];
+    load_vec(x1, row + g.c1);
+    load_vec(x2, row + g.c2);
+    rotate<false>(x1, x2, rope, g.t, g.i, half);
+    store_vec(q + g.out, x1);
+    store_vec(q + g.out + half, x2);
     if (W == 0) {
-        k1 = to_float(row[C + p.c1]);
-        k2 = to_float(row[C + p.c2]);
+        load_vec(x1, row + C + g.c1);
+        load_vec(x2, row + C + g.c2);
+    } else {
+        for (int u = 0; u < VW; u++) { x1[u] = 0.0f; x2[u] = 0.0f; }
     }
 #pragma unroll
     for (int w = 0; w < W; w++) {
-        if (p.t - w < 0) { break; }
+        if (g.t - w < 0) { break; }
         const floatX *prev = row - (size_t)w * 3 * C;
-        k1 += to_float(kconvw[p.c1 * W + w]) * to_float(prev[C + p.c1]);
-        k2 += to_float(kconvw[p.c2 * W + w]) * to_float(prev[C + p.c2]);
+        float p1[VW], p2[VW];
+        load_vec(p1, prev + C + g.c1);
+        load_vec(p2, prev + C + g.c2);
+        for (int u = 0; u < VW; u++) {
+            x1[u] += to_float(kconvw[(g.c1 + u) * W + w]) * p1[u];
+            x2[u] += to_float(kconvw[(g.c2 + u) * W + w]) * p2[u];
+        }
     }
-    const float2 kr = rotate<false>(k1, k2, p.cs);
-    k[p.out] = from_float<floatX>(kr.x);
-    k[p.out + half] = from_float<floatX>(kr.y);
-    v[p.out] = row[2 * C + p.c1];
-    v[p.out + half] = row[2 * C + p.c2];
+    rotate<false>(x1, x2, rope, g.t, g.i, half);
+    store_vec(k + g.out, x1);
+    store_vec(k + g.out + half, x2);
+    load_vec(x1, row + 2 * C + g.c1);
+    load_vec(x2, row + 2 * C + g.c2);
+    store_vec(v + g.out, x1);
+    store_vec(v + g.out + half, x2);
 }
 
-template <int W>
+template <int W, int VW>
 __global__ void qkv_prep_backward_kernel(floatX *dqkv, const floatX *dq, const floatX *dk, const floatX *dv,
                                          const floatX *kconvw, const float *rope, int N, int T, int NH, int HD) {
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int C = NH * HD, half = HD / 2;
-    if (idx >= (size_t)N * C / 2) { return; }
-    const QkvPair p = qkv_pair(idx, T, NH, HD, rope);
-    floatX *row = dqkv + p.row;
-    const float2 gq = rotate<true>(to_float(dq[p.out]), to_float(dq[p.out + half]), p.cs);
-    row[p.c1] = from_float<floatX>(gq.x);
-    row[p.c2] = from_float<floatX>(gq.y);
-    float g1 = 0.0f, g2 = 0.0f;
+    if (idx >= (size_t)N * C / (2 * VW)) { return; }
+    const QkvGroup g = qkv_group<VW>(idx, T, NH, HD);
+    floatX *row = dqkv + g.row;
+    float x1[VW], x2[VW];
+    load_vec(x1, dq + g.out);
+    load_vec(x2, dq + g.out + half);
+    rotate<true>(x1, x2, rope, g.t, g.i, half);
+    store_vec(row + g.c1, x1);
+    store_vec(row + g.c2, x2);
     if (W == 0) {
-        const float2 gk = rotate<true>(to_float(dk[p.out]), to_float(dk[p.out + half]), p.cs);
-        g1 = gk.x;
-        g2 = gk.y;
+        load_vec(x1, dk + g.out);
+        load_vec(x2, dk + g.out + half);
+        rotate<true>(x1, x2, rope, g.t, g.i, half);
+    } else {
+        for (int u = 0; u < VW; u++) { x1[u] = 0.0f; x2[u] = 0.0f; }
     }
     // k_t feeds k'_{t+w} through tap w: gather the un-rotated gradients of the later positions
 #pragma unroll
     for (int w = 0; w < W; w++) {
-        if (p.t + w >= T) { break; }
-        const size_t later = p.out + (size_t)w * HD;
-        const float2 cs = reinterpret_cast<const float2 *>(rope)[(size_t)(p.t + w) * half + (p.c1 % HD)];
-        const float2 gk = rotate<true>(to_float(dk[later]), to_float(dk[later + half]), cs);
-        g1 += to_float(kconvw[p.c1 * W + w]) * gk.x;
-        g2 += to_float(kconvw[p.c2 * W + w]) * gk.y;
+        if (g.t + w >= T) { break; }
+        float g1[VW], g2[VW];
+        load_vec(g1, dk + g.out + (size_t)w * HD);
+        load_vec(g2, dk + g.out + (size_t)w * HD + half);
+        rotate<true>(g1, g2, rope, g.t + w, g.i, half);
+        for (int u = 0; u < VW; u++) {
+            x1[u] += to_float(kconvw[(g.c1 + u) * W + w]) * g1[u];
+            x2[u] += to_float(kconvw[(g.c2 + u) * W + w]) * g2[u];
+        }
     }
-    row[C + p.c1] = from_float<floatX>(g1);
-    row[C + p.c2] = from_float<floatX>(g2);
-    row[2 * C + p.c1] = dv[p.out];
-    row[2 * C + p.c2] = dv[p.out + half];
+    store_vec(row + C + g.c1, x1);
+    store_vec(row + C + g.c2, x2);
+    load_vec(x1, dv + g.out);
+    load_vec(x2, dv + g.out + half);
+    store_vec(row + 2 * C + g.c1, x1);
+    store_vec(row + 2 * C + g.c2, x2);
 }
 
-// partials[chunk][c][w] = sum over the chunk's rows of dk'_t[c] * k_{t-w}[c]; one thread per pair (h, i).
+// partials[chunk][c][w] = sum over the chunk's rows of dk'_t[c] * k_{t-w}[c]; one thread per pair (h, i),
+// consecutive threads on consecutive channels.
 template <int W>
 __global__ void kconv_dweight_partials_kernel(float *partials, const floatX *dk, const floatX *qkv, const float *rope,
                                               int N, int T, int NH, int HD, int rows_per_chunk) {
@@ -143,14 +183,17 @@ __global__ void kconv_dweight_partials_kernel(float *partials, const floatX *dk,
     for (int w = 0; w < W; w++) { acc1[w] = 0.0f; acc2[w] = 0.0f; }
     const int n_end = min(N, (blockIdx.x + 1) * rows_per_chunk);
     for (int n = blockIdx.x * rows_per_chunk; n < n_end; n++) {
-        const QkvPair p = qkv_pair((size_t)n * (C / 2) + pair, T, NH, HD, rope);
-        const float2 gk = rotate<true>(to_float(dk[p.out]), to_float(dk[p.out + half]), p.cs);
+        const QkvGroup g = qkv_group<1>((size_t)n * (C / 2) + pair, T, NH, HD);
+        float g1[1], g2[1];
+        load_vec(g1, dk + g.out);
+        load_vec(g2, dk + g.out + half);
+        rotate<true>(g1, g2, rope, g.t, g.i, half);
 #pragma unroll
         for (int w = 0; w < W; w++) {
-            if (p.t - w < 0) { break; }
-            const floatX *prev = qkv + p.row - (size_t)w * 3 * C;
-            acc1[w] += gk.x * to_float(prev[C + p.c1]);
-            acc2[w] += gk.y * to_float(prev[C + p.c2]);
+            if (g.t - w < 0) { break; }
+            const floatX *prev = qkv + g.row - (size_t)w * 3 * C;
+            acc1[w] += g1[0] * to_float(prev[C + g.c1]);
+            acc2[w] += g2[0] * to_float(prev[C + g.c2]);
         }
     }
     const int c1 = (pair / half) * HD + pair % half, c2 = c1 + half;
@@ -178,7 +221,27 @@ static inline void qkv_prep_check_shape(int B, int T, int NH, int HD, int W, con
     }
 }
 
-static inline int qkv_prep_blocks(int N, int C) { return (int)CEIL_DIV((size_t)N * C / 2, (size_t)QKV_THREADS); }
+// Calls launch(vw, w) with std::integral_constant values: w = W, vw = pairs per thread (4, 2 or 1: the
+// widest that divides HD/2, so accesses are 4*sizeof(floatX) bytes at the usual head sizes).
+template <typename Launch> static inline void qkv_prep_dispatch(int HD, int W, Launch launch) {
+    auto with_vw = [&](auto vw) {
+        switch (W) {
+        case 0: launch(vw, std::integral_constant<int, 0>()); break;
+        case 3: launch(vw, std::integral_constant<int, 3>()); break;
+        case 5: launch(vw, std::integral_constant<int, 5>()); break;
+        }
+    };
+    const int half = HD / 2;
+    if (half % 4 == 0) {
+        with_vw(std::integral_constant<int, 4>());
+    } else if (half % 2 == 0) {
+        with_vw(std::integral_constant<int, 2>());
+    } else {
+        with_vw(std::integral_constant<int, 1>());
+    }
+}
+
+static inline int qkv_prep_blocks(int N, int C, int vw) { return (int)CEIL_DIV((size_t)N * C / (2 * vw), (size_t)QKV_THREADS); }
 
 // Bytes of fp32 scratch qkv_prep_backward needs (0 when W = 0).
 static inline size_t qkv_prep_backward_scratch_bytes(int C, int W) { return (size_t)QKV_KCONV_CHUNKS * C * W * sizeof(float); }
@@ -188,30 +251,11 @@ static inline size_t qkv_prep_backward_scratch_bytes(int C, int W) { return (siz
 static inline void qkv_prep_forward(floatX *q, floatX *k, floatX *v, const floatX *qkv, const floatX *kconvw,
                                     const float *rope, int B, int T, int NH, int HD, int W, cudaStream_t stream) {
     qkv_prep_check_shape(B, T, NH, HD, W, "qkv_prep_forward");
-    const int N = B * T, blocks = qkv_prep_blocks(N, NH * HD);
-    switch (W) {
-    case 0: qkv_prep_forward_kernel<0><<<blocks, QKV_THREADS, 0, stream>>>(q, k, v, qkv, kconvw, rope, N, T, NH, HD); break;
-    case 3: qkv_prep_forward_kernel<3><<<blocks, QKV_THREADS, 0, stream>>>(q, k, v, qkv, kconvw, rope, N, T, NH, HD); break;
-    case 5: qkv_prep_forward_kernel<5><<<blocks, QKV_THREADS, 0, stream>>>(q, k, v, qkv, kconvw, rope, N, T, NH, HD); break;
-    }
-    cudaCheckLaunch();
-}
-
-template <int W>
-static inline void qkv_prep_backward_w(floatX *dqkv, floatX *dkconvw, float *scratch, const floatX *dq, const floatX *dk,
-                                       const floatX *dv, const floatX *qkv, const floatX *kconvw, const float *rope,
-                                       int N, int T, int NH, int HD, bool accumulate_dkconvw, cudaStream_t stream) {
-    const int C = NH * HD;
-    qkv_prep_backward_kernel<W><<<qkv_prep_blocks(N, C), QKV_THREADS, 0, stream>>>(dqkv, dq, dk, dv, kconvw, rope, N, T, NH, HD);
-    cudaCheckLaunch();
-    if constexpr (W > 0) {
-        const int rows_per_chunk = CEIL_DIV(N, QKV_KCONV_CHUNKS), num_chunks = CEIL_DIV(N, rows_per_chunk);
-        const dim3 grid(num_chunks, CEIL_DIV(C / 2, QKV_THREADS));
-        kconv_dweight_partials_kernel<W><<<grid, QKV_THREADS, 0, stream>>>(scratch, dk, qkv, rope, N, T, NH, HD, rows_per_chunk);
+    const int N = B * T;
+    qkv_prep_dispatch(HD, W, [&](auto vw, auto w) {
+        qkv_prep_forward_kernel<w, vw><<<qkv_prep_blocks(N, NH * HD, vw), QKV_THREADS, 0, stream>>>(q, k, v, qkv, kconvw, rope, N, T, NH, HD);
         cudaCheckLaunch();
-        kconv_dweight_reduce_kernel<<<CEIL_DIV(C * W, 256), 256, 0, stream>>>(dkconvw, scratch, num_chunks, C * W, accumulate_dkconvw);
-        cudaCheckLaunch();
-    }
+    });
 }
 
 // dqkv (B*T, 3C) = gradient wrt qkv (overwritten); dkconvw (C, W) overwritten or accumulated by flag
@@ -220,12 +264,19 @@ static inline void qkv_prep_backward(floatX *dqkv, floatX *dkconvw, float *scrat
                                      const floatX *dv, const floatX *qkv, const floatX *kconvw, const float *rope, int B,
                                      int T, int NH, int HD, int W, bool accumulate_dkconvw, cudaStream_t stream) {
     qkv_prep_check_shape(B, T, NH, HD, W, "qkv_prep_backward");
-    const int N = B * T;
-    switch (W) {
-    case 0: qkv_prep_backward_w<0>(dqkv, dkconvw, scratch, dq, dk, dv, qkv, kconvw, rope, N, T, NH, HD, accumulate_dkconvw, stream); break;
-    case 3: qkv_prep_backward_w<3>(dqkv, dkconvw, scratch, dq, dk, dv, qkv, kconvw, rope, N, T, NH, HD, accumulate_dkconvw, stream); break;
-    case 5: qkv_prep_backward_w<5>(dqkv, dkconvw, scratch, dq, dk, dv, qkv, kconvw, rope, N, T, NH, HD, accumulate_dkconvw, stream); break;
-    }
+    const int N = B * T, C = NH * HD;
+    qkv_prep_dispatch(HD, W, [&](auto vw, auto w) {
+        qkv_prep_backward_kernel<w, vw><<<qkv_prep_blocks(N, C, vw), QKV_THREADS, 0, stream>>>(dqkv, dq, dk, dv, kconvw, rope, N, T, NH, HD);
+        cudaCheckLaunch();
+        if constexpr (w > 0) {
+            const int rows_per_chunk = CEIL_DIV(N, QKV_KCONV_CHUNKS), num_chunks = CEIL_DIV(N, rows_per_chunk);
+            const dim3 grid(num_chunks, CEIL_DIV(C / 2, QKV_THREADS));
+            kconv_dweight_partials_kernel<w><<<grid, QKV_THREADS, 0, stream>>>(scratch, dk, qkv, rope, N, T, NH, HD, rows_per_chunk);
+            cudaCheckLaunch();
+            kconv_dweight_reduce_kernel<<<CEIL_DIV(C * W, 256), 256, 0, stream>>>(dkconvw, scratch, num_chunks, C * W, accumulate_dkconvw);
+            cudaCheckLaunch();
+        }
+    });
 }
 
 #endif // LLMC_QKV_PREP_CUH

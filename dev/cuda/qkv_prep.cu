@@ -106,6 +106,8 @@ int main(void) {
     for (int W : {0, 3, 5}) { check_shape({2, 1000, 16, 64, W}, &rng); }
     check_shape({3, 37, 2, 8, 3}, &rng);
     check_shape({1, 2, 4, 128, 5}, &rng); // T shorter than the convolution
+    check_shape({2, 37, 3, 12, 3}, &rng); // HD/2 = 6: two pairs per thread
+    check_shape({1, 50, 2, 10, 5}, &rng); // HD/2 = 5: one pair per thread
 
     // timing: 1B preset attention input, 8 x 4096 tokens, kconv 3
     const int B = 8, T = 4096, NH = 16, HD = 128, W = 3, C = NH * HD;
