@@ -31,6 +31,7 @@ typedef REAL real;
 #include "llmc/rng.h"
 #include "llmc/schedulers.h"
 #include "llmc/synthetic.h"
+#include "llmc/tokenizer.h"
 #include "llmc/train_args.h"
 #include "llmc/utils.h"
 
@@ -757,6 +758,29 @@ void generate(Model *m, int *tokens, int prompt_len, int total_len) {
     }
 }
 
+// Prints prompt | continuation as text when a tokenizer file is given, else as token ids.
+static void print_sample(const char *tokenizer_path, const int *tokens, int prompt, int total, int vocab_size) {
+    if (tokenizer_path == NULL) {
+        printf("sample (token ids; prompt | continuation):");
+        for (int i = 0; i < total; i++) { printf("%s%d", i == prompt ? " | " : " ", tokens[i]); }
+        printf("\n");
+        return;
+    }
+    Tokenizer tok;
+    tokenizer_load(&tok, tokenizer_path);
+    if ((int)tok.vocab_size > vocab_size) { die("tokenizer '%s' has %u tokens, more than the model's vocabulary %d", tokenizer_path, tok.vocab_size, vocab_size); }
+    printf("sample (prompt | continuation):\n");
+    for (int i = 0; i < total; i++) {
+        if (i == prompt) { printf(" | "); }
+        if ((uint32_t)tokens[i] >= tok.vocab_size) { printf("<%d>", tokens[i]); continue; }  // padded vocabulary slots
+        size_t len;
+        const unsigned char *bytes = tokenizer_token_bytes(&tok, (uint32_t)tokens[i], &len);
+        fwrite(bytes, 1, len, stdout);
+    }
+    printf("\n");
+    tokenizer_free(&tok);
+}
+
 int train_main(int argc, char **argv) {
     TrainArgs args = parse_args(argc, argv);
     ModelConfig cfg = config_from_args(&args);
@@ -862,9 +886,7 @@ int train_main(int argc, char **argv) {
         int *tokens = (int *)malloc_check((size_t)total * sizeof(int));
         memcpy(tokens, val.inputs, prompt * sizeof(int));
         generate(&model, tokens, prompt, total);
-        printf("sample (token ids; prompt | continuation):");
-        for (int i = 0; i < total; i++) { printf("%s%d", i == prompt ? " | " : " ", tokens[i]); }
-        printf("\n");
+        print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
         free(tokens);
     }
     fclose(logf);

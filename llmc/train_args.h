@@ -23,7 +23,7 @@
 #include "utils.h"
 
 typedef struct {
-    const char *train_pattern, *val_pattern, *out_dir, *preset, *attn, *schedule, *init_ckpt, *debug_state;
+    const char *train_pattern, *val_pattern, *out_dir, *preset, *attn, *schedule, *init_ckpt, *debug_state, *tokenizer;
     int B, T, total_batch, warmup, steps, val_every, val_batches, ckpt_every, resume, debug_steps, vocab_override;
     int moba_block, moba_topk, kconv, n_dense_last, sample_tokens, keep_ckpts;
     int recompute, deterministic;  // CUDA trainer only
@@ -64,6 +64,7 @@ static inline void print_usage(const char *program, const TrainArgs *d) {
     printf("  -v  val every N steps (0 = end only) default %d\n", d->val_every);
     printf("  -m  val batches                      default %d\n", d->val_batches);
     printf("  -s  tokens to generate at the end    default %d\n", d->sample_tokens);
+    printf("  -f  tokenizer file, to print samples as text  default none (token ids)\n");
     printf("  -n  checkpoint every N steps (0=end) default %d\n", d->ckpt_every);
     printf("  -y  resume from the newest <out>/ckpt_*.bin  default %d\n", d->resume);
     printf("  -Z  keep the newest N checkpoints    default %d\n", d->keep_ckpts);
@@ -142,6 +143,7 @@ static inline TrainArgs parse_args(int argc, char **argv) {
             case 'z': a.deterministic = parse_int(f, v); break;
             case 'Z': a.keep_ckpts = parse_int(f, v); break;
             case 'e': a.init_ckpt = v; break;
+            case 'f': a.tokenizer = v; break;
             case 'D': a.debug_state = v; break;
             case 'S': a.debug_steps = parse_int(f, v); break;
             default: die("unknown flag %s (see -h)", f);
