@@ -632,15 +632,13 @@ int train_main(int argc, char **argv) {
 
     CheckpointKeeper keeper = {args.out_dir, args.keep_ckpts, {0}, 0};
     double flops_tok = flops_per_token(&model, args.T), peak_mem = 0;
-    double t_run = now_seconds(), t_start = t_run, tokens_done = 0;
+    double t_run = now_seconds();
     int step = start_step;
     for (; step < args.steps; step++) {
         if (args.val_every > 0 && step % args.val_every == 0) {
             EvalResult e = evaluate(&model, &val, args.val_batches);
             printf("step %5d | val loss %.4f | recall acc %.3f (%ld)\n", step, e.loss, e.recall_acc, e.recall_count);
             fprintf(logf, "step %d val_loss %.9g recall_acc %.6f\n", step, e.loss, e.recall_acc);
-            t_start = now_seconds();  // throughput counts training only
-            tokens_done = 0;
         }
         double t0 = now_seconds();
         gpt_zero_grad(&model);
@@ -655,9 +653,7 @@ int train_main(int argc, char **argv) {
         float norm = gpt_update(&model, &opt, lr, step + 1);
         cudaCheck(cudaDeviceSynchronize());
         double dt = now_seconds() - t0;
-        tokens_done += (double)args.total_batch;
-        double elapsed = now_seconds() - t_start;
-        double tok_s = tokens_done / elapsed;
+        double tok_s = args.total_batch / dt;  // this step's throughput, as llm.c
         double mfu = tok_s * flops_tok / PEAK_BF16_FLOPS;
         double mem = gpu_memory_used_gib();
         if (mem > peak_mem) { peak_mem = mem; }
