@@ -44,6 +44,33 @@ $(BUILD):
 	mkdir -p $(BUILD) $(BUILD)/cuda
 
 # ---- CUDA (compiles without a GPU; runs on one) ----
+# Multi-GPU (llmc/multi_gpu.cuh), as llm.c: NCCL when nccl.h is found (-DMULTI_GPU -lnccl; NO_MULTI_GPU=1
+# turns it off and leaves a world-size-1 build), and with it OpenMPI when mpicc or Debian's openmpi
+# headers are found (-DUSE_MPI -lmpi; NO_USE_MPI=1 turns it off: launch through the fs/tcp rendezvous).
+# --as-needed keeps NCCL and MPI out of the programs that do not call them.
+NCCL_HEADER := $(firstword $(wildcard /usr/include/nccl.h /usr/local/cuda/include/nccl.h))
+ifeq ($(NO_MULTI_GPU),1)
+  NCCL_HEADER :=
+endif
+ifneq ($(NCCL_HEADER),)
+  NVCC_FLAGS += -DMULTI_GPU
+  NVCC_LDLIBS += -Xlinker --as-needed -lnccl
+  ifneq ($(NO_USE_MPI),1)
+    MPI_INCDIRS := $(shell mpicc --showme:incdirs 2>/dev/null)
+    MPI_LIBDIRS := $(shell mpicc --showme:libdirs 2>/dev/null)
+    ifeq ($(MPI_INCDIRS),)
+      ifneq ($(wildcard /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h),)
+        MPI_INCDIRS := /usr/lib/x86_64-linux-gnu/openmpi/include
+        MPI_LIBDIRS := /usr/lib/x86_64-linux-gnu/openmpi/lib
+      endif
+    endif
+    ifneq ($(MPI_INCDIRS),)
+      NVCC_FLAGS += -DUSE_MPI $(addprefix -I,$(MPI_INCDIRS))
+      NVCC_LDLIBS += $(addprefix -L,$(MPI_LIBDIRS)) -lmpi
+    endif
+  endif
+endif
+
 cuda: train_gpt_moba_cu test_gpt_moba_cu $(CUDA_DEV)
 
 train_gpt_moba_cu: train_gpt_moba.cu $(CUDA_HEADERS)

@@ -1,0 +1,461 @@
+/*
+ The process group of a data-parallel run: one process per GPU, joined through MPI (mpirun) or without
+ it through llmc/rendezvous.h (shared directory or TCP host:port), with one NCCL communicator and a
+ communication stream; the collectives a trainer needs (mean all-reduce, ZeRO-1 reduce-scatter and
+ all-gather, per-bucket grouped variants that overlap the backward), a barrier, a cross-rank parameter
+ checksum, and a watchdog.
+
+ Builds: -DMULTI_GPU (NCCL present) and optionally -DUSE_MPI. Without MULTI_GPU (make NO_MULTI_GPU=1 or
+ no nccl.h) every function keeps its meaning for a world of 1 (a copy where out != in), and a launch
+ with world > 1 is refused. With MULTI_GPU a communicator exists even at world 1, so one GPU exercises
+ the same NCCL path as eight.
+
+ Watchdog: every collective records an event on its stream; a helper thread polls the oldest pending
+ one and NCCL's asynchronous error. A collective not finished timeout_s after it was enqueued (a rank
+ died, hangs, or diverged in its sequence of collectives), or an NCCL error, prints one line naming
+ this rank, aborts the communicator (which stops NCCL kernels spinning on a dead peer) and exits 1.
+ The communicator is non-blocking (ncclConfig blocking = 0) so its setup is bounded by the timeout too.
+*/
+#ifndef LLMC_MULTI_GPU_CUH
+#define LLMC_MULTI_GPU_CUH
+
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include "cuda_common.cuh"
+#include "rendezvous.h"
+#include "utils.h"
+#ifdef MULTI_GPU
+#include <nccl.h>
+#endif
+#ifdef USE_MPI
+#include <mpi.h>
+#endif
+
+typedef struct {
+    const char *init;      // "auto" (or NULL): mpi when built with MPI and launched by mpirun, else single;
+                           // "mpi", "fs" (endpoint = shared directory), "tcp" (endpoint = host:port of rank 0)
+    const char *endpoint;
+    const char *tag;       // fs file names; NULL: $SLURM_JOB_ID, else "moba" (concurrent jobs need distinct tags)
+    int device;            // CUDA device; -1: the local rank
+    float timeout_s;       // rendezvous, communicator setup, and each collective; <= 0: 300
+} MultiGpuArgs;
+
+static inline MultiGpuArgs multi_gpu_default_args(void) {
+    MultiGpuArgs a = {"auto", NULL, NULL, -1, 300.0f};
+    return a;
+}
+
+// ZeRO-1 shard of an array of n elements: every rank owns `count` = ceil(n / world) elements starting at
+// rank * count, so shards are equal and a reduce-scatter / all-gather over world * count elements needs
+// no per-rank sizes. Elements [n, world * count) are padding when world does not divide n.
+static inline void zero_shard_range(size_t n, int rank, int world, size_t *start, size_t *count) {
+    *count = (n + (size_t)world - 1) / (size_t)world;
+    *start = (size_t)rank * *count;
+}
+
+#define MULTI_GPU_WATCH_RING 4096
+
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    cudaEvent_t events[MULTI_GPU_WATCH_RING];
+    double posted[MULTI_GPU_WATCH_RING];
+    const char *what[MULTI_GPU_WATCH_RING];
+    long head, tail;  // events [tail, head) are pending
+    int stop, rank, device;
+    float timeout_s;
+#ifdef MULTI_GPU
+    ncclComm_t comm;
+#endif
+} MultiGpuWatchdog;
+
+typedef struct {
+    int rank, world, local_rank, device;
+    const char *init;          // how the group was formed, for the log
+    const char *launcher;      // where rank and world came from
+    int mpi;                   // MPI_Init was called: MPI_Finalize at the end
+    int grouped;               // inside ncclGroupStart/End: collectives are watched once, at the end
+    float timeout_s;
+    cudaStream_t comm_stream;  // bucket reductions run here, overlapping the backward on the main stream
+    cudaEvent_t main_mark, comm_mark;
+    uint64_t *scratch;         // device: one checksum per rank, or a scalar
+    MultiGpuWatchdog *wd;
+#ifdef MULTI_GPU
+    ncclComm_t comm;
+#endif
+} MultiGpu;
+
+// ---------------------------------------------------------------------------------------------------
+// NCCL plumbing: error checks that wait out the non-blocking communicator, types, the watchdog
+
+#ifdef MULTI_GPU
+static inline void nccl_check(ncclResult_t r, const MultiGpu *mg, const char *what, const char *file, int line) {
+    if (r == ncclInProgress) {
+        // Non-blocking communicator: the call finishes in the background; wait for it, within the timeout.
+        double deadline = rdv_now() + mg->timeout_s;
+        do {
+            if (rdv_now() > deadline) {
+                ncclCommAbort(mg->comm);
+                die("rank %d: NCCL %s did not complete within %g s (%s:%d)", mg->rank, what, mg->timeout_s, file, line);
+            }
+            rdv_sleep_ms(1);
+            ncclCommGetAsyncError(mg->comm, &r);
+        } while (r == ncclInProgress);
+    }
+    if (r != ncclSuccess) { die("rank %d: NCCL %s failed: %s (%s) at %s:%d", mg->rank, what, ncclGetErrorString(r), ncclGetLastError(mg->comm), file, line); }
+}
+#define ncclCheck(mg, call) (nccl_check((call), (mg), #call, __FILE__, __LINE__))
+
+static inline ncclDataType_t nccl_type(const float *) { return ncclFloat; }
+static inline ncclDataType_t nccl_type(const __nv_bfloat16 *) { return ncclBfloat16; }
+static inline ncclDataType_t nccl_type(const uint64_t *) { return ncclUint64; }
+
+static void *multi_gpu_watchdog_main(void *arg) {
+    MultiGpuWatchdog *w = (MultiGpuWatchdog *)arg;
+    cudaSetDevice(w->device);
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        if (w->stop) { pthread_mutex_unlock(&w->lock); return NULL; }
+        const char *why = NULL, *what = "";
+        char detail[256] = "";
+        while (w->tail < w->head) {
+            int slot = (int)(w->tail % MULTI_GPU_WATCH_RING);
+            cudaError_t q = cudaEventQuery(w->events[slot]);
+            if (q == cudaSuccess) { w->tail++; continue; }
+            what = w->what[slot];
+            if (q != cudaErrorNotReady) { why = "failed on the GPU"; snprintf(detail, sizeof(detail), ": %s", cudaGetErrorString(q)); }
+            else if (rdv_now() - w->posted[slot] > w->timeout_s) {
+                why = "did not finish";
+                snprintf(detail, sizeof(detail), " within %g s (a rank died, hangs, or runs different collectives)", w->timeout_s);
+            }
+            break;
+        }
+        ncclResult_t async = ncclSuccess;
+        if (why == NULL && ncclCommGetAsyncError(w->comm, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress) {
+            why = "reported an error"; what = "communicator";
+            snprintf(detail, sizeof(detail), ": %s", ncclGetErrorString(async));
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (why) {
+            fprintf(stderr, "error: rank %d: NCCL %s %s%s; aborting the communicator\n", w->rank, what, why, detail);
+            fflush(stderr);
+            alarm(30);  // should the abort itself hang, SIGALRM still ends the process
+            ncclCommAbort(w->comm);
+            _exit(1);   // not exit(): the main thread may sit inside a CUDA call that atexit teardown would wait on
+        }
+        rdv_sleep_ms(50);
+    }
+}
+
+// Registers the collective just enqueued on `stream` with the watchdog.
+// Inside a group NCCL enqueues nothing before ncclGroupEnd, so an event recorded now would precede it.
+static inline void multi_gpu_watch(MultiGpu *mg, cudaStream_t stream, const char *what) {
+    if (mg->grouped) { return; }
+    MultiGpuWatchdog *w = mg->wd;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        if (w->head - w->tail < MULTI_GPU_WATCH_RING) { break; }
+        pthread_mutex_unlock(&w->lock);  // ring full: the watchdog drains finished events meanwhile
+        rdv_sleep_ms(1);
+    }
+    int slot = (int)(w->head % MULTI_GPU_WATCH_RING);
+    cudaCheck(cudaEventRecord(w->events[slot], stream));
+    w->posted[slot] = rdv_now();
+    w->what[slot] = what;
+    w->head++;
+    pthread_mutex_unlock(&w->lock);
+}
+
+static inline void multi_gpu_watchdog_start(MultiGpu *mg) {
+    MultiGpuWatchdog *w = (MultiGpuWatchdog *)calloc_check(1, sizeof(MultiGpuWatchdog));
+    w->rank = mg->rank; w->device = mg->device; w->timeout_s = mg->timeout_s; w->comm = mg->comm;
+    for (int i = 0; i < MULTI_GPU_WATCH_RING; i++) { cudaCheck(cudaEventCreateWithFlags(&w->events[i], cudaEventDisableTiming)); }
+    pthread_mutex_init(&w->lock, NULL);
+    if (pthread_create(&w->thread, NULL, multi_gpu_watchdog_main, w) != 0) { die("rank %d: cannot start the NCCL watchdog thread", mg->rank); }
+    mg->wd = w;
+}
+
+static inline void multi_gpu_watchdog_stop(MultiGpu *mg) {
+    MultiGpuWatchdog *w = mg->wd;
+    pthread_mutex_lock(&w->lock);
+    w->stop = 1;
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    for (int i = 0; i < MULTI_GPU_WATCH_RING; i++) { cudaCheck(cudaEventDestroy(w->events[i])); }
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+    mg->wd = NULL;
+}
+
+// The communicator over the id that rank 0 made and the rendezvous / MPI delivered; non-blocking so
+// a rank that never joins makes the others fail within the timeout.
+static inline void multi_gpu_comm_init(MultiGpu *mg, const MultiGpuArgs *a) {
+    ncclUniqueId id;
+    memset(&id, 0, sizeof(id));
+    if (mg->rank == 0) { ncclResult_t r = ncclGetUniqueId(&id); if (r != ncclSuccess) { die("rank 0: ncclGetUniqueId failed: %s", ncclGetErrorString(r)); } }
+    const char *tag = a->tag ? a->tag : (getenv("SLURM_JOB_ID") ? getenv("SLURM_JOB_ID") : "moba");
+    Rendezvous rdv = {mg->rank, mg->world, a->endpoint, tag, mg->timeout_s};
+    if (strcmp(mg->init, "fs") == 0) { rendezvous_fs(&rdv, &id, sizeof(id)); }
+    else if (strcmp(mg->init, "tcp") == 0) { rendezvous_tcp(&rdv, &id, sizeof(id)); }
+#ifdef USE_MPI
+    else if (mg->mpi) { MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD); }
+#endif
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    mg->comm = NULL;
+    ncclResult_t r = ncclCommInitRankConfig(&mg->comm, mg->world, id, mg->rank, &config);
+    if (r != ncclSuccess && r != ncclInProgress) { die("rank %d: NCCL communicator setup failed: %s (%s)", mg->rank, ncclGetErrorString(r), ncclGetLastError(mg->comm)); }
+    ncclCheck(mg, r);
+}
+#endif // MULTI_GPU
+
+// ---------------------------------------------------------------------------------------------------
+// setup and teardown
+
+static inline MultiGpu multi_gpu_init(const MultiGpuArgs *a) {
+    MultiGpu mg;
+    memset(&mg, 0, sizeof(mg));
+    mg.timeout_s = a->timeout_s > 0 ? a->timeout_s : 300.0f;
+    const char *init = a->init ? a->init : "auto";
+    if (strcmp(init, "auto") == 0) {
+#ifdef USE_MPI
+        init = getenv("OMPI_COMM_WORLD_SIZE") ? "mpi" : "single";
+#else
+        init = "single";
+#endif
+    }
+    if (strcmp(init, "mpi") == 0) {
+#ifdef USE_MPI
+        MPI_Init(NULL, NULL);
+        MPI_Comm_rank(MPI_COMM_WORLD, &mg.rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &mg.world);
+        MPI_Comm node;  // the ranks sharing this host: the local rank is this rank's place among them
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, mg.rank, MPI_INFO_NULL, &node);
+        MPI_Comm_rank(node, &mg.local_rank);
+        MPI_Comm_free(&node);
+        mg.mpi = 1; mg.init = "mpi"; mg.launcher = "MPI_COMM_WORLD";
+#else
+        die("init 'mpi': this build has no MPI (NO_USE_MPI=1 or no mpicc); use the fs or tcp rendezvous");
+#endif
+    } else if (strcmp(init, "fs") == 0 || strcmp(init, "tcp") == 0 || strcmp(init, "single") == 0) {
+        ProcessEnv e = process_env_detect();
+        mg.rank = e.rank; mg.world = e.world; mg.local_rank = e.local_rank; mg.launcher = e.source;
+        mg.init = strcmp(init, "fs") == 0 ? "fs" : strcmp(init, "tcp") == 0 ? "tcp" : "single";
+        if (mg.world > 1 && strcmp(mg.init, "single") == 0) {
+            die("rank %d: world size %d (from %s) needs a way to meet: -P mpi (MPI build), or -P fs / -P tcp with -E", mg.rank, mg.world, e.source);
+        }
+        if (strcmp(mg.init, "single") != 0 && (a->endpoint == NULL || a->endpoint[0] == '\0')) {
+            die("init '%s' needs an endpoint (-E): %s", mg.init, strcmp(mg.init, "fs") == 0 ? "a directory every rank sees" : "host:port of rank 0");
+        }
+    } else {
+        die("init '%s': must be auto, mpi, fs or tcp", init);
+    }
+#ifndef MULTI_GPU
+    if (mg.world > 1) { die("rank %d: world size %d, but this build has no NCCL (NO_MULTI_GPU=1 or no nccl.h)", mg.rank, mg.world); }
+#endif
+    int count = 0;
+    cudaCheck(cudaGetDeviceCount(&count));
+    mg.device = a->device >= 0 ? a->device : mg.local_rank;
+    if (mg.device >= count) { die("rank %d (local rank %d) wants CUDA device %d, but %d are visible", mg.rank, mg.local_rank, mg.device, count); }
+    cudaCheck(cudaSetDevice(mg.device));
+    cudaCheck(cudaStreamCreateWithFlags(&mg.comm_stream, cudaStreamNonBlocking));
+    cudaCheck(cudaEventCreateWithFlags(&mg.main_mark, cudaEventDisableTiming));
+    cudaCheck(cudaEventCreateWithFlags(&mg.comm_mark, cudaEventDisableTiming));
+    cudaCheck(cudaMalloc(&mg.scratch, sizeof(uint64_t) * (size_t)mg.world));
+#ifdef MULTI_GPU
+    multi_gpu_comm_init(&mg, a);
+    multi_gpu_watchdog_start(&mg);
+#endif
+    return mg;
+}
+
+static inline void multi_gpu_print(const MultiGpu *mg) {
+    printf("rank %d of %d (local rank %d, GPU %d), init %s, ranks from %s, collective timeout %g s\n",
+           mg->rank, mg->world, mg->local_rank, mg->device, mg->init, mg->launcher, mg->timeout_s);
+}
+
+static inline void multi_gpu_free(MultiGpu *mg) {
+    cudaCheck(cudaDeviceSynchronize());
+#ifdef MULTI_GPU
+    multi_gpu_watchdog_stop(mg);
+    ncclCheck(mg, ncclCommFinalize(mg->comm));
+    ncclCheck(mg, ncclCommDestroy(mg->comm));
+#endif
+    cudaCheck(cudaFree(mg->scratch));
+    cudaCheck(cudaEventDestroy(mg->main_mark));
+    cudaCheck(cudaEventDestroy(mg->comm_mark));
+    cudaCheck(cudaStreamDestroy(mg->comm_stream));
+#ifdef USE_MPI
+    if (mg->mpi) { MPI_Finalize(); }
+#endif
+    memset(mg, 0, sizeof(*mg));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// collectives, each enqueued on `stream` and watched. In place when out == in (all-reduce), when
+// shard == full + rank * shard_n (reduce-scatter, all-gather).
+
+static inline void copy_if_distinct(void *dst, const void *src, size_t bytes, cudaStream_t stream) {
+    if (dst != src) { cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream)); }
+}
+
+template <typename T> void multi_gpu_all_reduce_mean(MultiGpu *mg, T *out, const T *in, size_t n, cudaStream_t stream) {
+#ifdef MULTI_GPU
+    ncclCheck(mg, ncclAllReduce(in, out, n, nccl_type(in), ncclAvg, mg->comm, stream));
+    multi_gpu_watch(mg, stream, "all-reduce");
+#else
+    copy_if_distinct(out, in, n * sizeof(T), stream);
+#endif
+}
+
+// full: world * shard_n elements on every rank; shard gets the mean over ranks of this rank's part.
+template <typename T> void multi_gpu_reduce_scatter_mean(MultiGpu *mg, T *shard, const T *full, size_t shard_n, cudaStream_t stream) {
+#ifdef MULTI_GPU
+    ncclCheck(mg, ncclReduceScatter(full, shard, shard_n, nccl_type(full), ncclAvg, mg->comm, stream));
+    multi_gpu_watch(mg, stream, "reduce-scatter");
+#else
+    copy_if_distinct(shard, full, shard_n * sizeof(T), stream);
+#endif
+}
+
+// full (world * shard_n elements) becomes every rank's shard, in rank order.
+template <typename T> void multi_gpu_all_gather(MultiGpu *mg, T *full, const T *shard, size_t shard_n, cudaStream_t stream) {
+#ifdef MULTI_GPU
+    ncclCheck(mg, ncclAllGather(shard, full, shard_n, nccl_type(shard), mg->comm, stream));
+    multi_gpu_watch(mg, stream, "all-gather");
+#else
+    copy_if_distinct(full, shard, shard_n * sizeof(T), stream);
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Buckets: the backward calls multi_gpu_reduce_bucket once a bucket's gradients (e.g. one layer's slice
+// of every tensor) are complete; the reduction runs on the comm stream while the backward goes on with
+// the next layer. The optimizer waits with multi_gpu_main_wait_comm. Only the last micro-step of a step
+// reduces: earlier micro-steps just accumulate into the local gradients.
+
+// The comm stream waits for everything enqueued on `main` so far.
+static inline void multi_gpu_comm_wait_main(MultiGpu *mg, cudaStream_t main) {
+    cudaCheck(cudaEventRecord(mg->main_mark, main));
+    cudaCheck(cudaStreamWaitEvent(mg->comm_stream, mg->main_mark, 0));
+}
+
+// `main` waits for everything enqueued on the comm stream so far.
+static inline void multi_gpu_main_wait_comm(MultiGpu *mg, cudaStream_t main) {
+    cudaCheck(cudaEventRecord(mg->comm_mark, mg->comm_stream));
+    cudaCheck(cudaStreamWaitEvent(main, mg->comm_mark, 0));
+}
+
+// In-place sharding needs every slice to split evenly: shard r of a slice is [r * n / world, (r+1) * n / world).
+static inline void multi_gpu_check_divisible(const MultiGpu *mg, const size_t *counts, int n_slices) {
+    for (int i = 0; i < n_slices; i++) {
+        if (counts[i] % (size_t)mg->world != 0) {
+            die("ZeRO-1: bucket slice %d has %zu elements, not divisible by the world size %d", i, counts[i], mg->world);
+        }
+    }
+}
+
+static inline void multi_gpu_group_start(MultiGpu *mg) {
+#ifdef MULTI_GPU
+    ncclCheck(mg, ncclGroupStart());
+    mg->grouped = 1;
+#endif
+}
+
+static inline void multi_gpu_group_end(MultiGpu *mg, cudaStream_t stream, const char *what) {
+#ifdef MULTI_GPU
+    mg->grouped = 0;
+    ncclCheck(mg, ncclGroupEnd());
+    multi_gpu_watch(mg, stream, what);
+#endif
+}
+
+// zero = 0: each slice becomes its mean over ranks. zero = 1 (ZeRO-1): only this rank's shard of each
+// slice does (zero_shard_range of the slice); the rest of the slice is left stale.
+template <typename T> void multi_gpu_reduce_bucket(MultiGpu *mg, T *const *slices, const size_t *counts, int n_slices, int zero, cudaStream_t main) {
+    if (zero) { multi_gpu_check_divisible(mg, counts, n_slices); }
+    multi_gpu_comm_wait_main(mg, main);
+    multi_gpu_group_start(mg);
+    for (int i = 0; i < n_slices; i++) {
+        size_t start, count;
+        zero_shard_range(counts[i], mg->rank, mg->world, &start, &count);
+        if (zero) { multi_gpu_reduce_scatter_mean(mg, slices[i] + start, slices[i], count, mg->comm_stream); }
+        else { multi_gpu_all_reduce_mean(mg, slices[i], slices[i], counts[i], mg->comm_stream); }
+    }
+    multi_gpu_group_end(mg, mg->comm_stream, zero ? "bucket reduce-scatter" : "bucket all-reduce");
+}
+
+// ZeRO-1 after the sharded update: every rank's shard of each slice is copied to all ranks, on `stream`.
+template <typename T> void multi_gpu_gather_bucket(MultiGpu *mg, T *const *slices, const size_t *counts, int n_slices, cudaStream_t stream) {
+    multi_gpu_check_divisible(mg, counts, n_slices);
+    multi_gpu_group_start(mg);
+    for (int i = 0; i < n_slices; i++) {
+        size_t start, count;
+        zero_shard_range(counts[i], mg->rank, mg->world, &start, &count);
+        multi_gpu_all_gather(mg, slices[i], slices[i] + start, count, stream);
+    }
+    multi_gpu_group_end(mg, stream, "bucket all-gather");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// barrier, scalar mean, checksum
+
+// Returns once every rank got here and this rank's earlier collectives finished (watched).
+static inline void multi_gpu_barrier(MultiGpu *mg) {
+    multi_gpu_all_reduce_mean(mg, (float *)mg->scratch, (const float *)mg->scratch, 1, mg->comm_stream);
+    cudaCheck(cudaStreamSynchronize(mg->comm_stream));
+}
+
+// Mean of one host value over ranks (validation loss, timings).
+static inline float multi_gpu_mean_scalar(MultiGpu *mg, float x) {
+    float *d = (float *)mg->scratch;
+    cudaCheck(cudaMemcpyAsync(d, &x, sizeof(float), cudaMemcpyHostToDevice, mg->comm_stream));
+    multi_gpu_all_reduce_mean(mg, d, d, 1, mg->comm_stream);
+    cudaCheck(cudaMemcpyAsync(&x, d, sizeof(float), cudaMemcpyDeviceToHost, mg->comm_stream));
+    cudaCheck(cudaStreamSynchronize(mg->comm_stream));
+    return x;
+}
+
+// Sum over 16-bit words of splitmix64(index, word): order-free (so atomics are deterministic) and any
+// changed word changes it except with probability 2^-64.
+__global__ void checksum_kernel(uint64_t *sum, const uint16_t *words, size_t n) {
+    uint64_t acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint64_t z = ((uint64_t)i << 16 | words[i]) + 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        acc += z ^ (z >> 31);
+    }
+    for (int off = 16; off > 0; off >>= 1) { acc += __shfl_xor_sync(0xffffffffu, acc, off); }
+    if ((threadIdx.x & 31) == 0) { atomicAdd((unsigned long long *)sum, (unsigned long long)acc); }
+}
+
+// Checksum of `bytes` bytes of device memory (a multiple of 2), compared across ranks: any difference
+// is fatal on every rank, with all ranks' values named. Returns the checksum.
+static inline uint64_t multi_gpu_checksum_check(MultiGpu *mg, const void *buf, size_t bytes, const char *what) {
+    if (bytes % 2 != 0) { die("checksum of '%s': %zu bytes is not a whole number of 16-bit words", what, bytes); }
+    uint64_t *mine = mg->scratch + mg->rank;
+    cudaCheck(cudaMemsetAsync(mine, 0, sizeof(uint64_t), mg->comm_stream));
+    checksum_kernel<<<264, 256, 0, mg->comm_stream>>>(mine, (const uint16_t *)buf, bytes / 2);
+    cudaCheckLaunch();
+    multi_gpu_all_gather(mg, mg->scratch, mine, 1, mg->comm_stream);
+    uint64_t *all = (uint64_t *)malloc_check(sizeof(uint64_t) * (size_t)mg->world);
+    cudaCheck(cudaMemcpyAsync(all, mg->scratch, sizeof(uint64_t) * (size_t)mg->world, cudaMemcpyDeviceToHost, mg->comm_stream));
+    cudaCheck(cudaStreamSynchronize(mg->comm_stream));
+    uint64_t sum = all[mg->rank];
+    for (int r = 0; r < mg->world; r++) {
+        if (all[r] != all[0]) {
+            char list[512] = "";
+            for (int i = 0; i < mg->world && i < 16; i++) {
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof(list) - len, "%s%d:%016llx", i ? " " : "", i, (unsigned long long)all[i]);
+            }
+            die("rank %d: %s differ across ranks (checksums %s): the ranks have drifted apart", mg->rank, what, list);
+        }
+    }
+    free(all);
+    return sum;
+}
+
+#endif // LLMC_MULTI_GPU_CUH
