@@ -6,16 +6,17 @@
 #     test_gpt_moba_cu on each
 #  3. a 30-step GPU training run on the synthetic corpus (loss must fall); GPU checkpoint -> CPU eval;
 #     CPU checkpoint -> GPU resume; GPU resume of a GPU checkpoint is exact (-z 1)
-#  4. with BENCH=1: 340M benchmarks (dense T 8192 B 4; MoBA B128 K8 kconv3 T 32768 B 1)
-# Logs go to $OUT (default /tmp/moba_gpu); a table of results is printed last.
-#   usage: [BIN=dir] [FP32=1] [BENCH=1] bash scripts/test_gpu.sh
+#  4. with BENCH=1: 340M benchmarks (dense T 8192 B 4; MoBA B128 K8 kconv3 T 32768 B 1); with ANCHOR=1
+#     the PyTorch end-to-end anchor (dev/bench/e2e_anchor.py) in the same session
+# Logs go to $LOG (default /tmp/moba_gpu); a table of results is printed last (also $LOG/table.txt).
+#   usage: [BIN=dir] [FP32=1] [BENCH=1] [ANCHOR=1] bash scripts/test_gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/moba_gpu}
+LOG=${LOG:-/tmp/moba_gpu}
 BIN=${BIN:-}
-mkdir -p "$OUT"
+mkdir -p "$LOG"
 W=$(mktemp -d /tmp/moba_gpu_work.XXXX)
-TABLE="$OUT/table.txt"
+TABLE="$LOG/table.txt"
 : > "$TABLE"
 row() { printf '%-34s %s\n' "$1" "$2" | tee -a "$TABLE"; }
 
@@ -33,7 +34,7 @@ else
       -o build/test_gpt_moba_fp32 test_gpt_moba.cu -lcublas -lcublasLt && FP32_TEST=build/test_gpt_moba_fp32
   fi
 fi
-nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv,noheader | tee "$OUT/device.txt"
+nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv,noheader | tee "$LOG/device.txt"
 
 # ---- 2. debug states and the GPU test on each
 declare -A CASES=(
@@ -45,56 +46,59 @@ declare -A CASES=(
   [hybrid_n2]="-A moba -B 32 -K 3 -W 5 -N 2 -b 4 -t 256"
 )
 for name in dense dense_kconv3 moba_b32_k3 moba_partial moba_k1 hybrid_n2; do
-  ./train_gpt_moba -p tiny -V 512 ${CASES[$name]} -D "$W/$name.bin" > "$OUT/cpu_$name.log" 2>&1 \
+  ./train_gpt_moba -p tiny -V 512 ${CASES[$name]} -D "$W/$name.bin" > "$LOG/cpu_$name.log" 2>&1 \
     || { row "state $name" "CPU debug state FAILED"; continue; }
-  ./test_gpt_moba_cu "$W/$name.bin" > "$OUT/test_$name.log" 2>&1
-  row "test bf16 $name" "$(tail -1 "$OUT/test_$name.log")"
+  ./test_gpt_moba_cu "$W/$name.bin" > "$LOG/test_$name.log" 2>&1
+  row "test bf16 $name" "$(tail -1 "$LOG/test_$name.log")"
   if [ -n "$FP32_TEST" ]; then
-    "$FP32_TEST" "$W/$name.bin" > "$OUT/test_fp32_$name.log" 2>&1
-    row "test fp32 $name" "$(tail -1 "$OUT/test_fp32_$name.log")"
+    "$FP32_TEST" "$W/$name.bin" > "$LOG/test_fp32_$name.log" 2>&1
+    row "test fp32 $name" "$(tail -1 "$LOG/test_fp32_$name.log")"
   fi
 done
-cat "$OUT"/test_*.log > "$OUT/tests_all.log"
 
 # ---- 3. training, checkpoints across CPU and GPU
 TR="-p tiny -b 8 -t 256 -l 3e-3 -u 5"
-./train_gpt_moba_cu $TR -x 30 -v 10 -s 16 -o "$W/gpu" > "$OUT/train_gpu.log" 2>&1
+./train_gpt_moba_cu $TR -x 30 -v 10 -s 16 -o "$W/gpu" > "$LOG/train_gpu.log" 2>&1
 first=$(grep -m1 "train_loss" "$W/gpu/log.txt" | awk '{print $4}')
 last=$(grep "train_loss" "$W/gpu/log.txt" | tail -1 | awk '{print $4}')
 fell=$(python3 -c "print('yes' if float('$last') < float('$first') - 0.5 else 'NO')" 2>/dev/null || echo NO)
 row "GPU 30-step training" "loss $first -> $last, fell by > 0.5: $fell"
-gpu_val=$(grep "^final" "$OUT/train_gpu.log" | awk '{print $6}')
-./train_gpt_moba $TR -x 0 -s 0 -e "$W/gpu/ckpt_00000030.bin" -o "$W/cpu_eval" > "$OUT/cpu_eval.log" 2>&1
-cpu_val=$(grep "^final" "$OUT/cpu_eval.log" | awk '{print $6}')
+gpu_val=$(grep "^final" "$LOG/train_gpu.log" | awk '{print $5}')
+./train_gpt_moba $TR -x 0 -s 0 -e "$W/gpu/ckpt_00000030.bin" -o "$W/cpu_eval" > "$LOG/cpu_eval.log" 2>&1
+cpu_val=$(grep "^final" "$LOG/cpu_eval.log" | awk '{print $5}')
 row "GPU ckpt -> CPU eval" "val loss gpu $gpu_val cpu $cpu_val"
 
-./train_gpt_moba $TR -x 8 -v 0 -n 4 -s 0 -o "$W/cpu2gpu" > "$OUT/cpu_train.log" 2>&1
+./train_gpt_moba $TR -x 8 -v 0 -n 4 -s 0 -o "$W/cpu2gpu" > "$LOG/cpu_train.log" 2>&1
 cpu_l8=$(grep "^step 8 train_loss" "$W/cpu2gpu/log.txt" | awk '{print $4}')
 rm -f "$W/cpu2gpu/ckpt_00000008.bin"  # resume from the CPU's step-4 checkpoint
-./train_gpt_moba_cu $TR -x 8 -v 0 -s 0 -y 1 -o "$W/cpu2gpu" > "$OUT/cpu2gpu.log" 2>&1
+./train_gpt_moba_cu $TR -x 8 -v 0 -s 0 -y 1 -o "$W/cpu2gpu" > "$LOG/cpu2gpu.log" 2>&1
 cpu_l8_gpu=$(grep "^step 8 train_loss" "$W/cpu2gpu/log.txt" | tail -1 | awk '{print $4}')
-row "CPU ckpt(4) -> GPU resume" "$(grep -c 'resumed from' "$OUT/cpu2gpu.log") resume; step 8 loss cpu $cpu_l8 gpu $cpu_l8_gpu"
+row "CPU ckpt(4) -> GPU resume" "$(grep -c 'resumed from' "$LOG/cpu2gpu.log") resume; step 8 loss cpu $cpu_l8 gpu $cpu_l8_gpu"
 
-./train_gpt_moba_cu $TR -x 20 -v 0 -n 10 -Z 5 -z 1 -s 0 -o "$W/exactA" > "$OUT/exactA.log" 2>&1
+./train_gpt_moba_cu $TR -x 20 -v 0 -n 10 -Z 5 -z 1 -s 0 -o "$W/exactA" > "$LOG/exactA.log" 2>&1
 mkdir -p "$W/exactB" && cp "$W/exactA/ckpt_00000010.bin" "$W/exactB/"
-./train_gpt_moba_cu $TR -x 20 -v 0 -z 1 -s 0 -y 1 -o "$W/exactB" > "$OUT/exactB.log" 2>&1
+./train_gpt_moba_cu $TR -x 20 -v 0 -z 1 -s 0 -y 1 -o "$W/exactB" > "$LOG/exactB.log" 2>&1
 a20=$(grep "^step 20 train_loss" "$W/exactA/log.txt" | awk '{print $4, $8}')
 b20=$(grep "^step 20 train_loss" "$W/exactB/log.txt" | awk '{print $4, $8}')
 row "GPU resume exact (-z 1)" "step 20 loss,norm A: $a20 | B: $b20 | $([ -n "$a20" ] && [ "$a20" = "$b20" ] && echo IDENTICAL || echo DIFFERENT)"
-./train_gpt_moba_cu -p tiny -A moba -B 16 > "$OUT/err.log" 2>&1; row "error: block 16" "exit $? $(head -c 120 "$OUT/err.log")"
-./train_gpt_moba_cu -p test > "$OUT/err.log" 2>&1; row "error: test preset (HD 8)" "exit $? $(head -c 120 "$OUT/err.log")"
+./train_gpt_moba_cu -p tiny -A moba -B 16 > "$LOG/err.log" 2>&1; row "error: block 16" "exit $? $(head -c 120 "$LOG/err.log")"
+./train_gpt_moba_cu -p test > "$LOG/err.log" 2>&1; row "error: test preset (HD 8)" "exit $? $(head -c 120 "$LOG/err.log")"
 
 # ---- 4. benchmarks (340M): tokens/s, MFU, memory from the trainer's own step lines
 if [ "${BENCH:-0}" = 1 ]; then
   bench() {  # name, flags
-    ./train_gpt_moba_cu -p 340M -x 8 -v 0 -s 0 -u 1 -m 1 -o "$W/bench_$1" $2 > "$OUT/bench_$1.log" 2>&1
+    ./train_gpt_moba_cu -p 340M -x 8 -v 0 -s 0 -u 1 -m 1 -o "$W/bench_$1" $2 > "$LOG/bench_$1.log" 2>&1
     rm -f "$W/bench_$1"/ckpt_*.bin
-    row "bench $1" "$(grep '^step     8/8' "$OUT/bench_$1.log" | awk -F'|' '{print $5 $6 $7 $8}') $(grep -o 'error.*' "$OUT/bench_$1.log" | head -1)"
+    row "bench $1" "$(grep '^step     8/8' "$LOG/bench_$1.log" | awk -F'|' '{print $5 $6 $7 $8}') $(grep -o 'error.*' "$LOG/bench_$1.log" | head -1)"
   }
   bench dense_T8192_B4 "-A dense -W 0 -b 4 -t 8192"
   bench moba_B128K8_kconv3_T32768_B1 "-A moba -B 128 -K 8 -W 3 -b 1 -t 32768"
   bench moba_B128K8_kconv3_T32768_B1_R1 "-A moba -B 128 -K 8 -W 3 -b 1 -t 32768 -R 1"
   bench dense_T32768_B1 "-A dense -W 0 -b 1 -t 32768"
+fi
+if [ "${ANCHOR:-0}" = 1 ]; then  # PyTorch end-to-end anchor, same device and session
+  PYTHONUNBUFFERED=1 timeout 300 python3 dev/bench/e2e_anchor.py 8192 4 10 > "$LOG/anchor.log" 2>&1
+  row "anchor torch.compile 8192x4" "$(grep '^|' "$LOG/anchor.log" | tail -1)$(tail -1 "$LOG/anchor.log" | grep -i error)"
 fi
 rm -rf "$W"
 echo "======== summary ========"
