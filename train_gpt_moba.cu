@@ -632,6 +632,8 @@ int train_main(int argc, char **argv) {
 
     CheckpointKeeper keeper = {args.out_dir, args.keep_ckpts, {0}, 0};
     double flops_tok = flops_per_token(&model, args.T), peak_mem = 0;
+    printf("MFU counts %.4g FLOPs per token (6 x non-embedding params + 6 L T d: attention counted dense) against %.0f TFLOP/s\n",
+           flops_tok, PEAK_BF16_FLOPS / 1e12);
     double t_run = now_seconds();
     int step = start_step;
     for (; step < args.steps; step++) {

@@ -81,6 +81,9 @@ mkdir -p "$W/exactB" && cp "$W/exactA/ckpt_00000010.bin" "$W/exactB/"
 a20=$(grep "^step 20 train_loss" "$W/exactA/log.txt" | awk '{print $4, $8}')
 b20=$(grep "^step 20 train_loss" "$W/exactB/log.txt" | awk '{print $4, $8}')
 row "GPU resume exact (-z 1)" "step 20 loss,norm A: $a20 | B: $b20 | $([ -n "$a20" ] && [ "$a20" = "$b20" ] && echo IDENTICAL || echo DIFFERENT)"
+./train_gpt_moba_cu $TR -x 5 -v 0 -s 0 -z 1 -o "$W/accum1" > "$LOG/accum1.log" 2>&1
+./train_gpt_moba_cu -p tiny -b 4 -t 256 -d 2048 -l 3e-3 -u 5 -x 5 -v 0 -s 0 -z 1 -o "$W/accum2" > "$LOG/accum2.log" 2>&1
+row "grad accum: b8 vs b4 x 2" "step 1,5 loss: $(grep -E '^step (1|5) train' "$W/accum1/log.txt" | awk '{printf "%s ", $4}')| $(grep -E '^step (1|5) train' "$W/accum2/log.txt" | awk '{printf "%s ", $4}')"
 ./train_gpt_moba_cu -p tiny -A moba -B 16 > "$LOG/err.log" 2>&1; row "error: block 16" "exit $? $(head -c 120 "$LOG/err.log")"
 ./train_gpt_moba_cu -p test > "$LOG/err.log" 2>&1; row "error: test preset (HD 8)" "exit $? $(head -c 120 "$LOG/err.log")"
 
