@@ -55,6 +55,7 @@ static inline void zero_shard_range(size_t n, int rank, int world, size_t *start
 }
 
 #define MULTI_GPU_WATCH_RING 4096
+#define MULTI_GPU_ABORT_GRACE_S 10
 
 typedef struct {
     pthread_t thread;
@@ -64,6 +65,7 @@ typedef struct {
     const char *what[MULTI_GPU_WATCH_RING];
     long head, tail;  // events [tail, head) are pending
     int stop, rank, device;
+    volatile int aborted;
     float timeout_s;
 #ifdef MULTI_GPU
     ncclComm_t comm;
@@ -111,6 +113,13 @@ static inline ncclDataType_t nccl_type(const float *) { return ncclFloat; }
 static inline ncclDataType_t nccl_type(const __nv_bfloat16 *) { return ncclBfloat16; }
 static inline ncclDataType_t nccl_type(const uint64_t *) { return ncclUint64; }
 
+static void *multi_gpu_abort_main(void *arg) {
+    MultiGpuWatchdog *w = (MultiGpuWatchdog *)arg;
+    ncclCommAbort(w->comm);
+    w->aborted = 1;
+    return NULL;
+}
+
 static void *multi_gpu_watchdog_main(void *arg) {
     MultiGpuWatchdog *w = (MultiGpuWatchdog *)arg;
     cudaSetDevice(w->device);
@@ -140,9 +149,14 @@ static void *multi_gpu_watchdog_main(void *arg) {
         if (why) {
             fprintf(stderr, "error: rank %d: NCCL %s %s%s; aborting the communicator\n", w->rank, what, why, detail);
             fflush(stderr);
-            alarm(30);  // should the abort itself hang, SIGALRM still ends the process
-            ncclCommAbort(w->comm);
-            _exit(1);   // not exit(): the main thread may sit inside a CUDA call that atexit teardown would wait on
+            // The abort stops NCCL kernels spinning on a dead peer, but it also waits for other work on the
+            // GPU: give it MULTI_GPU_ABORT_GRACE_S on a helper thread, then leave regardless. _exit, not
+            // exit: the main thread may sit inside a CUDA call that atexit teardown would wait on.
+            pthread_t t;
+            if (pthread_create(&t, NULL, multi_gpu_abort_main, w) == 0) {
+                for (int i = 0; i < MULTI_GPU_ABORT_GRACE_S * 100 && !w->aborted; i++) { rdv_sleep_ms(10); }
+            }
+            _exit(1);
         }
         rdv_sleep_ms(50);
     }
@@ -204,9 +218,7 @@ static inline void multi_gpu_comm_init(MultiGpu *mg, const MultiGpuArgs *a) {
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     mg->comm = NULL;
-    ncclResult_t r = ncclCommInitRankConfig(&mg->comm, mg->world, id, mg->rank, &config);
-    if (r != ncclSuccess && r != ncclInProgress) { die("rank %d: NCCL communicator setup failed: %s (%s)", mg->rank, ncclGetErrorString(r), ncclGetLastError(mg->comm)); }
-    ncclCheck(mg, r);
+    nccl_check(ncclCommInitRankConfig(&mg->comm, mg->world, id, mg->rank, &config), mg, "communicator setup", __FILE__, __LINE__);
 }
 #endif // MULTI_GPU
 

@@ -181,7 +181,7 @@ static void check_misc(MultiGpu *mg, int drift) {
     cudaCheck(cudaFree(d));
 }
 
-// A kernel that spins for about `ms` milliseconds: at world 1, makes a collective queued behind it late.
+// Spins for `cycles` clocks: at world 1, holds a collective queued behind it past the timeout.
 __global__ void spin_kernel(long long cycles) {
     long long start = clock64();
     while (clock64() - start < cycles) {}
@@ -198,7 +198,7 @@ static void run_rank(const MultiGpuArgs *a, const char *fault) {
     if (strcmp(fault, "kill") == 0 && last && mg.world > 1) { fflush(stdout); raise(SIGKILL); }
     if (strcmp(fault, "hang") == 0 && last) {
         if (mg.world > 1) { sleep((unsigned)(4 * mg.timeout_s + 30)); _exit(3); }
-        spin_kernel<<<1, 1, 0, main_stream>>>((long long)(2e9 * (mg.timeout_s + 20)));  // ~2 GHz clock
+        spin_kernel<<<1, 1, 0, main_stream>>>((long long)(2e9 * (mg.timeout_s + MULTI_GPU_ABORT_GRACE_S + 10)));  // ~2 GHz
         cudaCheckLaunch();
         float *x;
         cudaCheck(cudaMalloc(&x, sizeof(float)));
