@@ -8,6 +8,8 @@
 #include "train_gpt_moba.c"
 #include "llmc/kv_cache.h"
 #include "llmc/eval_metrics.h"
+#include "llmc/longbench.h"
+#include "llmc/ruler.h"
 #include "dev/test/testing.h"
 
 #define NEAR(a, b, tol) (fabs((double)(a) - (double)(b)) <= (tol))
@@ -157,6 +159,123 @@ static void test_sampling(void) {
     kv_free(&kv); model_free(&m);
 }
 
+
+// ---------------------------------------------------------------------------------------------------
+// LongBench records, prompts, truncation, scoring
+
+static char tmpdir[64];
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen_check(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void read_longbench(void *path) { LBRecords rs = longbench_read((const char *)path); longbench_free(&rs); }
+
+static void test_longbench(void) {
+    char path[128], bad[128];
+    snprintf(path, sizeof(path), "%s/hotpotqa.jsonl", tmpdir);
+    write_file(path,
+        "{\"input\": \"Who wrote it?\", \"context\": \"Passage 1:\\nIt was written by Ann \\u00e9.\", \"answers\": [\"Ann\", \"Ann E\"], "
+        "\"length\": 9, \"dataset\": \"hotpotqa\", \"language\": \"en\", \"all_classes\": null, \"_id\": \"a1\"}\n"
+        "\n"
+        "{\"input\": \"Q2\", \"context\": \"C2\", \"answers\": [\"Paris\"], \"length\": 2, \"dataset\": \"hotpotqa\", "
+        "\"language\": \"en\", \"all_classes\": [\"x\", \"y\"], \"_id\": \"a2\", \"extra\": {\"nested\": [1, 2.5e3, true]}}\n");
+    LBRecords rs = longbench_read(path);
+    CHECK(rs.n == 2, "2 records (blank line skipped), got %d", rs.n);
+    CHECK(strcmp(rs.r[0].context, "Passage 1:\nIt was written by Ann \xc3\xa9.") == 0 && rs.r[0].num_answers == 2 && rs.r[0].length == 9 && rs.r[0].num_classes == 0,
+          "record 1 fields decoded");
+    CHECK(rs.r[1].num_classes == 2 && strcmp(rs.r[1].all_classes[1], "y") == 0 && strcmp(rs.r[1].id, "a2") == 0, "record 2 fields");
+    const LBDataset *d = longbench_dataset("hotpotqa");
+    char *prompt = longbench_prompt(d, &rs.r[1]);
+    CHECK(strcmp(prompt, "Answer the question based on the given passages. Only give me the answer and do not output any other words.\n\n"
+                         "The following are given passages.\nC2\n\nAnswer the question based on the given passages. Only give me the answer "
+                         "and do not output any other words.\n\nQuestion: Q2\nAnswer:") == 0, "hotpotqa prompt: '%s'", prompt);
+    free(prompt);
+    CHECK(d->max_gen == 32 && longbench_dataset("gov_report")->max_gen == 512 && longbench_dataset("lcc")->metric == LB_CODE_SIM, "max lengths and metrics");
+    CHECK(NEAR(longbench_score(d, "ann e", &rs.r[0]), 1.0, 1e-12) && NEAR(longbench_score(d, "Ann wrote", &rs.r[0]), 2.0 / 3, 1e-12), "score = max over answers");
+    LBRecord trec = rs.r[1];
+    const LBDataset *dt = longbench_dataset("trec");
+    char *answers[1] = {"y"};
+    trec.answers = answers; trec.num_answers = 1;
+    CHECK(longbench_score(dt, "\ny\nx", &trec) == 1.0 && longbench_score(dt, "x\ny", &trec) == 0.0, "trec scores the first non-empty line only");
+    longbench_free(&rs);
+    uint32_t toks[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    int n = truncate_middle(toks, 10, 6);
+    CHECK(n == 6 && toks[2] == 2 && toks[3] == 7 && toks[5] == 9, "truncate_middle keeps 3 + 3");
+    CHECK(truncate_middle(toks, 6, 6) == 6, "no truncation when it fits");
+    // malformed records: the error names file:line (and column for bad JSON)
+    snprintf(bad, sizeof(bad), "%s/bad.jsonl", tmpdir);
+    write_file(bad, "{\"input\": \"a\", \"context\": \"b\", \"answers\": [\"c\"], \"length\": 1, \"dataset\": \"d\", \"language\": \"en\", \"_id\": \"1\"}\n\n{\"input\": \"a\", \"context\": \"b\n");
+    expect_failure("LongBench: broken JSON", read_longbench, bad, "bad.jsonl:3:");
+    write_file(bad, "{\"input\": \"a\", \"context\": \"b\", \"answers\": \"c\", \"length\": 1, \"dataset\": \"d\", \"language\": \"en\", \"_id\": \"1\"}\n");
+    expect_failure("LongBench: answers not a list", read_longbench, bad, "bad.jsonl:1: field 'answers' must be an array");
+    write_file(bad, "{\"input\": \"a\", \"answers\": [\"c\"], \"length\": 1, \"dataset\": \"d\", \"language\": \"en\", \"_id\": \"1\"}\n");
+    expect_failure("LongBench: missing context", read_longbench, bad, "bad.jsonl:1: field 'context' is missing");
+    write_file(bad, "[1, 2]\n");
+    expect_failure("LongBench: not an object", read_longbench, bad, "bad.jsonl:1:1: malformed JSONL record: line is not a JSON object");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// RULER
+
+static int count_occurrences(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++) { n++; }
+    return n;
+}
+
+static void test_ruler(void) {
+    uint32_t dummy[2] = {0, 0};
+    const char *specials[1] = {TOKENIZER_EOT_NAME};
+    uint32_t lens[1] = {(uint32_t)strlen(TOKENIZER_EOT_NAME)};
+    Tokenizer tok;
+    tokenizer_build(&tok, dummy, 0, specials, lens, 1, "bytes");  // byte-level: one token per byte
+    char essay[128], squad[128], hotpot[128];
+    snprintf(essay, sizeof(essay), "%s/essay.txt", tmpdir);
+    write_file(essay, "It was a cold morning. We walked to the river! Did the boats come?  Nobody knew, so we waited.\n"
+                      "Later the sun rose over the hills and the town woke up slowly. Bread was baked; coffee was poured.");
+    snprintf(squad, sizeof(squad), "%s/squad.json", tmpdir);
+    write_file(squad, "{\"data\": [{\"paragraphs\": ["
+                      "{\"context\": \"The tower was built in 1889 by Gustave Eiffel.\", \"qas\": [{\"question\": \"Who built the tower?\", \"answers\": [{\"text\": \"Gustave Eiffel\"}]}]},"
+                      "{\"context\": \"Rivers flow to the sea.\", \"qas\": [{\"question\": \"Unanswerable?\", \"answers\": [], \"is_impossible\": true}]},"
+                      "{\"context\": \"Copper conducts electricity well.\", \"qas\": []}]}]}");
+    snprintf(hotpot, sizeof(hotpot), "%s/hotpot.json", tmpdir);
+    write_file(hotpot, "[{\"question\": \"Which city hosts both?\", \"answer\": \"Lyon\", \"supporting_facts\": [[\"A\", 0], [\"B\", 0]],"
+                       " \"context\": [[\"A\", [\"A is in Lyon. \", \"It is old.\"]], [\"B\", [\"B is also in Lyon.\"]], [\"C\", [\"C is in Nice.\"]]]}]");
+    RulerSource src = {0}, hsrc = {0};
+    src.tok = &tok; hsrc.tok = &tok;
+    ruler_load_essay(&src, essay);
+    ruler_load_qa(&src, squad);
+    ruler_load_qa(&hsrc, hotpot);
+    CHECK(src.num_qa == 1 && src.num_docs == 3 && hsrc.num_qa == 1 && hsrc.num_docs == 3 && hsrc.qa_num_gold[0] == 2, "QA files: SQuAD %d q %d docs, HotpotQA %d gold", src.num_qa, src.num_docs, hsrc.qa_num_gold[0]);
+    int length = 4096;  // bytes here: about 1K tokens of a real tokenizer
+    for (int i = 0; i < NUM_RULER_TASKS; i++) {
+        const RulerTask *t = &ruler_tasks[i];
+        const RulerSource *s = strcmp(t->name, "qa_2") == 0 ? &hsrc : &src;
+        RulerSample a = ruler_generate(t, s, length, 0, 1234), b = ruler_generate(t, s, length, 0, 1234), c = ruler_generate(t, s, length, 1, 1234);
+        int total = a.prompt_tokens + a.max_gen;
+        CHECK(total <= length && total > length * 3 / 4, "%s: prompt %d + gen %d within (3/4, 1] of %d", t->name, a.prompt_tokens, a.max_gen, length);
+        CHECK(strcmp(a.prompt, b.prompt) == 0 && (strcmp(a.prompt, c.prompt) != 0 || t->family == RT_QA), "%s: same seed same sample, next index differs", t->name);
+        int present = a.num_answers > 0;
+        for (int k = 0; k < a.num_answers; k++) { present &= strstr(a.prompt, a.answers[k]) != NULL; }
+        CHECK(present, "%s: every expected answer occurs in the prompt", t->name);
+        StrBuf all = {0};
+        sb_puts(&all, "");
+        for (int k = 0; k < a.num_answers; k++) { sb_puts(&all, a.answers[k]); sb_puts(&all, " "); }
+        CHECK(ruler_score(t, all.s, &a) == 1.0 && ruler_score(t, "nothing", &a) == 0.0, "%s: scoring", t->name);
+        if (a.num_answers > 1 && !t->part_match) { CHECK(NEAR(ruler_score(t, a.answers[0], &a), 1.0 / a.num_answers, 1e-12), "%s: partial answer scores 1/n", t->name); }
+        if (t->family == RT_CWE) { CHECK(count_occurrences(a.prompt, a.answers[0]) >= 30, "cwe: a common word occurs 30 times"); }
+        if (t->family == RT_VT) { CHECK(count_occurrences(a.prompt, "VAR ") == 9, "vt: 5 assignments, 4 of them chained"); }
+        if (i == 0) { printf("ok   ruler %s at %d tokens: prompt %d tokens, answer '%s'\n", t->name, length, a.prompt_tokens, a.answers[0]); }
+        free(all.s);
+        ruler_sample_free(&a); ruler_sample_free(&b); ruler_sample_free(&c);
+    }
+    ruler_source_free(&src); ruler_source_free(&hsrc);
+    tokenizer_free(&tok);
+}
+
 int main(void) {
     test_metrics();
     test_kv_cache("dense", ATTN_DENSE, 0);
@@ -164,5 +283,9 @@ int main(void) {
     test_kv_cache("moba+kconv3", ATTN_MOBA, 3);
     test_kv_cache("dense+kconv5", ATTN_DENSE, 5);
     test_sampling();
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_eval_XXXXXX");
+    if (!mkdtemp(tmpdir)) { die("mkdtemp failed"); }
+    test_longbench();
+    test_ruler();
     return test_summary();
 }
