@@ -118,6 +118,22 @@ static inline void jv_parse_object_line(JValue *v, const unsigned char *line, si
     if (p.err) { jv_free(v); die("%s:%llu:%zu: malformed JSONL record: %s", where, (unsigned long long)lineno, p.i + 1, p.err); }
 }
 
+// Parses a whole file as one JSON value; dies with the byte offset of the first problem.
+static inline void jv_parse_file(JValue *v, const char *path) {
+    FILE *f = fopen_check(path, "rb");
+    long long size = file_size_check(f, path);
+    unsigned char *buf = (unsigned char *)malloc_check((size_t)size + 1);
+    fread_check(buf, 1, (size_t)size, f, path);
+    fclose(f);
+    JsonParser p = {buf, (size_t)size, 0, NULL};
+    if (jv_parse_value(&p, v, 0)) {
+        json_ws(&p);
+        if (p.i < p.n) { json_fail(&p, "trailing characters after the JSON value"); }
+    }
+    if (p.err) { jv_free(v); die("%s: byte %zu: malformed JSON: %s", path, p.i + 1, p.err); }
+    free(buf);
+}
+
 static inline const JValue *jv_get(const JValue *obj, const char *key) {
     if (obj->kind != JV_OBJ) { return NULL; }
     const JValue *found = NULL;

@@ -105,15 +105,18 @@ static inline void kv_add_key_sum(KVCache *c, int l, int t, int bs, const real *
     for (int i = 0; i < c->C; i++) { s[i] += (float)kr[i]; }
 }
 
+// Makes the model's activations hold a B x T forward (model_forward allocates only on its first call).
+static inline void model_reserve(Model *m, int B, int T) {
+    if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T) { return; }
+    if (m->a.resid) { activations_free(&m->a); free(m->inputs); free(m->targets); m->a.resid = NULL; }
+    activations_alloc(m, B, T);
+}
+
 // Fills the cache from the prompt with one model_forward and returns the logits of its last position.
 static inline const real *kv_prefill(KVCache *c, Model *m, const int *tokens, int n) {
     const ModelConfig *cfg = &m->cfg;
     if (n < 1 || n > c->cap) { die("prefill of %d tokens: must be 1..%d (the cache capacity)", n, c->cap); }
-    if (m->a.resid && (size_t)m->B * m->T < (size_t)n) {  // grow the model's activations to the prompt
-        activations_free(&m->a); free(m->inputs); free(m->targets);
-        m->a.resid = NULL;
-    }
-    if (m->a.resid == NULL) { activations_alloc(m, 1, c->cap); }
+    model_reserve(m, 1, n);
     model_forward(m, tokens, NULL, 1, n);
     size_t slab = (size_t)m->B * m->T * c->C;
     int bs = cfg->attn == ATTN_MOBA ? cfg->moba_block : c->cap;

@@ -442,14 +442,8 @@ static inline void qa_add_question(RulerSource *src, const char *q, char **answe
 // "is_impossible"}]}]}]}) or HotpotQA ([{"question", "answer", "context": [[title, [sentences]]],
 // "supporting_facts": [[title, i]]}]). Questions without an answer are skipped.
 static inline void ruler_load_qa(RulerSource *src, const char *path) {
-    FILE *f = fopen_check(path, "rb");
-    long long size = file_size_check(f, path);
-    unsigned char *buf = (unsigned char *)malloc_check((size_t)size + 1);
-    fread_check(buf, 1, (size_t)size, f, path);
-    fclose(f);
-    JsonParser p = {buf, (size_t)size, 0, NULL};
     JValue root;
-    if (!jv_parse_value(&p, &root, 0)) { die("%s: byte %zu: malformed JSON: %s", path, p.i + 1, p.err); }
+    jv_parse_file(&root, path);
     int dcap = 0, qcap = 0;
     const JValue *data = jv_get(&root, "data");
     if (data && data->kind == JV_ARR) {  // SQuAD
@@ -498,7 +492,6 @@ static inline void ruler_load_qa(RulerSource *src, const char *path) {
         die("%s: not a SQuAD ({\"data\": [...]}) or HotpotQA ([...]) JSON file", path);
     }
     jv_free(&root);
-    free(buf);
     if (src->num_qa == 0) { die("%s: no answerable questions", path); }
 }
 
