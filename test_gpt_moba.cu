@@ -20,11 +20,13 @@
 
 #if defined(ENABLE_FP32)
 // fp32 everywhere: only summation order and the fp32 exp/rsqrt differ from the CPU
-static const double TOL_LOGITS = 1e-4, TOL_LOSS = 1e-4, TOL_STEP_LOSS = 2e-3, TOL_GATE_TIE = 1e-4;
-static const double TOL_GRAD[NUM_PARAM_TENSORS] = {1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3};
+// (measured on H100: logits and gradients rel L2 <= 8e-7, losses within 7e-6)
+static const double TOL_LOGITS = 1e-5, TOL_LOSS = 1e-4, TOL_STEP_LOSS = 1e-4, TOL_GATE_TIE = 1e-4;
+static const double TOL_GRAD[NUM_PARAM_TENSORS] = {1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 1e-5};
 #else
 // bf16 activations, weights and gradients: ~3 significant digits per rounding, compounded over layers
-static const double TOL_LOGITS = 2e-2, TOL_LOSS = 1e-2, TOL_STEP_LOSS = 3e-2, TOL_GATE_TIE = 2e-2;
+// (measured on H100: logits rel L2 <= 6.6e-3, gradients <= 7e-3, step losses within 3e-3)
+static const double TOL_LOGITS = 2e-2, TOL_LOSS = 1e-2, TOL_STEP_LOSS = 1e-2, TOL_GATE_TIE = 2e-2;
 // wte ln1w wqkv kconvw wo ln2w wfc wproj lnfw wlm
 static const double TOL_GRAD[NUM_PARAM_TENSORS] = {2e-2, 3e-2, 3e-2, 3e-2, 3e-2, 3e-2, 2e-2, 2e-2, 2e-2, 2e-2};
 #endif
@@ -88,14 +90,16 @@ static void poison_model(GPT *m) {
 
 static std::vector<float> grads_host(const GPT *m) { return from_device(m->grads, m->num_params); }
 
-// Largest gap, relative to the row's largest |score|, between a block only the GPU picked and a better
-// scoring block only the CPU picked; 0 when the rows agree. Scores in double from the GPU's q and k.
+// Spread of the scores of the blocks only one of GPU and CPU picked, relative to the row's largest
+// |score|: at a near-tie these blocks score almost the same. 0 when the rows agree. Scores in double from
+// the GPU's q and k.
 static double gate_tie_gap(const std::vector<float> &q, const std::vector<float> &k, size_t bh, int T, int HD, int bs,
                            int t, const int *gpu, const int *cpu, int K) {
     int ob = t / bs;
-    std::vector<double> score(ob);
-    double scale = 1e-30;
+    double scale = 1e-30, lo = INFINITY, hi = -INFINITY;
+    int only_gpu = 0, only_cpu = 0;
     const float *qt = &q[(bh * T + t) * HD];
+    auto has = [K](const int *row, int b) { for (int i = 0; i < K; i++) { if (row[i] == b) { return true; } } return false; };
     for (int i = 0; i < ob; i++) {
         int start = i * bs, end = std::min(start + bs, T);
         double s = 0;
@@ -104,19 +108,12 @@ static double gate_tie_gap(const std::vector<float> &q, const std::vector<float>
             for (int j = start; j < end; j++) { cent += k[(bh * T + j) * HD + d]; }
             s += qt[d] * cent / (end - start);
         }
-        score[i] = s;
         scale = std::max(scale, fabs(s));
-    }
-    auto has = [K](const int *row, int b) { for (int i = 0; i < K; i++) { if (row[i] == b) { return true; } } return false; };
-    double worst_gpu = INFINITY, best_cpu = -INFINITY;
-    for (int i = 0; i < ob; i++) {
         bool g = has(gpu, i), c = has(cpu, i);
-        if (g && !c) { worst_gpu = std::min(worst_gpu, score[i]); }
-        if (c && !g) { best_cpu = std::max(best_cpu, score[i]); }
+        if (g != c) { lo = std::min(lo, s); hi = std::max(hi, s); only_gpu += g; only_cpu += c; }
     }
-    if (worst_gpu == INFINITY && best_cpu == -INFINITY) { return 0.0; }
-    if (worst_gpu == INFINITY || best_cpu == -INFINITY) { return INFINITY; }  // different counts: a real bug
-    return std::max(0.0, best_cpu - worst_gpu) / scale;
+    if (only_gpu != only_cpu || has(gpu, ob) != has(cpu, ob)) { return INFINITY; }  // not a swap: a real bug
+    return only_gpu ? (hi - lo) / scale : 0.0;
 }
 
 // Compares the gate of every MoBA layer with the CPU's; returns the number of differing rows.
@@ -139,7 +136,7 @@ static long check_selections(GPT *m, const DebugState &d) {
             diff++;
             worst = std::max(worst, gate_tie_gap(q, k, r / T, T, HD, c->moba_block, (int)(r % T), &gpu[r * K], cpu + r * K, K));
         }
-        printf("  gate layer %d: %.5f of %zu rows match the CPU (%ld differ, largest tie gap %.2e)\n", l,
+        printf("  gate layer %d: %.5f of %zu rows match the CPU (%ld differ, largest tie spread %.2e)\n", l,
                1.0 - (double)diff / rows, rows, diff, worst);
         CHECK(worst <= TOL_GATE_TIE, "layer %d: a selection differs beyond a near-tie (gap %.3e > %.1e)", l, worst, TOL_GATE_TIE);
         total_diff += diff;

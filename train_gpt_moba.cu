@@ -586,6 +586,7 @@ static double gpu_memory_used_gib(void) {
 int train_main(int argc, char **argv) {
     TrainArgs args = parse_args(argc, argv);
     if (args.debug_state) { die("-D: debug states are written by the CPU reference (./train_gpt_moba -D ...), not the CUDA trainer"); }
+    if (args.tokenizer) { printf("-f: the CUDA trainer prints samples as token ids (text: the CPU reference's -f)\n"); }
     ModelConfig cfg = config_from_args(&args);
     gpu_config_check(&cfg);
     ensure_synthetic_data(&args, &cfg);
