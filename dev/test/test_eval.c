@@ -10,6 +10,9 @@
 #include "llmc/eval_metrics.h"
 #include "llmc/longbench.h"
 #include "llmc/ruler.h"
+#include "llmc/mc_tasks.h"
+#include "llmc/syn_needle.h"
+#include "llmc/plot.h"
 #include "dev/test/testing.h"
 
 #define NEAR(a, b, tol) (fabs((double)(a) - (double)(b)) <= (tol))
@@ -276,7 +279,86 @@ static void test_ruler(void) {
     tokenizer_free(&tok);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Synthetic needles, multiple-choice loaders, SVG
+
+static void test_syn_needle(void) {
+    SynLanguage L;
+    syn_language_init(&L, 512);
+    for (int ti = 0; ti < NUM_SYN_NEEDLE_TASKS; ti++) {
+        const SynNeedleTask *t = &syn_needle_tasks[ti];
+        SynNeedleSample a = syn_needle_generate(&L, t, 200, 3, 7), b = syn_needle_generate(&L, t, 200, 3, 7), c = syn_needle_generate(&L, t, 200, 4, 7);
+        CHECK(a.length == 200 && memcmp(a.tokens, b.tokens, 200 * sizeof(int)) == 0 && memcmp(a.tokens, c.tokens, 200 * sizeof(int)) != 0,
+              "%s: exact length, deterministic, index changes the sample", t->name);
+        int stores = 0, recalls = 0, ok = a.tokens[0] == SYN_EOT && a.num_queries == t->queries;
+        for (int i = 0; i < 200; i++) { stores += a.tokens[i] == SYN_STORE; recalls += a.tokens[i] == SYN_RECALL; }
+        for (int q = 0; q < a.num_queries; q++) {  // the answer is the value stored for the asked key
+            int e = a.query_end[q], found = 0;
+            ok &= a.tokens[e - 2] == SYN_RECALL;
+            for (int i = 0; i + 2 < e - 2; i++) { found |= a.tokens[i] == SYN_STORE && a.tokens[i + 1] == a.tokens[e - 1] && a.tokens[i + 2] == a.tokens[e]; }
+            ok &= found && a.tokens[e] >= (int)L.value_base && a.tokens[e] < (int)(L.value_base + L.num_values);
+        }
+        CHECK(ok && stores == t->facts && recalls == t->queries, "%s: %d STOREs, %d RECALLs, answers are the stored values", t->name, stores, recalls);
+        free(a.tokens); free(b.tokens); free(c.tokens);
+    }
+    syn_language_free(&L);
+}
+
+static void load_mc_bad(void *path) { MCSet s = mc_load("hellaswag", (const char *)path); mc_free(&s); }
+
+static void test_mc(void) {
+    char path[128];
+    snprintf(path, sizeof(path), "%s/hs.jsonl", tmpdir);
+    write_file(path, "{\"ctx\": \"A man\", \"endings\": [\"runs.\", \"sits.\", \"eats.\", \"flies.\"], \"label\": \"2\"}\n");
+    MCSet hs = mc_load("hellaswag", path);
+    CHECK(hs.n == 1 && hs.items[0].n == 4 && hs.items[0].label == 2 && strcmp(hs.items[0].cont[1], " sits.") == 0 && strcmp(hs.items[0].ctx[3], "A man") == 0, "hellaswag loader");
+    mc_free(&hs);
+    snprintf(path, sizeof(path), "%s/arc.jsonl", tmpdir);
+    write_file(path, "{\"question\": {\"stem\": \"Q?\", \"choices\": [{\"text\": \"x\", \"label\": \"A\"}, {\"text\": \"y\", \"label\": \"B\"}]}, \"answerKey\": \"B\"}\n"
+                     "{\"question\": \"R?\", \"choices\": {\"text\": [\"u\", \"v\", \"w\"], \"label\": [\"1\", \"2\", \"3\"]}, \"answerKey\": \"1\"}\n");
+    MCSet arc = mc_load("arc", path);
+    CHECK(arc.n == 2 && arc.items[0].label == 1 && strcmp(arc.items[0].ctx[0], "Question: Q?\nAnswer:") == 0 && arc.items[1].n == 3 && arc.items[1].label == 0, "arc loader, both layouts");
+    mc_free(&arc);
+    snprintf(path, sizeof(path), "%s/wg.jsonl", tmpdir);
+    write_file(path, "{\"sentence\": \"The cup fell because _ was heavy.\", \"option1\": \"the cup\", \"option2\": \"the table\", \"answer\": \"1\"}\n");
+    MCSet wg = mc_load("winogrande", path);
+    CHECK(wg.n == 1 && wg.items[0].label == 0 && strcmp(wg.items[0].ctx[1], "The cup fell because the table") == 0 && strcmp(wg.items[0].cont[0], " was heavy.") == 0, "winogrande partial scoring split");
+    mc_free(&wg);
+    snprintf(path, sizeof(path), "%s/piqa.jsonl", tmpdir);
+    write_file(path, "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 1}\n");
+    MCSet pq = mc_load("piqa", path);
+    CHECK(pq.n == 1 && pq.items[0].label == 1 && strcmp(pq.items[0].cont[1], " b") == 0, "piqa loader");
+    mc_free(&pq);
+    snprintf(path, sizeof(path), "%s/hsbad.jsonl", tmpdir);
+    write_file(path, "{\"ctx\": \"A\", \"endings\": [\"x\", \"y\"], \"label\": 0}\n{\"ctx\": \"A\", \"endings\": [\"x\", \"y\"], \"label\": 5}\n");
+    expect_failure("multiple choice: label out of range", load_mc_bad, path, "hsbad.jsonl:2: label 5 is not one of the 2 choices");
+}
+
+static void test_plot(void) {
+    char path[128], buf[8192];
+    double x[3] = {1024, 2048, 4096}, y1[3] = {90, 80, 70}, y2[3] = {95, NAN, 60};
+    PlotSeries s[2] = {{"dense", x, y1, 3}, {"moba <k3>", x, y2, 3}};
+    snprintf(path, sizeof(path), "%s/p.svg", tmpdir);
+    svg_line_chart(path, "acc vs length", "length", "acc", s, 2, 1);
+    FILE *f = fopen_check(path, "r");
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    CHECK(strstr(buf, "<svg") && strstr(buf, "</svg>") && count_occurrences(buf, "<polyline") == 2 && count_occurrences(buf, "<circle") == 5 &&
+          strstr(buf, "moba &lt;k3&gt;") && strstr(buf, ">2048<"), "line chart: 2 lines, 5 points (NaN skipped), escaped legend, log2 ticks");
+    const char *groups[3] = {"a", "b", "c"};
+    svg_bar_chart(path, "bars", "score", groups, 3, s, 2);
+    f = fopen_check(path, "r");
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    CHECK(count_occurrences(buf, "<rect") == 1 + 1 + 5 + 2, "bar chart: background, frame, 5 bars, 2 legend boxes (%d rects)", count_occurrences(buf, "<rect"));
+}
+
 int main(void) {
+#ifdef _OPENMP
+    omp_set_num_threads(1);  // tiny shapes: threads only add spin-waiting on a loaded 2-core box
+#endif
     test_metrics();
     test_kv_cache("dense", ATTN_DENSE, 0);
     test_kv_cache("moba", ATTN_MOBA, 0);
@@ -287,5 +369,11 @@ int main(void) {
     if (!mkdtemp(tmpdir)) { die("mkdtemp failed"); }
     test_longbench();
     test_ruler();
+    test_syn_needle();
+    test_mc();
+    test_plot();
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) { printf("warning: could not remove %s\n", tmpdir); }
     return test_summary();
 }
