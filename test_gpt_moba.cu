@@ -90,30 +90,34 @@ static void poison_model(GPT *m) {
 
 static std::vector<float> grads_host(const GPT *m) { return from_device(m->grads, m->num_params); }
 
-// Spread of the scores of the blocks only one of GPU and CPU picked, relative to the row's largest
-// |score|: at a near-tie these blocks score almost the same. 0 when the rows agree. Scores in double from
-// the GPU's q and k.
+// Spread of the scores of the blocks only one of GPU and CPU picked, relative to |q_t| max_i |c_i| (the
+// size of a score before the cancellation between dimensions, so the scale rounding errors of q and k
+// perturb scores at): at a near-tie these blocks score almost the same. 0 when the rows agree. Scores in
+// double from the GPU's q and k.
 static double gate_tie_gap(const std::vector<float> &q, const std::vector<float> &k, size_t bh, int T, int HD, int bs,
                            int t, const int *gpu, const int *cpu, int K) {
     int ob = t / bs;
-    double scale = 1e-30, lo = INFINITY, hi = -INFINITY;
+    double qnorm = 0, cmax = 1e-30, lo = INFINITY, hi = -INFINITY;
     int only_gpu = 0, only_cpu = 0;
     const float *qt = &q[(bh * T + t) * HD];
+    for (int d = 0; d < HD; d++) { qnorm += (double)qt[d] * qt[d]; }
     auto has = [K](const int *row, int b) { for (int i = 0; i < K; i++) { if (row[i] == b) { return true; } } return false; };
     for (int i = 0; i < ob; i++) {
         int start = i * bs, end = std::min(start + bs, T);
-        double s = 0;
+        double s = 0, cnorm = 0;
         for (int d = 0; d < HD; d++) {
             double cent = 0;
             for (int j = start; j < end; j++) { cent += k[(bh * T + j) * HD + d]; }
-            s += qt[d] * cent / (end - start);
+            cent /= end - start;
+            s += qt[d] * cent;
+            cnorm += cent * cent;
         }
-        scale = std::max(scale, fabs(s));
+        cmax = std::max(cmax, sqrt(cnorm));
         bool g = has(gpu, i), c = has(cpu, i);
         if (g != c) { lo = std::min(lo, s); hi = std::max(hi, s); only_gpu += g; only_cpu += c; }
     }
     if (only_gpu != only_cpu || has(gpu, ob) != has(cpu, ob)) { return INFINITY; }  // not a swap: a real bug
-    return only_gpu ? (hi - lo) / scale : 0.0;
+    return only_gpu ? (hi - lo) / (sqrt(qnorm) * cmax + 1e-30) : 0.0;
 }
 
 // Compares the gate of every MoBA layer with the CPU's; returns the number of differing rows.
