@@ -362,15 +362,19 @@ static inline void ruler_build(RulerSample *s, const RulerTask *t, const RulerSo
 }
 
 // The sample `index` of task t whose prompt + max_gen fits in `length` tokens, with the largest
-// haystack that fits (binary search). Dies if even the smallest haystack does not fit.
-static inline RulerSample ruler_generate(const RulerTask *t, const RulerSource *src, int length, int index, uint64_t seed) {
-    uint64_t s_seed = seed ^ ((uint64_t)length << 20) ^ ((uint64_t)index * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(t - ruler_tasks) << 48);
+// haystack that fits (binary search). cwe lowers the common words' frequency (30, then down to 4) when
+// even no uncommon words do not fit. Dies if even the smallest prompt does not fit.
+static inline RulerSample ruler_generate(const RulerTask *task, const RulerSource *src, int length, int index, uint64_t seed) {
+    uint64_t s_seed = seed ^ ((uint64_t)length << 20) ^ ((uint64_t)index * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(task - ruler_tasks) << 48);
+    RulerTask tt = *task;
+    const RulerTask *t = &tt;
     int lo = t->family == RT_NIAH || t->family == RT_VT ? 1 : t->family == RT_FWE ? 8 : 0, hi = lo, best = -1;
     RulerSample s;
     for (;;) {  // grow until too long, then bisect
         ruler_build(&s, t, src, hi, s_seed);
         int fits = s.prompt_tokens + t->max_gen <= length;
         ruler_sample_free(&s);
+        if (!fits && best < 0 && t->family == RT_CWE && tt.num_v > tt.num_q + 1) { tt.num_v--; continue; }
         if (!fits) { break; }
         best = hi; lo = hi; hi = hi ? hi * 2 : 1;
     }
