@@ -20,7 +20,7 @@ TABLE="$LOG/table.txt"
 : > "$TABLE"
 row() { printf '%-34s %s\n' "$1" "$2" | tee -a "$TABLE"; }
 
-# -I. : the llmc/*.cuh headers include each other as "llmc/..." (see the report on the Makefile rule)
+# -I. : the llmc/*.cuh headers include each other as "llmc/...", and the Makefile's trainer rules lack -I.
 NVCC="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc) -I."
 make -s train_gpt_moba || exit 1
 if [ -n "$BIN" ]; then
