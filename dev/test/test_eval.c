@@ -204,6 +204,20 @@ static void test_longbench(void) {
     trec.answers = answers; trec.num_answers = 1;
     CHECK(longbench_score(dt, "\ny\nx", &trec) == 1.0 && longbench_score(dt, "x\ny", &trec) == 0.0, "trec scores the first non-empty line only");
     longbench_free(&rs);
+    // JSON writer: escapes, and invalid UTF-8 (a token cut mid-character) becomes U+FFFD; parses back
+    char *js = NULL;
+    size_t jn = 0;
+    FILE *mem = open_memstream(&js, &jn);
+    fputs("{\"s\": ", mem);
+    json_write_string(mem, "a\"b\\\n\x01\xff\xc3\xa9\xe2\x82", 11);
+    fputs("}", mem);
+    fclose(mem);
+    JValue jv;
+    jv_parse_object_line(&jv, (const unsigned char *)js, jn, "memory", 1);
+    const JValue *sv = jv_get(&jv, "s");
+    CHECK(sv && sv->kind == JV_STR && sv->len == 17 && memcmp(sv->str, "a\"b\\\n\x01\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd", 17) == 0,
+          "json_write_string round trip: '%s'", js);
+    jv_free(&jv); free(js);
     uint32_t toks[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
     int n = truncate_middle(toks, 10, 6);
     CHECK(n == 6 && toks[2] == 2 && toks[3] == 7 && toks[5] == 9, "truncate_middle keeps 3 + 3");
