@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include <vector>
 
 #include "llmc/checkpoint.h"
 #include "llmc/config.h"
