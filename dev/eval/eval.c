@@ -135,6 +135,22 @@ static void eval_lm(Model *m, const EvalArgs *a, StrBuf *js, StrBuf *md) {
     dataloader_free(&dl);
 }
 
+// "| task | L1 | ... |" and its rule: the header of a task x length table.
+static void md_length_header(StrBuf *md, const int *lengths, int nl) {
+    sb_puts(md, "| task |");
+    for (int i = 0; i < nl; i++) { sb_printf(md, " %d |", lengths[i]); }
+    sb_puts(md, "\n| --- |");
+    for (int i = 0; i < nl; i++) { sb_puts(md, " --- |"); }
+    sb_puts(md, "\n");
+}
+
+// One (task, length) score: its JSON entry, its Markdown cell and a progress line.
+static void put_cell(StrBuf *js, StrBuf *md, const char *what, const char *task, int li, int length, double score) {
+    sb_printf(js, "%s\"%d\": %.2f", li ? ", " : "", length, score);
+    sb_printf(md, " %.1f |", score);
+    printf("%s %s @ %d: %.1f\n", what, task, length, score);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Synthetic needles (token ids, no tokenizer)
 
@@ -144,11 +160,8 @@ static void eval_syn(Model *m, KVCache *kv, const EvalArgs *a, const int *length
     char *names[16], *buf;
     int nt = strcmp(a->syn, "all") == 0 ? NUM_SYN_NEEDLE_TASKS : split_list(a->syn, names, 16, &buf);
     sb_puts(js, "  \"synthetic_needle\": {");
-    sb_puts(md, "## Synthetic needle tasks (accuracy %, exact next token)\n\n| task |");
-    for (int i = 0; i < nl; i++) { sb_printf(md, " %d |", lengths[i]); }
-    sb_puts(md, "\n| --- |");
-    for (int i = 0; i < nl; i++) { sb_puts(md, " --- |"); }
-    sb_puts(md, "\n");
+    sb_puts(md, "## Synthetic needle tasks (accuracy %, exact next token)\n\n");
+    md_length_header(md, lengths, nl);
     for (int ti = 0; ti < nt; ti++) {
         const SynNeedleTask *t = strcmp(a->syn, "all") == 0 ? &syn_needle_tasks[ti] : syn_needle_task(names[ti]);
         sb_printf(js, "%s\"%s\": {", ti ? ", " : "", t->name);
@@ -166,10 +179,7 @@ static void eval_syn(Model *m, KVCache *kv, const EvalArgs *a, const int *length
                 score += (double)hits / s.num_queries;
                 free(s.tokens);
             }
-            score = 100 * score / a->samples;
-            sb_printf(js, "%s\"%d\": %.2f", li ? ", " : "", lengths[li], score);
-            sb_printf(md, " %.1f |", score);
-            printf("synthetic %s @ %d: %.1f%%\n", t->name, lengths[li], score);
+            put_cell(js, md, "synthetic", t->name, li, lengths[li], 100 * score / a->samples);
         }
         sb_puts(js, "}");
         sb_puts(md, "\n");
@@ -225,11 +235,8 @@ static void eval_ruler(Model *m, KVCache *kv, const Tokenizer *tok, const EvalAr
     snprintf(path, sizeof(path), "%s/ruler_pred.jsonl", a->out);
     FILE *pred = fopen_check(path, "w");
     sb_puts(js, "  \"ruler\": {");
-    sb_puts(md, "## RULER (score %)\n\n| task |");
-    for (int i = 0; i < nl; i++) { sb_printf(md, " %d |", lengths[i]); }
-    sb_puts(md, "\n| --- |");
-    for (int i = 0; i < nl; i++) { sb_puts(md, " --- |"); }
-    sb_puts(md, "\n");
+    sb_puts(md, "## RULER (score %)\n\n");
+    md_length_header(md, lengths, nl);
     double *avg = (double *)calloc_check((size_t)nl, sizeof(double));
     for (int ti = 0; ti < nt; ti++) {
         const RulerTask *t = all ? &ruler_tasks[ti] : ruler_task(names[ti]);
@@ -251,11 +258,8 @@ static void eval_ruler(Model *m, KVCache *kv, const Tokenizer *tok, const EvalAr
                 free(out);
                 ruler_sample_free(&smp);
             }
-            score = 100 * score / a->samples;
-            avg[li] += score / nt;
-            sb_printf(js, "%s\"%d\": %.2f", li ? ", " : "", lengths[li], score);
-            sb_printf(md, " %.1f |", score);
-            printf("ruler %s @ %d: %.1f\n", t->name, lengths[li], score);
+            avg[li] += 100 * score / a->samples / nt;
+            put_cell(js, md, "ruler", t->name, li, lengths[li], 100 * score / a->samples);
         }
         sb_puts(js, "}");
         sb_puts(md, "\n");

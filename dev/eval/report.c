@@ -55,6 +55,15 @@ static const JValue *jpath(const Run *r, const char *a, const char *b, const cha
     return v;
 }
 
+// "| first | run1 | ... |" and its rule.
+static void md_runs_header(FILE *md, const char *first, const Run *runs, int nr) {
+    fprintf(md, "| %s |", first);
+    for (int i = 0; i < nr; i++) { fprintf(md, " %s |", runs[i].name); }
+    fprintf(md, "\n| --- |");
+    for (int i = 0; i < nr; i++) { fprintf(md, " --- |"); }
+    fprintf(md, "\n");
+}
+
 static void fmt(char *buf, size_t n, double x, const char *f) { if (isfinite(x)) { snprintf(buf, n, f, x); } else { snprintf(buf, n, "-"); } }
 
 // Keys of section (an object of objects) over all runs, in first-seen order.
@@ -211,11 +220,8 @@ int main(int argc, char **argv) {
     const char *sets[64];
     int ns = collect_keys(runs, nr, "longbench", (const char **)sets, 64);
     if (ns > 0) {
-        fprintf(md, "## LongBench\n\n| dataset |");
-        for (int i = 0; i < nr; i++) { fprintf(md, " %s |", runs[i].name); }
-        fprintf(md, "\n| --- |");
-        for (int i = 0; i < nr; i++) { fprintf(md, " --- |"); }
-        fprintf(md, "\n");
+        fprintf(md, "## LongBench\n\n");
+        md_runs_header(md, "dataset", runs, nr);
         double ys[MAX_RUNS][64];
         for (int d = 0; d < ns; d++) {
             fprintf(md, "| %s |", sets[d]);
@@ -234,11 +240,8 @@ int main(int argc, char **argv) {
     }
     int nm = collect_keys(runs, nr, "mc", (const char **)sets, 64);
     if (nm > 0) {
-        fprintf(md, "## Multiple choice (acc / acc_norm %%)\n\n| set |");
-        for (int i = 0; i < nr; i++) { fprintf(md, " %s |", runs[i].name); }
-        fprintf(md, "\n| --- |");
-        for (int i = 0; i < nr; i++) { fprintf(md, " --- |"); }
-        fprintf(md, "\n");
+        fprintf(md, "## Multiple choice (acc / acc_norm %%)\n\n");
+        md_runs_header(md, "set", runs, nr);
         for (int d = 0; d < nm; d++) {
             fprintf(md, "| %s |", sets[d]);
             for (int i = 0; i < nr; i++) {
