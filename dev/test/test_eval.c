@@ -54,8 +54,10 @@ static void test_metrics(void) {
 // ---------------------------------------------------------------------------------------------------
 // KV cache == full recompute
 
+static int hybrid_last;  // n_dense_last of the next small_config with MoBA
+
 static ModelConfig small_config(int attn, int kconv) {
-    ModelConfig c = {64, 2, 16, 2, 40, 96, attn, 4, 2, kconv, 0, 10000.0f};
+    ModelConfig c = {64, 2, 16, 2, 40, 96, attn, 4, 2, kconv, attn == ATTN_MOBA ? hybrid_last : 0, 10000.0f};
     return c;
 }
 
@@ -378,6 +380,9 @@ int main(void) {
     test_kv_cache("moba", ATTN_MOBA, 0);
     test_kv_cache("moba+kconv3", ATTN_MOBA, 3);
     test_kv_cache("dense+kconv5", ATTN_DENSE, 5);
+    hybrid_last = 1;
+    test_kv_cache("moba+kconv3 hybrid (last layer dense)", ATTN_MOBA, 3);
+    hybrid_last = 0;
     test_sampling();
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_eval_XXXXXX");
     if (!mkdtemp(tmpdir)) { die("mkdtemp failed"); }
