@@ -418,7 +418,7 @@ int main(int argc, char **argv) {
     syn_mkdir_p(a.out);
     printf("eval %s (step %llu) -> %s\n", a.ckpt, (unsigned long long)h.step, a.out);
     config_print(c, stdout);
-    int lengths[64], nl = parse_lengths(a.lengths, lengths, 64, c->max_seq_len), max_len = 0;
+    int lengths[64], nl = a.syn || a.ruler ? parse_lengths(a.lengths, lengths, 64, c->max_seq_len) : 0, max_len = 16;
     for (int i = 0; i < nl; i++) { if (lengths[i] > max_len) { max_len = lengths[i]; } }
     int context = a.context > 0 ? a.context : (c->max_seq_len < 32768 ? c->max_seq_len : 32768);
     config_check_seq_len(c, context);
