@@ -12,7 +12,7 @@ BUILD = build
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
 GPU_ARCH ?= -gencode=arch=compute_90a,code=sm_90a
-NVCC_FLAGS ?= -O3 -std=c++17 $(GPU_ARCH) -lineinfo -Xcompiler -Wall,-Wno-unused-function
+NVCC_FLAGS ?= -O3 -std=c++17 -I. $(GPU_ARCH) -lineinfo -Xcompiler -Wall,-Wno-unused-function
 NVCC_LDLIBS = -lcublas -lcublasLt
 # PRECISION=FP32 builds the CUDA programs with fp32 activations and weights (debugging), as llm.c.
 ifeq ($(PRECISION),FP32)
@@ -80,7 +80,7 @@ test_gpt_moba_cu: test_gpt_moba.cu train_gpt_moba.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
 
 $(BUILD)/cuda/%: dev/cuda/%.cu $(CUDA_HEADERS) | $(BUILD)
-	$(NVCC) $(NVCC_FLAGS) -I. -o $@ $< $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
 
 # ---- the two README commands ----
 run:

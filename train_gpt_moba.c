@@ -31,7 +31,6 @@ typedef REAL real;
 #include "llmc/rng.h"
 #include "llmc/schedulers.h"
 #include "llmc/synthetic.h"
-#include "llmc/tokenizer.h"
 #include "llmc/train_args.h"
 #include "llmc/utils.h"
 
@@ -758,29 +757,6 @@ void generate(Model *m, int *tokens, int prompt_len, int total_len) {
     }
 }
 
-// Prints prompt | continuation as text when a tokenizer file is given, else as token ids.
-static void print_sample(const char *tokenizer_path, const int *tokens, int prompt, int total, int vocab_size) {
-    if (tokenizer_path == NULL) {
-        printf("sample (token ids; prompt | continuation):");
-        for (int i = 0; i < total; i++) { printf("%s%d", i == prompt ? " | " : " ", tokens[i]); }
-        printf("\n");
-        return;
-    }
-    Tokenizer tok;
-    tokenizer_load(&tok, tokenizer_path);
-    if ((int)tok.vocab_size > vocab_size) { die("tokenizer '%s' has %u tokens, more than the model's vocabulary %d", tokenizer_path, tok.vocab_size, vocab_size); }
-    printf("sample (prompt | continuation):\n");
-    for (int i = 0; i < total; i++) {
-        if (i == prompt) { printf(" | "); }
-        if ((uint32_t)tokens[i] >= tok.vocab_size) { printf("<%d>", tokens[i]); continue; }  // padded vocabulary slots
-        size_t len;
-        const unsigned char *bytes = tokenizer_token_bytes(&tok, (uint32_t)tokens[i], &len);
-        fwrite(bytes, 1, len, stdout);
-    }
-    printf("\n");
-    tokenizer_free(&tok);
-}
-
 int train_main(int argc, char **argv) {
     TrainArgs args = parse_args(argc, argv);
     ModelConfig cfg = config_from_args(&args);
@@ -817,16 +793,9 @@ int train_main(int argc, char **argv) {
         printf("initialised weights from %s\n", args.init_ckpt);
     }
     if (args.resume) {
-        long newest = newest_checkpoint_step(args.out_dir);
-        if (newest < 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", args.out_dir); }
-        checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, newest);
+        checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, newest_checkpoint_step_or_die(args.out_dir));
         CheckpointHeader h = model_load_checkpoint(&model, ckpt_path, 1);
-        check_resume_compatible(ckpt_path, &h, &args, grad_accum, 1);
-        DataLoaderPosition pos = {h.loader_epoch, h.loader_shard, h.loader_batch};
-        dataloader_set_position(&train, pos);
-        sample_rng.state = h.rng_state;
-        start_step = (int)h.step;
-        printf("resumed from %s at step %d\n", ckpt_path, start_step);
+        start_step = resume_run_state(ckpt_path, &h, &args, grad_accum, 1, &train, &sample_rng);
     }
     FILE *logf = fopen_check(log_path, start_step > 0 ? "a" : "w");
     LRScheduler sched = {lr_schedule_kind(args.schedule), args.lr, args.final_frac, 0.2f, args.warmup, args.steps};

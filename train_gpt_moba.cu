@@ -585,7 +585,6 @@ static double gpu_memory_used_gib(void) {
 int train_main(int argc, char **argv) {
     TrainArgs args = parse_args(argc, argv);
     if (args.debug_state) { die("-D: debug states are written by the CPU reference (./train_gpt_moba -D ...), not the CUDA trainer"); }
-    if (args.tokenizer) { printf("-f: the CUDA trainer prints samples as token ids (text: the CPU reference's -f)\n"); }
     ModelConfig cfg = config_from_args(&args);
     gpu_config_check(&cfg);
     ensure_synthetic_data(&args, &cfg);
@@ -615,16 +614,9 @@ int train_main(int argc, char **argv) {
         printf("initialised weights from %s\n", args.init_ckpt);
     }
     if (args.resume) {
-        long newest = newest_checkpoint_step(args.out_dir);
-        if (newest < 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", args.out_dir); }
-        checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, newest);
+        checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, newest_checkpoint_step_or_die(args.out_dir));
         CheckpointHeader h = gpt_load_checkpoint(&model, ckpt_path, 1);
-        check_resume_compatible(ckpt_path, &h, &args, grad_accum, 1);
-        DataLoaderPosition pos = {h.loader_epoch, h.loader_shard, h.loader_batch};
-        dataloader_set_position(&train, pos);
-        sample_rng.state = h.rng_state;
-        start_step = (int)h.step;
-        printf("resumed from %s at step %d\n", ckpt_path, start_step);
+        start_step = resume_run_state(ckpt_path, &h, &args, grad_accum, 1, &train, &sample_rng);
     }
     FILE *logf = fopen_check(log_path, start_step > 0 ? "a" : "w");
     LRScheduler sched = {lr_schedule_kind(args.schedule), args.lr, args.final_frac, 0.2f, args.warmup, args.steps};
@@ -685,9 +677,7 @@ int train_main(int argc, char **argv) {
         int *tokens = (int *)malloc_check((size_t)total * sizeof(int));
         memcpy(tokens, val.inputs, prompt * sizeof(int));
         generate(&model, tokens, prompt, total);
-        printf("sample (token ids; prompt | continuation):");
-        for (int i = 0; i < total; i++) { printf("%s%d", i == prompt ? " | " : " ", tokens[i]); }
-        printf("\n");
+        print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
         free(tokens);
     }
     fclose(logf);

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "dataloader.h"
 #include "synthetic.h"
+#include "tokenizer.h"
 #include "utils.h"
 
 typedef struct {
@@ -213,6 +214,12 @@ static inline long newest_checkpoint_step(const char *dir) {
     return best;
 }
 
+static inline long newest_checkpoint_step_or_die(const char *dir) {
+    long newest = newest_checkpoint_step(dir);
+    if (newest < 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", dir); }
+    return newest;
+}
+
 // The header of a checkpoint written after `step` optimizer steps of this run.
 static inline CheckpointHeader run_checkpoint_header(const TrainArgs *a, int grad_accum, int world, long step,
                                                      uint64_t rng_state, DataLoaderPosition pos) {
@@ -233,6 +240,18 @@ static inline void check_resume_compatible(const char *path, const CheckpointHea
     if (h->seed != a->seed) {
         die("checkpoint '%s' was written with seed %llu, this run has seed %llu", path, (unsigned long long)h->seed, (unsigned long long)a->seed);
     }
+}
+
+// After the model has loaded checkpoint `path` (header h): checks the run matches it, puts the loader
+// and the sampling RNG where the interrupted run was, and returns the step to continue from.
+static inline int resume_run_state(const char *path, const CheckpointHeader *h, const TrainArgs *a, int grad_accum, int world,
+                                   DataLoader *train, Rng *sample_rng) {
+    check_resume_compatible(path, h, a, grad_accum, world);
+    DataLoaderPosition pos = {h->loader_epoch, h->loader_shard, h->loader_batch};
+    dataloader_set_position(train, pos);
+    sample_rng->state = h->rng_state;
+    printf("resumed from %s at step %llu\n", path, (unsigned long long)h->step);
+    return (int)h->step;
 }
 
 // Keeps the newest `keep` checkpoints this run wrote (-Z); older ones are removed after each save.
@@ -260,6 +279,29 @@ static inline void ensure_synthetic_data(const TrainArgs *a, const ModelConfig *
     if (f) { fclose(f); return; }
     printf("generating the built-in synthetic corpus in data/synthetic/ (vocab %d)\n", c->vocab_size);
     synthetic_write_dataset("data/synthetic", (uint32_t)c->vocab_size, 4000000, 200000, 42);
+}
+
+// Prints prompt | continuation as text when a tokenizer file is given, else as token ids.
+static inline void print_sample(const char *tokenizer_path, const int *tokens, int prompt, int total, int vocab_size) {
+    if (tokenizer_path == NULL) {
+        printf("sample (token ids; prompt | continuation):");
+        for (int i = 0; i < total; i++) { printf("%s%d", i == prompt ? " | " : " ", tokens[i]); }
+        printf("\n");
+        return;
+    }
+    Tokenizer tok;
+    tokenizer_load(&tok, tokenizer_path);
+    if ((int)tok.vocab_size > vocab_size) { die("tokenizer '%s' has %u tokens, more than the model's vocabulary %d", tokenizer_path, tok.vocab_size, vocab_size); }
+    printf("sample (prompt | continuation):\n");
+    for (int i = 0; i < total; i++) {
+        if (i == prompt) { printf(" | "); }
+        if ((uint32_t)tokens[i] >= tok.vocab_size) { printf("<%d>", tokens[i]); continue; }  // padded vocabulary slots
+        size_t len;
+        const unsigned char *bytes = tokenizer_token_bytes(&tok, (uint32_t)tokens[i], &len);
+        fwrite(bytes, 1, len, stdout);
+    }
+    printf("\n");
+    tokenizer_free(&tok);
 }
 
 #endif // LLMC_TRAIN_ARGS_H
