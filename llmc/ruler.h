@@ -223,7 +223,7 @@ static inline void niah_build(StrBuf *b, RulerSample *s, const RulerTask *t, con
     ruler_sample_sorted(r, asked, t->num_q, nk, 1);
     char query[300] = "";
     for (int q = 0; q < t->num_q; q++) {
-        const char *sep = q == 0 ? "" : (t->num_q > 2 && q == t->num_q - 1) ? ", and " : (q == t->num_q - 1 ? " and " : ", ");
+        const char *sep = q == 0 ? "" : q == t->num_q - 1 ? ", and " : ", ";  // RULER's join
         strcat(query, sep); strcat(query, keys[asked[q]]);
         for (int v = 0; v < nv; v++) { strcpy(answers[na++], vals[asked[q] * nv + v]); }
     }
