@@ -71,9 +71,10 @@ static inline void svg_legend(FILE *f, const PlotSeries *s, int ns) {
     }
 }
 
-// Line chart of every series (x ascending within a series). logx: log2 x axis (sequence lengths).
+// Line chart of every series (x ascending within a series). logx: log2 x axis (sequence lengths);
+// from_zero: the y axis starts at 0 (scores), else it fits the data (losses).
 static inline void svg_line_chart(const char *path, const char *title, const char *xlabel, const char *ylabel,
-                                  const PlotSeries *s, int ns, int logx) {
+                                  const PlotSeries *s, int ns, int logx, int from_zero) {
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int i = 0; i < ns; i++) {
         for (int k = 0; k < s[i].n; k++) {
@@ -84,6 +85,7 @@ static inline void svg_line_chart(const char *path, const char *title, const cha
     }
     if (!isfinite(xlo)) { xlo = 0; xhi = 1; ylo = 0; yhi = 1; }
     if (!(xhi > xlo)) { xhi = xlo + 1; }
+    if (from_zero && ylo > 0) { ylo = 0; }
     double ystep;
     nice_axis(&ylo, &yhi, &ystep);
     AtomicFile af;

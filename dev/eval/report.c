@@ -133,7 +133,7 @@ static void length_section(FILE *md, Run *runs, int nr, const char *section, con
     }
     char path[1200];
     snprintf(path, sizeof(path), "%s/%s", out, svg);
-    svg_line_chart(path, title, "length (tokens)", "average score %", s, nr, 1);
+    svg_line_chart(path, title, "length (tokens)", "average score %", s, nr, 1, 1);
     fprintf(md, "\n![%s](%s)\n\n", title, svg);
 }
 
@@ -188,10 +188,10 @@ int main(int argc, char **argv) {
     PlotSeries s[MAX_RUNS];
     for (int i = 0; i < nr; i++) { s[i].name = runs[i].name; s[i].x = runs[i].step; s[i].y = runs[i].loss; s[i].n = runs[i].n; }
     snprintf(path, sizeof(path), "%s/train_loss.svg", out);
-    svg_line_chart(path, "training loss", "step", "loss", s, nr, 0);
+    svg_line_chart(path, "training loss", "step", "loss", s, nr, 0, 0);
     for (int i = 0; i < nr; i++) { s[i].x = runs[i].vstep; s[i].y = runs[i].vloss; s[i].n = runs[i].nv; }
     snprintf(path, sizeof(path), "%s/val_loss.svg", out);
-    svg_line_chart(path, "validation loss", "step", "loss", s, nr, 0);
+    svg_line_chart(path, "validation loss", "step", "loss", s, nr, 0, 0);
     fprintf(md, "\n![training loss](train_loss.svg) ![validation loss](val_loss.svg)\n\n");
 
     // LM accuracy and loss by position
@@ -211,7 +211,7 @@ int main(int argc, char **argv) {
     }
     if (any_lm) {
         snprintf(path, sizeof(path), "%s/loss_by_position.svg", out);
-        svg_line_chart(path, "loss by position (eval)", "position (bucket centre)", "loss", s, nr, 0);
+        svg_line_chart(path, "loss by position (eval)", "position (bucket centre)", "loss", s, nr, 0, 0);
         fprintf(md, "\n![loss by position](loss_by_position.svg)\n\n");
     }
     length_section(md, runs, nr, "synthetic_needle", "Synthetic needle tasks", out, "synthetic_vs_length.svg");

@@ -355,7 +355,7 @@ static void test_plot(void) {
     double x[3] = {1024, 2048, 4096}, y1[3] = {90, 80, 70}, y2[3] = {95, NAN, 60};
     PlotSeries s[2] = {{"dense", x, y1, 3}, {"moba <k3>", x, y2, 3}};
     snprintf(path, sizeof(path), "%s/p.svg", tmpdir);
-    svg_line_chart(path, "acc vs length", "length", "acc", s, 2, 1);
+    svg_line_chart(path, "acc vs length", "length", "acc", s, 2, 1, 1);
     FILE *f = fopen_check(path, "r");
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
