@@ -2,7 +2,7 @@
 # when a GPU is present, else the CPU reference on the built-in synthetic corpus) and `make test` runs
 # every CPU test and compiles every CUDA target.
 #
-# Conventions: header-only libraries live in llmc/; every .c in dev/test/ and data/ is one program;
+# Conventions: header-only libraries live in llmc/; every .c in dev/test/, dev/eval/ and data/ is one program;
 # every .cu in dev/cuda/ is one program (numbered kernel versions with their own CPU check and timing).
 
 CC ?= gcc
@@ -21,6 +21,7 @@ endif
 
 CPU_TESTS = $(patsubst dev/test/%.c,$(BUILD)/%,$(wildcard dev/test/*.c))
 DATA_TOOLS = $(patsubst data/%.c,$(BUILD)/%,$(wildcard data/*.c))
+EVAL_TOOLS = $(patsubst dev/eval/%.c,$(BUILD)/%,$(wildcard dev/eval/*.c))
 CUDA_DEV = $(patsubst dev/cuda/%.cu,$(BUILD)/cuda/%,$(wildcard dev/cuda/*.cu))
 HEADERS = $(wildcard llmc/*.h) $(wildcard dev/test/*.h)
 CUDA_HEADERS = $(HEADERS) $(wildcard llmc/*.cuh)
@@ -29,12 +30,15 @@ CUDA_HEADERS = $(HEADERS) $(wildcard llmc/*.cuh)
 
 all: cpu
 
-cpu: train_gpt_moba $(CPU_TESTS) $(DATA_TOOLS)
+cpu: train_gpt_moba $(CPU_TESTS) $(DATA_TOOLS) $(EVAL_TOOLS)
 
 train_gpt_moba: train_gpt_moba.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 $(BUILD)/%: dev/test/%.c $(HEADERS) train_gpt_moba.c | $(BUILD)
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
+$(BUILD)/%: dev/eval/%.c $(HEADERS) train_gpt_moba.c | $(BUILD)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
 $(BUILD)/%: data/%.c $(HEADERS) | $(BUILD)

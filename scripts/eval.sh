@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
 # Evaluates a checkpoint (CPU, KV-cache decoding): LM accuracy, synthetic needles, RULER, LongBench,
-# multiple choice. Builds build/eval first. All flags go to the program (build/eval -h lists them);
+# multiple choice. Builds build/eval first (make). All flags go to the program (build/eval -h lists them);
 # -c may name a run folder, which evaluates its newest ckpt_*.bin. Results: <out>/eval.json, eval.md.
 #   scripts/eval.sh -c runs/cpu -j 'data/synthetic/val_*.bin' -s all -l 128,256,512
 #   scripts/eval.sh -c runs/x/ckpt_00001000.bin -k tok.bin -r all -l 4096,8192 -e essay.txt \
 #                   -L data/longbench -N 50 -M hellaswag:hellaswag_val.jsonl
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CC=${CC:-gcc}
-CFLAGS=${CFLAGS:--O2 -Wall -Wextra -Wno-unused-parameter -std=gnu11 -fopenmp}
-mkdir -p build
-if [ ! -x build/eval ] || [ -n "$(find dev/eval/eval.c llmc train_gpt_moba.c -newer build/eval -print -quit)" ]; then
-    $CC $CFLAGS -I. -o build/eval dev/eval/eval.c -lm
-fi
+make -s build/eval
 args=()
 while [ $# -gt 0 ]; do
     if [ "$1" = "-c" ] && [ $# -ge 2 ] && [ -d "$2" ]; then
