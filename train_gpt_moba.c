@@ -718,30 +718,24 @@ void write_debug_state(Model *m, const char *path, const int *inputs, const int 
 
 // Mean validation loss over `batches` batches from the start of the val loader, and the accuracy on
 // synthetic recall positions (targets that must be retrieved from a STORE earlier in the document).
-typedef struct { double loss, recall_acc; long recall_count; } EvalResult;
-
 EvalResult evaluate(Model *m, DataLoader *val, int batches) {
-    EvalResult r = {0, 0, 0};
-    long hits = 0;
-    dataloader_reset(val);
+    EvalResult r = {0, 0, 0, 0};
     int V = m->cfg.vocab_size;
+    int *pred = (int *)malloc_check((size_t)val->B * val->T * sizeof(int));
+    dataloader_reset(val);
     for (int i = 0; i < batches; i++) {
         dataloader_next_batch(val);
         model_forward(m, val->inputs, val->targets, val->B, val->T);
         r.loss += m->mean_loss / batches;
-        for (int b = 0; b < val->B; b++) {
-            const int32_t *row = val->inputs + (size_t)b * val->T;
-            for (int t = 0; t < val->T; t++) {
-                if (!synthetic_is_recall_value(row, t)) { continue; }
-                const real *lg = m->a.logits + ((size_t)b * val->T + t) * V;
-                int best = 0;
-                for (int v = 1; v < V; v++) { if (lg[v] > lg[best]) { best = v; } }
-                hits += best == val->targets[(size_t)b * val->T + t];
-                r.recall_count++;
-            }
+        for (size_t n = 0; n < (size_t)val->B * val->T; n++) {
+            const real *lg = m->a.logits + n * V;
+            int best = 0;
+            for (int v = 1; v < V; v++) { if (lg[v] > lg[best]) { best = v; } }
+            pred[n] = best;
         }
+        eval_count_recall(&r, val->inputs, val->targets, pred, val->B, val->T);
     }
-    r.recall_acc = r.recall_count ? (double)hits / r.recall_count : 0;
+    free(pred);
     return r;
 }
 
@@ -781,24 +775,17 @@ int train_main(int argc, char **argv) {
     DataLoader val;
     dataloader_init(&val, args.val_pattern, args.B, args.T, 0, 1, 0, args.seed, (uint32_t)cfg.vocab_size);
 
-    ensure_dir(args.out_dir);
-    char ckpt_path[1024], log_path[1024];
-    snprintf(log_path, sizeof(log_path), "%s/log.txt", args.out_dir);
-
-    int start_step = 0;
-    Rng sample_rng;
-    rng_init(&sample_rng, args.seed ^ 0x5A5A5A5Aull);
+    RunState run;
+    run_init(&run, &args, grad_accum, 1);
     if (args.init_ckpt) {
         model_load_checkpoint(&model, args.init_ckpt, 0);
         printf("initialised weights from %s\n", args.init_ckpt);
     }
     if (args.resume) {
-        checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, newest_checkpoint_step_or_die(args.out_dir));
-        CheckpointHeader h = model_load_checkpoint(&model, ckpt_path, 1);
-        start_step = resume_run_state(ckpt_path, &h, &args, grad_accum, 1, &train, &sample_rng);
+        CheckpointHeader h = model_load_checkpoint(&model, run.resume_path, 1);
+        run_resume(&run, &h, &train);
     }
-    FILE *logf = fopen_check(log_path, start_step > 0 ? "a" : "w");
-    LRScheduler sched = {lr_schedule_kind(args.schedule), args.lr, args.final_frac, 0.2f, args.warmup, args.steps};
+    run_open_log(&run);
 
     printf("batch %d x %d tokens, grad accum %d, %d steps, %d threads\n", args.B, args.T, grad_accum, args.steps,
 #ifdef _OPENMP
@@ -807,14 +794,12 @@ int train_main(int argc, char **argv) {
            1
 #endif
     );
-    CheckpointKeeper keeper = {args.out_dir, args.keep_ckpts, {0}, 0};
     double t_start = now_seconds(), tokens_done = 0;
-    int step = start_step;
+    int step = run.start_step;
     for (; step < args.steps; step++) {
         if (args.val_every > 0 && step % args.val_every == 0) {
             EvalResult e = evaluate(&model, &val, args.val_batches);
-            printf("step %5d | val loss %.4f | recall acc %.3f (%ld)\n", step, e.loss, e.recall_acc, e.recall_count);
-            fprintf(logf, "step %d val_loss %.9g recall_acc %.6f\n", step, e.loss, e.recall_acc);
+            run_log_eval(&run, step, &e, 0);
         }
         double t0 = now_seconds();
         model_zero_grad(&model);
@@ -825,30 +810,25 @@ int train_main(int argc, char **argv) {
             model_backward(&model, (real)1 / grad_accum);
             loss += model.mean_loss / grad_accum;
         }
-        float lr = lr_at(&sched, step);
+        float lr = lr_at(&run.sched, step);
         real norm = model_update(&model, &opt, lr, step + 1);
         double dt = now_seconds() - t0;
         tokens_done += (double)args.total_batch;
         double elapsed = now_seconds() - t_start;
         double tok_s = tokens_done / elapsed;
-        double eta = elapsed / (step + 1 - start_step) * (args.steps - step - 1);
+        double eta = elapsed / (step + 1 - run.start_step) * (args.steps - step - 1);
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | ETA %.0fs\n",
                step + 1, args.steps, loss, lr, (double)norm, dt * 1000, tok_s, eta);
-        fprintf(logf, "step %d train_loss %.9g lr %.6e norm %.6g tok_s %.0f\n", step + 1, loss, lr, (double)norm, tok_s);
-        fflush(logf);
-        int last = step + 1 == args.steps;
+        fprintf(run.log, "step %d train_loss %.9g lr %.6e norm %.6g tok_s %.0f\n", step + 1, loss, lr, (double)norm, tok_s);
+        fflush(run.log);
         int out_of_time = args.time_limit_min > 0 && elapsed > args.time_limit_min * 60;
-        if ((args.ckpt_every > 0 && (step + 1) % args.ckpt_every == 0) || last || out_of_time) {
-            CheckpointHeader h = run_checkpoint_header(&args, grad_accum, 1, step + 1, sample_rng.state, dataloader_position(&train));
-            checkpoint_keeper_save(&keeper, step + 1, ckpt_path, sizeof(ckpt_path));
-            model_save_checkpoint(&model, ckpt_path, h);
-            checkpoint_keeper_prune(&keeper);
+        if (run_checkpoint_due(&run, step + 1, out_of_time)) {
+            model_save_checkpoint(&model, run.ckpt_path, run_checkpoint_header(&run, step + 1, &train));
         }
         if (out_of_time) { printf("time limit of %g minutes reached; checkpoint saved\n", args.time_limit_min); step++; break; }
     }
     EvalResult e = evaluate(&model, &val, args.val_batches);
-    printf("final | val loss %.4f | recall acc %.3f over %ld recall positions\n", e.loss, e.recall_acc, e.recall_count);
-    fprintf(logf, "step %d val_loss %.9g recall_acc %.6f\n", step, e.loss, e.recall_acc);
+    run_log_eval(&run, step, &e, 1);
     if (args.sample_tokens > 0) {
         int prompt = 16, total = prompt + args.sample_tokens;
         if (total > cfg.max_seq_len) { total = cfg.max_seq_len; }
@@ -858,7 +838,7 @@ int train_main(int argc, char **argv) {
         print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
         free(tokens);
     }
-    fclose(logf);
+    fclose(run.log);
     dataloader_free(&train); dataloader_free(&val); model_free(&model);
     return 0;
 }

@@ -517,8 +517,6 @@ CheckpointHeader gpt_load_checkpoint(GPT *m, const char *path, int want_optimize
 // ---------------------------------------------------------------------------------------------------
 // Evaluation, sampling, throughput
 
-typedef struct { double loss, recall_acc; long recall_count; } EvalResult;
-
 // Greedy token of every position of the last forward, into host out (cur_B * cur_T).
 static void gpt_argmax(GPT *m, int *out) {
     int N = m->cur_B * m->cur_T;
@@ -530,8 +528,7 @@ static void gpt_argmax(GPT *m, int *out) {
 // Mean validation loss over `batches` batches from the start of the val loader, and the accuracy on the
 // synthetic recall positions (as evaluate() in the CPU reference).
 EvalResult evaluate(GPT *m, DataLoader *val, int batches) {
-    EvalResult r = {0, 0, 0};
-    long hits = 0;
+    EvalResult r = {0, 0, 0, 0};
     int *pred = (int *)malloc_check((size_t)val->B * val->T * sizeof(int));
     dataloader_reset(val);
     for (int i = 0; i < batches; i++) {
@@ -539,18 +536,9 @@ EvalResult evaluate(GPT *m, DataLoader *val, int batches) {
         gpt_forward(m, val->inputs, val->targets, val->B, val->T);
         r.loss += m->mean_loss / batches;
         gpt_argmax(m, pred);
-        for (int b = 0; b < val->B; b++) {
-            const int32_t *row = val->inputs + (size_t)b * val->T;
-            for (int t = 0; t < val->T; t++) {
-                if (!synthetic_is_recall_value(row, t)) { continue; }
-                size_t n = (size_t)b * val->T + t;
-                hits += pred[n] == val->targets[n];
-                r.recall_count++;
-            }
-        }
+        eval_count_recall(&r, val->inputs, val->targets, pred, val->B, val->T);
     }
     free(pred);
-    r.recall_acc = r.recall_count ? (double)hits / r.recall_count : 0;
     return r;
 }
 
@@ -602,37 +590,28 @@ int train_main(int argc, char **argv) {
     dataloader_init(&train, args.train_pattern, args.B, args.T, 0, 1, 1, args.seed, (uint32_t)cfg.vocab_size);
     dataloader_init(&val, args.val_pattern, args.B, args.T, 0, 1, 0, args.seed, (uint32_t)cfg.vocab_size);
 
-    ensure_dir(args.out_dir);
-    char ckpt_path[1024], log_path[1024];
-    snprintf(log_path, sizeof(log_path), "%s/log.txt", args.out_dir);
-
-    int start_step = 0;
-    Rng sample_rng;
-    rng_init(&sample_rng, args.seed ^ 0x5A5A5A5Aull);
+    RunState run;
+    run_init(&run, &args, grad_accum, 1);
     if (args.init_ckpt) {
         gpt_load_checkpoint(&model, args.init_ckpt, 0);
         printf("initialised weights from %s\n", args.init_ckpt);
     }
     if (args.resume) {
-        checkpoint_path(ckpt_path, sizeof(ckpt_path), args.out_dir, newest_checkpoint_step_or_die(args.out_dir));
-        CheckpointHeader h = gpt_load_checkpoint(&model, ckpt_path, 1);
-        start_step = resume_run_state(ckpt_path, &h, &args, grad_accum, 1, &train, &sample_rng);
+        CheckpointHeader h = gpt_load_checkpoint(&model, run.resume_path, 1);
+        run_resume(&run, &h, &train);
     }
-    FILE *logf = fopen_check(log_path, start_step > 0 ? "a" : "w");
-    LRScheduler sched = {lr_schedule_kind(args.schedule), args.lr, args.final_frac, 0.2f, args.warmup, args.steps};
+    run_open_log(&run);
     printf("batch %d x %d tokens, grad accum %d, %d steps\n", args.B, args.T, grad_accum, args.steps);
 
-    CheckpointKeeper keeper = {args.out_dir, args.keep_ckpts, {0}, 0};
     double flops_tok = flops_per_token(&model, args.T), peak_mem = 0;
     printf("MFU counts %.4g FLOPs per token (6 x non-embedding params + 6 L T d: attention counted dense) against %.0f TFLOP/s\n",
            flops_tok, PEAK_BF16_FLOPS / 1e12);
     double t_run = now_seconds();
-    int step = start_step;
+    int step = run.start_step;
     for (; step < args.steps; step++) {
         if (args.val_every > 0 && step % args.val_every == 0) {
             EvalResult e = evaluate(&model, &val, args.val_batches);
-            printf("step %5d | val loss %.4f | recall acc %.3f (%ld)\n", step, e.loss, e.recall_acc, e.recall_count);
-            fprintf(logf, "step %d val_loss %.9g recall_acc %.6f\n", step, e.loss, e.recall_acc);
+            run_log_eval(&run, step, &e, 0);
         }
         double t0 = now_seconds();
         gpt_zero_grad(&model);
@@ -643,7 +622,7 @@ int train_main(int argc, char **argv) {
             gpt_backward(&model, 1.0f / grad_accum);
             loss += model.mean_loss / grad_accum;
         }
-        float lr = lr_at(&sched, step);
+        float lr = lr_at(&run.sched, step);
         float norm = gpt_update(&model, &opt, lr, step + 1);
         cudaCheck(cudaDeviceSynchronize());
         double dt = now_seconds() - t0;
@@ -654,23 +633,18 @@ int train_main(int argc, char **argv) {
         double eta = dt * (args.steps - step - 1);
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | MFU %.1f%% | mem %.1f GiB | ETA %.0fs\n",
                step + 1, args.steps, loss, lr, (double)norm, dt * 1000, tok_s, 100 * mfu, mem, eta);
-        fprintf(logf, "step %d train_loss %.9g lr %.6e norm %.6g tok_s %.0f mfu %.4f mem_gib %.2f\n", step + 1, loss, lr,
+        fprintf(run.log, "step %d train_loss %.9g lr %.6e norm %.6g tok_s %.0f mfu %.4f mem_gib %.2f\n", step + 1, loss, lr,
                 (double)norm, tok_s, mfu, mem);
-        fflush(logf);
-        int last = step + 1 == args.steps;
+        fflush(run.log);
         int out_of_time = args.time_limit_min > 0 && now_seconds() - t_run > args.time_limit_min * 60;
-        if ((args.ckpt_every > 0 && (step + 1) % args.ckpt_every == 0) || last || out_of_time) {
-            CheckpointHeader h = run_checkpoint_header(&args, grad_accum, 1, step + 1, sample_rng.state, dataloader_position(&train));
-            checkpoint_keeper_save(&keeper, step + 1, ckpt_path, sizeof(ckpt_path));
-            gpt_save_checkpoint(&model, ckpt_path, h);
-            checkpoint_keeper_prune(&keeper);
+        if (run_checkpoint_due(&run, step + 1, out_of_time)) {
+            gpt_save_checkpoint(&model, run.ckpt_path, run_checkpoint_header(&run, step + 1, &train));
         }
         if (out_of_time) { printf("time limit of %g minutes reached; checkpoint saved\n", args.time_limit_min); step++; break; }
     }
     printf("peak GPU memory in use %.2f GiB (activations + scratch %.2f GiB)\n", peak_mem, model.act_bytes / (1024.0 * 1024.0 * 1024.0));
     EvalResult e = evaluate(&model, &val, args.val_batches);
-    printf("final | val loss %.4f | recall acc %.3f over %ld recall positions\n", e.loss, e.recall_acc, e.recall_count);
-    fprintf(logf, "step %d val_loss %.9g recall_acc %.6f\n", step, e.loss, e.recall_acc);
+    run_log_eval(&run, step, &e, 1);
     if (args.sample_tokens > 0) {
         int prompt = 16, total = prompt + args.sample_tokens;
         if (total > args.T) { total = args.T; }
@@ -680,7 +654,7 @@ int train_main(int argc, char **argv) {
         print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
         free(tokens);
     }
-    fclose(logf);
+    fclose(run.log);
     dataloader_free(&train); dataloader_free(&val); gpt_free(&model);
     return 0;
 }

@@ -19,6 +19,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "dataloader.h"
+#include "schedulers.h"
 #include "synthetic.h"
 #include "tokenizer.h"
 #include "utils.h"
@@ -214,23 +215,6 @@ static inline long newest_checkpoint_step(const char *dir) {
     return best;
 }
 
-static inline long newest_checkpoint_step_or_die(const char *dir) {
-    long newest = newest_checkpoint_step(dir);
-    if (newest < 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", dir); }
-    return newest;
-}
-
-// The header of a checkpoint written after `step` optimizer steps of this run.
-static inline CheckpointHeader run_checkpoint_header(const TrainArgs *a, int grad_accum, int world, long step,
-                                                     uint64_t rng_state, DataLoaderPosition pos) {
-    CheckpointHeader h;
-    memset(&h, 0, sizeof(h));
-    h.step = (uint64_t)step; h.rng_state = rng_state;
-    h.loader_epoch = pos.epoch; h.loader_shard = pos.shard_index; h.loader_batch = pos.batch_index;
-    h.batch_size = a->B; h.seq_len = a->T; h.grad_accum = grad_accum; h.world_size = world; h.seed = a->seed;
-    return h;
-}
-
 // A resumed run continues exactly only with the batch shape, world size and seed it was written with.
 static inline void check_resume_compatible(const char *path, const CheckpointHeader *h, const TrainArgs *a, int grad_accum, int world) {
     if (h->batch_size != a->B || h->seq_len != a->T || h->grad_accum != grad_accum || h->world_size != world) {
@@ -242,33 +226,105 @@ static inline void check_resume_compatible(const char *path, const CheckpointHea
     }
 }
 
-// After the model has loaded checkpoint `path` (header h): checks the run matches it, puts the loader
-// and the sampling RNG where the interrupted run was, and returns the step to continue from.
-static inline int resume_run_state(const char *path, const CheckpointHeader *h, const TrainArgs *a, int grad_accum, int world,
-                                   DataLoader *train, Rng *sample_rng) {
-    check_resume_compatible(path, h, a, grad_accum, world);
+// Validation: mean loss, and the greedy accuracy on synthetic recall positions (none in real text).
+typedef struct { double loss, recall_acc; long recall_count, recall_hits; } EvalResult;
+
+// Adds a (B, T) batch's recall positions to r; pred[n] is the model's greedy token at position n.
+static inline void eval_count_recall(EvalResult *r, const int32_t *inputs, const int32_t *targets, const int *pred, int B, int T) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            size_t n = (size_t)b * T + t;
+            if (!synthetic_is_recall_value(inputs + (size_t)b * T, t)) { continue; }
+            r->recall_hits += pred[n] == targets[n];
+            r->recall_count++;
+        }
+    }
+    r->recall_acc = r->recall_count ? (double)r->recall_hits / r->recall_count : 0;
+}
+
+// The bookkeeping of a training run shared by both trainers: run directory, log.txt, step-named
+// checkpoints (the newest -Z kept), resume, the LR schedule and the sampling RNG.
+#define MAX_KEPT_CHECKPOINTS 1024
+typedef struct {
+    const TrainArgs *args;
+    int grad_accum, world_size, start_step;
+    LRScheduler sched;
+    Rng sample_rng;
+    FILE *log;
+    char resume_path[1024];  // the checkpoint to resume from ("" unless -y 1)
+    char ckpt_path[1024];    // where run_checkpoint_due says to write
+    long kept[MAX_KEPT_CHECKPOINTS];
+    int num_saved;
+} RunState;
+
+static inline void run_init(RunState *r, const TrainArgs *a, int grad_accum, int world_size) {
+    memset(r, 0, sizeof(*r));
+    r->args = a; r->grad_accum = grad_accum; r->world_size = world_size;
+    LRScheduler sched = {lr_schedule_kind(a->schedule), a->lr, a->final_frac, 0.2f, a->warmup, a->steps};
+    r->sched = sched;
+    rng_init(&r->sample_rng, a->seed ^ 0x5A5A5A5Aull);
+    if (a->keep_ckpts > MAX_KEPT_CHECKPOINTS) { die("checkpoints to keep -Z %d: at most %d", a->keep_ckpts, MAX_KEPT_CHECKPOINTS); }
+    ensure_dir(a->out_dir);
+    if (a->resume) {
+        long newest = newest_checkpoint_step(a->out_dir);
+        if (newest < 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", a->out_dir); }
+        checkpoint_path(r->resume_path, sizeof(r->resume_path), a->out_dir, newest);
+    }
+}
+
+// After the model has loaded resume_path (header h): checks the run matches it and puts the loader and
+// the sampling RNG where the interrupted run was.
+static inline void run_resume(RunState *r, const CheckpointHeader *h, DataLoader *train) {
+    check_resume_compatible(r->resume_path, h, r->args, r->grad_accum, r->world_size);
     DataLoaderPosition pos = {h->loader_epoch, h->loader_shard, h->loader_batch};
     dataloader_set_position(train, pos);
-    sample_rng->state = h->rng_state;
-    printf("resumed from %s at step %llu\n", path, (unsigned long long)h->step);
-    return (int)h->step;
+    r->sample_rng.state = h->rng_state;
+    r->start_step = (int)h->step;
+    printf("resumed from %s at step %d\n", r->resume_path, r->start_step);
 }
 
-// Keeps the newest `keep` checkpoints this run wrote (-Z); older ones are removed after each save.
-#define MAX_KEPT_CHECKPOINTS 1024
-typedef struct { const char *dir; int keep; long steps[MAX_KEPT_CHECKPOINTS]; int count; } CheckpointKeeper;
-
-static inline void checkpoint_keeper_save(CheckpointKeeper *k, long step, char *path, size_t n) {
-    if (k->keep > MAX_KEPT_CHECKPOINTS) { die("checkpoints to keep -Z %d: at most %d", k->keep, MAX_KEPT_CHECKPOINTS); }
-    checkpoint_path(path, n, k->dir, step);
-    k->steps[k->count++ % MAX_KEPT_CHECKPOINTS] = step;
+// log.txt: appended to when resuming, else started afresh.
+static inline void run_open_log(RunState *r) {
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/log.txt", r->args->out_dir);
+    r->log = fopen_check(path, r->start_step > 0 ? "a" : "w");
 }
 
-static inline void checkpoint_keeper_prune(CheckpointKeeper *k) {
-    if (k->count <= k->keep) { return; }
-    char path[1024];
-    checkpoint_path(path, sizeof(path), k->dir, k->steps[(k->count - 1 - k->keep) % MAX_KEPT_CHECKPOINTS]);
-    remove(path);
+static inline void run_log_eval(RunState *r, int step, const EvalResult *e, int final) {
+    if (final) { printf("final | val loss %.4f", e->loss); }
+    else { printf("step %5d | val loss %.4f", step, e->loss); }
+    if (e->recall_count > 0) { printf(" | recall acc %.3f over %ld recall positions", e->recall_acc, e->recall_count); }
+    printf("\n");
+    fprintf(r->log, "step %d val_loss %.9g recall_acc %.6f\n", step, e->loss, e->recall_acc);
+    fflush(r->log);
+}
+
+// 1 when a checkpoint is due after `steps_done` steps (every -n, the last step, or the time limit);
+// then r->ckpt_path is where to write it, and the oldest beyond -Z is removed.
+static inline int run_checkpoint_due(RunState *r, int steps_done, int out_of_time) {
+    const TrainArgs *a = r->args;
+    int due = (a->ckpt_every > 0 && steps_done % a->ckpt_every == 0) || steps_done == a->steps || out_of_time;
+    if (!due) { return 0; }
+    checkpoint_path(r->ckpt_path, sizeof(r->ckpt_path), a->out_dir, steps_done);
+    r->kept[r->num_saved++ % MAX_KEPT_CHECKPOINTS] = steps_done;
+    if (r->num_saved > a->keep_ckpts) {
+        char old[1024];
+        checkpoint_path(old, sizeof(old), a->out_dir, r->kept[(r->num_saved - 1 - a->keep_ckpts) % MAX_KEPT_CHECKPOINTS]);
+        remove(old);
+    }
+    return 1;
+}
+
+// The header of the checkpoint written after `steps_done` steps; train is the loader of the run.
+static inline CheckpointHeader run_checkpoint_header(const RunState *r, int steps_done, const DataLoader *train) {
+    CheckpointHeader h;
+    memset(&h, 0, sizeof(h));
+    DataLoaderPosition pos = dataloader_position(train);
+    h.step = (uint64_t)steps_done; h.rng_state = r->sample_rng.state;
+    h.loader_epoch = pos.epoch; h.loader_shard = pos.shard_index; h.loader_batch = pos.batch_index;
+    h.batch_size = r->args->B; h.seq_len = r->args->T; h.grad_accum = r->grad_accum; h.world_size = r->world_size;
+    h.seed = r->args->seed;
+    return h;
 }
 
 // The default data is the built-in synthetic corpus, generated on first use.

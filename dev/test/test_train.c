@@ -90,6 +90,22 @@ static void test_exact_resume(void) {
     printf("ok   exact resume: steps 4-6 losses and the final checkpoint are bit-identical\n");
 }
 
+// -n 1 -Z 2: a checkpoint every step, only the newest two left, each complete (no .tmp left behind).
+static void test_keep_newest_checkpoints(void) {
+    char dir[300], path[400];
+    snprintf(dir, sizeof(dir), "%s/keep", tmpdir);
+    const char *args[] = {"-b", "2", "-t", "32", "-x", "4", "-n", "1", "-Z", "2"};
+    CHECK(run_trainer(args, 10, dir) == 0, "keep run failed");
+    int present[5];
+    for (int s = 1; s <= 4; s++) {
+        snprintf(path, sizeof(path), "%s/ckpt_%08d.bin", dir, s);
+        present[s] = access(path, F_OK) == 0;
+    }
+    snprintf(path, sizeof(path), "%s/ckpt_00000004.bin.tmp", dir);
+    CHECK(!present[1] && !present[2] && present[3] && present[4] && access(path, F_OK) != 0,
+          "-Z 2 kept steps 1..4: %d %d %d %d", present[1], present[2], present[3], present[4]);
+}
+
 static Model *roundtrip_model(const char *preset) {
     Model *m = (Model *)malloc_check(sizeof(Model));
     ModelConfig c = preset_config(preset);
@@ -241,6 +257,7 @@ int main(void) {
     test_checkpoint_roundtrip();
     test_debug_state_layout();
     test_exact_resume();
+    test_keep_newest_checkpoints();
     test_errors();  // after test_exact_resume: one case resumes its run with another batch size
     test_training_lowers_loss();
     char cmd[400];
