@@ -829,11 +829,9 @@ int train_main(int argc, char **argv) {
     }
     EvalResult e = evaluate(&model, &val, args.val_batches);
     run_log_eval(&run, step, &e, 1);
-    if (args.sample_tokens > 0) {
-        int prompt = 16, total = prompt + args.sample_tokens;
-        if (total > cfg.max_seq_len) { total = cfg.max_seq_len; }
-        int *tokens = (int *)malloc_check((size_t)total * sizeof(int));
-        memcpy(tokens, val.inputs, prompt * sizeof(int));
+    int prompt, total;
+    int *tokens = sample_prompt(&args, val.inputs, args.T, &prompt, &total);
+    if (tokens) {
         generate(&model, tokens, prompt, total);
         print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
         free(tokens);

@@ -645,11 +645,9 @@ int train_main(int argc, char **argv) {
     printf("peak GPU memory in use %.2f GiB (activations + scratch %.2f GiB)\n", peak_mem, model.act_bytes / (1024.0 * 1024.0 * 1024.0));
     EvalResult e = evaluate(&model, &val, args.val_batches);
     run_log_eval(&run, step, &e, 1);
-    if (args.sample_tokens > 0) {
-        int prompt = 16, total = prompt + args.sample_tokens;
-        if (total > args.T) { total = args.T; }
-        int *tokens = (int *)malloc_check((size_t)total * sizeof(int));
-        memcpy(tokens, val.inputs, prompt * sizeof(int));
+    int prompt, total;
+    int *tokens = sample_prompt(&args, val.inputs, args.T, &prompt, &total);
+    if (tokens) {
         generate(&model, tokens, prompt, total);
         print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
         free(tokens);

@@ -337,6 +337,17 @@ static inline void ensure_synthetic_data(const TrainArgs *a, const ModelConfig *
     synthetic_write_dataset("data/synthetic", (uint32_t)c->vocab_size, 4000000, 200000, 42);
 }
 
+// The final sample: up to 16 leading tokens of `source` as the prompt, continued by -s tokens, all within
+// max_len. Returns the token buffer (NULL when there is nothing to sample); the caller frees it.
+static inline int *sample_prompt(const TrainArgs *a, const int32_t *source, int max_len, int *prompt, int *total) {
+    *prompt = max_len - 1 < 16 ? max_len - 1 : 16;
+    *total = *prompt + a->sample_tokens < max_len ? *prompt + a->sample_tokens : max_len;
+    if (a->sample_tokens <= 0 || *prompt < 1) { return NULL; }
+    int *tokens = (int *)malloc_check((size_t)*total * sizeof(int));
+    memcpy(tokens, source, (size_t)*prompt * sizeof(int));
+    return tokens;
+}
+
 // Prints prompt | continuation as text when a tokenizer file is given, else as token ids.
 static inline void print_sample(const char *tokenizer_path, const int *tokens, int prompt, int total, int vocab_size) {
     if (tokenizer_path == NULL) {
