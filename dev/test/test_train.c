@@ -141,14 +141,15 @@ static void test_checkpoint_roundtrip(void) {
 // ---- error paths, each run in a child by expect_failure ----
 static char bad_path[400];
 
-static void write_truncated(const char *src, const char *dst, long drop) {
+// Copies the first `keep` bytes of src to dst; a negative keep drops that many bytes from the end.
+static void write_prefix(const char *src, const char *dst, long keep) {
     FILE *in = fopen_check(src, "rb");
     long long size = file_size_check(in, src);
     char *buf = (char *)malloc_check((size_t)size);
     fread_check(buf, 1, (size_t)size, in, src);
     fclose(in);
     FILE *out = fopen_check(dst, "wb");
-    fwrite(buf, 1, (size_t)(size - drop), out);
+    fwrite(buf, 1, (size_t)(keep < 0 ? size + keep : keep), out);
     fclose(out);
     free(buf);
 }
@@ -170,15 +171,13 @@ static void forward_bad_token(void *arg) {
 
 static void test_errors(void) {
     snprintf(bad_path, sizeof(bad_path), "%s/truncated.bin", tmpdir);
-    write_truncated(ckpt_file, bad_path, 100);
+    write_prefix(ckpt_file, bad_path, -100);
     expect_failure("truncated checkpoint", load_bad_checkpoint, (void *)"test", "truncated");
-    write_truncated(ckpt_file, bad_path, (long)(file_size_check(fopen_check(ckpt_file, "rb"), ckpt_file) - 100));
+    write_prefix(ckpt_file, bad_path, 100);
     expect_failure("checkpoint cut inside its header", load_bad_checkpoint, (void *)"test", "truncated");
     snprintf(bad_path, sizeof(bad_path), "%s", ckpt_file);
     expect_failure("checkpoint of another model", load_bad_checkpoint, (void *)"tiny", "does not match");
-    char shard[400];
-    snprintf(shard, sizeof(shard), "%s/data/train_000.bin", tmpdir);
-    snprintf(bad_path, sizeof(bad_path), "%s", shard);
+    snprintf(bad_path, sizeof(bad_path), "%s/data/train_000.bin", tmpdir);
     expect_failure("shard given as checkpoint", load_bad_checkpoint, (void *)"test", "not a moba.c checkpoint");
     expect_failure("token >= vocab in a batch", forward_bad_token, NULL, "outside the vocabulary");
 
