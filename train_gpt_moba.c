@@ -369,6 +369,15 @@ typedef struct {
     real *losses;            // (N)
 } Activations;
 
+// Gradients of one layer's activations, reused layer after layer and step after step.
+typedef struct {
+    real *dlogits;                    // (N, V)
+    real *dresid, *dln;               // (N, C): the residual stream's gradient, a norm output's
+    real *dqkv;                       // (N, 3C)
+    real *dq, *dk, *dv, *dkc, *dqr, *dkr, *datty;  // (N, C)
+    real *dfc, *dfch;                 // (N, 2F), (N, F)
+} GradScratch;
+
 typedef struct {
     ModelConfig cfg;
     size_t sizes[NUM_PARAM_TENSORS], num_params;
@@ -378,6 +387,7 @@ typedef struct {
     int B, T;                // activation capacity (allocated on the first forward)
     int cur_B, cur_T;        // shape of the last forward
     Activations a;
+    GradScratch gs;          // allocated on the first backward, at the activation capacity
     int *inputs, *targets;   // copies of the last batch
     real mean_loss;          // of the last forward with targets; -1 without
     int loss_count;          // targets >= 0 in the last forward
@@ -441,6 +451,31 @@ static void activations_free(Activations *a) {
                     a->resid2, a->ln2, a->ln2_rstd, a->fc, a->fch, a->lnf, a->lnf_rstd, a->logits, a->probs, a->losses};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { free(bufs[i]); }
     free(a->sel);
+}
+
+static void grad_scratch_alloc(GradScratch *g, size_t N, size_t C, size_t F, size_t V) {
+    g->dlogits = (real *)calloc_check(N * V, sizeof(real));
+    g->dqkv = (real *)calloc_check(N * 3 * C, sizeof(real));
+    g->dfc = (real *)calloc_check(N * 2 * F, sizeof(real));
+    g->dfch = (real *)calloc_check(N * F, sizeof(real));
+    real **nc[] = {&g->dresid, &g->dln, &g->dq, &g->dk, &g->dv, &g->dkc, &g->dqr, &g->dkr, &g->datty};
+    for (size_t i = 0; i < sizeof(nc) / sizeof(nc[0]); i++) { *nc[i] = (real *)calloc_check(N * C, sizeof(real)); }
+}
+
+static void grad_scratch_free(GradScratch *g) {
+    real *bufs[] = {g->dlogits, g->dresid, g->dln, g->dqkv, g->dq, g->dk, g->dv, g->dkc, g->dqr, g->dkr, g->datty, g->dfc, g->dfch};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { free(bufs[i]); }
+    memset(g, 0, sizeof(*g));
+}
+
+// Frees everything sized by the batch (activations, batch copies, gradient scratch); the next forward
+// allocates them again at its own shape.
+void model_release_activations(Model *m) {
+    if (m->a.resid == NULL) { return; }
+    activations_free(&m->a);
+    memset(&m->a, 0, sizeof(m->a));
+    free(m->inputs); free(m->targets);
+    grad_scratch_free(&m->gs);
 }
 
 // Activations are laid out for (B, T) = the capacity; a smaller batch uses a prefix of each layer's slab.
@@ -516,16 +551,12 @@ void model_backward(Model *m, real loss_scale) {
     int L = c->n_layer, C = c->d_model, NH = c->n_head, HD = C / NH, F = c->ffn, V = c->vocab_size, W = c->kconv, K = c->moba_topk;
     size_t N = (size_t)B * T, NC = N * C, cap = (size_t)m->B * m->T;
     Activations *a = &m->a;
-    // gradient scratch, one layer's worth
-    real *dlogits = (real *)calloc_check(N * V, sizeof(real));
-    real *dresid = (real *)calloc_check(NC, sizeof(real));
-    real *dln = (real *)calloc_check(NC, sizeof(real));
-    real *dqkv = (real *)calloc_check(N * 3 * C, sizeof(real));
-    real *dq = (real *)calloc_check(NC, sizeof(real)), *dk = (real *)calloc_check(NC, sizeof(real));
-    real *dv = (real *)calloc_check(NC, sizeof(real)), *dkc = (real *)calloc_check(NC, sizeof(real));
-    real *dqr = (real *)calloc_check(NC, sizeof(real)), *dkr = (real *)calloc_check(NC, sizeof(real));
-    real *datty = (real *)calloc_check(NC, sizeof(real));
-    real *dfc = (real *)calloc_check(N * 2 * F, sizeof(real)), *dfch = (real *)calloc_check(N * F, sizeof(real));
+    if (m->gs.dlogits == NULL) { grad_scratch_alloc(&m->gs, cap, C, F, V); }
+    GradScratch *g = &m->gs;
+    real *dlogits = g->dlogits, *dresid = g->dresid, *dln = g->dln, *dqkv = g->dqkv, *dq = g->dq, *dk = g->dk;
+    real *dv = g->dv, *dkc = g->dkc, *dqr = g->dqr, *dkr = g->dkr, *datty = g->datty, *dfc = g->dfc, *dfch = g->dfch;
+    memset(dresid, 0, NC * sizeof(real));  // the LM head's and final norm's backward accumulate into these
+    memset(dln, 0, NC * sizeof(real));
 
     crossentropy_backward(dlogits, a->probs, m->targets, loss_scale / (m->loss_count ? m->loss_count : 1), (int)N, V);
     matmul_backward(dln, m->g[P_WLM], dlogits, a->lnf, m->p[P_WLM], (int)N, C, V);
@@ -568,8 +599,6 @@ void model_backward(Model *m, real loss_scale) {
         rmsnorm_backward(dresid, m->g[P_LN1W] + (size_t)l * C, dln, x, m->p[P_LN1W] + (size_t)l * C, ln1r, (int)N, C);
     }
     encoder_backward(m->g[P_WTE], dresid, m->inputs, (int)N, C);
-    real *bufs[] = {dlogits, dresid, dln, dqkv, dq, dk, dv, dkc, dqr, dkr, datty, dfc, dfch};
-    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { free(bufs[i]); }
 }
 
 real model_grad_norm(const Model *m) {
@@ -606,7 +635,7 @@ real model_update(Model *m, const AdamWConfig *o, float lr, int t) {
 
 void model_free(Model *m) {
     free(m->params); free(m->grads); free(m->adam_m); free(m->adam_v);
-    if (m->a.resid) { activations_free(&m->a); free(m->inputs); free(m->targets); }
+    model_release_activations(m);
 }
 
 // ---------------------------------------------------------------------------------------------------

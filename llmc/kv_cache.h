@@ -108,7 +108,7 @@ static inline void kv_add_key_sum(KVCache *c, int l, int t, int bs, const real *
 // Makes the model's activations hold a B x T forward (model_forward allocates only on its first call).
 static inline void model_reserve(Model *m, int B, int T) {
     if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T) { return; }
-    if (m->a.resid) { activations_free(&m->a); free(m->inputs); free(m->targets); m->a.resid = NULL; }
+    model_release_activations(m);
     activations_alloc(m, B, T);
 }
 
