@@ -75,12 +75,15 @@ ifneq ($(NCCL_HEADER),)
   endif
 endif
 
-cuda: train_gpt_moba_cu test_gpt_moba_cu $(CUDA_DEV)
+cuda: train_gpt_moba_cu test_gpt_moba_cu $(if $(wildcard eval_gpt_moba.cu),eval_gpt_moba_cu) $(CUDA_DEV)
 
 train_gpt_moba_cu: train_gpt_moba.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
 
 test_gpt_moba_cu: test_gpt_moba.cu train_gpt_moba.cu $(CUDA_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
+
+eval_gpt_moba_cu: eval_gpt_moba.cu train_gpt_moba.cu $(CUDA_HEADERS) $(wildcard llmc/*.h)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
 
 $(BUILD)/cuda/%: dev/cuda/%.cu $(CUDA_HEADERS) | $(BUILD)
@@ -100,4 +103,4 @@ test: cpu
 	@echo "all CUDA targets compiled"
 
 clean:
-	rm -rf $(BUILD) train_gpt_moba train_gpt_moba_cu test_gpt_moba_cu
+	rm -rf $(BUILD) train_gpt_moba train_gpt_moba_cu test_gpt_moba_cu eval_gpt_moba_cu
