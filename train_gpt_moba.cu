@@ -13,6 +13,12 @@
  micro-batches scaled by 1/grad_accum; then global-norm clipping and AdamW (decoupled weight decay on the
  matrices only), as model_update in the CPU reference.
 
+ Data parallel (doc/multi_gpu.md): one process per GPU. Each rank reads its own micro-batches, the
+ backward hands each layer's gradients to NCCL on a communication stream as soon as they are final (last
+ micro-step only), and -O 1 (ZeRO-1) keeps only this rank's shard of the fp32 master weights and AdamW
+ moments: reduce-scatter of the gradients, AdamW on the shard, all-gather of the updated weights.
+ A GPT without a process group (mg == NULL, as the tests use it) runs no collectives at all.
+
  test_gpt_moba.cu includes this file with TESTING defined and checks it against CPU debug states.
 */
 #include <stdint.h>
@@ -24,6 +30,7 @@
 #include "llmc/checkpoint.h"
 #include "llmc/config.h"
 #include "llmc/dataloader.h"
+#include "llmc/param_buckets.h"
 #include "llmc/schedulers.h"
 #include "llmc/synthetic.h"
 #include "llmc/train_args.h"
@@ -35,9 +42,11 @@
 #include "llmc/classifier.cuh"
 #include "llmc/embedding.cuh"
 #include "llmc/flash_attention.cuh"
+#include "llmc/moba_attention.cuh"
 #include "llmc/global_norm.cuh"
 #include "llmc/matmul.cuh"
 #include "llmc/moba_gate.cuh"
+#include "llmc/multi_gpu.cuh"
 #include "llmc/qkv_prep.cuh"
 #include "llmc/rmsnorm.cuh"
 #include "llmc/swiglu.cuh"
@@ -134,6 +143,13 @@ typedef struct {
     int loss_count;
     const int *sel_override;       // testing: device selections (Lm, B, NH, T, K) used instead of the gate
     size_t act_bytes;              // device memory taken by activations and scratch
+    // data parallel; mg NULL: one process, no collectives
+    MultiGpu *mg;
+    int zero;                      // ZeRO-1: master, adam_m, adam_v hold only this rank's shards (buckets.shard_total)
+    size_t opt_n;                  // elements of master, adam_m, adam_v
+    ParamBuckets buckets;
+    floatX **bucket_g, **bucket_p; // per entry of buckets.bucket_slice: the slice's gradients and weights
+    size_t *bucket_n;              // and its size
 } GPT;
 
 // The CUDA kernels support a subset of the configurations the CPU reference accepts.
@@ -153,8 +169,10 @@ static void gpu_device_check(void) {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess || count == 0) { die("no CUDA GPU found (%s); the CPU reference is ./train_gpt_moba", err != cudaSuccess ? cudaGetErrorString(err) : "0 devices"); }
+    int device;
+    cudaCheck(cudaGetDevice(&device));
     cudaDeviceProp prop;
-    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    cudaCheck(cudaGetDeviceProperties(&prop, device));
     if (prop.major < 9) { die("GPU %s is sm_%d%d; this build needs sm_90 (Hopper) or newer", prop.name, prop.major, prop.minor); }
 }
 
@@ -170,17 +188,37 @@ static void *cuda_alloc(size_t bytes, size_t *total) {
     return p;
 }
 
-// Uploads fp32 master parameters (and AdamW moments, when given) and refreshes the working copy.
-void gpt_set_params(GPT *m, const float *params, const float *adam_m, const float *adam_v) {
-    size_t bytes = m->num_params * sizeof(float);
-    cudaCheck(cudaMemcpy(m->master, params, bytes, cudaMemcpyHostToDevice));
-    if (adam_m) { cudaCheck(cudaMemcpy(m->adam_m, adam_m, bytes, cudaMemcpyHostToDevice)); }
-    if (adam_v) { cudaCheck(cudaMemcpy(m->adam_v, adam_v, bytes, cudaMemcpyHostToDevice)); }
-    cast_to_floatx(m->params, m->master, m->num_params);
-    cudaCheck(cudaDeviceSynchronize());
+// ZeRO-1: dst (compact) = this rank's shards of full (device, num_params floats).
+static void keep_shards(GPT *m, float *dst, const float *full) {
+    for (int i = 0; i < m->buckets.num_slices; i++) {
+        const ParamSlice *s = &m->buckets.slices[i];
+        cudaCheck(cudaMemcpy(dst + s->shard_offset, full + param_shard_start(&m->buckets, s),
+                             param_shard_count(&m->buckets, s) * sizeof(float), cudaMemcpyDeviceToDevice));
+    }
 }
 
-void gpt_init(GPT *m, const ModelConfig *cfg, uint64_t seed, int recompute, int deterministic) {
+// An optimizer array (opt_n floats) from a full fp32 host array, through `full` under ZeRO-1.
+static void upload_opt(GPT *m, float *dst, const float *host, float *full) {
+    if (!m->zero) { cudaCheck(cudaMemcpy(dst, host, m->num_params * sizeof(float), cudaMemcpyHostToDevice)); return; }
+    cudaCheck(cudaMemcpy(full, host, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
+    keep_shards(m, dst, full);
+}
+
+// Uploads fp32 master parameters (and AdamW moments, when given) and refreshes the working copy.
+// Every rank passes the full arrays; under ZeRO-1 each keeps its shards.
+void gpt_set_params(GPT *m, const float *params, const float *adam_m, const float *adam_v) {
+    float *full = m->zero ? (float *)cuda_alloc(m->num_params * sizeof(float), NULL) : m->master;
+    cudaCheck(cudaMemcpy(full, params, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
+    cast_to_floatx(m->params, full, m->num_params);
+    if (m->zero) { keep_shards(m, m->master, full); }
+    if (adam_m) { upload_opt(m, m->adam_m, adam_m, full); }
+    if (adam_v) { upload_opt(m, m->adam_v, adam_v, full); }
+    cudaCheck(cudaDeviceSynchronize());
+    if (m->zero) { cudaCheck(cudaFree(full)); }
+}
+
+// mg: the process group of a data-parallel run (NULL: one process, no collectives); zero: ZeRO-1.
+void gpt_init_parallel(GPT *m, const ModelConfig *cfg, uint64_t seed, int recompute, int deterministic, MultiGpu *mg, int zero) {
     memset(m, 0, sizeof(*m));
     gpu_config_check(cfg);
     gpu_device_check();
@@ -190,22 +228,40 @@ void gpt_init(GPT *m, const ModelConfig *cfg, uint64_t seed, int recompute, int 
     param_sizes(cfg, m->sizes);
     m->num_params = param_count(cfg);
     size_t P = m->num_params;
-    m->master = (float *)cuda_alloc(P * sizeof(float), NULL);
-    m->adam_m = (float *)cuda_alloc(P * sizeof(float), NULL);
-    m->adam_v = (float *)cuda_alloc(P * sizeof(float), NULL);
+    m->mg = mg;
+    m->zero = mg != NULL && zero;
+    param_buckets_init(&m->buckets, cfg, mg ? mg->rank : 0, mg ? mg->world : 1, m->zero);
+    m->opt_n = m->zero ? m->buckets.shard_total : P;
+    m->master = (float *)cuda_alloc(m->opt_n * sizeof(float), NULL);
+    m->adam_m = (float *)cuda_alloc(m->opt_n * sizeof(float), NULL);
+    m->adam_v = (float *)cuda_alloc(m->opt_n * sizeof(float), NULL);
     m->params = (floatX *)cuda_alloc(P * sizeof(floatX), NULL);
     m->grads = (floatX *)cuda_alloc(P * sizeof(floatX), NULL);
-    cudaCheck(cudaMemset(m->adam_m, 0, P * sizeof(float)));
-    cudaCheck(cudaMemset(m->adam_v, 0, P * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_m, 0, m->opt_n * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_v, 0, m->opt_n * sizeof(float)));
     cudaCheck(cudaMemset(m->grads, 0, P * sizeof(floatX)));
     point_params(m->params, sizeof(floatX), (void **)m->p, m->sizes);
     point_params(m->grads, sizeof(floatX), (void **)m->g, m->sizes);
+    int S = m->buckets.num_slices;
+    m->bucket_g = (floatX **)malloc_check(S * sizeof(floatX *));
+    m->bucket_p = (floatX **)malloc_check(S * sizeof(floatX *));
+    m->bucket_n = (size_t *)malloc_check(S * sizeof(size_t));
+    for (int k = 0; k < S; k++) {
+        const ParamSlice *s = &m->buckets.slices[m->buckets.bucket_slice[k]];
+        m->bucket_g[k] = m->grads + s->offset;
+        m->bucket_p[k] = m->params + s->offset;
+        m->bucket_n[k] = s->count;
+    }
     float *init = (float *)malloc_check(P * sizeof(float));
     params_init(init, cfg, seed);
     gpt_set_params(m, init, NULL, NULL);
     free(init);
     matmul_init();
     m->mean_loss = -1;
+}
+
+void gpt_init(GPT *m, const ModelConfig *cfg, uint64_t seed, int recompute, int deterministic) {
+    gpt_init_parallel(m, cfg, seed, recompute, deterministic, NULL, 0);
 }
 
 // Slab l of a per-layer activation, or the single slab when this activation is recomputed.
@@ -255,6 +311,11 @@ static void activations_alloc(GPT *m, int B, int T) {
     size_t need[] = {qkv_prep_backward_scratch_bytes((int)C, (int)W), attention_backward_scratch_bytes(B, (int)NH, T, (int)HD),
                      encoder_backward_scratch_bytes((int)N, (int)V)};
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) { if (need[i] > scratch) { scratch = need[i]; } }
+    if (c->attn == ATTN_MOBA && c->n_dense_last < c->n_layer) {  // any batch B' x T' <= B x T (T' = 1 has the most blocks)
+        size_t ms = std::max(moba_attention_scratch_bytes(B, (int)NH, T, (int)HD, c->moba_block, (int)K),
+                             moba_attention_scratch_bytes((int)N, (int)NH, 1, (int)HD, c->moba_block, (int)K));
+        scratch = std::max(scratch, ms);
+    }
     a->scratch = cuda_alloc(scratch, tot);
     a->norm_partials = (float *)cuda_alloc(GLOBAL_NORM_BLOCKS * sizeof(float), tot);
     a->norm = (float *)cuda_alloc(sizeof(float), tot);
@@ -364,7 +425,8 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
             }
             moba_index++;
         }
-        attention_forward(lv.atty, lv.lse, lv.q, lv.k, lv.v, B, NH, T, HD, lv.sel ? &s : NULL, main_stream);
+        if (lv.sel) { moba_attention_forward(lv.atty, lv.lse, lv.q, lv.k, lv.v, &s, a->scratch, B, NH, T, HD, main_stream); }
+        else { attention_forward(lv.atty, lv.lse, lv.q, lv.k, lv.v, B, NH, T, HD, NULL, main_stream); }
         matmul_forward(a->proj, lv.atty, lv.wo, N, C, C, main_stream);
         fused_residual_rmsnorm_forward(lv.x2, lv.ln2, lv.ln2r, lv.x, a->proj, lv.ln2w, N, C, main_stream);
         matmul_forward(lv.fc, lv.ln2, lv.wfc, N, C, 2 * F, main_stream);
@@ -396,9 +458,18 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
 
 void gpt_zero_grad(GPT *m) { cudaCheck(cudaMemsetAsync(m->grads, 0, m->num_params * sizeof(floatX), main_stream)); }
 
+// Data parallel, on the last micro-step: bucket b's gradients are final, so the comm stream averages them
+// over the ranks (ZeRO-1: this rank's shards only) while the backward goes on with the layers below.
+static void reduce_bucket(GPT *m, int b, int last_micro) {
+    if (m->mg == NULL || !last_micro) { return; }
+    int first = m->buckets.bucket_first[b], n = m->buckets.bucket_first[b + 1] - first;
+    multi_gpu_reduce_bucket(m->mg, m->bucket_g + first, m->bucket_n + first, n, m->zero, main_stream);
+}
+
 // Accumulates d(loss_scale * mean loss)/d(params) into the gradients (loss_scale = 1/grad_accum).
-// Overwrites the logits with their gradient.
-void gpt_backward(GPT *m, float loss_scale) {
+// Overwrites the logits with their gradient. With a process group the last micro-step (last_micro = 1)
+// also starts the gradients' reduction over the ranks; gpt_update waits for it.
+void gpt_backward_micro(GPT *m, float loss_scale, int last_micro) {
     if (m->mean_loss < 0) { die("gpt_backward called without a forward pass with targets"); }
     const ModelConfig *c = &m->cfg;
     int B = m->cur_B, T = m->cur_T, N = B * T;
@@ -414,6 +485,7 @@ void gpt_backward(GPT *m, float loss_scale) {
     cudaCheck(cudaMemsetAsync(a->dresid, 0, (size_t)N * C * sizeof(floatX), main_stream));
     rmsnorm_backward(a->dresid, m->g[P_LNFW], fscratch, a->dln, a->resid + (size_t)L * m->B * m->T * C, m->p[P_LNFW],
                      a->lnf_rstd, N, C, main_stream);
+    reduce_bucket(m, 0, last_micro);  // lnfw, wlm
     for (int l = L - 1; l >= 0; l--) {
         LayerView lv = layer_view(m, l);
         // MLP: dresid holds d(xout), which is also d(x2) through the residual
@@ -433,32 +505,74 @@ void gpt_backward(GPT *m, float loss_scale) {
             attention_inputs(m, &lv, B, T);
         }
         MobaSelection s = layer_selection(m, &lv);
-        attention_backward(a->dq, a->dk, a->dv, a->datty, lv.atty, lv.lse, lv.q, lv.k, lv.v, fscratch, B, NH, T, HD,
-                           lv.sel ? &s : NULL, m->deterministic, main_stream);
+        if (lv.sel) {
+            moba_attention_backward(a->dq, a->dk, a->dv, a->datty, lv.atty, lv.lse, lv.q, lv.k, lv.v, &s, a->scratch, B, NH, T,
+                                    HD, m->deterministic, main_stream);
+        } else {
+            attention_backward(a->dq, a->dk, a->dv, a->datty, lv.atty, lv.lse, lv.q, lv.k, lv.v, fscratch, B, NH, T, HD, NULL,
+                               m->deterministic, main_stream);
+        }
         qkv_prep_backward(a->dqkv, lv.dkconvw, fscratch, a->dq, a->dk, a->dv, lv.qkv, lv.kconvw, m->rope, B, T, NH, HD,
                           c->kconv, true, main_stream);
         matmul_backward(a->dln, lv.dwqkv, a->dqkv, lv.ln1, lv.wqkv, N, C, 3 * C, false, true, main_stream);
         rmsnorm_backward(a->dresid, lv.dln1w, fscratch, a->dln, lv.x, lv.ln1w, lv.ln1r, N, C, main_stream);
+        reduce_bucket(m, 1 + l, last_micro);
     }
     encoder_backward(m->g[P_WTE], a->scratch, a->dresid, m->inputs, N, C, V, main_stream);
+    reduce_bucket(m, L + 1, last_micro);  // wte
 }
+
+void gpt_backward(GPT *m, float loss_scale) { gpt_backward_micro(m, loss_scale, 1); }
 
 typedef struct { float lr, beta1, beta2, eps, weight_decay, grad_clip; } AdamWConfig;
 
-// Global gradient norm (before clipping), computed deterministically on the device.
+// ZeRO-1: zeroes the gradients outside this rank's shards (stale after the reduce-scatter), so the
+// whole-buffer norm below sums exactly this rank's part, in the order of the single-GPU norm.
+static void zero_unowned_grads(GPT *m) {
+    for (int i = 0; i < m->buckets.num_slices; i++) {
+        const ParamSlice *s = &m->buckets.slices[i];
+        size_t start = param_shard_start(&m->buckets, s), end = start + param_shard_count(&m->buckets, s);
+        if (start > s->offset) { cudaCheck(cudaMemsetAsync(m->grads + s->offset, 0, (start - s->offset) * sizeof(floatX), main_stream)); }
+        if (s->offset + s->count > end) { cudaCheck(cudaMemsetAsync(m->grads + end, 0, (s->offset + s->count - end) * sizeof(floatX), main_stream)); }
+    }
+}
+
+// Global gradient norm (before clipping), computed deterministically on the device; under ZeRO-1 the
+// ranks' squared norms of their shards are summed (mean x world) so every rank gets the same value.
 float gpt_grad_norm(GPT *m) {
+    if (m->zero) { zero_unowned_grads(m); }
     global_norm_squared(m->a.norm_partials, m->grads, m->num_params, true, main_stream);
     global_norm_reduce(m->a.norm, m->a.norm_partials, main_stream);
+    if (m->zero) { multi_gpu_all_reduce_mean(m->mg, m->a.norm, m->a.norm, 1, main_stream); }
     float sq;
     cudaCheck(cudaMemcpy(&sq, m->a.norm, sizeof(float), cudaMemcpyDeviceToHost));
+    if (m->zero) { sq *= (float)m->mg->world; }
     return sqrtf(sq);
 }
 
 // One AdamW step (t counts from 1) after global-norm clipping; returns the norm before clipping.
+// ZeRO-1: AdamW on this rank's shard of each slice, then every shard's new weights to every rank.
 float gpt_update(GPT *m, const AdamWConfig *o, float lr, int t) {
+    if (m->mg) { multi_gpu_main_wait_comm(m->mg, main_stream); }  // the backward's bucket reductions
     float norm = gpt_grad_norm(m);
     if (!isfinite(norm)) { die("gradient norm is %g at step %d: training diverged", norm, t); }
     float gscale = (o->grad_clip > 0 && norm > o->grad_clip) ? o->grad_clip / norm : 1.0f;
+    if (m->zero) {
+        const ParamBuckets *pb = &m->buckets;
+        for (int i = 0; i < pb->num_slices; i++) {
+            const ParamSlice *s = &pb->slices[i];
+            size_t start = param_shard_start(pb, s), so = s->shard_offset;
+            adamw_update(m->master + so, m->params + start, m->adam_m + so, m->adam_v + so, m->grads + start,
+                         param_shard_count(pb, s), lr, o->beta1, o->beta2, o->eps, s->decay ? o->weight_decay : 0.0f,
+                         gscale, t, main_stream);
+        }
+        for (int b = 0; b < pb->num_buckets; b++) {
+            int first = pb->bucket_first[b];
+            multi_gpu_gather_bucket(m->mg, m->bucket_p + first, m->bucket_n + first, pb->bucket_first[b + 1] - first, main_stream);
+        }
+        cudaCheck(cudaGetLastError());
+        return norm;
+    }
     size_t off = 0;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
         float wd = param_is_matrix[i] ? o->weight_decay : 0.0f;
@@ -478,21 +592,43 @@ void gpt_free(GPT *m) {
     }
     void *bufs[] = {m->master, m->adam_m, m->adam_v, m->params, m->grads};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaFree(bufs[i])); }
+    free(m->bucket_g); free(m->bucket_p); free(m->bucket_n);
+    param_buckets_free(&m->buckets);
     matmul_free();
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Checkpoints: the shared fp32 format (llmc/checkpoint.h), loadable by the CPU reference and back.
 
+// host (rank 0; NULL elsewhere) = the full array of an optimizer array. ZeRO-1: every rank takes part in
+// one all-gather per slice (through a device buffer of the largest slice), so the file holds the whole
+// state in the documented layout and a run resumes on any GPU count.
+static void download_opt(const GPT *m, float *host, const float *opt) {
+    if (!m->zero) { if (host) { cudaCheck(cudaMemcpy(host, opt, m->num_params * sizeof(float), cudaMemcpyDeviceToHost)); } return; }
+    const ParamBuckets *pb = &m->buckets;
+    size_t largest = 0;
+    for (int i = 0; i < pb->num_slices; i++) { if (pb->slices[i].count > largest) { largest = pb->slices[i].count; } }
+    float *slice = (float *)cuda_alloc(largest * sizeof(float), NULL);
+    for (int i = 0; i < pb->num_slices; i++) {
+        const ParamSlice *s = &pb->slices[i];
+        multi_gpu_all_gather(m->mg, slice, opt + s->shard_offset, param_shard_count(pb, s), main_stream);
+        if (host) { cudaCheck(cudaMemcpy(host + s->offset, slice, s->count * sizeof(float), cudaMemcpyDeviceToHost)); }
+    }
+    cudaCheck(cudaStreamSynchronize(main_stream));
+    cudaCheck(cudaFree(slice));
+}
+
+// Collective with a process group: every rank calls it, rank 0 writes.
 void gpt_save_checkpoint(const GPT *m, const char *path, CheckpointHeader h) {
     h.magic = CKPT_MAGIC; h.version = CKPT_VERSION; h.header_bytes = CKPT_HEADER_BYTES;
     h.cfg = m->cfg; h.num_params = m->num_params; h.flags = CKPT_HAS_OPTIMIZER;
     size_t P = m->num_params;
-    float *host = (float *)malloc_check(3 * P * sizeof(float));
-    cudaCheck(cudaMemcpy(host, m->master, P * sizeof(float), cudaMemcpyDeviceToHost));
-    cudaCheck(cudaMemcpy(host + P, m->adam_m, P * sizeof(float), cudaMemcpyDeviceToHost));
-    cudaCheck(cudaMemcpy(host + 2 * P, m->adam_v, P * sizeof(float), cudaMemcpyDeviceToHost));
-    checkpoint_write(path, &h, host, host + P, host + 2 * P);
+    int writer = m->mg == NULL || m->mg->rank == 0;
+    float *host = writer ? (float *)malloc_check(3 * P * sizeof(float)) : NULL;
+    download_opt(m, host, m->master);
+    download_opt(m, host ? host + P : NULL, m->adam_m);
+    download_opt(m, host ? host + 2 * P : NULL, m->adam_v);
+    if (writer) { checkpoint_write(path, &h, host, host + P, host + 2 * P); }
     free(host);
 }
 
@@ -506,8 +642,8 @@ CheckpointHeader gpt_load_checkpoint(GPT *m, const char *path, int want_optimize
     float *host = (float *)malloc_check((load_opt ? 3 : 1) * P * sizeof(float));
     checkpoint_read_arrays(f, path, &h, host, load_opt ? host + P : NULL, load_opt ? host + 2 * P : NULL);
     if (!load_opt) {
-        cudaCheck(cudaMemset(m->adam_m, 0, P * sizeof(float)));
-        cudaCheck(cudaMemset(m->adam_v, 0, P * sizeof(float)));
+        cudaCheck(cudaMemset(m->adam_m, 0, m->opt_n * sizeof(float)));
+        cudaCheck(cudaMemset(m->adam_v, 0, m->opt_n * sizeof(float)));
     }
     gpt_set_params(m, host, load_opt ? host + P : NULL, load_opt ? host + 2 * P : NULL);
     free(host);
@@ -526,7 +662,8 @@ static void gpt_argmax(GPT *m, int *out) {
 }
 
 // Mean validation loss over `batches` batches from the start of the val loader, and the accuracy on the
-// synthetic recall positions (as evaluate() in the CPU reference).
+// synthetic recall positions (as evaluate() in the CPU reference). With a process group each rank reads
+// its own batches and the result covers all of them (collective).
 EvalResult evaluate(GPT *m, DataLoader *val, int batches) {
     EvalResult r = {0, 0, 0, 0};
     int *pred = (int *)malloc_check((size_t)val->B * val->T * sizeof(int));
@@ -539,6 +676,13 @@ EvalResult evaluate(GPT *m, DataLoader *val, int batches) {
         eval_count_recall(&r, val->inputs, val->targets, pred, val->B, val->T);
     }
     free(pred);
+    if (m->mg) {
+        int W = m->mg->world;
+        r.loss = multi_gpu_mean_scalar(m->mg, r.loss);
+        r.recall_hits = llround(multi_gpu_mean_scalar(m->mg, (double)r.recall_hits) * W);
+        r.recall_count = llround(multi_gpu_mean_scalar(m->mg, (double)r.recall_count) * W);
+        r.recall_acc = r.recall_count ? (double)r.recall_hits / r.recall_count : 0;
+    }
     return r;
 }
 
@@ -570,28 +714,49 @@ static double gpu_memory_used_gib(void) {
 
 // ---------------------------------------------------------------------------------------------------
 
+// The process group of -P (world 1 without a launcher), on this rank's GPU: joined before any CUDA
+// allocation. Ranks above 0 print only this line and errors (stderr): rank 0 speaks for the run.
+static MultiGpu join_process_group(const TrainArgs *args) {
+    ProcessGroupSpec pg = process_group_parse(args->process_group);
+    MultiGpuArgs ma = multi_gpu_default_args();
+    ma.init = pg.init;
+    ma.endpoint = pg.endpoint[0] ? pg.endpoint : NULL;
+    ma.tag = args->run_tag;
+    ma.timeout_s = args->collective_timeout_s;
+    MultiGpu mg = multi_gpu_init(&ma);
+    multi_gpu_print(&mg);
+    fflush(stdout);
+    if (mg.rank > 0 && freopen("/dev/null", "w", stdout) == NULL) { die("rank %d: cannot silence stdout", mg.rank); }
+    return mg;
+}
+
 int train_main(int argc, char **argv) {
     TrainArgs args = parse_args(argc, argv);
     if (args.debug_state) { die("-D: debug states are written by the CPU reference (./train_gpt_moba -D ...), not the CUDA trainer"); }
     ModelConfig cfg = config_from_args(&args);
     gpu_config_check(&cfg);
-    ensure_synthetic_data(&args, &cfg);
-    int grad_accum = args.total_batch / (args.B * args.T);
+    MultiGpu mg = join_process_group(&args);
+    int main_rank = mg.rank == 0;
+    if (main_rank) { ensure_synthetic_data(&args, &cfg); }
+    multi_gpu_barrier(&mg);  // the other ranks read the data rank 0 may just have written
+    int grad_accum = grad_accum_steps(&args, mg.world);
     AdamWConfig opt = {args.lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, args.grad_clip};
 
     GPT model;
-    gpt_init(&model, &cfg, args.seed, args.recompute, args.deterministic);
+    gpt_init_parallel(&model, &cfg, args.seed, args.recompute, args.deterministic, &mg, args.zero_stage);
     cudaDeviceProp prop;
-    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    cudaCheck(cudaGetDeviceProperties(&prop, mg.device));
     config_print(&cfg, stdout);
     printf("device: %s, precision %s, recompute %d, deterministic %d\n", prop.name, PRECISION_NAME, args.recompute, args.deterministic);
+    printf("data parallel: %d GPU%s, ZeRO-%d, optimizer state %.2f GiB per GPU\n", mg.world, mg.world > 1 ? "s" : "",
+           model.zero, 3.0 * model.opt_n * sizeof(float) / (1024.0 * 1024.0 * 1024.0));
 
     DataLoader train, val;
-    dataloader_init(&train, args.train_pattern, args.B, args.T, 0, 1, 1, args.seed, (uint32_t)cfg.vocab_size);
-    dataloader_init(&val, args.val_pattern, args.B, args.T, 0, 1, 0, args.seed, (uint32_t)cfg.vocab_size);
+    dataloader_init(&train, args.train_pattern, args.B, args.T, mg.rank, mg.world, 1, args.seed, (uint32_t)cfg.vocab_size);
+    dataloader_init(&val, args.val_pattern, args.B, args.T, mg.rank, mg.world, 0, args.seed, (uint32_t)cfg.vocab_size);
 
     RunState run;
-    run_init(&run, &args, grad_accum, 1);
+    run_init(&run, &args, grad_accum, mg.world);
     if (args.init_ckpt) {
         gpt_load_checkpoint(&model, args.init_ckpt, 0);
         printf("initialised weights from %s\n", args.init_ckpt);
@@ -600,8 +765,9 @@ int train_main(int argc, char **argv) {
         CheckpointHeader h = gpt_load_checkpoint(&model, run.resume_path, 1);
         run_resume(&run, &h, &train);
     }
-    run_open_log(&run);
-    printf("batch %d x %d tokens, grad accum %d, %d steps\n", args.B, args.T, grad_accum, args.steps);
+    if (main_rank) { run_open_log(&run); }
+    else { run.log = fopen_check("/dev/null", "w"); }  // only rank 0 keeps the log
+    printf("batch %d x %d tokens x %d GPUs, grad accum %d, %d steps\n", args.B, args.T, mg.world, grad_accum, args.steps);
 
     double flops_tok = flops_per_token(&model, args.T), peak_mem = 0;
     printf("MFU counts %.4g FLOPs per token (6 x non-embedding params + 6 L T d: attention counted dense) against %.0f TFLOP/s\n",
@@ -619,15 +785,18 @@ int train_main(int argc, char **argv) {
         for (int micro = 0; micro < grad_accum; micro++) {
             dataloader_next_batch(&train);
             gpt_forward(&model, train.inputs, train.targets, args.B, args.T);
-            gpt_backward(&model, 1.0f / grad_accum);
+            gpt_backward_micro(&model, 1.0f / grad_accum, micro == grad_accum - 1);
             loss += model.mean_loss / grad_accum;
         }
         float lr = lr_at(&run.sched, step);
         float norm = gpt_update(&model, &opt, lr, step + 1);
         cudaCheck(cudaDeviceSynchronize());
         double dt = now_seconds() - t0;
-        double tok_s = args.total_batch / dt;  // this step's throughput, as llm.c
-        double mfu = tok_s * flops_tok / PEAK_BF16_FLOPS;
+        // the global batch's loss; after the synchronize, so no two collectives of one communicator race
+        // on two streams
+        loss = multi_gpu_mean_scalar(&mg, loss);
+        double tok_s = args.total_batch / dt;  // this step's throughput (all GPUs), as llm.c
+        double mfu = tok_s / mg.world * flops_tok / PEAK_BF16_FLOPS;
         double mem = gpu_memory_used_gib();
         if (mem > peak_mem) { peak_mem = mem; }
         double eta = dt * (args.steps - step - 1);
@@ -637,7 +806,9 @@ int train_main(int argc, char **argv) {
                 (double)norm, tok_s, mfu, mem);
         fflush(run.log);
         int out_of_time = args.time_limit_min > 0 && now_seconds() - t_run > args.time_limit_min * 60;
+        if (args.time_limit_min > 0) { out_of_time = multi_gpu_mean_scalar(&mg, out_of_time) > 0; }  // all ranks stop together
         if (run_checkpoint_due(&run, step + 1, out_of_time)) {
+            multi_gpu_checksum_check(&mg, model.params, model.num_params * sizeof(floatX), "parameters");
             gpt_save_checkpoint(&model, run.ckpt_path, run_checkpoint_header(&run, step + 1, &train));
         }
         if (out_of_time) { printf("time limit of %g minutes reached; checkpoint saved\n", args.time_limit_min); step++; break; }
@@ -645,8 +816,10 @@ int train_main(int argc, char **argv) {
     printf("peak GPU memory in use %.2f GiB (activations + scratch %.2f GiB)\n", peak_mem, model.act_bytes / (1024.0 * 1024.0 * 1024.0));
     EvalResult e = evaluate(&model, &val, args.val_batches);
     run_log_eval(&run, step, &e, 1);
+    uint64_t sum = multi_gpu_checksum_check(&mg, model.params, model.num_params * sizeof(floatX), "parameters");
+    printf("parameter checksum %016llx, identical on all %d GPUs\n", (unsigned long long)sum, mg.world);
     int prompt, total;
-    int *tokens = sample_prompt(&args, val.inputs, args.T, &prompt, &total);
+    int *tokens = main_rank ? sample_prompt(&args, val.inputs, args.T, &prompt, &total) : NULL;
     if (tokens) {
         generate(&model, tokens, prompt, total);
         print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
@@ -654,6 +827,7 @@ int train_main(int argc, char **argv) {
     }
     fclose(run.log);
     dataloader_free(&train); dataloader_free(&val); gpt_free(&model);
+    multi_gpu_free(&mg);
     return 0;
 }
 

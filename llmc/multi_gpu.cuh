@@ -112,6 +112,7 @@ static inline void nccl_check(ncclResult_t r, const MultiGpu *mg, const char *wh
 static inline ncclDataType_t nccl_type(const float *) { return ncclFloat; }
 static inline ncclDataType_t nccl_type(const __nv_bfloat16 *) { return ncclBfloat16; }
 static inline ncclDataType_t nccl_type(const uint64_t *) { return ncclUint64; }
+static inline ncclDataType_t nccl_type(const double *) { return ncclDouble; }
 
 static void *multi_gpu_abort_main(void *arg) {
     MultiGpuWatchdog *w = (MultiGpuWatchdog *)arg;
@@ -267,7 +268,8 @@ static inline MultiGpu multi_gpu_init(const MultiGpuArgs *a) {
     if (mg.world > 1) { die("rank %d: world size %d, but this build has no NCCL (NO_MULTI_GPU=1 or no nccl.h)", mg.rank, mg.world); }
 #endif
     int count = 0;
-    cudaCheck(cudaGetDeviceCount(&count));
+    cudaError_t err = cudaGetDeviceCount(&count);  // creates no context: nothing touches a GPU before cudaSetDevice
+    if (err != cudaSuccess || count == 0) { die("rank %d: no CUDA GPU found (%s)", mg.rank, err != cudaSuccess ? cudaGetErrorString(err) : "0 devices"); }
     mg.device = a->device >= 0 ? a->device : mg.local_rank;
     if (mg.device >= count) { die("rank %d (local rank %d) wants CUDA device %d, but %d are visible", mg.rank, mg.local_rank, mg.device, count); }
     cudaCheck(cudaSetDevice(mg.device));
@@ -419,12 +421,12 @@ static inline void multi_gpu_barrier(MultiGpu *mg) {
     cudaCheck(cudaStreamSynchronize(mg->comm_stream));
 }
 
-// Mean of one host value over ranks (validation loss, timings).
-static inline float multi_gpu_mean_scalar(MultiGpu *mg, float x) {
-    float *d = (float *)mg->scratch;
-    cudaCheck(cudaMemcpyAsync(d, &x, sizeof(float), cudaMemcpyHostToDevice, mg->comm_stream));
+// Mean of one host value over ranks (training and validation loss, flags), in double: at world 1 it is x.
+static inline double multi_gpu_mean_scalar(MultiGpu *mg, double x) {
+    double *d = (double *)mg->scratch;
+    cudaCheck(cudaMemcpyAsync(d, &x, sizeof(double), cudaMemcpyHostToDevice, mg->comm_stream));
     multi_gpu_all_reduce_mean(mg, d, d, 1, mg->comm_stream);
-    cudaCheck(cudaMemcpyAsync(&x, d, sizeof(float), cudaMemcpyDeviceToHost, mg->comm_stream));
+    cudaCheck(cudaMemcpyAsync(&x, d, sizeof(double), cudaMemcpyDeviceToHost, mg->comm_stream));
     cudaCheck(cudaStreamSynchronize(mg->comm_stream));
     return x;
 }

@@ -365,4 +365,49 @@ static inline void rendezvous_tcp(const Rendezvous *r, void *id, size_t bytes) {
     else { rdv_tcp_peer(r, host, port, id, bytes, deadline); }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The trainer's -P value: how the processes of a run find each other.
+//   auto             mpi when built with MPI and launched by mpirun, else a single process
+//   single           one process, world 1 (launcher variables with a world > 1 are refused)
+//   mpi              MPI_COMM_WORLD (needs the MPI build)
+//   fs:<dir>         NCCL id through a directory every rank sees (rendezvous_fs)
+//   tcp:<host:port>  NCCL id over TCP from rank 0 at host:port (rendezvous_tcp)
+//   env              tcp at $MASTER_ADDR:$MASTER_PORT (the variables torchrun-style launchers set)
+// Checked when the flags are parsed, so a typo fails before any GPU work, with one line.
+
+typedef struct {
+    char init[8];          // "auto", "single", "mpi", "fs" or "tcp"
+    char endpoint[1024];   // fs: the directory; tcp: host:port; else empty
+} ProcessGroupSpec;
+
+static inline ProcessGroupSpec process_group_parse(const char *spec) {
+    ProcessGroupSpec s;
+    memset(&s, 0, sizeof(s));
+    const char *value = NULL;
+    if (strcmp(spec, "auto") == 0 || strcmp(spec, "single") == 0 || strcmp(spec, "mpi") == 0) {
+        snprintf(s.init, sizeof(s.init), "%s", spec);
+        return s;
+    }
+    if (strcmp(spec, "env") == 0) {
+        const char *addr = getenv("MASTER_ADDR"), *port = getenv("MASTER_PORT");
+        if (addr == NULL || port == NULL || addr[0] == '\0' || port[0] == '\0') { die("-P env: MASTER_ADDR and MASTER_PORT must both be set"); }
+        snprintf(s.init, sizeof(s.init), "tcp");
+        if ((size_t)snprintf(s.endpoint, sizeof(s.endpoint), "%s:%s", addr, port) >= sizeof(s.endpoint)) { die("-P env: MASTER_ADDR is too long"); }
+    } else if (strncmp(spec, "fs:", 3) == 0 || strncmp(spec, "tcp:", 4) == 0) {
+        int fs = spec[0] == 'f';
+        value = spec + (fs ? 3 : 4);
+        if (value[0] == '\0') { die("-P %s needs %s after the colon", spec, fs ? "a directory" : "host:port"); }
+        if (strlen(value) >= sizeof(s.endpoint)) { die("-P %.8s...: endpoint longer than %zu characters", spec, sizeof(s.endpoint) - 1); }
+        snprintf(s.init, sizeof(s.init), "%s", fs ? "fs" : "tcp");
+        snprintf(s.endpoint, sizeof(s.endpoint), "%s", value);
+    } else {
+        die("-P '%s': must be auto, single, mpi, fs:<dir>, tcp:<host:port> or env", spec);
+    }
+    if (strcmp(s.init, "tcp") == 0) {  // the same check the exchange makes, but now
+        char host[256], port[16];
+        rdv_split_endpoint(s.endpoint, host, sizeof(host), port, sizeof(port));
+    }
+    return s;
+}
+
 #endif // LLMC_RENDEZVOUS_H

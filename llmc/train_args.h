@@ -19,6 +19,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "dataloader.h"
+#include "rendezvous.h"
 #include "schedulers.h"
 #include "synthetic.h"
 #include "tokenizer.h"
@@ -29,6 +30,10 @@ typedef struct {
     int B, T, total_batch, warmup, steps, val_every, val_batches, ckpt_every, resume, debug_steps, vocab_override;
     int moba_block, moba_topk, kconv, n_dense_last, sample_tokens, keep_ckpts;
     int recompute, deterministic;  // CUDA trainer only
+    // CUDA trainer only, data parallel (doc/multi_gpu.md): process group, run tag, ZeRO stage, watchdog
+    const char *process_group, *run_tag;
+    int zero_stage, total_batch_default;  // total_batch_default: no -d given, one micro-batch per process
+    float collective_timeout_s;
     float lr, final_frac, weight_decay, grad_clip, time_limit_min;
     uint64_t seed;
 } TrainArgs;
@@ -52,7 +57,7 @@ static inline void print_usage(const char *program, const TrainArgs *d) {
     printf("training\n");
     printf("  -b  micro-batch size                 default %d\n", d->B);
     printf("  -t  sequence length                  default %d\n", d->T);
-    printf("  -d  total batch in tokens (accum)    default %d (= b*t, no accumulation)\n", d->total_batch);
+    printf("  -d  total batch in tokens (accum)    default %d (= b*t*GPUs, no accumulation)\n", d->total_batch);
     printf("  -l  peak learning rate               default %g\n", d->lr);
     printf("  -u  warmup steps                     default %d\n", d->warmup);
     printf("  -q  final lr fraction                default %g\n", d->final_frac);
@@ -76,6 +81,11 @@ static inline void print_usage(const char *program, const TrainArgs *d) {
     printf("CUDA trainer only\n");
     printf("  -R  recompute in backward: 0 none, 1 MLP, 2 MLP+attention  default %d\n", d->recompute);
     printf("  -z  deterministic kernels (bit-identical reruns)          default %d\n", d->deterministic);
+    printf("CUDA trainer, several GPUs (one process each; -b, -t per GPU, -d global)\n");
+    printf("  -P  process group: auto | single | mpi | fs:<dir> | tcp:<host:port> | env   default %s\n", d->process_group);
+    printf("  -G  run tag naming the fs rendezvous files               default $SLURM_JOB_ID, else moba\n");
+    printf("  -O  ZeRO stage: 0 all-reduce, 1 sharded AdamW state      default %d\n", d->zero_stage);
+    printf("  -T  seconds a collective may take before all ranks exit  default %g\n", d->collective_timeout_s);
     printf("  -h  this help\n");
 }
 
@@ -102,6 +112,7 @@ static inline TrainArgs default_args(void) {
     a.ckpt_every = 0; a.debug_steps = 3; a.sample_tokens = 32; a.keep_ckpts = 2;
     a.moba_block = -1; a.moba_topk = -1; a.kconv = -1; a.n_dense_last = 0; a.vocab_override = -1;
     a.lr = 3e-3f; a.final_frac = 0.1f; a.weight_decay = 0.1f; a.grad_clip = 1.0f; a.seed = 1337;
+    a.process_group = "auto"; a.run_tag = NULL; a.zero_stage = 1; a.collective_timeout_s = 300.0f;
     return a;
 }
 
@@ -144,6 +155,10 @@ static inline TrainArgs parse_args(int argc, char **argv) {
             case 'R': a.recompute = parse_int(f, v); break;
             case 'z': a.deterministic = parse_int(f, v); break;
             case 'Z': a.keep_ckpts = parse_int(f, v); break;
+            case 'P': a.process_group = v; break;
+            case 'G': a.run_tag = v; break;
+            case 'O': a.zero_stage = parse_int(f, v); break;
+            case 'T': a.collective_timeout_s = parse_float(f, v); break;
             case 'e': a.init_ckpt = v; break;
             case 'f': a.tokenizer = v; break;
             case 'D': a.debug_state = v; break;
@@ -158,9 +173,24 @@ static inline TrainArgs parse_args(int argc, char **argv) {
     if (a.keep_ckpts < 1) { die("checkpoints to keep -Z %d: must be at least 1", a.keep_ckpts); }
     if (a.val_batches < 1) { die("val batches -m %d: must be at least 1", a.val_batches); }
     if (!(a.lr > 0)) { die("learning rate -l %g: must be > 0", a.lr); }
+    if (a.zero_stage != 0 && a.zero_stage != 1) { die("ZeRO stage -O %d: must be 0 or 1", a.zero_stage); }
+    if (!(a.collective_timeout_s > 0)) { die("collective timeout -T %g: must be > 0 seconds", a.collective_timeout_s); }
+    process_group_parse(a.process_group);
+    a.total_batch_default = a.total_batch == 0;
     if (a.total_batch == 0) { a.total_batch = a.B * a.T; }
     if (a.total_batch % (a.B * a.T) != 0) { die("total batch -d %d must be a multiple of b*t = %d", a.total_batch, a.B * a.T); }
     return a;
+}
+
+// Micro-steps per optimizer step when `world` processes each run (b, t) micro-batches: -d is the global
+// batch, a multiple of b*t*world; without -d it is b*t*world (no accumulation). Sets a->total_batch.
+static inline int grad_accum_steps(TrainArgs *a, int world) {
+    long long per_step = (long long)a->B * a->T * world;
+    if (a->total_batch_default) { a->total_batch = (int)per_step; }
+    if (per_step > 2147483647LL || a->total_batch % per_step != 0) {
+        die("total batch -d %d must be a multiple of b*t*GPUs = %d*%d*%d = %lld", a->total_batch, a->B, a->T, world, per_step);
+    }
+    return (int)(a->total_batch / per_step);
 }
 
 static inline ModelConfig config_from_args(const TrainArgs *a) {
@@ -215,10 +245,12 @@ static inline long newest_checkpoint_step(const char *dir) {
     return best;
 }
 
-// A resumed run continues exactly only with the batch shape, world size and seed it was written with.
+// A resumed run continues with the micro-batch shape, global batch and seed it was written with. The
+// number of processes may change when the global batch stays (accum x world): checkpoints hold the
+// whole optimizer state (ZeRO-1 state is gathered to rank 0 to write them).
 static inline void check_resume_compatible(const char *path, const CheckpointHeader *h, const TrainArgs *a, int grad_accum, int world) {
-    if (h->batch_size != a->B || h->seq_len != a->T || h->grad_accum != grad_accum || h->world_size != world) {
-        die("checkpoint '%s' was written with b %d t %d accum %d world %d; resume needs the same (got b %d t %d accum %d world %d)",
+    if (h->batch_size != a->B || h->seq_len != a->T || (long long)h->grad_accum * h->world_size != (long long)grad_accum * world) {
+        die("checkpoint '%s' was written with b %d t %d accum %d world %d; resume needs the same b, t and accum x world (got b %d t %d accum %d world %d)",
             path, h->batch_size, h->seq_len, h->grad_accum, h->world_size, a->B, a->T, grad_accum, world);
     }
     if (h->seed != a->seed) {
@@ -272,12 +304,35 @@ static inline void run_init(RunState *r, const TrainArgs *a, int grad_accum, int
     }
 }
 
+// The loader position of a checkpoint written by `old_world` ranks, for this loader's world. Ranks move
+// in lockstep, so one position (in each rank's own batches) describes all; within a shard, rank r's local
+// batch b is global batch b*world + r. The same world resumes exactly. Another world continues at the
+// same global batch when the world sizes divide it, else at the next whole local batch (fewer than
+// `world` global batches skipped); shards keep floor(batches / world) * world global batches, so after
+// the current shard the order is the new world's. Either case is announced.
+static inline DataLoaderPosition resume_position(DataLoader *dl, const CheckpointHeader *h) {
+    DataLoaderPosition pos = {h->loader_epoch, h->loader_shard, h->loader_batch};
+    uint64_t old_world = (uint64_t)h->world_size, world = (uint64_t)dl->world_size;
+    if (old_world == world) { return pos; }
+    uint64_t global = pos.batch_index * old_world;
+    pos.batch_index = (global + world - 1) / world;
+    printf("resuming a %llu-process checkpoint on %llu processes: global batch %llu of the shard%s\n", (unsigned long long)old_world,
+           (unsigned long long)world, (unsigned long long)(pos.batch_index * world), global % world ? " (rounded up)" : "");
+    if (!dl_position_valid(dl, pos)) {  // this shard gives the new world fewer batches: the next one
+        pos.batch_index = 0;
+        pos.shard_index++;
+        dl->pos = pos;
+        dl_settle(dl);
+        pos = dl->pos;
+    }
+    return pos;
+}
+
 // After the model has loaded resume_path (header h): checks the run matches it and puts the loader and
 // the sampling RNG where the interrupted run was.
 static inline void run_resume(RunState *r, const CheckpointHeader *h, DataLoader *train) {
     check_resume_compatible(r->resume_path, h, r->args, r->grad_accum, r->world_size);
-    DataLoaderPosition pos = {h->loader_epoch, h->loader_shard, h->loader_batch};
-    dataloader_set_position(train, pos);
+    dataloader_set_position(train, resume_position(train, h));
     r->sample_rng.state = h->rng_state;
     r->start_step = (int)h->step;
     printf("resumed from %s at step %d\n", r->resume_path, r->start_step);
