@@ -1,6 +1,6 @@
 /*
  CPU incremental decoding for the moba.c model: a KV cache for dense and MoBA layers, prefill, one-token
- decode steps, and sampling (greedy, temperature + top-p) with stop sequences and a token budget.
+ decode steps, and generation through llmc/sampling.h (greedy, temperature + top-p, stop sequences, token budget).
  Include after train_gpt_moba.c (it uses Model, `real` and the layer functions; programs get them with
  `#define TESTING` + `#include "train_gpt_moba.c"`).
 
@@ -18,6 +18,7 @@
 #define LLMC_KV_CACHE_H
 
 #include "rng.h"
+#include "sampling.h"
 
 typedef struct {
     int L, C, NH, HD, W, V, F, cap, nb_cap;
@@ -224,76 +225,17 @@ static inline const real *kv_step(KVCache *c, Model *m, int token) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Sampling and generation
+// Generation (llmc/sampling.h) through this cache
 
-typedef struct {
-    int max_new_tokens;
-    float temperature;           // <= 0: greedy
-    float top_p;                 // nucleus mass in (0, 1]; 1 = no cut
-    uint64_t seed;
-    int eot;                     // stop token (not emitted); -1: none
-    const int *const *stops;     // stop sequences of token ids (emitted, then generation ends)
-    const int *stop_lens;
-    int num_stops;
-} GenConfig;
-
-static inline int argmax_real(const real *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++) { if (x[i] > x[best]) { best = i; } }
-    return best;
-}
-
-static real *sample_probs_sort;  // qsort comparator data (one sampler at a time)
-static inline int sample_cmp(const void *a, const void *b) {
-    real pa = sample_probs_sort[*(const int *)a], pb = sample_probs_sort[*(const int *)b];
-    return pa < pb ? 1 : pa > pb ? -1 : (*(const int *)a - *(const int *)b);
-}
-
-// Greedy when temperature <= 0; else softmax(logits / temperature) restricted to the smallest set of
-// most likely tokens whose mass reaches top_p, renormalised, one uniform draw.
-static inline int sample_token(const real *logits, int V, float temperature, float top_p, Rng *rng) {
-    if (temperature <= 0) { return argmax_real(logits, V); }
-    real *p = (real *)malloc_check((size_t)V * sizeof(real));
-    int *idx = (int *)malloc_check((size_t)V * sizeof(int));
-    real mx = logits[argmax_real(logits, V)], sum = 0;
-    for (int i = 0; i < V; i++) { p[i] = exp((logits[i] - mx) / temperature); sum += p[i]; idx[i] = i; }
-    for (int i = 0; i < V; i++) { p[i] /= sum; }
-    sample_probs_sort = p;
-    qsort(idx, (size_t)V, sizeof(int), sample_cmp);
-    int n = 0;
-    real mass = 0;
-    while (n < V && (n == 0 || mass < top_p)) { mass += p[idx[n++]]; }
-    real u = rng_uniform(rng) * mass, acc = 0;
-    int pick = idx[n - 1];
-    for (int i = 0; i < n; i++) { acc += p[idx[i]]; if (u < acc) { pick = idx[i]; break; } }
-    free(p); free(idx);
-    return pick;
-}
-
-static inline int ends_with_stop(const int *out, int n, const GenConfig *g) {
-    for (int s = 0; s < g->num_stops; s++) {
-        int k = g->stop_lens[s];
-        if (k > 0 && n >= k && memcmp(out + n - k, g->stops[s], (size_t)k * sizeof(int)) == 0) { return 1; }
-    }
-    return 0;
-}
+typedef struct { KVCache *c; Model *m; } KVModel;
+static inline const float *kv_prefill_fn(void *ctx, const int *tokens, int n) { KVModel *k = (KVModel *)ctx; return kv_prefill(k->c, k->m, tokens, n); }
+static inline const float *kv_step_fn(void *ctx, int token) { KVModel *k = (KVModel *)ctx; return kv_step(k->c, k->m, token); }
 
 // Generates after prompt[0..n) into out (room for g->max_new_tokens); returns the number generated.
 // The cache must hold n + max_new_tokens; it is reset.
 static inline int kv_generate(KVCache *c, Model *m, const int *prompt, int n, const GenConfig *g, int *out) {
-    if (n + g->max_new_tokens > c->cap) { die("prompt %d + %d new tokens exceeds the cache capacity %d", n, g->max_new_tokens, c->cap); }
-    Rng rng;
-    rng_init(&rng, g->seed);
-    const real *logits = kv_prefill(c, m, prompt, n);
-    int count = 0;
-    while (count < g->max_new_tokens) {
-        int tok = sample_token(logits, c->V, g->temperature, g->top_p, &rng);
-        if (tok == g->eot) { break; }
-        out[count++] = tok;
-        if (ends_with_stop(out, count, g) || count == g->max_new_tokens) { break; }
-        logits = kv_step(c, m, tok);
-    }
-    return count;
+    KVModel k = {c, m};
+    return generate_tokens(&k, kv_prefill_fn, kv_step_fn, c->V, c->cap, prompt, n, g, out);
 }
 
 #endif // LLMC_KV_CACHE_H

@@ -277,7 +277,7 @@ static inline void word_at(WordMap m, int i, char *out) {
 
 static inline void cwe_build(StrBuf *b, RulerSample *s, const RulerTask *t, int n, Rng *r) {
     int ncw = t->num_k, fcw = t->num_v, fucw = t->num_q, total = ncw * fcw + n * fucw;
-    char (*words)[8] = malloc_check((size_t)(ncw + n) * 8);
+    char (*words)[8] = (char (*)[8])malloc_check((size_t)(ncw + n) * 8);
     WordMap wm = word_map(r);
     for (int i = 0; i < ncw + n; i++) { word_at(wm, i, words[i]); }
     int *list = (int *)malloc_check((size_t)total * sizeof(int)), m = 0;
@@ -295,7 +295,7 @@ static inline void cwe_build(StrBuf *b, RulerSample *s, const RulerTask *t, int 
 
 static inline void fwe_build(StrBuf *b, RulerSample *s, const RulerTask *t, int n, Rng *r) {
     enum { VOCAB = 2000 };
-    char (*vocab)[8] = malloc_check((size_t)VOCAB * 8);
+    char (*vocab)[8] = (char (*)[8])malloc_check((size_t)VOCAB * 8);
     WordMap wm = word_map(r);
     for (int i = 0; i < VOCAB; i++) { word_at(wm, i, vocab[i]); }
     // Zipf(2) ranks by inversion of the exact CDF over 1..VOCAB; beyond it the draw is a '....' filler

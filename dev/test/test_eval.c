@@ -81,7 +81,7 @@ static double decode_vs_recompute(Model *m, Model *full, KVCache *kv, const int 
         model_forward(full, tokens, NULL, 1, t);
         const real *ref = full->a.logits + (size_t)(t - 1) * V;
         for (int v = 0; v < V; v++) { double e = fabs((double)lg[v] - ref[v]); if (e > max_err) { max_err = e; } }
-        *mismatch += argmax_real(lg, V) != argmax_real(ref, V);
+        *mismatch += argmax_logits(lg, V) != argmax_logits(ref, V);
         if (t < total) { lg = kv_step(kv, m, tokens[t]); }
     }
     return max_err;
@@ -101,7 +101,7 @@ static void test_kv_cache(const char *name, int attn, int kconv) {
     // the greedy continuation by full recompute
     for (int t = prompt_len; t < total; t++) {
         model_forward(&full, tokens, NULL, 1, t);
-        tokens[t] = argmax_real(full.a.logits + (size_t)(t - 1) * cfg.vocab_size, cfg.vocab_size);
+        tokens[t] = argmax_logits(full.a.logits + (size_t)(t - 1) * cfg.vocab_size, cfg.vocab_size);
     }
     KVCache kv;
     kv_init(&kv, &cfg, total);
