@@ -1,0 +1,407 @@
+/*
+ GPU incremental decoding for the moba.c model (the GPU twin of llmc/kv_cache.h): a KV cache for dense
+ and MoBA layers, prefill with the training forward, and one decode step for a batch of B sequences that
+ share their position t. Include after train_gpt_moba.cu (it uses GPT, gpt_forward and the layer
+ kernels); generation goes through llmc/sampling.h.
+
+ Cache, per layer l (floatX unless noted):
+   k, v   (B, NH, cap, HD)   keys after key conv + RoPE (what attention sees) and values
+   kraw   (B, W, C)          ring of the last W raw keys (slot p % W): all the causal conv needs
+   ksum   (B, NH, nb, HD)    fp32 per-block key sums (MoBA layers), added in position order as each key
+                             is appended (as llmc/kv_cache.h), so a centroid is sum / bs at any time
+ Decode of B tokens at position t, per layer (M = B rows):
+   rmsnorm -> qkv matmul (cuBLASLt) -> kv_prep (kconv over the ring, RoPE at t, append k, v; q out)
+   -> MoBA gate (own block t/bs + top-(K-1) complete past blocks by q . centroid, fp32, ties to the lower
+   index: doc/model.md; the training gate's scores differ from these by rounding only) -> split-K flash decoding over the visible keys (dense: [0, t]; MoBA: the
+   selected blocks) -> wo -> residual + rmsnorm -> SwiGLU MLP -> residual + next norm; then the head.
+ Every kernel of a step but kv_prep, the gate and attention is the training one with N = B.
+ Traffic of a step: the weights once, plus per layer and row the visible keys and values once.
+*/
+#ifndef LLMC_KV_CACHE_CUH
+#define LLMC_KV_CACHE_CUH
+
+#include <limits.h>
+#include "llmc/sampling.h"
+
+#define KV_ATTN_THREADS 128
+#define KV_GATE_THREADS 256
+#define KV_MAX_TOPK 64
+
+typedef struct {
+    int B, cap, nb, splits_cap;   // rows, positions held per row, blocks per row, most split-K partials
+    int pos;                      // tokens held per row
+    size_t layer_kv, layer_ring, layer_sum;  // elements of one layer's slab
+    floatX *k, *v, *kraw;
+    float *ksum;
+    float *rope;                  // (cap, HD/2) cos/sin, the table qkv_prep uses, for positions up to cap
+    // one step's activations (B rows)
+    floatX *x, *x2, *ln, *qkv, *q, *att, *proj, *fc, *fch, *logits;
+    float *rstd, *part;           // part: (B*NH, splits_cap, HD + 2) split-K partials (o, max, sum)
+    int *tokens, *sel;            // (B), (B, NH, K)
+    floatX *host_raw;             // (B, V) logits as computed
+    float *host_logits;           // (B, V) fp32
+} GpuKVCache;
+
+static void kv_gpu_init(GpuKVCache *c, const GPT *m, int B, int cap) {
+    const ModelConfig *cfg = &m->cfg;
+    memset(c, 0, sizeof(*c));
+    config_check_seq_len(cfg, cap);
+    if (B < 1) { die("KV cache: batch %d must be >= 1", B); }
+    if (cfg->moba_topk > KV_MAX_TOPK) { die("KV cache decoding supports MoBA top-k up to %d (got %d)", KV_MAX_TOPK, cfg->moba_topk); }
+    size_t L = cfg->n_layer, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, W = cfg->kconv, F = cfg->ffn, V = cfg->vocab_size;
+    int moba = cfg->attn == ATTN_MOBA;
+    c->B = B; c->cap = cap;
+    c->nb = moba ? CEIL_DIV(cap, cfg->moba_block) : 0;
+    c->splits_cap = CEIL_DIV(cap, 32);
+    c->layer_kv = (size_t)B * NH * cap * HD;
+    c->layer_ring = (size_t)B * W * C;
+    c->layer_sum = (size_t)B * NH * c->nb * HD;
+    size_t X = sizeof(floatX);
+    c->k = (floatX *)cuda_alloc(L * c->layer_kv * X, NULL);
+    c->v = (floatX *)cuda_alloc(L * c->layer_kv * X, NULL);
+    c->kraw = (floatX *)cuda_alloc(L * c->layer_ring * X, NULL);
+    c->ksum = (float *)cuda_alloc(L * c->layer_sum * sizeof(float), NULL);
+    c->rope = (float *)cuda_alloc(rope_table_bytes(cap, (int)HD), NULL);
+    rope_table_init(c->rope, cap, (int)HD, cfg->rope_theta);
+    floatX **acts[] = {&c->x, &c->x2, &c->ln, &c->q, &c->att, &c->proj};
+    for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++) { *acts[i] = (floatX *)cuda_alloc(B * C * X, NULL); }
+    c->qkv = (floatX *)cuda_alloc(B * 3 * C * X, NULL);
+    c->fc = (floatX *)cuda_alloc(B * 2 * F * X, NULL);
+    c->fch = (floatX *)cuda_alloc(B * F * X, NULL);
+    c->logits = (floatX *)cuda_alloc(B * V * X, NULL);
+    c->rstd = (float *)cuda_alloc(B * sizeof(float), NULL);
+    c->part = (float *)cuda_alloc((size_t)B * NH * c->splits_cap * (HD + 2) * sizeof(float), NULL);
+    c->tokens = (int *)cuda_alloc(B * sizeof(int), NULL);
+    c->sel = (int *)cuda_alloc(B * NH * (cfg->moba_topk > 0 ? cfg->moba_topk : 1) * sizeof(int), NULL);
+    c->host_raw = (floatX *)malloc_check(B * V * X);
+    c->host_logits = (float *)malloc_check(B * V * sizeof(float));
+}
+
+static void kv_gpu_free(GpuKVCache *c) {
+    void *bufs[] = {c->k, c->v, c->kraw, c->ksum, c->rope, c->x, c->x2, c->ln, c->qkv, c->q, c->att, c->proj, c->fc,
+                    c->fch, c->logits, c->rstd, c->part, c->tokens, c->sel};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaFree(bufs[i])); }
+    free(c->host_raw); free(c->host_logits);
+    memset(c, 0, sizeof(*c));
+}
+
+// NaN (all bits set) over the cache and the step buffers: whatever decode reads without writing shows up.
+static void kv_gpu_poison(GpuKVCache *c, const ModelConfig *cfg) {
+    size_t L = cfg->n_layer, C = cfg->d_model, F = cfg->ffn, V = cfg->vocab_size, B = c->B, X = sizeof(floatX);
+    struct { void *p; size_t bytes; } bufs[] = {
+        {c->k, L * c->layer_kv * X}, {c->v, L * c->layer_kv * X}, {c->kraw, L * c->layer_ring * X},
+        {c->ksum, L * c->layer_sum * 4}, {c->x, B * C * X}, {c->x2, B * C * X}, {c->ln, B * C * X}, {c->q, B * C * X},
+        {c->att, B * C * X}, {c->proj, B * C * X}, {c->qkv, B * 3 * C * X}, {c->fc, B * 2 * F * X}, {c->fch, B * F * X},
+        {c->logits, B * V * X}, {c->part, B * cfg->n_head * c->splits_cap * (C / cfg->n_head + 2) * 4}};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaMemset(bufs[i].p, 0xFF, bufs[i].bytes)); }
+}
+
+// Frees the model's activations (gpt_forward or gpt_reserve allocates them again).
+static void gpt_release_activations(GPT *m) {
+    if (!m->a.resid) { return; }
+    activations_free(&m->a);
+    cudaCheck(cudaFree(m->rope)); cudaCheck(cudaFree(m->inputs)); cudaCheck(cudaFree(m->targets));
+    free(m->cpu_targets); free(m->cpu_losses);
+    memset(&m->a, 0, sizeof(m->a));
+    m->act_bytes = 0;
+}
+
+// Makes the model's activations hold a B x T forward (gpt_forward allocates only on its first call).
+static void gpt_reserve(GPT *m, int B, int T) {
+    if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T && m->T >= T) { return; }
+    gpt_release_activations(m);
+    activations_alloc(m, B, T);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Kernels
+
+// One thread per rotation pair (b, h, i < HD/2): the raw key goes into the ring slot t % W, the key conv
+// reads the ring (taps w <= t), then RoPE at t on q and k; k and v are appended at t, q goes to q (B, C).
+// The same arithmetic in the same order as qkv_prep_forward_kernel for row t.
+// MoBA layers (ksum != NULL) add the key to its block's sum.
+template <int W>
+__global__ void kv_prep_kernel(floatX *q, floatX *kc, floatX *vc, floatX *ring, float *ksum, const floatX *qkv,
+                               const floatX *kconvw, const float *rope, int B, int NH, int HD, int cap, int nb, int bs, int t) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x, half = HD / 2, C = NH * HD;
+    if (idx >= B * NH * half) { return; }
+    int b = idx / (NH * half), h = (idx / half) % NH, i = idx % half, c1 = h * HD + i, c2 = c1 + half;
+    const floatX *row = qkv + (size_t)b * 3 * C;
+    float x1[1] = {to_float(row[c1])}, x2[1] = {to_float(row[c2])};
+    rotate<false>(x1, x2, rope, t, i, half);
+    q[(size_t)b * C + c1] = from_float<floatX>(x1[0]);
+    q[(size_t)b * C + c2] = from_float<floatX>(x2[0]);
+    if constexpr (W == 0) {
+        x1[0] = to_float(row[C + c1]);
+        x2[0] = to_float(row[C + c2]);
+    } else {
+        floatX *rb = ring + (size_t)b * W * C;
+        rb[(size_t)(t % W) * C + c1] = row[C + c1];
+        rb[(size_t)(t % W) * C + c2] = row[C + c2];
+        x1[0] = 0.0f; x2[0] = 0.0f;
+#pragma unroll
+        for (int w = 0; w < W; w++) {
+            if (t - w < 0) { break; }
+            const floatX *prev = rb + (size_t)((t - w) % W) * C;
+            x1[0] += to_float(kconvw[c1 * W + w]) * to_float(prev[c1]);
+            x2[0] += to_float(kconvw[c2 * W + w]) * to_float(prev[c2]);
+        }
+    }
+    rotate<false>(x1, x2, rope, t, i, half);
+    size_t out = (((size_t)b * NH + h) * cap + t) * HD + i;
+    kc[out] = from_float<floatX>(x1[0]);
+    kc[out + half] = from_float<floatX>(x2[0]);
+    if (ksum) {
+        float *sum = ksum + (((size_t)b * NH + h) * nb + t / bs) * HD + i;
+        sum[0] += to_float(kc[out]);
+        sum[half] += to_float(kc[out + half]);
+    }
+    vc[out] = row[2 * C + c1];
+    vc[out + half] = row[2 * C + c2];
+}
+
+// One CTA per (b, h): scores s_i = q . c_i (fp32) of the complete past blocks i < t/bs, then K-1 rounds
+// of a block-wide argmax (ties to the lower index); writes the ascending list, own block last, -1 padding.
+__global__ void __launch_bounds__(KV_GATE_THREADS) kv_gate_kernel(int *sel, const floatX *q, const float *ksum, int NH,
+                                                                  int HD, int nb, int bs, int K, int t) {
+    extern __shared__ float score[];  // (t/bs)
+    __shared__ float bval[KV_GATE_THREADS / 32];
+    __shared__ int bidx[KV_GATE_THREADS / 32], picks[KV_MAX_TOPK];
+    int bh = blockIdx.x, ob = t / bs, C = NH * HD;
+    const floatX *qh = q + (size_t)(bh / NH) * C + (bh % NH) * HD;
+    const float *sb = ksum + (size_t)bh * nb * HD;
+    for (int i = threadIdx.x; i < ob; i += blockDim.x) {
+        float s = 0.0f;
+        for (int d = 0; d < HD; d++) { s += to_float(qh[d]) * (sb[(size_t)i * HD + d] / (float)bs); }
+        score[i] = s;
+    }
+    int npick = min(K - 1, ob), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int p = 0; p < npick; p++) {
+        __syncthreads();
+        float best = -INFINITY;
+        int arg = INT_MAX;
+        for (int i = threadIdx.x; i < ob; i += blockDim.x) {
+            if (score[i] > best || (score[i] == best && i < arg)) { best = score[i]; arg = i; }
+        }
+        for (int off = 16; off > 0; off >>= 1) {
+            float ob2 = __shfl_xor_sync(0xffffffff, best, off);
+            int oa = __shfl_xor_sync(0xffffffff, arg, off);
+            if (ob2 > best || (ob2 == best && oa < arg)) { best = ob2; arg = oa; }
+        }
+        if (lane == 0) { bval[warp] = best; bidx[warp] = arg; }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            for (int w = 1; w < KV_GATE_THREADS / 32; w++) {
+                if (bval[w] > best || (bval[w] == best && bidx[w] < arg)) { best = bval[w]; arg = bidx[w]; }
+            }
+            picks[p] = arg;
+            score[arg] = -INFINITY;  // taken: never picked again (ties among -inf go to untaken lower indices first)
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int a = 1; a < npick; a++) {  // insertion sort: K - 1 <= 63 entries
+            int v = picks[a], j = a - 1;
+            while (j >= 0 && picks[j] > v) { picks[j + 1] = picks[j]; j--; }
+            picks[j + 1] = v;
+        }
+        int *out = sel + (size_t)bh * K;
+        for (int a = 0; a < K; a++) { out[a] = a < npick ? picks[a] : a == npick ? ob : -1; }
+    }
+}
+
+// Split-K flash decoding, one CTA per (split s, b*NH + h): the query against visible keys
+// [s*chunk, (s+1)*chunk) of the head's visible list (dense: position j; MoBA: block sel[j/bs], offset
+// j % bs, every selected past block complete and the own block last). G = HD/VEC lanes share a key
+// (VEC elements = 16 bytes each), so a warp handles 32/G keys at a time; each lane group keeps an online
+// softmax; the CTA merges its groups into one partial (o[HD], max, sum) in fp32.
+template <int HD>
+__global__ void __launch_bounds__(KV_ATTN_THREADS) kv_attn_partial_kernel(float *part, const floatX *q, const floatX *kc,
+                                                                          const floatX *vc, const int *sel, int NH, int cap,
+                                                                          int nvis, int chunk, int splits_cap, int bs, int K,
+                                                                          float scale) {
+    constexpr int VEC = 16 / sizeof(floatX), G = HD / VEC, KPW = 32 / G, GROUPS = KV_ATTN_THREADS / 32 * KPW;
+    __shared__ float sm[GROUPS], sl[GROUPS], so[GROUPS][HD];
+    int s = blockIdx.x, bh = blockIdx.y, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    int grp = warp * KPW + lane / G, sub = lane % G, C = NH * HD;
+    const floatX *qh = q + (size_t)(bh / NH) * C + (bh % NH) * HD + sub * VEC;
+    const floatX *kh = kc + (size_t)bh * cap * HD + sub * VEC, *vh = vc + (size_t)bh * cap * HD + sub * VEC;
+    const int *list = sel ? sel + (size_t)bh * K : NULL;
+    float qv[VEC], o[VEC], m = -INFINITY, l = 0.0f;
+    for (int u = 0; u < VEC; u++) { qv[u] = to_float(qh[u]) * scale; o[u] = 0.0f; }
+    int end = min(nvis, (s + 1) * chunk);
+    // the trip count is uniform over the warp (the shuffles need every lane); lanes past the end idle
+    for (int j0 = s * chunk + warp * KPW; j0 < end; j0 += GROUPS) {
+        int j = j0 + lane / G;
+        bool live = j < end;
+        int p = !live ? 0 : list ? list[j / bs] * bs + j % bs : j;
+        float sc = 0.0f;
+        if (live) {
+            Packed128<floatX> kv = load128(kh + (size_t)p * HD);
+            for (int u = 0; u < VEC; u++) { sc += qv[u] * to_float(kv[u]); }
+        }
+        for (int off = G / 2; off > 0; off >>= 1) { sc += __shfl_xor_sync(0xffffffff, sc, off); }
+        if (live) {
+            float mn = fmaxf(m, sc), corr = expf(m - mn), pr = expf(sc - mn);
+            Packed128<floatX> vv = load128(vh + (size_t)p * HD);
+            for (int u = 0; u < VEC; u++) { o[u] = o[u] * corr + pr * to_float(vv[u]); }
+            l = l * corr + pr;
+            m = mn;
+        }
+    }
+    if (sub == 0) { sm[grp] = m; sl[grp] = l; }
+    for (int u = 0; u < VEC; u++) { so[grp][sub * VEC + u] = o[u]; }
+    __syncthreads();
+    float M = -INFINITY;
+    for (int g = 0; g < GROUPS; g++) { M = fmaxf(M, sm[g]); }
+    float *out = part + ((size_t)bh * splits_cap + s) * (HD + 2);
+    for (int d = threadIdx.x; d < HD + 1; d += blockDim.x) {
+        float acc = 0.0f, L = 0.0f;
+        for (int g = 0; g < GROUPS; g++) {
+            float w = sm[g] == -INFINITY ? 0.0f : expf(sm[g] - M);  // a group that saw no key
+            if (d < HD) { acc += w * so[g][d]; } else { L += w * sl[g]; }
+        }
+        if (d < HD) { out[d] = acc; } else { out[HD] = M; out[HD + 1] = L; }
+    }
+}
+
+// Merges the splits of each (b, h) into att (B, C): o = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s.
+__global__ void kv_attn_combine_kernel(floatX *att, const float *part, int NH, int HD, int splits, int splits_cap) {
+    int bh = blockIdx.x, d = threadIdx.x;
+    const float *p = part + (size_t)bh * splits_cap * (HD + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < splits; s++) { M = fmaxf(M, p[(size_t)s * (HD + 2) + HD]); }
+    float acc = 0.0f, L = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        const float *ps = p + (size_t)s * (HD + 2);
+        float w = expf(ps[HD] - M);
+        acc += w * ps[d];
+        L += w * ps[HD + 1];
+    }
+    att[(size_t)(bh / NH) * NH * HD + (bh % NH) * HD + d] = from_float<floatX>(acc / L);
+}
+
+// One thread per (b*NH + h, block < nblk, d): the sum of the block's keys at positions < n, in order.
+__global__ void kv_block_sums_kernel(float *ksum, const floatX *k, int BH, int HD, int cap, int nb, int bs, int nblk, int n) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)BH * nblk * HD) { return; }
+    int d = (int)(idx % HD), blk = (int)(idx / HD % nblk), bh = (int)(idx / HD / nblk), end = min(n, (blk + 1) * bs);
+    const floatX *kb = k + (size_t)bh * cap * HD + d;
+    float s = 0.0f;
+    for (int p = blk * bs; p < end; p++) { s += to_float(kb[(size_t)p * HD]); }
+    ksum[((size_t)bh * nb + blk) * HD + d] = s;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Host side
+
+// Sums of layer l's cached keys over the blocks holding positions [0, n), in position order; later blocks zeroed.
+static void kv_gpu_block_sums(GpuKVCache *c, const ModelConfig *cfg, int l, int n) {
+    int NH = cfg->n_head, HD = cfg->d_model / NH, nblk = CEIL_DIV(n, cfg->moba_block);
+    float *sum = c->ksum + l * c->layer_sum;
+    cudaCheck(cudaMemsetAsync(sum, 0, c->layer_sum * sizeof(float), main_stream));
+    size_t threads = (size_t)c->B * NH * nblk * HD;
+    kv_block_sums_kernel<<<(unsigned)CEIL_DIV(threads, (size_t)256), 256, 0, main_stream>>>(sum, c->k + l * c->layer_kv, c->B * NH, HD, c->cap, c->nb, cfg->moba_block, nblk, n);
+    cudaCheckLaunch();
+}
+
+static const float *kv_gpu_logits_to_host(GpuKVCache *c, int V) {
+    for (size_t i = 0; i < (size_t)c->B * V; i++) { c->host_logits[i] = to_float(c->host_raw[i]); }
+    return c->host_logits;
+}
+
+// Fills the cache from B prompts of n tokens (tokens: B x n, host) with one gpt_forward; returns the
+// logits of their last positions (B, V) fp32 host, valid until the next call.
+static const float *kv_gpu_prefill(GpuKVCache *c, GPT *m, const int *tokens, int n) {
+    const ModelConfig *cfg = &m->cfg;
+    int B = c->B, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, W = cfg->kconv, V = cfg->vocab_size;
+    if (n < 1 || n > c->cap) { die("prefill of %d tokens: must be 1..%d (the cache capacity)", n, c->cap); }
+    if (m->recompute != 0) { die("KV cache prefill needs every layer's keys: build the model with recompute 0"); }
+    gpt_reserve(m, B, n);
+    gpt_forward(m, tokens, NULL, B, n);
+    size_t X = sizeof(floatX);
+    for (int l = 0; l < cfg->n_layer; l++) {
+        LayerView lv = layer_view(m, l);
+        cudaCheck(cudaMemcpy2DAsync(c->k + l * c->layer_kv, (size_t)c->cap * HD * X, lv.k, (size_t)n * HD * X, (size_t)n * HD * X, (size_t)B * NH, cudaMemcpyDeviceToDevice, main_stream));
+        cudaCheck(cudaMemcpy2DAsync(c->v + l * c->layer_kv, (size_t)c->cap * HD * X, lv.v, (size_t)n * HD * X, (size_t)n * HD * X, (size_t)B * NH, cudaMemcpyDeviceToDevice, main_stream));
+        for (int t = n > W ? n - W : 0; t < n; t++) {  // raw keys of the last W positions, one row per sequence
+            cudaCheck(cudaMemcpy2DAsync(c->kraw + l * c->layer_ring + (size_t)(t % W) * C, (size_t)W * C * X, lv.qkv + (size_t)t * 3 * C + C,
+                                        (size_t)n * 3 * C * X, C * X, B, cudaMemcpyDeviceToDevice, main_stream));
+        }
+        if (layer_is_moba(cfg, l)) { kv_gpu_block_sums(c, cfg, l, n); }
+    }
+    cudaCheck(cudaMemcpy2D(c->host_raw, V * X, m->a.logits + (size_t)(n - 1) * V, (size_t)n * V * X, V * X, B, cudaMemcpyDeviceToHost));
+    c->pos = n;
+    return kv_gpu_logits_to_host(c, V);
+}
+
+// Attention of the B queries in c->q over layer l's cache at position t, into c->att.
+static void kv_gpu_attend(GpuKVCache *c, const ModelConfig *cfg, int l, int t) {
+    int B = c->B, NH = cfg->n_head, HD = cfg->d_model / NH, K = cfg->moba_topk, bs = cfg->moba_block, BH = B * NH;
+    const floatX *kc = c->k + l * c->layer_kv, *vc = c->v + l * c->layer_kv;
+    int moba = layer_is_moba(cfg, l), nvis = t + 1;
+    if (moba) {
+        int ob = t / bs, nsel = K - 1 < ob ? K : ob + 1;
+        nvis = (nsel - 1) * bs + t - ob * bs + 1;
+        size_t smem = (size_t)(ob > 0 ? ob : 1) * sizeof(float);
+        if (smem > 48 * 1024) { die("KV cache decoding: %d past MoBA blocks exceed the gate's shared memory", ob); }
+        kv_gate_kernel<<<BH, KV_GATE_THREADS, smem, main_stream>>>(c->sel, c->q, c->ksum + l * c->layer_sum, NH, HD, c->nb, bs, K, t);
+        cudaCheckLaunch();
+    }
+    // enough CTAs to fill the GPU twice (132 SMs), at least 64 keys each
+    int want = CEIL_DIV(264, BH), chunk = CEIL_DIV(nvis, want);
+    chunk = chunk < 64 ? 64 : CEIL_DIV(chunk, 32) * 32;
+    int splits = CEIL_DIV(nvis, chunk);
+    if (splits > c->splits_cap) { die("KV cache decoding: %d splits exceed the scratch's %d", splits, c->splits_cap); }
+    dim3 grid(splits, BH);
+    float scale = 1.0f / sqrtf((float)HD);
+    const int *sel = moba ? c->sel : NULL;
+    if (HD == 64) { kv_attn_partial_kernel<64><<<grid, KV_ATTN_THREADS, 0, main_stream>>>(c->part, c->q, kc, vc, sel, NH, c->cap, nvis, chunk, c->splits_cap, bs, K, scale); }
+    else { kv_attn_partial_kernel<128><<<grid, KV_ATTN_THREADS, 0, main_stream>>>(c->part, c->q, kc, vc, sel, NH, c->cap, nvis, chunk, c->splits_cap, bs, K, scale); }
+    cudaCheckLaunch();
+    kv_attn_combine_kernel<<<BH, HD, 0, main_stream>>>(c->att, c->part, NH, HD, splits, c->splits_cap);
+    cudaCheckLaunch();
+}
+
+// Appends tokens[b] (host, one per sequence) at position c->pos; returns the next logits (B, V) fp32 host.
+static const float *kv_gpu_step(GpuKVCache *c, GPT *m, const int *tokens) {
+    const ModelConfig *cfg = &m->cfg;
+    int B = c->B, t = c->pos, L = cfg->n_layer, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, F = cfg->ffn, V = cfg->vocab_size, W = cfg->kconv;
+    if (t >= c->cap) { die("KV cache is full (%d tokens)", c->cap); }
+    for (int b = 0; b < B; b++) { if (tokens[b] < 0 || tokens[b] >= V) { die("token %d is outside the vocabulary [0, %d)", tokens[b], V); } }
+    cudaCheck(cudaMemcpyAsync(c->tokens, tokens, B * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    encoder_forward(c->x, c->tokens, m->p[P_WTE], B, C, V, main_stream);
+    rmsnorm_forward(c->ln, c->rstd, c->x, m->p[P_LN1W], B, C, main_stream);
+    for (int l = 0; l < L; l++) {  // weights as layer_view has them (which needs the activations)
+        const floatX *wqkv = m->p[P_WQKV] + (size_t)l * 3 * C * C, *kconvw = W ? m->p[P_KCONVW] + (size_t)l * C * W : NULL;
+        const floatX *wo = m->p[P_WO] + (size_t)l * C * C, *ln2w = m->p[P_LN2W] + (size_t)l * C;
+        const floatX *wfc = m->p[P_WFC] + (size_t)l * 2 * F * C, *wproj = m->p[P_WPROJ] + (size_t)l * C * F;
+        matmul_forward(c->qkv, c->ln, wqkv, B, C, 3 * C, main_stream);
+        floatX *kc = c->k + l * c->layer_kv, *vc = c->v + l * c->layer_kv, *ring = c->kraw + l * c->layer_ring;
+        int threads = B * NH * HD / 2, grid = CEIL_DIV(threads, 256);
+        float *ksum = layer_is_moba(cfg, l) ? c->ksum + l * c->layer_sum : NULL;
+        auto prep = W == 0 ? kv_prep_kernel<0> : W == 3 ? kv_prep_kernel<3> : kv_prep_kernel<5>;
+        prep<<<grid, 256, 0, main_stream>>>(c->q, kc, vc, ring, ksum, c->qkv, kconvw, c->rope, B, NH, HD, c->cap, c->nb, cfg->moba_block, t);
+        cudaCheckLaunch();
+        kv_gpu_attend(c, cfg, l, t);
+        matmul_forward(c->proj, c->att, wo, B, C, C, main_stream);
+        fused_residual_rmsnorm_forward(c->x2, c->ln, c->rstd, c->x, c->proj, ln2w, B, C, main_stream);
+        matmul_forward(c->fc, c->ln, wfc, B, C, 2 * F, main_stream);
+        swiglu_forward(c->fch, c->fc, B, F, main_stream);
+        matmul_forward(c->proj, c->fch, wproj, B, F, C, main_stream);
+        const floatX *next_norm = l + 1 < L ? m->p[P_LN1W] + (size_t)(l + 1) * C : m->p[P_LNFW];
+        fused_residual_rmsnorm_forward(c->x, c->ln, c->rstd, c->x2, c->proj, next_norm, B, C, main_stream);
+    }
+    matmul_forward(c->logits, c->ln, m->p[P_WLM], B, C, V, main_stream);
+    cudaCheck(cudaMemcpyAsync(c->host_raw, c->logits, (size_t)B * V * sizeof(floatX), cudaMemcpyDeviceToHost, main_stream));
+    cudaCheck(cudaStreamSynchronize(main_stream));
+    c->pos = t + 1;
+    return kv_gpu_logits_to_host(c, V);
+}
+
+// Generation (llmc/sampling.h) for one sequence (a cache with B = 1).
+typedef struct { GpuKVCache *c; GPT *m; } GpuKVModel;
+static const float *kv_gpu_prefill_fn(void *ctx, const int *tokens, int n) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_prefill(k->c, k->m, tokens, n); }
+static const float *kv_gpu_step_fn(void *ctx, int token) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_step(k->c, k->m, &token); }
+
+#endif // LLMC_KV_CACHE_CUH
