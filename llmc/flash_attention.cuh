@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include "cuda_common.cuh"
 #include "mma_tiles.cuh"
+#include "wgmma_tiles.cuh"
 #include "utils.h"
 
 // Shared with llmc/moba_gate.cuh, which writes it; either header may come first.
@@ -161,10 +162,10 @@ constexpr int THREADS = 128;
 constexpr float LOG2E = 1.4426950408889634f;
 
 // rows [row0, row0 + R) of a (T, COLS) matrix whose rows are `stride` elements apart, zeros past T.
-template <int R, int COLS>
+template <int R, int COLS, int NTHREADS = THREADS>
 __device__ inline void load_tile(bf16 *s, const bf16 *g, size_t stride, int row0, int T) {
     constexpr int CPR = COLS / 8;
-    for (int i = threadIdx.x; i < R * CPR; i += THREADS) {
+    for (int i = threadIdx.x; i < R * CPR; i += NTHREADS) {
         int r = i / CPR, c = i % CPR;
         bool ok = row0 + r < T;
         cp_async16(s + swz<COLS>(r, c), g + (ok ? (size_t)(row0 + r) * stride + c * 8 : 0), ok);
@@ -197,10 +198,12 @@ struct TileSet {
 
 // One step of the double-buffered walk over a TileSet: wait for tile `cur`, then prefetch the next one
 // into the other stage (every thread finished reading that stage before this barrier). Returns it.
-template <typename L>
+// WGMMA: the tiles are read by warpgroup MMA (the async proxy), which needs a proxy fence.
+template <bool WGMMA = false, typename L>
 __device__ inline int pipeline_step(const TileSet &tiles, int cur, int stage, L load) {
     int nxt = tiles.next(cur + 1);
     cp_async_wait_all();
+    if constexpr (WGMMA) { fence_proxy_async(); }
     __syncthreads();
     if (nxt < tiles.n) { load(nxt, stage ^ 1); }
     cp_async_commit();
@@ -461,6 +464,128 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
     }
 }
 
+// Backward on Hopper warpgroup MMA, dense causal, HD 64 (the layout of wgmma_tiles.cuh): a CTA of KW
+// warpgroups owns keys [k0, k0 + 64 KW), warpgroup wg the 64 from k0 + 64 wg, and walks the 64-query
+// tiles from the diagonal on, sharing each Q / dO tile between its warpgroups. Per tile and warpgroup:
+// S^T = K Q^T and dP^T = V dO^T (A and B from shared memory), P^T and dS^T = P^T (dP^T - D) in registers,
+// dV += P^T dO and dK += dS^T Q (A from registers, B MN-major), and with ATOMIC_DQ dS^T through shared
+// memory for dQ += dS K, added to fp32 dqacc with atomics. grid (ceil(T / (64 KW)), B*NH).
+template <int KW, bool ATOMIC_DQ>
+__global__ void __launch_bounds__(128 * KW) dkdv_wgmma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q,
+                                                               const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
+                                                               int NH, int T, float scale) {
+    constexpr int HD = 64, BK = 64 * KW, BQ = 64, NT = 128 * KW, TILE = 64 * 64;
+    extern __shared__ unsigned char smem_raw[];
+    bf16 *sK = (bf16 *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);  // 128-byte swizzle atoms
+    bf16 *sV = sK + KW * TILE, *sQ = sV + KW * TILE, *sdO = sQ + 2 * TILE, *sdS = sdO + 2 * TILE;
+    float *sLse = (float *)(sdS + KW * TILE), *sD = sLse + 2 * BQ;
+    const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    const int k0 = blockIdx.x * BK;
+    const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const bf16 *qh = q + bh * T * HD, *doh = dout + (b * T * NH + h) * HD;
+    const float sl2 = scale * LOG2E;
+
+    const TileSet tiles{NULL, k0 / BQ, CEIL_DIV(T, BQ)};
+    auto load_query_tile = [&](int qt, int st) {
+        load_tile<BQ, HD, NT>(sQ + st * TILE, qh, HD, qt * BQ, T);
+        load_tile<BQ, HD, NT>(sdO + st * TILE, doh, (size_t)NH * HD, qt * BQ, T);
+        if (threadIdx.x < BQ) {
+            int t = qt * BQ + threadIdx.x;
+            bool ok = t < T;
+            sLse[st * BQ + threadIdx.x] = ok ? lse[bh * T + t] * LOG2E : 0.0f;
+            sD[st * BQ + threadIdx.x] = ok ? Dsum[bh * T + t] : 0.0f;
+        }
+    };
+    load_tile<BK, HD, NT>(sK, k + bh * T * HD, HD, k0, T);
+    load_tile<BK, HD, NT>(sV, v + bh * T * HD, HD, k0, T);
+    int it = tiles.first, stage = 0;
+    load_query_tile(it, 0);
+    cp_async_commit();
+
+    const bf16 *wK = sK + wg * TILE, *wV = sV + wg * TILE;
+    bf16 *wdS = sdS + wg * TILE;
+    const int wk0 = k0 + wg * 64, key_a = wk0 + warp * 16 + g;
+    float dka[8][4] = {}, dva[8][4] = {};
+    while (it < tiles.n) {
+        int nxt = pipeline_step<true>(tiles, it, stage, load_query_tile);
+        const bf16 *cQ = sQ + stage * TILE, *cdO = sdO + stage * TILE;
+        const float *cLse = sLse + stage * BQ, *cD = sD + stage * BQ;
+        const int q0 = it * BQ;
+
+        float s[8][4], dp[8][4];
+        wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(s, sw128_desc(wK + ks * 16, 0), sw128_desc(cQ + ks * 16, 0), ks); }
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(dp, sw128_desc(wV + ks * 16, 0), sw128_desc(cdO + ks * 16, 0), ks); }
+        wgmma_commit();
+        wgmma_wait<0>();
+        // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
+        const bool full = q0 >= wk0 + 63 && q0 + BQ <= T;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
+                bool ok = full || (q0 + qi < T && key <= q0 + qi);
+                float p = ok ? exp2f(s[j][e] * sl2 - cLse[qi]) : 0.0f;
+                s[j][e] = p;
+                dp[j][e] = p * (dp[j][e] - cD[qi]);
+            }
+        }
+        uint32_t pf[4][4], dsf[4][4];
+        acc_to_a<8>(pf, s);
+        acc_to_a<8>(dsf, dp);
+        wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < BQ / 16; ks++) { wgmma64_rs<1>(dva, pf[ks], sw128_desc(cdO + ks * 16 * HD, TILE * 2), 1); }
+#pragma unroll
+        for (int ks = 0; ks < BQ / 16; ks++) { wgmma64_rs<1>(dka, dsf[ks], sw128_desc(cQ + ks * 16 * HD, TILE * 2), 1); }
+        wgmma_commit();
+        if (ATOMIC_DQ) {
+            // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K
+            const int r = warp * 16 + g;
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    *reinterpret_cast<uint32_t *>(wdS + swz<64>(r + (i & 1) * 8, 2 * ks + (i >> 1)) + 2 * c) = dsf[ks][i];
+                }
+            }
+            fence_proxy_async();
+            warpgroup_sync(wg);
+            float dq[8][4];
+            wgmma_fence();
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++) { wgmma64_ss<1, 1>(dq, sw128_desc(wdS + ks * 16 * 64, TILE * 2), sw128_desc(wK + ks * 16 * HD, TILE * 2), ks); }
+            wgmma_commit();
+            wgmma_wait<0>();
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                int t = q0 + warp * 16 + g + 8 * i;
+                if (t >= T) { continue; }
+                float *dst = dqacc + (bh * T + t) * HD + 2 * c;
+#pragma unroll
+                for (int j = 0; j < 8; j++) { atomicAdd(reinterpret_cast<float2 *>(dst + j * 8), make_float2(dq[j][2 * i], dq[j][2 * i + 1])); }
+            }
+        } else {
+            wgmma_wait<0>();
+        }
+        stage ^= 1;
+        it = nxt;
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int key = key_a + 8 * i;
+        if (key >= T) { continue; }
+        for (int j = 0; j < HD / 8; j++) {
+            size_t off = (bh * T + key) * HD + j * 8 + 2 * c;
+            *reinterpret_cast<uint32_t *>(dk + off) = pack_bf16(dka[j][2 * i] * scale, dka[j][2 * i + 1] * scale);
+            *reinterpret_cast<uint32_t *>(dv + off) = pack_bf16(dva[j][2 * i], dva[j][2 * i + 1]);
+        }
+    }
+}
+
 // Backward, query-centric dQ (the deterministic path): the forward's schedule and masks, dQ += dS K
 // accumulated in registers and written once. grid (ceil(T/BR), B*NH).
 template <int HD, bool MOBA>
@@ -551,26 +676,42 @@ void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, i
     cudaCheckLaunch();
 }
 
+// dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for dense HD 64: the warpgroup-MMA kernel with kw
+// warpgroups per CTA; otherwise (kw = 0, MoBA, HD 128) the mma.sync kernel.
+template <int HD, bool MOBA, bool ATOMIC_DQ>
+void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+                 const float *lse, const float *Dsum, int B, int NH, int T, MobaSelection sel, float scale, int kw,
+                 cudaStream_t stream) {
+    if constexpr (HD == 64 && !MOBA) {
+        if (kw == 1 || kw == 2) {
+            auto kernel = kw == 1 ? dkdv_wgmma_kernel<1, ATOMIC_DQ> : dkdv_wgmma_kernel<2, ATOMIC_DQ>;
+            size_t bytes = 1024 + (size_t)(3 * kw + 4) * 64 * 64 * sizeof(bf16) + 4 * 64 * sizeof(float);
+            set_smem(kernel, bytes);
+            kernel<<<dim3(CEIL_DIV(T, 64 * kw), B * NH), 128 * kw, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
+            cudaCheckLaunch();
+            return;
+        }
+    }
+    size_t bytes = (size_t)(2 * BC + 4 * BRB) * HD * sizeof(bf16) + BC * BRB * sizeof(bf16) + 6 * BRB * 4 + bitmap_bytes(T, BRB);
+    set_smem(dkdv_kernel<HD, MOBA, ATOMIC_DQ>, bytes);
+    dkdv_kernel<HD, MOBA, ATOMIC_DQ><<<dim3(CEIL_DIV(T, BC), B * NH), THREADS, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
+    cudaCheckLaunch();
+}
+
 template <int HD, bool MOBA>
 void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
               const float *lse, const float *Dsum, float *dqacc, int B, int NH, int T, MobaSelection sel, float scale,
-              int deterministic, cudaStream_t stream) {
-    size_t kv_bytes = (size_t)(2 * BC + 4 * BRB) * HD * sizeof(bf16) + BC * BRB * sizeof(bf16) + 6 * BRB * 4 + bitmap_bytes(T, BRB);
-    dim3 kgrid(CEIL_DIV(T, BC), B * NH), qgrid(CEIL_DIV(T, BR), B * NH);
+              int deterministic, int kw, cudaStream_t stream) {
     if (deterministic) {
-        set_smem(dkdv_kernel<HD, MOBA, false>, kv_bytes);
-        dkdv_kernel<HD, MOBA, false><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, NULL, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
-        cudaCheckLaunch();
+        launch_dkdv<HD, MOBA, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, sel, scale, kw, stream);
         size_t q_bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
         set_smem(dq_kernel<HD, MOBA>, q_bytes);
-        dq_kernel<HD, MOBA><<<qgrid, THREADS, q_bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
+        dq_kernel<HD, MOBA><<<dim3(CEIL_DIV(T, BR), B * NH), THREADS, q_bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
         cudaCheckLaunch();
     } else {
         size_t n = (size_t)B * NH * T * HD;
         cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
-        set_smem(dkdv_kernel<HD, MOBA, true>, kv_bytes);
-        dkdv_kernel<HD, MOBA, true><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
-        cudaCheckLaunch();
+        launch_dkdv<HD, MOBA, true>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, sel, scale, kw, stream);
         dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq, dqacc, n, scale);
         cudaCheckLaunch();
     }
@@ -637,11 +778,17 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 #endif
 }
 
+// Warpgroups per CTA of the Hopper dK/dV kernel (dense HD 64) that attention_backward uses; 0 = mma.sync.
+#ifndef ATTN_BWD_WGMMA_KW
+#define ATTN_BWD_WGMMA_KW 0
+#endif
+
 // deterministic = 1: bit-identical results run to run (no fp32 atomics); 0: the faster path.
-void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *o,
-                        const float *lse, const floatX *q, const floatX *k, const floatX *v,
-                        float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
-                        int deterministic, cudaStream_t stream) {
+// kw: as ATTN_BWD_WGMMA_KW (the dev programs compare the kernels through it).
+void attention_backward_kw(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *o,
+                           const float *lse, const floatX *q, const floatX *k, const floatX *v,
+                           float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
+                           int deterministic, int kw, cudaStream_t stream) {
 #if defined(ENABLE_FP32)
     attention_backward_simple(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, stream);
 #else
@@ -653,11 +800,17 @@ void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, 
     attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(Dsum, dout, o, NH, T, HD, rows);
     cudaCheckLaunch();
     if (HD == 64) {
-        (sel ? flash::backward<64, true> : flash::backward<64, false>)(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, s, scale, deterministic, stream);
+        (sel ? flash::backward<64, true> : flash::backward<64, false>)(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, s, scale, deterministic, kw, stream);
     } else {
-        (sel ? flash::backward<128, true> : flash::backward<128, false>)(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, s, scale, deterministic, stream);
+        (sel ? flash::backward<128, true> : flash::backward<128, false>)(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, s, scale, deterministic, kw, stream);
     }
 #endif
+}
+void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *o,
+                        const float *lse, const floatX *q, const floatX *k, const floatX *v,
+                        float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
+                        int deterministic, cudaStream_t stream) {
+    attention_backward_kw(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, deterministic, ATTN_BWD_WGMMA_KW, stream);
 }
 
 #endif  // LLMC_FLASH_ATTENTION_CUH

@@ -1,0 +1,73 @@
+/*
+ Hopper (sm_90a) warpgroup MMA building blocks for the attention kernels: wgmma.mma_async m64n64k16
+ bf16 -> fp32 with B (and optionally A) read from shared memory through matrix descriptors, A from
+ registers in the mma.sync A-fragment layout, and the fences, barriers and group waits around them.
+ Shared-memory operands use the 128-byte swizzle: rows of 64 bf16 (128 bytes), the 16-byte chunk c of
+ row r stored at chunk c ^ (r & 7), 8-row groups 1024 bytes apart, tile base 1024-byte aligned. That is
+ swz<64> of mma_tiles.cuh, so cp.async / ldmatrix code and wgmma share tiles.
+ - K-major operand (the contraction dim runs along the 64-wide rows): k-step ks of 16 advances the
+   descriptor's start address by 32 bytes (the swizzle is a function of the address).
+ - MN-major operand (the contraction dim runs down the rows): k-step ks advances it by 16 rows = 2048 bytes.
+ The m64n64 accumulator is float[8][4] per thread in the mma.sync C layout of rows 16 w + g (+ 8), w the
+ warp within the group, so acc_to_a and the masking / softmax code of the mma.sync kernels apply as is.
+ No global memory traffic; all 128 threads of a warpgroup take part in each call.
+*/
+#ifndef LLMC_WGMMA_TILES_CUH
+#define LLMC_WGMMA_TILES_CUH
+
+#include <stdint.h>
+#include "mma_tiles.cuh"
+
+namespace flash {
+
+__device__ inline void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ inline void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ inline void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Orders this thread's generic-proxy shared-memory writes (st.shared, cp.async) before async-proxy reads
+// (wgmma operands); a barrier must follow before another thread's wgmma reads them.
+__device__ inline void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Barrier of the 128 threads of warpgroup wg (named barrier 1 + wg; 0 is __syncthreads').
+__device__ inline void warpgroup_sync(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory"); }
+
+// Descriptor of a 128-byte-swizzled operand starting at p. lbo: byte stride between 64-wide panels of an
+// MN-major operand wider than 64 (unused otherwise); 8-row groups are 1024 bytes apart.
+__device__ inline uint64_t sw128_desc(const void *p, uint32_t lbo) {
+    return (uint64_t)((smem_addr(p) & 0x3FFFF) >> 4) | (uint64_t)((lbo & 0x3FFFF) >> 4) << 16 |
+           (uint64_t)(1024 >> 4) << 32 | 1ull << 62;
+}
+
+// d (64 x 64 per warpgroup) = A (64 x 16) B (16 x 64) + (accumulate ? d : 0), A and B in shared memory;
+// TA / TB = 1: that operand is MN-major.
+template <int TA, int TB>
+__device__ inline void wgmma64_ss(float d[8][4], uint64_t a, uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %35, %36;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+                   "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+                   "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+                   "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+                   "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+                   "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+                   "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
+}
+// The same with A from registers: the 16 x 16 fragment of rows 16 w + g (+ 8), mma.sync A layout.
+template <int TB>
+__device__ inline void wgmma64_rs(float d[8][4], const uint32_t a[4], uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+                   "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+                   "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+                   "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+                   "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+                   "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+                   "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
+}
+
+}  // namespace flash
+
+#endif  // LLMC_WGMMA_TILES_CUH
