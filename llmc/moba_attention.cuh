@@ -22,10 +22,12 @@
     selected get zeros). dQ, deterministic = 0: fp32 atomics (float2) from the same CTA into dqacc, then a
     convert pass. deterministic = 1: a chunk-centric dQ kernel (the forward's layout) writes a bf16 partial
     per entry and the merge kernel sums the K slots in slot order: bit-identical run to run.
+ Heads are processed in groups of G (head_group: all heads, or as many as keep the partial outputs near
+ 1 GiB), the steps above once per group, so the scratch is bounded by the group, not by B NH T.
  Traffic per entry (t, s): Q (+ dO) rows gathered once per chunk, the block's K/V once per chunk (mostly
- L2), a partial row written and read once. Scratch (moba_attention_scratch_bytes): B NH T K (2 HD + 8)
- bytes + B NH T 4 bytes + 12 bytes per (head, block), linear in T (B NH T HD 4 bytes instead of the
- partials if K = 1). The deterministic backward needs no more. Nothing is kept between calls.
+ L2), a partial row written and read once. Scratch (moba_attention_scratch_bytes): G T K (2 HD + 8)
+ bytes + B NH T 4 bytes + 12 bytes per (head of the group, block) (G T HD 4 bytes instead of the
+ partials if K = 1): linear in T. The deterministic backward needs no more. Nothing is kept between calls.
  fp32 build (ENABLE_FP32): the simple kernels of flash_attention.cuh.
 */
 #ifndef LLMC_MOBA_ATTENTION_CUH
@@ -35,10 +37,11 @@
 #include "flash_attention.cuh"
 
 #define MOBA_ATTN_MAX_TOPK 64
+#define MOBA_FWD_MT 2  // row tiles per warp in the forward (1 or 2; dev/cuda/moba_attention_notes.md)
 
 namespace moba {
 using namespace flash;
-constexpr int QC = 64;  // gathered queries per CTA of the chunk-centric kernels (4 warps x 16 rows)
+constexpr int QC = 64;  // gathered queries per row tile of the chunk-centric kernels (4 warps x 16 rows)
 constexpr int QS = 32;  // gathered queries per step of the dK/dV kernel
 
 // Pointers into the caller's scratch; every region 256-byte aligned. Region `part` holds the forward's
@@ -55,8 +58,17 @@ struct Scratch {
 
 inline int seg_key_bits(int nseg) { return 32 - __builtin_clz((unsigned)nseg); }  // sentinel nseg fits
 
+// Heads per group: the varlen pipeline runs on groups of G heads so that the per-entry scratch stays near
+// group_bytes whatever T (at least one head; all heads when they fit).
+// (A variable so that the dev checks can force small groups; set it before sizing the scratch.)
+inline size_t group_bytes = (size_t)1 << 30;
+inline int head_group(int BH, int T, int HD, int K) {
+    size_t per_head = (size_t)T * K * HD * sizeof(bf16);
+    return (int)std::max((size_t)1, std::min((size_t)BH, group_bytes / per_head));
+}
+
 inline Scratch scratch_layout(void *base, int B, int NH, int T, int HD, int bs, int K) {
-    size_t BH = (size_t)B * NH, n = BH * T * K, nseg = BH * CEIL_DIV(T, bs);
+    size_t BH = (size_t)B * NH, G = head_group((int)BH, T, HD, K), n = G * T * K, nseg = G * CEIL_DIV(T, bs);
     Scratch s;
     size_t sort_bytes = 0, scan_bytes = 0;
     cudaCheck(cub::DeviceRadixSort::SortPairs(NULL, sort_bytes, (const unsigned *)NULL, (unsigned *)NULL, (const int *)NULL,
@@ -70,7 +82,7 @@ inline Scratch scratch_layout(void *base, int B, int NH, int T, int HD, int bs, 
     s.keys_sorted = (unsigned *)take(n * sizeof(unsigned));
     s.vals = (int *)take(n * sizeof(int));
     s.cub_temp = take(s.cub_bytes);
-    size_t part_bytes = std::max(std::max(n * HD * sizeof(bf16), BH * T * HD * sizeof(float)), off);
+    size_t part_bytes = std::max(std::max(n * HD * sizeof(bf16), G * T * HD * sizeof(float)), off);
     off = 0;
     s.part = (bf16 *)take(part_bytes);
     s.lpart = (float *)take(n * sizeof(float));
@@ -84,9 +96,10 @@ inline Scratch scratch_layout(void *base, int B, int NH, int T, int HD, int bs, 
 }
 
 // The varlen layout as the kernels read it.
+// Segment g is head bh0 + g / nb (of the whole tensor), block g % nb; scratch rows are group-local.
 struct Varlen {
-    const int *seg_off, *entries, *chunk_off;
-    int nb, nseg, K, bs;
+    const int *seg_off, *entries, *chunk_off;  // chunk_off: in chunks of `chunk` entries
+    int nb, nseg, K, bs, bh0, chunk;
 };
 
 __device__ inline bool slot_used(int b, int t, int bs) { return b >= 0 && b <= t / bs; }
@@ -109,29 +122,33 @@ __global__ void varlen_offsets_kernel(int *seg_off, const unsigned *keys, size_t
     for (int g = kp + 1; g <= kc; g++) { seg_off[g] = (int)i; }
     if (i == n - 1) { for (int g = kc + 1; g <= nseg; g++) { seg_off[g] = (int)n; } }
 }
-__global__ void varlen_chunks_kernel(int *chunk_cnt, const int *seg_off, int nseg) {
+__global__ void varlen_chunks_kernel(int *chunk_cnt, const int *seg_off, int nseg, int chunk) {
     int g = blockIdx.x * blockDim.x + threadIdx.x;
-    if (g <= nseg) { chunk_cnt[g] = g < nseg ? CEIL_DIV(seg_off[g + 1] - seg_off[g], QC) : 0; }
+    if (g <= nseg) { chunk_cnt[g] = g < nseg ? CEIL_DIV(seg_off[g + 1] - seg_off[g], chunk) : 0; }
 }
 
-inline Varlen build_varlen(const Scratch &s, const MobaSelection *sel, int BH, int T, cudaStream_t stream) {
-    int K = sel->topk, bs = sel->block_size, nb = CEIL_DIV(T, bs), nseg = BH * nb;
-    size_t n = (size_t)BH * T * K;
-    varlen_keys_kernel<<<(unsigned)CEIL_DIV(n, 256), 256, 0, stream>>>(s.keys, s.vals, sel->blocks, n, T, K, bs, nb, nseg);
+// The lists of heads [bh0, bh0 + G), cut into chunks of `chunk` entries.
+inline Varlen build_varlen(const Scratch &s, const MobaSelection *sel, int bh0, int G, int T, int chunk, cudaStream_t stream) {
+    int K = sel->topk, bs = sel->block_size, nb = CEIL_DIV(T, bs), nseg = G * nb;
+    size_t n = (size_t)G * T * K;
+    varlen_keys_kernel<<<(unsigned)CEIL_DIV(n, 256), 256, 0, stream>>>(s.keys, s.vals, sel->blocks + (size_t)bh0 * T * K, n, T, K,
+                                                                       bs, nb, nseg);
     cudaCheckLaunch();
     size_t bytes = s.cub_bytes;
     cudaCheck(cub::DeviceRadixSort::SortPairs(s.cub_temp, bytes, s.keys, s.keys_sorted, s.vals, s.entries, (int)n, 0,
                                               seg_key_bits(nseg), stream));
     varlen_offsets_kernel<<<(unsigned)CEIL_DIV(n, 256), 256, 0, stream>>>(s.seg_off, s.keys_sorted, n, nseg);
     cudaCheckLaunch();
-    varlen_chunks_kernel<<<CEIL_DIV(nseg + 1, 256), 256, 0, stream>>>(s.chunk_cnt, s.seg_off, nseg);
+    varlen_chunks_kernel<<<CEIL_DIV(nseg + 1, 256), 256, 0, stream>>>(s.chunk_cnt, s.seg_off, nseg, chunk);
     cudaCheckLaunch();
     bytes = s.cub_bytes;
     cudaCheck(cub::DeviceScan::ExclusiveSum(s.cub_temp, bytes, s.chunk_cnt, s.chunk_off, nseg + 1, stream));
-    return Varlen{s.seg_off, s.entries, s.chunk_off, nb, nseg, K, bs};
+    return Varlen{s.seg_off, s.entries, s.chunk_off, nb, nseg, K, bs, bh0, chunk};
 }
-// CTAs to launch for the chunk-centric kernels: an upper bound of sum ceil(len / QC).
-inline unsigned chunk_grid(int BH, int T, int K, int nb) { return (unsigned)((size_t)BH * T * K / QC + (size_t)BH * nb); }
+// CTAs to launch for the chunk-centric kernels: an upper bound of sum ceil(len / chunk).
+inline unsigned chunk_grid(const Varlen &vl, int G, int T) {
+    return (unsigned)((size_t)G * T * vl.K / vl.chunk + (size_t)vl.nseg);
+}
 
 // This CTA's (segment, first entry, entry count); false for a spare CTA.
 __device__ inline bool find_chunk(const Varlen &vl, int &seg, int &e0, int &n) {
@@ -143,8 +160,8 @@ __device__ inline bool find_chunk(const Varlen &vl, int &seg, int &e0, int &n) {
         if (vl.chunk_off[mid] <= item) { lo = mid; } else { hi = mid; }
     }
     seg = lo;
-    e0 = vl.seg_off[seg] + (item - vl.chunk_off[seg]) * QC;
-    n = min(QC, vl.seg_off[seg + 1] - e0);
+    e0 = vl.seg_off[seg] + (item - vl.chunk_off[seg]) * vl.chunk;
+    n = min(vl.chunk, vl.seg_off[seg + 1] - e0);
     return true;
 }
 
@@ -158,9 +175,11 @@ __device__ inline void gather_tile(bf16 *s, const bf16 *g, size_t stride, const 
     }
 }
 
-// The chunk's rows in shared memory: query position (or -1) and entry (or -1) of each of the QC rows.
+// The chunk's rows in shared memory: query position (or -1) and entry (or -1) of each of the R rows.
+template <int R>
 __device__ inline void chunk_rows(int *sT, int *sE, const Varlen &vl, int e0, int n) {
-    if (threadIdx.x < QC) {
+    static_assert(R <= THREADS, "a thread per row");
+    if (threadIdx.x < R) {
         int e = threadIdx.x < n ? vl.entries[e0 + threadIdx.x] : -1;
         sE[threadIdx.x] = e;
         sT[threadIdx.x] = e >= 0 ? e / vl.K : -1;
@@ -182,94 +201,107 @@ __device__ inline void mask_tile(float s[BC / 8][4], const int t[2], int k0, int
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Forward: a CTA per (segment, chunk of 64 entries). grid chunk_grid(...), THREADS.
-template <int HD>
+// Forward: a CTA per (segment, chunk of 64 MT entries); warp w takes rows 64 mt + 16 w (mt < MT), so each
+// K/V fragment read from shared memory feeds MT mma row tiles. grid chunk_grid(...), THREADS.
+template <int HD, int MT>
 __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *opart, float *lpart, const bf16 *q, const bf16 *k, const bf16 *v,
                                                        Varlen vl, int T, float scale) {
+    constexpr int ROWS = QC * MT;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *sQ = (bf16 *)smem, *sK = sQ + QC * HD, *sV = sK + 2 * BC * HD;
-    int *sT = (int *)(sV + 2 * BC * HD), *sE = sT + QC;
+    bf16 *sQ = (bf16 *)smem, *sK = sQ + ROWS * HD, *sV = sK + 2 * BC * HD;
+    int *sT = (int *)(sV + 2 * BC * HD), *sE = sT + ROWS;
     int seg, e0, n;
     if (!find_chunk(vl, seg, e0, n)) { return; }
-    const size_t bh = seg / vl.nb;
+    const size_t lbh = seg / vl.nb, bh = vl.bh0 + lbh;
     const int blk = seg % vl.nb, kb = blk * vl.bs, kend = min(kb + vl.bs, T);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
-    chunk_rows(sT, sE, vl, e0, n);
+    chunk_rows<ROWS>(sT, sE, vl, e0, n);
     const int tmin = sT[0], tmax = sT[n - 1];  // entries are in query order
     const int ntiles = CEIL_DIV(min(kend, tmax + 1) - kb, BC);
     auto load_kv = [&](int t, int st) {
         load_tile<BC, HD>(sK + st * BC * HD, kh, HD, kb + t * BC, T);
         load_tile<BC, HD>(sV + st * BC * HD, vh, HD, kb + t * BC, T);
     };
-    gather_tile<QC, HD>(sQ, q + bh * T * HD, HD, sT);
+    gather_tile<ROWS, HD>(sQ, q + bh * T * HD, HD, sT);
     load_kv(0, 0);
     cp_async_commit();
 
-    const int rt[2] = {sT[warp * 16 + g], sT[warp * 16 + g + 8]};
-    float oacc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {};
+    int rt[MT][2];
+    for (int mt = 0; mt < MT; mt++) { rt[mt][0] = sT[mt * QC + warp * 16 + g]; rt[mt][1] = sT[mt * QC + warp * 16 + g + 8]; }
+    float oacc[MT][HD / 8][4] = {}, m[MT][2], l[MT][2] = {};
+    for (int mt = 0; mt < MT; mt++) { m[mt][0] = m[mt][1] = -INFINITY; }
     TileSet tiles{NULL, 0, ntiles};
     int stage = 0;
     for (int kt = 0; kt < ntiles; kt++) {
         pipeline_step(tiles, kt, stage, load_kv);
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
         const int k0 = kb + kt * BC;
-        float s[BC / 8][4] = {};
-        gemm<false, 1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
-        if (!(n == QC && k0 + BC <= kend && k0 + BC - 1 <= tmin)) { mask_tile(s, rt, k0, kend); }
+        const bool full = n == ROWS && k0 + BC <= kend && k0 + BC - 1 <= tmin;
+        float s[MT][BC / 8][4] = {};
+        gemm<false, MT, BC / 8, HD / 16, HD>(s, [&](int mt, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, mt * QC + warp * 16, ks); }, cK, 0);
+        uint32_t pf[MT][BC / 16][4];
 #pragma unroll
-        for (int i = 0; i < 2; i++) {  // online softmax; a quad of 4 threads shares a row
-            float mx = m[i];
-            for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-            float base = mx == -INFINITY ? 0.0f : mx * sl2;
-            float alpha = exp2f(m[i] * sl2 - base);
-            m[i] = mx;
-            l[i] *= alpha;
-            for (int j = 0; j < HD / 8; j++) { oacc[j][2 * i] *= alpha; oacc[j][2 * i + 1] *= alpha; }
-            for (int j = 0; j < BC / 8; j++) {
-                for (int e = 2 * i; e < 2 * i + 2; e++) {
-                    s[j][e] = exp2f(s[j][e] * sl2 - base);
-                    l[i] += s[j][e];
+        for (int mt = 0; mt < MT; mt++) {
+            if (!full) { mask_tile(s[mt], rt[mt], k0, kend); }
+#pragma unroll
+            for (int i = 0; i < 2; i++) {  // online softmax; a quad of 4 threads shares a row
+                float mx = m[mt][i];
+                for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[mt][j][2 * i], s[mt][j][2 * i + 1])); }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+                float base = mx == -INFINITY ? 0.0f : mx * sl2;
+                float alpha = exp2f(m[mt][i] * sl2 - base);
+                m[mt][i] = mx;
+                l[mt][i] *= alpha;
+                for (int j = 0; j < HD / 8; j++) { oacc[mt][j][2 * i] *= alpha; oacc[mt][j][2 * i + 1] *= alpha; }
+                for (int j = 0; j < BC / 8; j++) {
+                    for (int e = 2 * i; e < 2 * i + 2; e++) {
+                        s[mt][j][e] = exp2f(s[mt][j][e] * sl2 - base);
+                        l[mt][i] += s[mt][j][e];
+                    }
                 }
             }
+            acc_to_a<BC / 8>(pf[mt], s[mt]);
         }
-        uint32_t pf[BC / 16][4];
-        acc_to_a<BC / 8>(pf, s);
-        gemm<true, 1, HD / 8, BC / 16, HD>(&oacc, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cV, 0);
+        gemm<true, MT, HD / 8, BC / 16, HD>(oacc, [&](int mt, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[mt][ks][i]; } }, cV, 0);
         stage ^= 1;
     }
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        float li = l[i];
-        li += __shfl_xor_sync(0xffffffff, li, 1);
-        li += __shfl_xor_sync(0xffffffff, li, 2);
-        int e = sE[warp * 16 + g + 8 * i];
-        if (e < 0) { continue; }
-        float inv = li > 0.0f ? 1.0f / li : 0.0f;
-        size_t row = bh * T * vl.K + e;
-        bf16 *ot = opart + row * HD;
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float li = l[mt][i];
+            li += __shfl_xor_sync(0xffffffff, li, 1);
+            li += __shfl_xor_sync(0xffffffff, li, 2);
+            int e = sE[mt * QC + warp * 16 + g + 8 * i];
+            if (e < 0) { continue; }
+            float inv = li > 0.0f ? 1.0f / li : 0.0f;
+            size_t row = lbh * T * vl.K + e;
+            bf16 *ot = opart + row * HD;
+            for (int j = 0; j < HD / 8; j++) {
+                *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[mt][j][2 * i] * inv, oacc[mt][j][2 * i + 1] * inv);
+            }
+            if (c == 0) { lpart[row] = li > 0.0f ? m[mt][i] * scale + logf(li) : -INFINITY; }
         }
-        if (c == 0) { lpart[row] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
     }
 }
 
 // Merge of the K partial rows of each query, in slot order; a warp per (bh, t), HD / 32 elements a lane.
 // SOFTMAX: o (B, T, NH, HD) = sum_s exp(lse_s - lse) o_s and lse; else out (B, NH, T, HD) = sum_s part_s.
+// Rows are group-local (part, lpart) and start at head bh0 of the whole tensors (out, lse, blocks).
 template <int HD, bool SOFTMAX>
 __global__ void merge_kernel(bf16 *out, float *lse, const bf16 *part, const float *lpart, const int *blocks,
-                             int NH, int T, int K, int bs, size_t rows) {
+                             int NH, int T, int K, int bs, size_t rows, int bh0) {
     constexpr int PER = HD / 32;
     size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (row >= rows) { return; }
     int t = (int)(row % T);
-    const int *list = blocks + row * K;
+    const size_t grow = (size_t)bh0 * T + row;
+    const int *list = blocks + grow * K;
     float mx = -INFINITY;
     if (SOFTMAX) {
         for (int s = 0; s < K; s++) { if (slot_used(list[s], t, bs)) { mx = fmaxf(mx, lpart[row * K + s]); } }
@@ -286,13 +318,13 @@ __global__ void merge_kernel(bf16 *out, float *lse, const bf16 *part, const floa
             acc[i + 1] += w * x.y;
         }
     }
-    bf16 *dst = out + row * HD + lane * PER;
+    bf16 *dst = out + grow * HD + lane * PER;
     if (SOFTMAX) {
-        size_t bh = row / T, b = bh / NH, h = bh % NH;
+        size_t bh = grow / T, b = bh / NH, h = bh % NH;
         dst = out + ((b * T + t) * NH + h) * HD + lane * PER;
         float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
         for (int i = 0; i < PER; i++) { acc[i] *= inv; }
-        if (lane == 0) { lse[row] = sum > 0.0f ? mx + logf(sum) : -INFINITY; }
+        if (lane == 0) { lse[grow] = sum > 0.0f ? mx + logf(sum) : -INFINITY; }
     }
     for (int i = 0; i < PER; i += 2) { *reinterpret_cast<uint32_t *>(dst + i) = pack_bf16(acc[i], acc[i + 1]); }
 }
@@ -310,7 +342,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
     float *sLse = (float *)(sdS + BC * QS), *sD = sLse + 2 * QS;
     int *sT = (int *)(sD + 2 * QS), *sRowQ = sT + 2 * QS, *sRowO = sRowQ + 2 * QS;
     const int tpb = CEIL_DIV(vl.bs, BC), seg = blockIdx.x / tpb;
-    const size_t bh = seg / vl.nb, b = bh / NH, h = bh % NH;
+    const size_t lbh = seg / vl.nb, bh = vl.bh0 + lbh, b = bh / NH, h = bh % NH;
     const int blk = seg % vl.nb, k0 = blk * vl.bs + (blockIdx.x % tpb) * BC, kend = min(blk * vl.bs + vl.bs, T);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     const int e0 = vl.seg_off[seg], e1 = vl.seg_off[seg + 1];
@@ -387,7 +419,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
             for (int i = 0; i < 2; i++) {
                 int t = cT[mt * 16 + g + 8 * i];
                 if (t < 0) { continue; }
-                float *dst = dqacc + (bh * T + t) * HD + nh * (HD / 2) + 2 * c;
+                float *dst = dqacc + (lbh * T + t) * HD + nh * (HD / 2) + 2 * c;
                 for (int j = 0; j < HD / 16; j++) { atomicAdd(reinterpret_cast<float2 *>(dst + j * 8), make_float2(dq[j][2 * i], dq[j][2 * i + 1])); }
             }
         }
@@ -415,13 +447,13 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     int *sT = (int *)(sV + 2 * BC * HD), *sE = sT + QC, *sRowO = sE + QC;
     int seg, e0, n;
     if (!find_chunk(vl, seg, e0, n)) { return; }
-    const size_t bh = seg / vl.nb, b = bh / NH, h = bh % NH;
+    const size_t lbh = seg / vl.nb, bh = vl.bh0 + lbh, b = bh / NH, h = bh % NH;
     const int blk = seg % vl.nb, kb = blk * vl.bs, kend = min(kb + vl.bs, T);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
-    chunk_rows(sT, sE, vl, e0, n);
+    chunk_rows<QC>(sT, sE, vl, e0, n);
     if (threadIdx.x < QC) { sRowO[threadIdx.x] = sT[threadIdx.x] >= 0 ? sT[threadIdx.x] * NH : -1; }
     __syncthreads();
     const int tmin = sT[0], tmax = sT[n - 1];
@@ -469,61 +501,68 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     for (int i = 0; i < 2; i++) {
         int e = sE[warp * 16 + g + 8 * i];
         if (e < 0) { continue; }
-        bf16 *dst = dqpart + (bh * T * vl.K + e) * HD;
+        bf16 *dst = dqpart + (lbh * T * vl.K + e) * HD;
         for (int j = 0; j < HD / 8; j++) {
             *reinterpret_cast<uint32_t *>(dst + j * 8 + 2 * c) = pack_bf16(dqa[j][2 * i] * scale, dqa[j][2 * i + 1] * scale);
         }
     }
 }
 
-inline size_t fwd_smem(int HD) { return (size_t)(QC + 4 * BC) * HD * sizeof(bf16) + 2 * QC * sizeof(int); }
+inline size_t fwd_smem(int HD, int MT) { return (size_t)(MT * QC + 4 * BC) * HD * sizeof(bf16) + 2 * MT * QC * sizeof(int); }
 inline size_t dq_smem(int HD) { return (size_t)(2 * QC + 4 * BC) * HD * sizeof(bf16) + 3 * QC * sizeof(int); }
 inline size_t dkdv_smem(int HD) { return (size_t)(2 * BC + 4 * QS) * HD * sizeof(bf16) + BC * QS * sizeof(bf16) + 10 * QS * 4; }
 
-template <int HD>
+template <int HD, int MT>
 void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const MobaSelection *sel, const Scratch &s,
              int B, int NH, int T, float scale, cudaStream_t stream) {
-    int BH = B * NH;
-    Varlen vl = build_varlen(s, sel, BH, T, stream);
-    size_t bytes = fwd_smem(HD);
-    set_smem(fwd_kernel<HD>, bytes);
-    fwd_kernel<HD><<<chunk_grid(BH, T, vl.K, vl.nb), THREADS, bytes, stream>>>(s.part, s.lpart, q, k, v, vl, T, scale);
-    cudaCheckLaunch();
-    size_t rows = (size_t)BH * T;
-    merge_kernel<HD, true><<<(unsigned)CEIL_DIV(rows, 8), 256, 0, stream>>>(o, lse, s.part, s.lpart, sel->blocks, NH, T, vl.K, vl.bs, rows);
-    cudaCheckLaunch();
+    int BH = B * NH, G = head_group(BH, T, HD, sel->topk);
+    size_t bytes = fwd_smem(HD, MT);
+    set_smem(fwd_kernel<HD, MT>, bytes);
+    for (int bh0 = 0; bh0 < BH; bh0 += G) {
+        int g = std::min(G, BH - bh0);
+        Varlen vl = build_varlen(s, sel, bh0, g, T, QC * MT, stream);
+        fwd_kernel<HD, MT><<<chunk_grid(vl, g, T), THREADS, bytes, stream>>>(s.part, s.lpart, q, k, v, vl, T, scale);
+        cudaCheckLaunch();
+        size_t rows = (size_t)g * T;
+        merge_kernel<HD, true><<<(unsigned)CEIL_DIV(rows, 8), 256, 0, stream>>>(o, lse, s.part, s.lpart, sel->blocks, NH, T, vl.K,
+                                                                               vl.bs, rows, bh0);
+        cudaCheckLaunch();
+    }
 }
 
 template <int HD>
 void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *o, const float *lse, const bf16 *q, const bf16 *k,
               const bf16 *v, const MobaSelection *sel, const Scratch &s, int B, int NH, int T, float scale, int deterministic,
               cudaStream_t stream) {
-    int BH = B * NH, rows = B * T * NH;
+    int BH = B * NH, rows = B * T * NH, G = head_group(BH, T, HD, sel->topk);
     attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(s.Dsum, dout, o, NH, T, HD, rows);
     cudaCheckLaunch();
-    Varlen vl = build_varlen(s, sel, BH, T, stream);
-    unsigned kgrid = (unsigned)vl.nseg * CEIL_DIV(vl.bs, BC);
-    size_t kv_bytes = dkdv_smem(HD);
-    if (deterministic) {
-        set_smem(dkdv_kernel<HD, false>, kv_bytes);
-        dkdv_kernel<HD, false><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, NULL, dout, q, k, v, lse, s.Dsum, vl, NH, T, scale);
-        cudaCheckLaunch();
-        size_t q_bytes = dq_smem(HD);
-        set_smem(dq_kernel<HD>, q_bytes);
-        dq_kernel<HD><<<chunk_grid(BH, T, vl.K, vl.nb), THREADS, q_bytes, stream>>>(s.part, dout, q, k, v, lse, s.Dsum, vl, NH, T, scale);
-        cudaCheckLaunch();
-        size_t qrows = (size_t)BH * T;
-        merge_kernel<HD, false><<<(unsigned)CEIL_DIV(qrows, 8), 256, 0, stream>>>(dq, NULL, s.part, NULL, sel->blocks, NH, T, vl.K, vl.bs, qrows);
-        cudaCheckLaunch();
-    } else {
-        float *dqacc = (float *)s.part;
-        size_t n = (size_t)BH * T * HD;
-        cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
-        set_smem(dkdv_kernel<HD, true>, kv_bytes);
-        dkdv_kernel<HD, true><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, s.Dsum, vl, NH, T, scale);
-        cudaCheckLaunch();
-        dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq, dqacc, n, scale);
-        cudaCheckLaunch();
+    size_t kv_bytes = dkdv_smem(HD), q_bytes = dq_smem(HD);
+    set_smem(dkdv_kernel<HD, false>, kv_bytes);
+    set_smem(dkdv_kernel<HD, true>, kv_bytes);
+    set_smem(dq_kernel<HD>, q_bytes);
+    for (int bh0 = 0; bh0 < BH; bh0 += G) {
+        int g = std::min(G, BH - bh0);
+        Varlen vl = build_varlen(s, sel, bh0, g, T, QC, stream);
+        unsigned kgrid = (unsigned)vl.nseg * CEIL_DIV(vl.bs, BC);
+        if (deterministic) {
+            dkdv_kernel<HD, false><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, NULL, dout, q, k, v, lse, s.Dsum, vl, NH, T, scale);
+            cudaCheckLaunch();
+            dq_kernel<HD><<<chunk_grid(vl, g, T), THREADS, q_bytes, stream>>>(s.part, dout, q, k, v, lse, s.Dsum, vl, NH, T, scale);
+            cudaCheckLaunch();
+            size_t qrows = (size_t)g * T;
+            merge_kernel<HD, false><<<(unsigned)CEIL_DIV(qrows, 8), 256, 0, stream>>>(dq, NULL, s.part, NULL, sel->blocks, NH, T, vl.K,
+                                                                                      vl.bs, qrows, bh0);
+            cudaCheckLaunch();
+        } else {
+            float *dqacc = (float *)s.part;
+            size_t n = (size_t)g * T * HD;
+            cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
+            dkdv_kernel<HD, true><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, s.Dsum, vl, NH, T, scale);
+            cudaCheckLaunch();
+            dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq + (size_t)bh0 * T * HD, dqacc, n, scale);
+            cudaCheckLaunch();
+        }
     }
 }
 }  // namespace moba
@@ -556,7 +595,7 @@ inline void moba_attention_forward(floatX *o, float *lse, const floatX *q, const
 #else
     moba::Scratch s = moba::scratch_layout(scratch, B, NH, T, HD, sel->block_size, sel->topk);
     float scale = 1.0f / sqrtf((float)HD);
-    (HD == 64 ? moba::forward<64> : moba::forward<128>)(o, lse, q, k, v, sel, s, B, NH, T, scale, stream);
+    (HD == 64 ? moba::forward<64, MOBA_FWD_MT> : moba::forward<128, MOBA_FWD_MT>)(o, lse, q, k, v, sel, s, B, NH, T, scale, stream);
 #endif
 }
 

@@ -2,8 +2,9 @@
  MoBA attention given a block selection: correctness and timing.
  Versions 1-3 are the query-tile-centric kernels of llmc/flash_attention.cuh (sel != NULL; see
  dev/cuda/attention_check.cuh): 1 simple, 2 flash + atomic dQ, 3 flash deterministic.
- Versions 4-5 are the key-block-centric varlen kernels of llmc/moba_attention.cuh:
- 4 = fp32-atomic dQ, 5 = deterministic backward (dQ partials merged in slot order).
+ Versions 4-6 are the key-block-centric varlen kernels of llmc/moba_attention.cuh:
+ 4 = fp32-atomic dQ, 5 = deterministic backward (dQ partials merged in slot order), 6 = 4 with the forward
+ at one 16-row tile per warp (64 queries per CTA) instead of MOBA_FWD_MT.
  Selections are random valid ones (own block + random distinct past blocks) or, marked "gate", the ones
  llmc/moba_gate.cuh computes from the random q and k.
    ./build/cuda/attention_moba <v> check                CPU-reference checks (v4/v5 add block 512, K 64, gate
@@ -36,8 +37,12 @@ struct MobaBufs {  // inputs, outputs, selection and scratch of the varlen path
         for (floatX *b : bufs) { cudaCheck(cudaFree(b)); }
         cudaCheck(cudaFree(lse)); cudaCheck(cudaFree(centroids)); cudaCheck(cudaFree(sel)); cudaCheck(cudaFree(scratch));
     }
-    void forward(int B, int NH, int T, int HD, const MobaSelection *s) {
-        moba_attention_forward(o, lse, q, k, v, s, scratch, B, NH, T, HD, 0);
+    void forward(int version, int B, int NH, int T, int HD, const MobaSelection *s) {
+        if (version != 6) { moba_attention_forward(o, lse, q, k, v, s, scratch, B, NH, T, HD, 0); return; }
+        moba_attention_check_args(B, NH, T, HD, s);  // version 6: the forward with one row tile per warp
+        moba::Scratch sc = moba::scratch_layout(scratch, B, NH, T, HD, s->block_size, s->topk);
+        float scale = 1.0f / sqrtf((float)HD);
+        (HD == 64 ? moba::forward<64, 1> : moba::forward<128, 1>)(o, lse, q, k, v, s, sc, B, NH, T, scale, 0);
     }
     void backward(int version, int B, int NH, int T, int HD, const MobaSelection *s) {
         moba_attention_backward(dq, dk, dv, dout, o, lse, q, k, v, s, scratch, B, NH, T, HD, version == 5, 0);
@@ -79,7 +84,7 @@ static int check_varlen(int version, int B, int NH, int T, int HD, int bs, int K
         for (const floatX *p : outs) { poison((void *)p, a.n * sizeof(floatX)); }
         poison(a.lse, a.nrow * sizeof(float));
         poison(a.scratch, a.scratch_bytes);
-        a.forward(B, NH, T, HD, &sel);
+        a.forward(version, B, NH, T, HD, &sel);
         a.backward(version, B, NH, T, HD, &sel);
         cudaCheck(cudaDeviceSynchronize());
         std::vector<std::vector<float>> got;
@@ -102,7 +107,9 @@ static int check_varlen(int version, int B, int NH, int T, int HD, int bs, int K
     return fails + !same;
 }
 
-// Times one shape for random and gate selections: gate ms, fwd ms (without gate), fwd+bwd ms, peak GiB.
+// Times one shape for random and gate selections: fwd ms (without gate), fwd+bwd ms, peak GiB (all device
+// allocations of the shape: inputs, outputs, selection, scratch), gate ms, and the ms of the list builds
+// (of all head groups; once in the forward, once in the backward).
 static void time_varlen(int version, int B, int NH, int T, int HD, int bs, int K) {
     size_t free0, free1, total;
     cudaCheck(cudaDeviceSynchronize());
@@ -124,10 +131,13 @@ static void time_varlen(int version, int B, int NH, int T, int HD, int bs, int K
         } else {
             random_selection_into(a.sel, B * NH, T, bs, K, 42);
         }
-        float fwd = time_ms([&] { a.forward(B, NH, T, HD, &sel); }, 1, reps);
-        float all = time_ms([&] { a.forward(B, NH, T, HD, &sel); a.backward(version, B, NH, T, HD, &sel); }, 1, reps);
-        printf("| ours-v%d%s | moba %d/%d | %d | %d | %.2f | %.0f | %.2f | %.0f | %.2f | %.2f |\n", version, gate ? " gate" : "",
-               bs, K, HD, T, fwd, flops / fwd * 1e-9, all, 3.5 * flops / all * 1e-9, (free0 - free1) / 1073741824.0, gms);
+        moba::Scratch sc = moba::scratch_layout(a.scratch, B, NH, T, HD, bs, K);
+        int G = moba::head_group(B * NH, T, HD, K);
+        float lists = time_ms([&] { for (int bh0 = 0; bh0 < B * NH; bh0 += G) { moba::build_varlen(sc, &sel, bh0, std::min(G, B * NH - bh0), T, moba::QC, 0); } }, 1, reps);
+        float fwd = time_ms([&] { a.forward(version, B, NH, T, HD, &sel); }, 1, reps);
+        float all = time_ms([&] { a.forward(version, B, NH, T, HD, &sel); a.backward(version, B, NH, T, HD, &sel); }, 1, reps);
+        printf("| ours-v%d%s | moba %d/%d | %d | %d | %.2f | %.0f | %.2f | %.0f | %.2f | %.2f | %.2f |\n", version, gate ? " gate" : "",
+               bs, K, HD, T, fwd, flops / fwd * 1e-9, all, 3.5 * flops / all * 1e-9, (free0 - free1) / 1073741824.0, gms, lists);
         fflush(stdout);
     }
 }
@@ -135,9 +145,9 @@ static void time_varlen(int version, int B, int NH, int T, int HD, int bs, int K
 int main(int argc, char **argv) {
     int version = argc > 1 ? atoi(argv[1]) : 0;
     const char *mode = argc > 2 ? argv[2] : "check";
-    if (version < 1 || version > 5) { die("usage: %s <version 1..5> check | time bs K T...", argv[0]); }
+    if (version < 1 || version > 6) { die("usage: %s <version 1..6> check | time bs K T...", argv[0]); }
 #if defined(ENABLE_FP32)
-    if (version >= 4) { die("versions 4-5 are the bf16 tensor-core path (the fp32 build runs the simple kernels: version 1)"); }
+    if (version >= 4) { die("versions 4-6 are the bf16 tensor-core path (the fp32 build runs the simple kernels: version 1)"); }
 #endif
     if (strcmp(mode, "check") == 0) {
         int fails = 0;
@@ -160,6 +170,9 @@ int main(int argc, char **argv) {
             fails += check_varlen(version, 1, 1, 700, 64, 32, 64, true, false, 19);    // K = 64 >= 22 blocks: dense
             fails += check_varlen(version, 1, 2, 2048, 128, 128, 8, false, true, 20);  // gate selections
             fails += check_varlen(version, 2, 2, 1000, 64, 64, 4, false, true, 21);
+            moba::group_bytes = 1000 * 4 * 64 * 2 * 3 / 2;  // heads in groups of 1 (4 groups)
+            fails += check_varlen(version, 2, 2, 1000, 64, 64, 4, false, false, 22);
+            moba::group_bytes = (size_t)1 << 30;
         }
         printf("attention_moba v%d: %d failed\n", version, fails);
         return fails ? 1 : 0;
@@ -172,5 +185,5 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    die("usage: %s <version 1..5> check | time bs K T...", argv[0]);
+    die("usage: %s <version 1..6> check | time bs K T...", argv[0]);
 }

@@ -29,10 +29,11 @@ fi
     PYTHONUNBUFFERED=1 timeout 300 python3 dev/cuda/attention_anchor.py 128 $cudnn_t
 } 2>&1 | tee -a "$log" >"$table"
 nvidia-smi -L
-echo "MoBA rows: fwd ms excludes the gate; 'gate' rows use moba_gate's selections (gate ms last column, add it"
-echo "for gate-included); TFLOP/s count causal dense FLOPs (anchors.md) for comparison with dense rows."
-echo "| impl | attn | HD | T | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s | peak GiB | gate ms |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "MoBA rows: fwd ms excludes the gate; 'gate' rows use moba_gate's selections (gate ms: add it for"
+echo "gate-included); lists ms = the varlen build, part of fwd and (again) of bwd; TFLOP/s count causal dense"
+echo "FLOPs (anchors.md) for comparison with the dense rows. v4 = atomic dQ, v5 = deterministic backward."
+echo "| impl | attn | HD | T | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s | peak GiB | gate ms | lists ms |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 grep '^|' "$table"
 grep -v '^|' "$table" | head -20
 exit $status
