@@ -6,15 +6,13 @@
 # usage: [LAUNCH=mpi|tcp|fs] [ATTN=moba|dense] [T=32768] [B=1] [TOTAL=524288] [STEPS=...] [ZERO=1]
 #        [DATA=dir] [OUT=dir] [NGPU=8] bash scripts/run_340M_8gpu.sh [extra trainer flags]
 #
-# ---- for the integrator: multi-GPU flags this script passes (free letters in llmc/train_args.h) ----
-#   -P  process group init: auto | mpi | fs | tcp         default auto (mpi under mpirun in an MPI build, else single)
-#   -E  rendezvous endpoint: fs directory or host:port    default none (required by fs / tcp)
-#   -G  rendezvous tag (fs file names)                    default $SLURM_JOB_ID, else "moba"
-#   -O  ZeRO stage: 0 = all-reduce, 1 = sharded AdamW    default 1
-#   -T  collective timeout in seconds (watchdog)          default 300
-#   All map onto MultiGpuArgs {init, endpoint, tag, device = -1, timeout_s} (llmc/multi_gpu.cuh).
-#   -b / -t stay per GPU; -d is the GLOBAL batch in tokens, a multiple of b * t * world
-#   (grad_accum = d / (b * t * world)); parse_args' check must use b * t * world.
+# The trainer's multi-GPU flags (./train_gpt_moba_cu -h):
+#   -P  process group: auto | single | mpi | fs:<dir> | tcp:<host:port> | env     default auto
+#   -G  run tag naming the fs rendezvous files             default $SLURM_JOB_ID, else moba
+#   -O  ZeRO stage: 0 all-reduce, 1 sharded AdamW state    default 1
+#   -T  seconds a collective may take before all ranks exit (watchdog)   default 300
+#   -b / -t are per GPU; -d is the GLOBAL batch in tokens, a multiple of b * t * GPUs
+#   (grad accum = d / (b * t * GPUs)).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAUNCH=${LAUNCH:-mpi}; NGPU=${NGPU:-8}; ATTN=${ATTN:-moba}; ZERO=${ZERO:-1}
@@ -30,10 +28,10 @@ case "$LAUNCH" in
   mpi)
     exec mpirun -np "$NGPU" --bind-to none ./train_gpt_moba_cu "${FLAGS[@]}" -P mpi ;;
   tcp|fs)
-    if [ "$LAUNCH" = tcp ]; then EP=127.0.0.1:$PORT; else EP=$OUT/rendezvous; mkdir -p "$EP"; fi
+    if [ "$LAUNCH" = tcp ]; then PG=tcp:127.0.0.1:$PORT; else PG=fs:$OUT/rendezvous; mkdir -p "$OUT/rendezvous"; fi
     pids=()
     for ((r = 0; r < NGPU; r++)); do
-      RANK=$r WORLD_SIZE=$NGPU LOCAL_RANK=$r ./train_gpt_moba_cu "${FLAGS[@]}" -P "$LAUNCH" -E "$EP" &
+      RANK=$r WORLD_SIZE=$NGPU LOCAL_RANK=$r ./train_gpt_moba_cu "${FLAGS[@]}" -P "$PG" &
       pids+=($!)
     done
     # The first rank to fail ends the job: the others are stopped instead of waiting out their timeout.
