@@ -1,8 +1,9 @@
 #!/bin/bash
 # Multi-GPU checks of the CUDA trainer in one command, on every GPU of this machine (1, 2, 4 or 8):
-#  1. world 1 (always): the trainer's 20-step losses are bit-identical across -O 0 / -O 1, -P single /
-#     fs / tcp / mpi (mpirun -np 1), the NO_MULTI_GPU=1 build, and $BASELINE (a trainer binary from
-#     before the multi-GPU change, when given): the world-1 path adds nothing to the arithmetic
+#  1. world 1 (always): the trainer's 20-step losses and norms are bit-identical across -O 0 / -O 1,
+#     -P single / fs / tcp / mpi (mpirun -np 1), the NO_MULTI_GPU=1 build (whose -O 0 runs exactly the
+#     single-GPU kernels in their order: its collectives are no-ops) and $BASELINE (a trainer binary
+#     from before the multi-GPU change, when given): the world-1 path adds nothing to the arithmetic
 #  2. for each N in 2 4 8 up to the GPU count: 20-step losses of N GPUs vs 1 GPU with the same global
 #     batch (8 micro-batches of 4 x 256: 1 GPU accum 8, N GPUs accum 8/N), -O 0 and -O 1, launched by
 #     mpirun and by the fs and tcp rendezvous; every run ends with the cross-rank parameter checksum
@@ -113,6 +114,8 @@ else row "world 1 mpirun -np 1" "skipped: ${MPI:-no mpirun / no MPI build}"; fi
 if [ -x "$W/train_single" ]; then
   SAVED=$TRAIN; TRAIN=$W/train_single
   launch w1_nonccl 1 single "${BASE[@]}" -O 1; same_as_ref w1_nonccl "world 1 NO_MULTI_GPU build vs NCCL build"
+  # NO_MULTI_GPU with -O 0 runs the single-GPU trainer's kernels in its order (the collectives are no-ops)
+  launch w1_nonccl_O0 1 single "${BASE[@]}" -O 0; same_as_ref w1_nonccl_O0 "world 1 NO_MULTI_GPU -O 0 (no collectives)"
   TRAIN=$SAVED
 fi
 if [ -n "${BASELINE:-}" ]; then
