@@ -14,7 +14,8 @@
  one by more than the two scores' worst-case error bounds (fp32 centroid summation, plus for v1/v2 the
  fp32 dot product, for v3 the bf16 split and tensor-core accumulation: see llmc/moba_gate.cuh); otherwise
  it is a failure. Exact ties (equal centroids) must resolve to the lower index in every version. On the
- bench shapes v2 must equal v1 exactly (same fp32 summation order); v3's differences from v2 are counted.
+ bench shapes v2 must equal v1 exactly (same fp32 summation order); where v3 and v2 differ (16K), both rows
+ are checked against the double reference as above.
  Build: make build/cuda/moba_gate    Run: build/cuda/moba_gate [check|bench]   (default: both)
 */
 #include <stdint.h>
@@ -131,55 +132,58 @@ struct SelStats { long exact = 0, near_tie = 0, fail = 0; double max_gap = 0; };
 // strict: inputs built with exact ties, where only the tie rule decides; any difference fails.
 // max_gap: over near-tie rows, how far (relative to sum_d |q_d c_d|) the best unselected block's exact score
 // lies above the worst selected one's: a measured lower bound on the GPU score error.
+// only: the rows (bh * T + t) to check; nullptr: all.
 static SelStats check_selection(const std::vector<int> &got, const std::vector<float> &q, const std::vector<double> &c,
-                                const std::vector<double> &ec, Shape s, bool strict, double dot_rel) {
+                                const std::vector<double> &ec, Shape s, bool strict, double dot_rel,
+                                const std::vector<size_t> *only = nullptr) {
     int nb = CEIL_DIV(s.T, s.bs), K = s.topk;
     SelStats st;
     std::vector<double> sc(nb), err(nb), mags(nb);
     std::vector<int> order(nb);
     std::vector<char> sel(nb);
-    for (int bh = 0; bh < s.B * s.NH; bh++) {
-        for (int t = 0; t < s.T; t++) {
-            const int *row = &got[((size_t)bh * s.T + t) * K];
-            int ob = t / s.bs, nexp = std::min(K - 1, ob);
-            bool ok = row[nexp] == ob;
-            for (int i = 0; i < nexp; i++) { ok = ok && row[i] >= 0 && row[i] < ob && (i == 0 || row[i] > row[i - 1]); }
-            for (int i = nexp + 1; i < K; i++) { ok = ok && row[i] == -1; }
-            if (!ok) {
-                if (st.fail++ < 5) { printf("    bad row format bh %d t %d (own block %d)\n", bh, t, ob); }
-                continue;
-            }
-            const float *qt = &q[((size_t)bh * s.T + t) * s.HD];
-            for (int b = 0; b < ob; b++) {
-                const double *cb = &c[((size_t)bh * nb + b) * s.HD], *eb = &ec[((size_t)bh * nb + b) * s.HD];
-                double dot = 0.0, e = 0.0, mag = 0.0;
-                for (int d = 0; d < s.HD; d++) {
-                    dot += qt[d] * cb[d];
-                    e += fabs(qt[d]) * eb[d];
-                    mag += fabs(qt[d]) * (fabs(cb[d]) + eb[d]);
-                }
-                sc[b] = dot; err[b] = e + dot_rel * mag; mags[b] = mag;
-                order[b] = b;
-            }
-            std::sort(order.begin(), order.begin() + ob, [&](int a, int b) { return sc[a] > sc[b] || (sc[a] == sc[b] && a < b); });
-            std::sort(order.begin(), order.begin() + nexp);
-            if (std::equal(order.begin(), order.begin() + nexp, row)) { st.exact++; continue; }
-            std::fill(sel.begin(), sel.begin() + ob, 0);
-            for (int i = 0; i < nexp; i++) { sel[row[i]] = 1; }
-            double min_sel = INFINITY, max_unsel = -INFINITY, gap = 0;
-            for (int b = 0; b < ob; b++) {
-                if (sel[b]) { min_sel = std::min(min_sel, sc[b] + err[b]); }
-                else { max_unsel = std::max(max_unsel, sc[b] - err[b]); }
-            }
-            for (int b = 0; b < ob; b++) {  // unselected b that should have beaten selected a
-                for (int i = 0; i < nexp && !sel[b]; i++) {
-                    int a = row[i];
-                    if (sc[b] > sc[a]) { gap = std::max(gap, (sc[b] - sc[a]) / std::max(mags[a], mags[b])); }
-                }
-            }
-            if (!strict && max_unsel <= min_sel) { st.near_tie++; st.max_gap = std::max(st.max_gap, gap); continue; }
-            if (st.fail++ < 5) { printf("    wrong selection bh %d t %d: best unselected beats worst selected by %.3e\n", bh, t, max_unsel - min_sel); }
+    size_t nrows = only ? only->size() : (size_t)s.B * s.NH * s.T;
+    for (size_t n = 0; n < nrows; n++) {
+        const size_t r = only ? (*only)[n] : n;
+        const int bh = r / s.T, t = r % s.T;
+        const int *row = &got[((size_t)bh * s.T + t) * K];
+        int ob = t / s.bs, nexp = std::min(K - 1, ob);
+        bool ok = row[nexp] == ob;
+        for (int i = 0; i < nexp; i++) { ok = ok && row[i] >= 0 && row[i] < ob && (i == 0 || row[i] > row[i - 1]); }
+        for (int i = nexp + 1; i < K; i++) { ok = ok && row[i] == -1; }
+        if (!ok) {
+            if (st.fail++ < 5) { printf("    bad row format bh %d t %d (own block %d)\n", bh, t, ob); }
+            continue;
         }
+        const float *qt = &q[((size_t)bh * s.T + t) * s.HD];
+        for (int b = 0; b < ob; b++) {
+            const double *cb = &c[((size_t)bh * nb + b) * s.HD], *eb = &ec[((size_t)bh * nb + b) * s.HD];
+            double dot = 0.0, e = 0.0, mag = 0.0;
+            for (int d = 0; d < s.HD; d++) {
+                dot += qt[d] * cb[d];
+                e += fabs(qt[d]) * eb[d];
+                mag += fabs(qt[d]) * (fabs(cb[d]) + eb[d]);
+            }
+            sc[b] = dot; err[b] = e + dot_rel * mag; mags[b] = mag;
+            order[b] = b;
+        }
+        std::sort(order.begin(), order.begin() + ob, [&](int a, int b) { return sc[a] > sc[b] || (sc[a] == sc[b] && a < b); });
+        std::sort(order.begin(), order.begin() + nexp);
+        if (std::equal(order.begin(), order.begin() + nexp, row)) { st.exact++; continue; }
+        std::fill(sel.begin(), sel.begin() + ob, 0);
+        for (int i = 0; i < nexp; i++) { sel[row[i]] = 1; }
+        double min_sel = INFINITY, max_unsel = -INFINITY, gap = 0;
+        for (int b = 0; b < ob; b++) {
+            if (sel[b]) { min_sel = std::min(min_sel, sc[b] + err[b]); }
+            else { max_unsel = std::max(max_unsel, sc[b] - err[b]); }
+        }
+        for (int b = 0; b < ob; b++) {  // unselected b that should have beaten selected a
+            for (int i = 0; i < nexp && !sel[b]; i++) {
+                int a = row[i];
+                if (sc[b] > sc[a]) { gap = std::max(gap, (sc[b] - sc[a]) / std::max(mags[a], mags[b])); }
+            }
+        }
+        if (!strict && max_unsel <= min_sel) { st.near_tie++; st.max_gap = std::max(st.max_gap, gap); continue; }
+        if (st.fail++ < 5) { printf("    wrong selection bh %d t %d: best unselected beats worst selected by %.3e\n", bh, t, max_unsel - min_sel); }
     }
     return st;
 }
@@ -294,18 +298,33 @@ static int run_bench() {
         }
     }
 
-    // v3 vs v2 (informational: near ties may legitimately order differently; the CPU checks decide)
+    // v3 vs v2 at 16K: the rows where they differ are checked against the double reference, each version
+    // with its own error bound (a failure of either fails the bench).
     if (NVERSIONS == 3) {
+        Shape s = {B, NH, 16384, HD, 0, 0};
+        size_t rows = (size_t)B * NH * s.T;
+        std::vector<float> hq = from_device(q, rows * HD), hk = from_device(k, rows * HD);
         for (auto &c : cfg) {
-            int T = 16384;
-            size_t n = (size_t)B * NH * T * c[1], rows = (size_t)B * NH * T, diff = 0;
-            gate(2, blk1, cent, q, k, B, NH, T, HD, c[0], c[1]);
-            gate(3, blk, cent, q, k, B, NH, T, HD, c[0], c[1]);
+            s.bs = c[0]; s.topk = c[1];
+            size_t n = rows * s.topk;
+            gate(2, blk1, cent, q, k, B, NH, s.T, HD, s.bs, s.topk);
+            gate(3, blk, cent, q, k, B, NH, s.T, HD, s.bs, s.topk);
             std::vector<int> a(n), b(n);
             cudaCheck(cudaMemcpy(a.data(), blk1, n * sizeof(int), cudaMemcpyDeviceToHost));
             cudaCheck(cudaMemcpy(b.data(), blk, n * sizeof(int), cudaMemcpyDeviceToHost));
-            for (size_t r = 0; r < rows; r++) { diff += !std::equal(&a[r * c[1]], &a[r * c[1]] + c[1], &b[r * c[1]]); }
-            printf("v3 vs v2 bs %d topk %d T %d: %zu of %zu rows differ (near ties)\n", c[0], c[1], T, diff, rows);
+            std::vector<size_t> diff;
+            for (size_t r = 0; r < rows; r++) {
+                if (!std::equal(&a[r * s.topk], &a[r * s.topk] + s.topk, &b[r * s.topk])) { diff.push_back(r); }
+            }
+            std::vector<double> cd, ec;
+            cpu_centroids(cd, ec, hk, s);
+            SelStats s2 = check_selection(a, hq, cd, ec, s, false, dot_rel_bound(2, HD), &diff);
+            SelStats s3 = check_selection(b, hq, cd, ec, s, false, dot_rel_bound(3, HD), &diff);
+            printf("v3 vs v2 bs %d topk %d T %d: %zu of %zu rows differ; there vs double: v2 exact %ld near-tie %ld fail %ld, "
+                   "v3 exact %ld near-tie %ld (max gap %.2e, bound %.2e) fail %ld  %s\n", s.bs, s.topk, s.T, diff.size(), rows,
+                   s2.exact, s2.near_tie, s2.fail, s3.exact, s3.near_tie, s3.max_gap, dot_rel_bound(3, HD), s3.fail,
+                   s2.fail + s3.fail ? "FAIL" : "OK");
+            mism_total += s2.fail + s3.fail != 0;
         }
     }
 
