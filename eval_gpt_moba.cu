@@ -60,13 +60,15 @@ static const double TOL_REL = 1e-4;  // summation order only
 static const double TOL_REL = 3e-2;  // bf16 activations rounded in a different order (M = B matmuls, split-K attention)
 #endif
 
-// Random weights scaled up (as dev/test/test_eval.c) so attention and the MoBA gate are far from uniform.
+// Random weights scaled up so attention and the MoBA gate are far from uniform. x3 (scores x81 over the
+// init's): dev/test/test_eval.c's x12 makes attention a hard max whose near-ties turn fp32 rounding
+// into O(1) output changes (measured: decode vs recompute rel err up to 1e-2 in the fp32 build).
 static void random_params(GPT *m, uint64_t seed) {
     float *p = (float *)malloc_check(m->num_params * sizeof(float));
     params_init(p, &m->cfg, seed);
     Rng r;
     rng_init(&r, seed + 7);
-    for (size_t i = 0; i < m->num_params; i++) { p[i] = p[i] * 12 + rng_normal(&r, 0, 0.02f); }
+    for (size_t i = 0; i < m->num_params; i++) { p[i] = p[i] * 3 + rng_normal(&r, 0, 0.02f); }
     size_t kconv = m->sizes[P_WTE] + m->sizes[P_LN1W] + m->sizes[P_WQKV];
     for (size_t i = 0; i < m->sizes[P_KCONVW]; i++) { p[kconv + i] = rng_normal(&r, 0, 0.7f); }  // every tap matters
     gpt_set_params(m, p, NULL, NULL);
@@ -89,7 +91,7 @@ static int check_case(GPT *m, const char *name, int B, int p, int total, uint64_
     for (int b = 0; b < B; b++) { std::copy(&toks[(size_t)b * total], &toks[(size_t)b * total] + p, &row[(size_t)b * p]); }
     const float *lg = kv_gpu_prefill(&kv, m, row.data(), p);
     std::vector<float> dec(lg, lg + (size_t)B * V), ref((size_t)B * V);
-    double worst = 0;
+    double worst = 0, mean = 0;
     int mismatch = 0, unexplained = 0, steps = 0;
     for (int t = p; t <= total; t++) {
         // recompute over tokens[0..t) of every row
@@ -108,6 +110,7 @@ static int check_case(GPT *m, const char *name, int B, int p, int total, uint64_
             pick[b] = gd;
         }
         worst = fmax(worst, sqrt(num / den));
+        mean += sqrt(num / den);
         steps++;
         if (t == total) { break; }
         for (int b = 0; b < B; b++) { toks[(size_t)b * total + t] = pick[b]; }
@@ -116,8 +119,8 @@ static int check_case(GPT *m, const char *name, int B, int p, int total, uint64_
     }
     kv_gpu_free(&kv);
     int ok = worst <= TOL_REL && unexplained == 0 && isfinite(worst);
-    printf("%s %s: B %d prefill %d + %d decode steps: logits rel err %.3g (tol %.0e), greedy mismatches %d of %d (%d unexplained by margins)\n",
-           ok ? "ok  " : "FAIL", name, B, p, total - p, worst, TOL_REL, mismatch, B * steps, unexplained);
+    printf("%s %s: B %d prefill %d + %d decode steps: logits rel err max %.3g mean %.3g (tol %.0e), greedy mismatches %d of %d (%d unexplained by margins)\n",
+           ok ? "ok  " : "FAIL", name, B, p, total - p, worst, mean / steps, TOL_REL, mismatch, B * steps, unexplained);
     return ok;
 }
 

@@ -24,11 +24,13 @@
 #include "llmc/sampling.h"
 
 #define KV_ATTN_THREADS 128
+#define KV_ATTN_CTAS_PER_SM 8
 #define KV_GATE_THREADS 256
 #define KV_MAX_TOPK 64
 
 typedef struct {
     int B, cap, nb, splits_cap;   // rows, positions held per row, blocks per row, most split-K partials
+    int sms;                      // the GPU's SM count (split-K sizing)
     int pos;                      // tokens held per row
     size_t layer_kv, layer_ring, layer_sum;  // elements of one layer's slab
     floatX *k, *v, *kraw;
@@ -53,6 +55,7 @@ static void kv_gpu_init(GpuKVCache *c, const GPT *m, int B, int cap) {
     c->B = B; c->cap = cap;
     c->nb = moba ? CEIL_DIV(cap, cfg->moba_block) : 0;
     c->splits_cap = CEIL_DIV(cap, 32);
+    cudaCheck(cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, 0));
     c->layer_kv = (size_t)B * NH * cap * HD;
     c->layer_ring = (size_t)B * W * C;
     c->layer_sum = (size_t)B * NH * c->nb * HD;
@@ -348,8 +351,8 @@ static void kv_gpu_attend(GpuKVCache *c, const ModelConfig *cfg, int l, int t) {
         kv_gate_kernel<<<BH, KV_GATE_THREADS, smem, main_stream>>>(c->sel, c->q, c->ksum + l * c->layer_sum, NH, HD, c->nb, bs, K, t);
         cudaCheckLaunch();
     }
-    // enough CTAs to fill the GPU twice (132 SMs), at least 64 keys each
-    int want = CEIL_DIV(264, BH), chunk = CEIL_DIV(nvis, want);
+    // KV_ATTN_CTAS_PER_SM CTAs per SM keep enough loads in flight to hide their latency; >= 64 keys each
+    int want = CEIL_DIV(c->sms * KV_ATTN_CTAS_PER_SM, BH), chunk = CEIL_DIV(nvis, want);
     chunk = chunk < 64 ? 64 : CEIL_DIV(chunk, 32) * 32;
     int splits = CEIL_DIV(nvis, chunk);
     if (splits > c->splits_cap) { die("KV cache decoding: %d splits exceed the scratch's %d", splits, c->splits_cap); }

@@ -6,12 +6,14 @@
 #  3. 340M speed: prefill tokens/s at 32K, decode tokens/s at context 32K (batch 1 and 8), dense vs MoBA
 #  4. demo: tiny dense and MoBA (kconv 3, same seed) trained on the GPU on the synthetic recall corpus,
 #     evaluated on the synthetic needle tasks, side-by-side report in $OUT_DIR/eval_demo
-# Prebuilt binaries in $BIN (eval_gpt_moba_cu, eval_gpt_moba_fp32, train_gpt_moba_cu; eval and report
+# PARTS (default "check traces speed demo") picks the steps. Prebuilt binaries in $BIN (eval_gpt_moba_cu, eval_gpt_moba_fp32, train_gpt_moba_cu; eval and report
 # if they run here) are used when given, else built here. Logs in $LOG; a summary table is printed last.
-#   usage: [BIN=dir] [LOG=dir] [OUT_DIR=dir] [STEPS=1500] bash dev/eval/gpu_check.sh
+#   usage: [BIN=dir] [LOG=dir] [OUT_DIR=dir] [STEPS=1500] [DEMO_B=16] [PARTS="..."] bash dev/eval/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-LOG=${LOG:-/tmp/eval_gpu}; OUT_DIR=${OUT_DIR:-$LOG}; BIN=${BIN:-}; STEPS=${STEPS:-1500}
+LOG=${LOG:-/tmp/eval_gpu}; OUT_DIR=${OUT_DIR:-$LOG}; BIN=${BIN:-}; STEPS=${STEPS:-1500}; DEMO_B=${DEMO_B:-16}
+PARTS=${PARTS:-check traces speed demo}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 mkdir -p "$LOG" "$OUT_DIR"
 W=$(mktemp -d /tmp/eval_gpu_work.XXXX)
 TABLE="$LOG/table.txt"
@@ -33,15 +35,16 @@ fi
 nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv,noheader | tee "$LOG/device.txt"
 stamp built
 
-# ---- 1. decode vs recompute
-timeout 120 ./eval_gpt_moba_cu check "$W/ck" > "$LOG/check_bf16.log" 2>&1
+# ---- 1. decode vs recompute (the traces use its checkpoints)
+want check || want traces && timeout 120 ./eval_gpt_moba_cu check "$W/ck" > "$LOG/check_bf16.log" 2>&1
 row "check bf16" "$(tail -1 "$LOG/check_bf16.log")"
-timeout 120 build/eval_gpt_moba_fp32 check "$W/ck32" > "$LOG/check_fp32.log" 2>&1
+want check || want traces && timeout 120 build/eval_gpt_moba_fp32 check "$W/ck32" > "$LOG/check_fp32.log" 2>&1
 row "check fp32" "$(tail -1 "$LOG/check_fp32.log")"
 stamp checks
 
 # ---- 2. CPU vs GPU greedy tokens (2 random prompts of 128 tokens, 128 greedy tokens each)
 for name in dense dense_kconv3 moba moba_kconv3 hybrid_kconv5; do
+  want traces || break
   ck="$W/ck32/$name.bin"
   [ -f "$ck" ] || { row "greedy $name" "no checkpoint"; continue; }
   build/eval -c "$ck" -o "$W/cpu_$name" -G "$W/$name.cpu.txt" -l 256 -n 2 > "$LOG/trace_cpu_$name.log" 2>&1 &
@@ -54,31 +57,35 @@ done
 stamp traces
 
 # ---- 3. 340M speed
-timeout 150 ./eval_gpt_moba_cu speed 32768 32 > "$LOG/speed.log" 2>&1
-row "speed" "exit $?"
+if want speed; then
+  timeout 150 ./eval_gpt_moba_cu speed 32768 32 > "$LOG/speed.log" 2>&1
+  row "speed" "exit $?"
+fi
 stamp speed
 
 # ---- 4. demo: tiny dense vs MoBA on the synthetic recall corpus, trained here
-runs=runs/eval_demo_gpu  # relative: the report names the runs by these paths
-TR="-p tiny -b 16 -t 512 -x $STEPS -v 200 -m 4 -s 0 -r 1337"
-timeout 90 ./train_gpt_moba_cu $TR -A dense -W 3 -o "$runs/dense" > "$LOG/train_dense.log" 2>&1
-timeout 90 ./train_gpt_moba_cu $TR -A moba -B 32 -K 3 -W 3 -o "$runs/moba" > "$LOG/train_moba.log" 2>&1
-for name in dense moba; do
-  row "demo train $name" "$(grep '^final' "$LOG/train_$name.log")"
-  ck=$(ls "$runs/$name"/ckpt_*.bin 2>/dev/null | sort | tail -n 1)
-  [ -n "$ck" ] || continue
-  timeout 90 ./eval_gpt_moba_cu -c "$ck" -j 'data/synthetic/val_*.bin' -t 512 -b 4 -m 16 -P 8 -s all -l 128,256,512,1024 -n 40 > "$LOG/eval_$name.log" 2>&1
-  row "demo eval $name" "$(grep -c '^synthetic' "$LOG/eval_$name.log") cells, $(tail -1 "$LOG/eval_$name.log")"
-done
-build/report -o "$OUT_DIR/eval_demo" "$runs/dense" "$runs/moba" > "$LOG/report.log" 2>&1
-row "demo report" "exit $? $(tail -1 "$LOG/report.log")"
-for name in dense moba; do
-  mkdir -p "$OUT_DIR/eval_demo/runs/$name"
-  cp "$runs/$name"/log.txt "$runs/$name"/eval.json "$runs/$name"/eval.md "$OUT_DIR/eval_demo/runs/$name/" 2>/dev/null
-done
+if want demo; then
+  runs=runs/eval_demo_gpu  # relative: the report names the runs by these paths
+  TR="-p tiny -b $DEMO_B -t 512 -x $STEPS -v 200 -m 4 -s 0 -r 1337"
+  timeout 90 ./train_gpt_moba_cu $TR -A dense -W 3 -o "$runs/dense" > "$LOG/train_dense.log" 2>&1
+  timeout 90 ./train_gpt_moba_cu $TR -A moba -B 32 -K 3 -W 3 -o "$runs/moba" > "$LOG/train_moba.log" 2>&1
+  for name in dense moba; do
+    row "demo train $name" "$(grep '^final' "$LOG/train_$name.log")"
+    ck=$(ls "$runs/$name"/ckpt_*.bin 2>/dev/null | sort | tail -n 1)
+    [ -n "$ck" ] || continue
+    timeout 90 ./eval_gpt_moba_cu -c "$ck" -j 'data/synthetic/val_*.bin' -t 512 -b 4 -m 16 -P 8 -s all -l 128,256,512,1024 -n 40 > "$LOG/eval_$name.log" 2>&1
+    row "demo eval $name" "$(grep -c '^synthetic' "$LOG/eval_$name.log") cells, $(tail -1 "$LOG/eval_$name.log")"
+  done
+  build/report -o "$OUT_DIR/eval_demo" "$runs/dense" "$runs/moba" > "$LOG/report.log" 2>&1
+  row "demo report" "exit $? $(tail -1 "$LOG/report.log")"
+  for name in dense moba; do
+    mkdir -p "$OUT_DIR/eval_demo/runs/$name"
+    cp "$runs/$name"/log.txt "$runs/$name"/eval.json "$runs/$name"/eval.md "$OUT_DIR/eval_demo/runs/$name/" 2>/dev/null
+  done
+fi
 stamp demo
 rm -rf "$W"
 echo "======== speed ========"
-grep '^|' "$LOG/speed.log"
+grep -s '^|' "$LOG/speed.log"
 echo "======== summary ========"
 cat "$TABLE"
