@@ -358,6 +358,105 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
     }
 }
 
+// Forward on warpgroup MMA, dense causal, HD 64: a CTA of QW warpgroups owns queries [q0, q0 + 64 QW),
+// warpgroup wg the 64 from q0 + 64 wg, and walks the 64-key tiles 0..diagonal, sharing each K / V tile:
+// S = Q K^T (operands in shared memory), online softmax in registers, O += P V (P from registers, V
+// MN-major). Traffic as fwd_kernel. grid (ceil(T / (64 QW)), B*NH), heaviest tiles first.
+template <int QW>
+__global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
+                                                              int NH, int T, float scale) {
+    constexpr int HD = 64, BQ = 64 * QW, BK = 64, NT = 128 * QW, TILE = 64 * 64;
+    extern __shared__ unsigned char smem_raw[];
+    bf16 *sQ = (bf16 *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);  // 128-byte swizzle atoms
+    bf16 *sK = sQ + QW * TILE, *sV = sK + 2 * TILE;
+    const size_t bh = blockIdx.y;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
+    const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
+    const float sl2 = scale * LOG2E;
+
+    const TileSet tiles{NULL, 0, (min(q0 + BQ, T) - 1) / BK + 1};
+    auto load_kv = [&](int t, int st) {
+        load_tile<BK, HD, NT>(sK + st * TILE, kh, HD, t * BK, T);
+        load_tile<BK, HD, NT>(sV + st * TILE, vh, HD, t * BK, T);
+    };
+    load_tile<BQ, HD, NT>(sQ, q + bh * T * HD, HD, q0, T);
+    load_kv(0, 0);
+    cp_async_commit();
+    const bf16 *wQ = sQ + wg * TILE;
+    const int wq0 = q0 + wg * 64, qa = wq0 + warp * 16 + g;
+
+    float oacc[8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {};
+    int kt = 0, stage = 0;
+    while (kt < tiles.n) {
+        int nxt = pipeline_step<true>(tiles, kt, stage, load_kv);
+        const bf16 *cK = sK + stage * TILE, *cV = sV + stage * TILE;
+        if (kt * BK <= wq0 + 63) {  // warpgroup-uniform: the tile has keys this warpgroup's queries see
+            float s[8][4];
+            wgmma_fence();
+#pragma unroll
+            for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(s, sw128_desc(wQ + ks * 16, 0), sw128_desc(cK + ks * 16, 0), ks); }
+            wgmma_commit();
+            wgmma_wait<0>();
+            if (!(kt * BK + 63 <= wq0 && wq0 + 63 < T)) {  // diagonal or tail tile
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int row = qa + (e >> 1) * 8, key = kt * BK + j * 8 + 2 * c + (e & 1);
+                        if (!(row < T && key <= row)) { s[j][e] = -INFINITY; }
+                    }
+                }
+            }
+            // online softmax on rows qa (i = 0) and qa + 8 (i = 1); a quad of 4 threads shares a row
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                float mx = m[i];
+#pragma unroll
+                for (int j = 0; j < 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+                float base = mx == -INFINITY ? 0.0f : mx * sl2;
+                float alpha = exp2f(m[i] * sl2 - base);
+                m[i] = mx;
+                l[i] *= alpha;
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    oacc[j][2 * i] *= alpha;
+                    oacc[j][2 * i + 1] *= alpha;
+                    s[j][2 * i] = exp2f(s[j][2 * i] * sl2 - base);
+                    s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] * sl2 - base);
+                    l[i] += s[j][2 * i] + s[j][2 * i + 1];
+                }
+            }
+            uint32_t pf[4][4];
+            acc_to_a<8>(pf, s);
+            wgmma_fence();
+#pragma unroll
+            for (int ks = 0; ks < BK / 16; ks++) { wgmma64_rs<1>(oacc, pf[ks], sw128_desc(cV + ks * 16 * HD, TILE * 2), 1); }
+            wgmma_commit();
+            wgmma_wait<0>();
+        }
+        stage ^= 1;
+        kt = nxt;
+    }
+    const size_t b = bh / NH, h = bh % NH;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int t = qa + 8 * i;
+        float li = l[i];
+        li += __shfl_xor_sync(0xffffffff, li, 1);
+        li += __shfl_xor_sync(0xffffffff, li, 2);
+        if (t >= T) { continue; }
+        float inv = li > 0.0f ? 1.0f / li : 0.0f;
+        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
+        for (int j = 0; j < HD / 8; j++) {
+            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
+        }
+        if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Backward, key-centric: a CTA owns keys [k0, k0 + BC) (4 warps x 16 keys), walks the query tiles that
 // see them, and writes dK, dV. ATOMIC_DQ: also dQ += dS K into fp32 dqacc with atomics.
@@ -586,6 +685,90 @@ __global__ void __launch_bounds__(128 * KW) dkdv_wgmma_kernel(bf16 *dk, bf16 *dv
     }
 }
 
+// Backward dQ on warpgroup MMA, dense causal, HD 64, no atomics (the deterministic path, and with
+// dkdv_wgmma_kernel<KW, false> a backward without fp32 atomics at all): a CTA of QW warpgroups owns
+// queries [q0, q0 + 64 QW), warpgroup wg the 64 from q0 + 64 wg, and walks the 64-key tiles 0..diagonal,
+// sharing each K / V tile: S = Q K^T and dP = dO V^T (operands in shared memory), dS = P (dP - D) in
+// registers, dQ += dS K (A from registers, K MN-major); dQ written once. grid (ceil(T / (64 QW)), B*NH),
+// heaviest tiles first. Redoes S and dP (2 of the backward's 5 GEMMs) instead of adding dQ atomically.
+template <int QW>
+__global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+                                                             const float *lse, const float *Dsum, int NH, int T, float scale) {
+    constexpr int HD = 64, BQ = 64 * QW, BK = 64, NT = 128 * QW, TILE = 64 * 64;
+    extern __shared__ unsigned char smem_raw[];
+    bf16 *sQ = (bf16 *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);  // 128-byte swizzle atoms
+    bf16 *sdO = sQ + QW * TILE, *sK = sdO + QW * TILE, *sV = sK + 2 * TILE;
+    const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
+    const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
+    const float sl2 = scale * LOG2E;
+
+    const TileSet tiles{NULL, 0, (min(q0 + BQ, T) - 1) / BK + 1};
+    auto load_kv = [&](int t, int st) {
+        load_tile<BK, HD, NT>(sK + st * TILE, kh, HD, t * BK, T);
+        load_tile<BK, HD, NT>(sV + st * TILE, vh, HD, t * BK, T);
+    };
+    load_tile<BQ, HD, NT>(sQ, q + bh * T * HD, HD, q0, T);
+    load_tile<BQ, HD, NT>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
+    load_kv(0, 0);
+    cp_async_commit();
+    const bf16 *wQ = sQ + wg * TILE, *wdO = sdO + wg * TILE;
+    const int wq0 = q0 + wg * 64, qa = wq0 + warp * 16 + g;
+    float lrow[2], drow[2];
+    for (int i = 0; i < 2; i++) {
+        bool ok = qa + 8 * i < T;
+        lrow[i] = ok ? lse[bh * T + qa + 8 * i] * LOG2E : 0.0f;
+        drow[i] = ok ? Dsum[bh * T + qa + 8 * i] : 0.0f;
+    }
+
+    float dqa[8][4] = {};
+    int kt = 0, stage = 0;
+    while (kt < tiles.n) {
+        int nxt = pipeline_step<true>(tiles, kt, stage, load_kv);
+        const bf16 *cK = sK + stage * TILE, *cV = sV + stage * TILE;
+        if (kt * BK <= wq0 + 63) {  // warpgroup-uniform: the tile has keys this warpgroup's queries see
+            float s[8][4], dp[8][4];
+            wgmma_fence();
+#pragma unroll
+            for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(s, sw128_desc(wQ + ks * 16, 0), sw128_desc(cK + ks * 16, 0), ks); }
+#pragma unroll
+            for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(dp, sw128_desc(wdO + ks * 16, 0), sw128_desc(cV + ks * 16, 0), ks); }
+            wgmma_commit();
+            wgmma_wait<0>();
+            // rows: queries qa (+ 8); columns: keys kt * BK + 8 j + 2 c (+ 1)
+            const bool full = kt * BK + 63 <= wq0 && wq0 + 63 < T;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int row = qa + (e >> 1) * 8, key = kt * BK + j * 8 + 2 * c + (e & 1);
+                    bool ok = full || (row < T && key <= row);
+                    float p = ok ? exp2f(s[j][e] * sl2 - lrow[e >> 1]) : 0.0f;
+                    s[j][e] = p * (dp[j][e] - drow[e >> 1]);
+                }
+            }
+            uint32_t dsf[4][4];
+            acc_to_a<8>(dsf, s);
+            wgmma_fence();
+#pragma unroll
+            for (int ks = 0; ks < BK / 16; ks++) { wgmma64_rs<1>(dqa, dsf[ks], sw128_desc(cK + ks * 16 * HD, TILE * 2), 1); }
+            wgmma_commit();
+            wgmma_wait<0>();
+        }
+        stage ^= 1;
+        kt = nxt;
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int t = qa + 8 * i;
+        if (t >= T) { continue; }
+        for (int j = 0; j < HD / 8; j++) {
+            *reinterpret_cast<uint32_t *>(dq + (bh * T + t) * HD + j * 8 + 2 * c) = pack_bf16(dqa[j][2 * i] * scale, dqa[j][2 * i + 1] * scale);
+        }
+    }
+}
+
 // Backward, query-centric dQ (the deterministic path): the forward's schedule and masks, dQ += dS K
 // accumulated in registers and written once. grid (ceil(T/BR), B*NH).
 template <int HD, bool MOBA>
@@ -667,9 +850,20 @@ inline size_t bitmap_bytes(int T, int tile) { return (size_t)CEIL_DIV(CEIL_DIV(T
 
 // MT = 2 for dense (B fragments reused across two row tiles); 1 for MoBA, whose tile schedule is the
 // union of the CTA's queries' selections and so grows with the rows per CTA.
+// qw = 1 or 2 for dense HD 64: the warpgroup-MMA kernel with qw warpgroups per CTA.
 template <int HD, bool MOBA, int MT = MOBA ? 1 : 2>
 void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int NH, int T,
-             MobaSelection sel, float scale, cudaStream_t stream) {
+             MobaSelection sel, float scale, cudaStream_t stream, int qw = 0) {
+    if constexpr (HD == 64 && !MOBA) {
+        if (qw == 1 || qw == 2) {
+            auto kernel = qw == 1 ? fwd_wgmma_kernel<1> : fwd_wgmma_kernel<2>;
+            size_t bytes = 1024 + (size_t)(qw + 4) * 64 * 64 * sizeof(bf16);
+            set_smem(kernel, bytes);
+            kernel<<<dim3(CEIL_DIV(T, 64 * qw), B * NH), 128 * qw, bytes, stream>>>(o, lse, q, k, v, NH, T, scale);
+            cudaCheckLaunch();
+            return;
+        }
+    }
     size_t bytes = (size_t)(MT * BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
     set_smem(fwd_kernel<HD, MOBA, MT>, bytes);
     fwd_kernel<HD, MOBA, MT><<<dim3(CEIL_DIV(T, MT * BR), B * NH), THREADS, bytes, stream>>>(o, lse, q, k, v, NH, T, sel, scale);
@@ -698,16 +892,34 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
     cudaCheckLaunch();
 }
 
+// dQ written once (no atomics): the query-centric kernel, on warpgroup MMA with kw warpgroups per CTA for
+// dense HD 64 with kw = 1 or 2, else the mma.sync one.
+template <int HD, bool MOBA>
+void launch_dq(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
+               int B, int NH, int T, MobaSelection sel, float scale, int kw, cudaStream_t stream) {
+    if constexpr (HD == 64 && !MOBA) {
+        if (kw == 1 || kw == 2) {
+            auto kernel = kw == 1 ? dq_wgmma_kernel<1> : dq_wgmma_kernel<2>;
+            size_t bytes = 1024 + (size_t)(2 * kw + 4) * 64 * 64 * sizeof(bf16);
+            set_smem(kernel, bytes);
+            kernel<<<dim3(CEIL_DIV(T, 64 * kw), B * NH), 128 * kw, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
+            cudaCheckLaunch();
+            return;
+        }
+    }
+    size_t bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
+    set_smem(dq_kernel<HD, MOBA>, bytes);
+    dq_kernel<HD, MOBA><<<dim3(CEIL_DIV(T, BR), B * NH), THREADS, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
+    cudaCheckLaunch();
+}
+
 template <int HD, bool MOBA>
 void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
               const float *lse, const float *Dsum, float *dqacc, int B, int NH, int T, MobaSelection sel, float scale,
               int deterministic, int kw, cudaStream_t stream) {
     if (deterministic) {
         launch_dkdv<HD, MOBA, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, sel, scale, kw, stream);
-        size_t q_bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
-        set_smem(dq_kernel<HD, MOBA>, q_bytes);
-        dq_kernel<HD, MOBA><<<dim3(CEIL_DIV(T, BR), B * NH), THREADS, q_bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
-        cudaCheckLaunch();
+        launch_dq<HD, MOBA>(dq, dout, q, k, v, lse, Dsum, B, NH, T, sel, scale, kw, stream);
     } else {
         size_t n = (size_t)B * NH * T * HD;
         cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
@@ -762,6 +974,11 @@ void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, c
     cudaCheckLaunch();
 }
 
+// Warpgroups per CTA of the Hopper forward kernel (dense HD 64) that attention_forward uses; 0 = mma.sync.
+#ifndef ATTN_FWD_WGMMA_QW
+#define ATTN_FWD_WGMMA_QW 0
+#endif
+
 void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, const floatX *v,
                        int B, int NH, int T, int HD, const MobaSelection *sel, cudaStream_t stream) {
 #if defined(ENABLE_FP32)
@@ -771,16 +988,21 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
     float scale = 1.0f / sqrtf((float)HD);
     MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
     if (HD == 64) {
-        (sel ? flash::forward<64, true> : flash::forward<64, false>)(o, lse, q, k, v, B, NH, T, s, scale, stream);
+        (sel ? flash::forward<64, true> : flash::forward<64, false>)(o, lse, q, k, v, B, NH, T, s, scale, stream, ATTN_FWD_WGMMA_QW);
     } else {
-        (sel ? flash::forward<128, true> : flash::forward<128, false>)(o, lse, q, k, v, B, NH, T, s, scale, stream);
+        (sel ? flash::forward<128, true> : flash::forward<128, false>)(o, lse, q, k, v, B, NH, T, s, scale, stream, 0);
     }
 #endif
 }
 
-// Warpgroups per CTA of the Hopper dK/dV kernel (dense HD 64) that attention_backward uses; 0 = mma.sync.
+// Warpgroups per CTA of the Hopper backward kernels (dense HD 64) that attention_backward uses (0 =
+// mma.sync), and whether its non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel
+// of the deterministic mode (0).
 #ifndef ATTN_BWD_WGMMA_KW
 #define ATTN_BWD_WGMMA_KW 0
+#endif
+#ifndef ATTN_BWD_ATOMIC_DQ
+#define ATTN_BWD_ATOMIC_DQ 1
 #endif
 
 // deterministic = 1: bit-identical results run to run (no fp32 atomics); 0: the faster path.
@@ -810,7 +1032,8 @@ void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, 
                         const float *lse, const floatX *q, const floatX *k, const floatX *v,
                         float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
                         int deterministic, cudaStream_t stream) {
-    attention_backward_kw(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, deterministic, ATTN_BWD_WGMMA_KW, stream);
+    attention_backward_kw(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, deterministic || !ATTN_BWD_ATOMIC_DQ,
+                          ATTN_BWD_WGMMA_KW, stream);
 }
 
 #endif  // LLMC_FLASH_ATTENTION_CUH

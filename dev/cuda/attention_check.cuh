@@ -2,11 +2,12 @@
  Checking and timing glue for dev/cuda/attention_dense.cu and attention_moba.cu (llmc/flash_attention.cuh).
  Versions: 1 = simple kernels (one thread per query/key), 2 = flash kernels with fp32-atomic dQ,
  3 = flash kernels, deterministic backward (dQ from its own query-centric kernel), 4 = version 2 with
- the dense forward at one 16-row tile per warp instead of two (the MoBA forward's shape); 5, 6, 7 = the
- Hopper warpgroup-MMA dK/dV kernel (dense HD 64; other shapes run the version 2/3 kernels): 5 atomic dQ
- with 2 warpgroups (128 keys) per CTA, 6 = 5 deterministic, 7 = 5 with 1 warpgroup (64 keys) per CTA.
+ the dense forward at one 16-row tile per warp instead of two (the MoBA forward's shape); 5-8 = the
+ Hopper warpgroup-MMA kernels (dense HD 64; other shapes run the version 2/3 kernels), 2 warpgroups (128
+ rows) per CTA: 5 = forward + dK/dV kernel with atomic dQ; 6 = forward + dK/dV kernel + query-centric
+ dQ kernel (deterministic); 7, 8 = 5, 6 with 1 warpgroup per CTA.
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
- relative L2 errors; version 3 must also give bit-identical gradients on a rerun.
+ relative L2 errors; the deterministic versions (1, 3, 6, 8) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
 */
 #ifndef DEV_CUDA_ATTENTION_CHECK_CUH
@@ -148,10 +149,15 @@ struct AttnBufs {
 static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_forward_simple(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0); return; }
 #if !defined(ENABLE_FP32)
-    if (version == 4 && sel == NULL) {  // the dense forward with one row tile per warp (as MoBA runs)
+    if (version >= 4 && sel == NULL) {
         attention_check_args(B, NH, T, HD, sel);
         float scale = 1.0f / sqrtf((float)HD);
-        (HD == 64 ? flash::forward<64, false, 1> : flash::forward<128, false, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, MobaSelection{NULL, 0, 0}, scale, 0);
+        MobaSelection none{NULL, 0, 0};
+        if (version == 4) {  // the dense forward with one row tile per warp (as MoBA runs)
+            (HD == 64 ? flash::forward<64, false, 1> : flash::forward<128, false, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, none, scale, 0, 0);
+        } else {  // the Hopper forward with 2 (versions 5, 6) or 1 (7, 8) warpgroups per CTA
+            (HD == 64 ? flash::forward<64, false> : flash::forward<128, false>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, none, scale, 0, version >= 7 ? 1 : 2);
+        }
         return;
     }
 #endif
@@ -160,9 +166,9 @@ static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, 
 static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }
     else {
-        int kw = version == 7 ? 1 : version >= 5 ? 2 : 0;
+        int kw = version >= 7 ? 1 : version >= 5 ? 2 : 0;
         attention_backward_kw(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel,
-                              version == 3 || version == 6, kw, 0);
+                              version == 3 || version == 6 || version == 8, kw, 0);
     }
 }
 
@@ -209,7 +215,7 @@ static int check_case(int version, int B, int NH, int T, int HD, int bs, int K, 
     fails += !(compare("dk", from_device(a.dk, a.n), ref.dk, ATTN_TOL) <= ATTN_TOL);
     fails += !(compare("dv", from_device(a.dv, a.n), ref.dv, ATTN_TOL) <= ATTN_TOL);
 
-    // rerun the backward: versions 1, 3, 6 promise the same bytes; the atomic-dQ ones are only reported
+    // rerun the backward: versions 1, 3, 6, 8 promise the same bytes; the atomic-dQ ones are only reported
     std::vector<std::vector<float>> first;
     for (int i = 1; i < 4; i++) { first.push_back(from_device(outs[i], a.n)); }
     poison(a.dq, a.n * sizeof(floatX)); poison(a.dk, a.n * sizeof(floatX)); poison(a.dv, a.n * sizeof(floatX));
@@ -220,7 +226,7 @@ static int check_case(int version, int B, int NH, int T, int HD, int bs, int K, 
         std::vector<float> again = from_device(outs[i], a.n);
         same &= memcmp(again.data(), first[i - 1].data(), a.n * sizeof(float)) == 0;
     }
-    bool deterministic = version == 1 || version == 3 || version == 6;
+    bool deterministic = version == 1 || version == 3 || version == 6 || version == 8;
     printf("  rerun bit-identical: %s%s\n", same ? "yes" : "no", deterministic && !same ? "  FAIL" : "");
     fails += deterministic && !same;
     if (dsel) { cudaCheck(cudaFree(dsel)); }
@@ -253,7 +259,7 @@ static void time_case(int version, int B, int NH, int T, int HD, int bs, int K) 
 
 static int parse_version(int argc, char **argv) {
     int v = argc > 1 ? atoi(argv[1]) : 0;
-    if (v < 1 || v > 7) { die("usage: %s <version 1..7> check | time ...", argv[0]); }
+    if (v < 1 || v > 8) { die("usage: %s <version 1..8> check | time ...", argv[0]); }
     return v;
 }
 
