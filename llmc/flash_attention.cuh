@@ -570,7 +570,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
 // dV += P^T dO and dK += dS^T Q (A from registers, B MN-major), and with ATOMIC_DQ dS^T through shared
 // memory for dQ += dS K, added to fp32 dqacc with atomics. grid (ceil(T / (64 KW)), B*NH).
 template <int KW, bool ATOMIC_DQ>
-__global__ void __launch_bounds__(128 * KW) dkdv_wgmma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q,
+__global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q,
                                                                const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
                                                                int NH, int T, float scale) {
     constexpr int HD = 64, BK = 64 * KW, BQ = 64, NT = 128 * KW, TILE = 64 * 64;
