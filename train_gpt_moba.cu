@@ -584,12 +584,18 @@ float gpt_update(GPT *m, const AdamWConfig *o, float lr, int t) {
     return norm;
 }
 
+// Frees the activations (the next gpt_forward allocates them again for its shape).
+void gpt_release_activations(GPT *m) {
+    if (!m->a.resid) { return; }
+    activations_free(&m->a);
+    cudaCheck(cudaFree(m->rope)); cudaCheck(cudaFree(m->inputs)); cudaCheck(cudaFree(m->targets));
+    free(m->cpu_targets); free(m->cpu_losses);
+    memset(&m->a, 0, sizeof(m->a));
+    m->act_bytes = 0;
+}
+
 void gpt_free(GPT *m) {
-    if (m->a.resid) {
-        activations_free(&m->a);
-        cudaCheck(cudaFree(m->rope)); cudaCheck(cudaFree(m->inputs)); cudaCheck(cudaFree(m->targets));
-        free(m->cpu_targets); free(m->cpu_losses);
-    }
+    gpt_release_activations(m);
     void *bufs[] = {m->master, m->adam_m, m->adam_v, m->params, m->grads};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaFree(bufs[i])); }
     free(m->bucket_g); free(m->bucket_p); free(m->bucket_n);

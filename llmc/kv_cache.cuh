@@ -12,8 +12,9 @@
  Decode of B tokens at position t, per layer (M = B rows):
    rmsnorm -> qkv matmul (cuBLASLt) -> kv_prep (kconv over the ring, RoPE at t, append k, v; q out)
    -> MoBA gate (own block t/bs + top-(K-1) complete past blocks by q . centroid, fp32, ties to the lower
-   index: doc/model.md; the training gate's scores differ from these by rounding only) -> split-K flash decoding over the visible keys (dense: [0, t]; MoBA: the
-   selected blocks) -> wo -> residual + rmsnorm -> SwiGLU MLP -> residual + next norm; then the head.
+   index: doc/model.md; the training gate's scores differ from these by rounding only)
+   -> split-K flash decoding over the visible keys (dense: [0, t]; MoBA: the selected blocks)
+   -> wo -> residual + rmsnorm -> SwiGLU MLP -> residual + next norm; then the head.
  Every kernel of a step but kv_prep, the gate and attention is the training one with N = B.
  Traffic of a step: the weights once, plus per layer and row the visible keys and values once.
 */
@@ -97,16 +98,6 @@ static void kv_gpu_poison(GpuKVCache *c, const ModelConfig *cfg) {
         {c->att, B * C * X}, {c->proj, B * C * X}, {c->qkv, B * 3 * C * X}, {c->fc, B * 2 * F * X}, {c->fch, B * F * X},
         {c->logits, B * V * X}, {c->part, B * cfg->n_head * c->splits_cap * (C / cfg->n_head + 2) * 4}};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaMemset(bufs[i].p, 0xFF, bufs[i].bytes)); }
-}
-
-// Frees the model's activations (gpt_forward or gpt_reserve allocates them again).
-static void gpt_release_activations(GPT *m) {
-    if (!m->a.resid) { return; }
-    activations_free(&m->a);
-    cudaCheck(cudaFree(m->rope)); cudaCheck(cudaFree(m->inputs)); cudaCheck(cudaFree(m->targets));
-    free(m->cpu_targets); free(m->cpu_losses);
-    memset(&m->a, 0, sizeof(m->a));
-    m->act_bytes = 0;
 }
 
 // Makes the model's activations hold a B x T forward (gpt_forward allocates only on its first call).
