@@ -15,6 +15,10 @@
    tiles (32 rows) that see it and writes dK, dV directly; dQ either accumulates there with fp32
    atomics (fast, order-dependent) or, deterministic, comes from a second query-centric kernel that
    walks the forward's schedule and writes dQ directly.
+ Hopper path (sm_90a, dense causal, HD 64, the default there; llmc/wgmma_tiles.cuh): the same
+ algorithms on warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory: a forward kernel
+ (128 queries per CTA), a dK/dV kernel (128 keys per CTA, dQ by fp32 atomics) and, for the deterministic
+ mode, a query-centric dQ kernel. ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
  fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
 */
 #ifndef LLMC_FLASH_ATTENTION_CUH
@@ -394,8 +398,7 @@ __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse
         if (kt * BK <= wq0 + 63) {  // warpgroup-uniform: the tile has keys this warpgroup's queries see
             float s[8][4];
             wgmma_fence();
-#pragma unroll
-            for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(s, sw128_desc(wQ + ks * 16, 0), sw128_desc(cK + ks * 16, 0), ks); }
+            wg_gemm_abt(s, wQ, cK);
             wgmma_commit();
             wgmma_wait<0>();
             if (!(kt * BK + 63 <= wq0 && wq0 + 63 < T)) {  // diagonal or tail tile
@@ -432,8 +435,7 @@ __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse
             uint32_t pf[4][4];
             acc_to_a<8>(pf, s);
             wgmma_fence();
-#pragma unroll
-            for (int ks = 0; ks < BK / 16; ks++) { wgmma64_rs<1>(oacc, pf[ks], sw128_desc(cV + ks * 16 * HD, TILE * 2), 1); }
+            wg_gemm_rs(oacc, pf, cV);
             wgmma_commit();
             wgmma_wait<0>();
         }
@@ -613,10 +615,8 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
 
         float s[8][4], dp[8][4];
         wgmma_fence();
-#pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(s, sw128_desc(wK + ks * 16, 0), sw128_desc(cQ + ks * 16, 0), ks); }
-#pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(dp, sw128_desc(wV + ks * 16, 0), sw128_desc(cdO + ks * 16, 0), ks); }
+        wg_gemm_abt(s, wK, cQ);
+        wg_gemm_abt(dp, wV, cdO);
         wgmma_commit();
         wgmma_wait<0>();
         // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
@@ -636,10 +636,8 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
         acc_to_a<8>(pf, s);
         acc_to_a<8>(dsf, dp);
         wgmma_fence();
-#pragma unroll
-        for (int ks = 0; ks < BQ / 16; ks++) { wgmma64_rs<1>(dva, pf[ks], sw128_desc(cdO + ks * 16 * HD, TILE * 2), 1); }
-#pragma unroll
-        for (int ks = 0; ks < BQ / 16; ks++) { wgmma64_rs<1>(dka, dsf[ks], sw128_desc(cQ + ks * 16 * HD, TILE * 2), 1); }
+        wg_gemm_rs(dva, pf, cdO);
+        wg_gemm_rs(dka, dsf, cQ);
         wgmma_commit();
         if (ATOMIC_DQ) {
             // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K
@@ -655,8 +653,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
             warpgroup_sync(wg);
             float dq[8][4];
             wgmma_fence();
-#pragma unroll
-            for (int ks = 0; ks < 4; ks++) { wgmma64_ss<1, 1>(dq, sw128_desc(wdS + ks * 16 * 64, TILE * 2), sw128_desc(wK + ks * 16 * HD, TILE * 2), ks); }
+            wg_gemm_atb(dq, wdS, wK);
             wgmma_commit();
             wgmma_wait<0>();
 #pragma unroll
@@ -730,10 +727,8 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
         if (kt * BK <= wq0 + 63) {  // warpgroup-uniform: the tile has keys this warpgroup's queries see
             float s[8][4], dp[8][4];
             wgmma_fence();
-#pragma unroll
-            for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(s, sw128_desc(wQ + ks * 16, 0), sw128_desc(cK + ks * 16, 0), ks); }
-#pragma unroll
-            for (int ks = 0; ks < HD / 16; ks++) { wgmma64_ss<0, 0>(dp, sw128_desc(wdO + ks * 16, 0), sw128_desc(cV + ks * 16, 0), ks); }
+            wg_gemm_abt(s, wQ, cK);
+            wg_gemm_abt(dp, wdO, cV);
             wgmma_commit();
             wgmma_wait<0>();
             // rows: queries qa (+ 8); columns: keys kt * BK + 8 j + 2 c (+ 1)
@@ -751,8 +746,7 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
             uint32_t dsf[4][4];
             acc_to_a<8>(dsf, s);
             wgmma_fence();
-#pragma unroll
-            for (int ks = 0; ks < BK / 16; ks++) { wgmma64_rs<1>(dqa, dsf[ks], sw128_desc(cK + ks * 16 * HD, TILE * 2), 1); }
+            wg_gemm_rs(dqa, dsf, cK);
             wgmma_commit();
             wgmma_wait<0>();
         }
@@ -975,8 +969,9 @@ void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, c
 }
 
 // Warpgroups per CTA of the Hopper forward kernel (dense HD 64) that attention_forward uses; 0 = mma.sync.
+// Defaults: the configuration checked against the CPU states (test_gpt_moba) and timed in the 340M step.
 #ifndef ATTN_FWD_WGMMA_QW
-#define ATTN_FWD_WGMMA_QW 0
+#define ATTN_FWD_WGMMA_QW 2
 #endif
 
 void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, const floatX *v,
@@ -999,7 +994,7 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 // mma.sync), and whether its non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel
 // of the deterministic mode (0).
 #ifndef ATTN_BWD_WGMMA_KW
-#define ATTN_BWD_WGMMA_KW 0
+#define ATTN_BWD_WGMMA_KW 2
 #endif
 #ifndef ATTN_BWD_ATOMIC_DQ
 #define ATTN_BWD_ATOMIC_DQ 1

@@ -68,6 +68,23 @@ __device__ inline void wgmma64_rs(float d[8][4], const uint32_t a[4], uint64_t b
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
 }
 
+// 64 x 64 x 64 tile products of one warpgroup, issued (not waited for) between a fence and a commit.
+// d = A B^T for two 64 x 64 tiles stored K-major (S = Q K^T and kin).
+__device__ inline void wg_gemm_abt(float d[8][4], const bf16 *a, const bf16 *b) {
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) { wgmma64_ss<0, 0>(d, sw128_desc(a + ks * 16, 0), sw128_desc(b + ks * 16, 0), ks); }
+}
+// d += A B, A (64 x 64) as mma.sync A fragments a[ks] in registers, B stored [k][n] (MN-major: O += P V and kin).
+__device__ inline void wg_gemm_rs(float d[8][4], const uint32_t a[4][4], const bf16 *b) {
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) { wgmma64_rs<1>(d, a[ks], sw128_desc(b + ks * 16 * 64, 64 * 64 * 2), 1); }
+}
+// d = A B, A stored transposed [k][m] and B stored [k][n] (both MN-major: dQ = dS K from dS^T).
+__device__ inline void wg_gemm_atb(float d[8][4], const bf16 *a, const bf16 *b) {
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) { wgmma64_ss<1, 1>(d, sw128_desc(a + ks * 16 * 64, 64 * 64 * 2), sw128_desc(b + ks * 16 * 64, 64 * 64 * 2), ks); }
+}
+
 }  // namespace flash
 
 #endif  // LLMC_WGMMA_TILES_CUH

@@ -149,14 +149,15 @@ struct AttnBufs {
 static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_forward_simple(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0); return; }
 #if !defined(ENABLE_FP32)
-    if (version >= 4 && sel == NULL) {
+    if (sel == NULL) {  // dense: the version's kernels, whatever attention_forward defaults to
         attention_check_args(B, NH, T, HD, sel);
         float scale = 1.0f / sqrtf((float)HD);
         MobaSelection none{NULL, 0, 0};
         if (version == 4) {  // the dense forward with one row tile per warp (as MoBA runs)
             (HD == 64 ? flash::forward<64, false, 1> : flash::forward<128, false, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, none, scale, 0, 0);
-        } else {  // the Hopper forward with 2 (versions 5, 6) or 1 (7, 8) warpgroups per CTA
-            (HD == 64 ? flash::forward<64, false> : flash::forward<128, false>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, none, scale, 0, version >= 7 ? 1 : 2);
+        } else {  // mma.sync (2, 3) or the Hopper forward with 2 (5, 6) or 1 (7, 8) warpgroups per CTA
+            int qw = version >= 7 ? 1 : version >= 5 ? 2 : 0;
+            (HD == 64 ? flash::forward<64, false> : flash::forward<128, false>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, none, scale, 0, qw);
         }
         return;
     }
