@@ -9,7 +9,7 @@ log=${OUT:-/tmp}/attention.log
 table=$(mktemp)
 make -j4 build/cuda/attention_dense build/cuda/attention_moba >/dev/null || exit 1
 status=0
-for v in 1 2 3 4; do
+for v in 1 2 3 4 5 6 7 8; do
     ./build/cuda/attention_dense $v check >>"$log" 2>&1 || status=1
     [ $v -lt 4 ] && { ./build/cuda/attention_moba $v check >>"$log" 2>&1 || status=1; }
 done
@@ -23,6 +23,7 @@ else dense_t="4096 16384 65536 131072"; moba_t="8192 16384 32768 65536"; hd64_t=
         ./build/cuda/attention_dense $v time 64 $hd64_t
     done
     ./build/cuda/attention_dense 4 time 128 ${dense_t% 131072}
+    for v in 5 6 7 8; do ./build/cuda/attention_dense $v time 64 $hd64_t; done  # Hopper kernels (HD 64)
     PYTHONUNBUFFERED=1 python3 dev/cuda/attention_anchor.py 128 $dense_t
     PYTHONUNBUFFERED=1 python3 dev/cuda/attention_anchor.py 64 $hd64_t
     for v in 2 3; do
