@@ -19,13 +19,9 @@
 // ---------------------------------------------------------------------------------------------------
 // The GPU model as the evaluation driver sees it (one sequence at a time)
 
-typedef struct { GPT m; GpuKVCache kv; } GpuEval;
-
-static const float *gpu_prefill(void *ctx, const int *tokens, int n) { GpuEval *e = (GpuEval *)ctx; return kv_gpu_prefill(&e->kv, &e->m, tokens, n); }
-static const float *gpu_step(void *ctx, int token) { GpuEval *e = (GpuEval *)ctx; return kv_gpu_step(&e->kv, &e->m, &token); }
-
+// The batched forward for scoring; generation goes through the cache (kv_gpu_prefill_fn, kv_gpu_step_fn).
 static void gpu_score(void *ctx, const int *inputs, const int *targets, int B, int T, float *losses, int *argmax) {
-    GPT *m = &((GpuEval *)ctx)->m;
+    GPT *m = ((GpuKVModel *)ctx)->m;
     gpt_reserve(m, B, T);
     gpt_forward(m, inputs, targets, B, T);
     for (size_t n = 0; n < (size_t)B * T; n++) { losses[n] = targets[n] >= 0 ? m->cpu_losses[n] : 0.0f; }
@@ -36,18 +32,20 @@ static int eval_main(int argc, char **argv) {
     EvalArgs a = parse_eval_args(argc, argv);
     CheckpointHeader h;
     fclose(checkpoint_open(a.ckpt, &h));
-    GpuEval e;
-    gpt_init(&e.m, &h.cfg, 1, 0, 0);
-    gpt_load_checkpoint(&e.m, a.ckpt, 0);
+    GPT m;
+    GpuKVCache kv;
+    GpuKVModel km = {&kv, &m};
+    gpt_init(&m, &h.cfg, 1, 0, 0);
+    gpt_load_checkpoint(&m, a.ckpt, 0);
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     char device[300];
     snprintf(device, sizeof(device), "%s %s", prop.name, PRECISION_NAME);
-    EvalModel em = {&e, e.m.cfg, eval_capacity(&a, &e.m.cfg), gpu_prefill, gpu_step, gpu_score, device};
-    kv_gpu_init(&e.kv, &e.m, 1, em.capacity);
+    EvalModel em = {&km, m.cfg, eval_capacity(&a, &m.cfg), kv_gpu_prefill_fn, kv_gpu_step_fn, gpu_score, device};
+    kv_gpu_init(&kv, &m, 1, em.capacity);
     eval_run(&a, &em, (unsigned long long)h.step);
-    kv_gpu_free(&e.kv);
-    gpt_free(&e.m);
+    kv_gpu_free(&kv);
+    gpt_free(&m);
     return 0;
 }
 

@@ -393,7 +393,7 @@ static const float *kv_gpu_step(GpuKVCache *c, GPT *m, const int *tokens) {
     return kv_gpu_logits_to_host(c, V);
 }
 
-// Generation (llmc/sampling.h) for one sequence (a cache with B = 1).
+// The cache as llmc/sampling.h and llmc/eval_driver.h take a model: one sequence (a cache with B = 1).
 typedef struct { GpuKVCache *c; GPT *m; } GpuKVModel;
 static const float *kv_gpu_prefill_fn(void *ctx, const int *tokens, int n) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_prefill(k->c, k->m, tokens, n); }
 static const float *kv_gpu_step_fn(void *ctx, int token) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_step(k->c, k->m, &token); }

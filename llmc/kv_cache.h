@@ -225,7 +225,7 @@ static inline const real *kv_step(KVCache *c, Model *m, int token) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Generation (llmc/sampling.h) through this cache
+// The cache as llmc/sampling.h and llmc/eval_driver.h take a model
 
 typedef struct { KVCache *c; Model *m; } KVModel;
 static inline const float *kv_prefill_fn(void *ctx, const int *tokens, int n) { KVModel *k = (KVModel *)ctx; return kv_prefill(k->c, k->m, tokens, n); }

@@ -9,13 +9,9 @@
 #include "llmc/kv_cache.h"
 #include "llmc/eval_driver.h"
 
-typedef struct { Model m; KVCache kv; } CpuEval;
-
-static const float *cpu_prefill(void *ctx, const int *tokens, int n) { CpuEval *e = (CpuEval *)ctx; return kv_prefill(&e->kv, &e->m, tokens, n); }
-static const float *cpu_step(void *ctx, int token) { CpuEval *e = (CpuEval *)ctx; return kv_step(&e->kv, &e->m, token); }
-
+// The batched forward for scoring; generation goes through the cache (kv_prefill_fn, kv_step_fn).
 static void cpu_score(void *ctx, const int *inputs, const int *targets, int B, int T, float *losses, int *argmax) {
-    Model *m = &((CpuEval *)ctx)->m;
+    Model *m = ((KVModel *)ctx)->m;
     int V = m->cfg.vocab_size;
     model_reserve(m, B, T);
     model_forward(m, inputs, targets, B, T);
@@ -29,13 +25,15 @@ int main(int argc, char **argv) {
     EvalArgs a = parse_eval_args(argc, argv);
     CheckpointHeader h;
     fclose(checkpoint_open(a.ckpt, &h));
-    CpuEval e;
-    model_init(&e.m, &h.cfg, 1);
-    model_load_checkpoint(&e.m, a.ckpt, 0);
-    EvalModel em = {&e, e.m.cfg, eval_capacity(&a, &e.m.cfg), cpu_prefill, cpu_step, cpu_score, "CPU fp32"};
-    kv_init(&e.kv, &em.cfg, em.capacity);
+    Model m;
+    KVCache kv;
+    KVModel km = {&kv, &m};
+    model_init(&m, &h.cfg, 1);
+    model_load_checkpoint(&m, a.ckpt, 0);
+    EvalModel em = {&km, m.cfg, eval_capacity(&a, &m.cfg), kv_prefill_fn, kv_step_fn, cpu_score, "CPU fp32"};
+    kv_init(&kv, &em.cfg, em.capacity);
     eval_run(&a, &em, (unsigned long long)h.step);
-    kv_free(&e.kv);
-    model_free(&e.m);
+    kv_free(&kv);
+    model_free(&m);
     return 0;
 }
