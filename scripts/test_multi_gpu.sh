@@ -35,6 +35,12 @@ export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}  # NVLink multicast off (not allo
 
 # ---- build: the NCCL (+ MPI when present) trainer, and the NO_MULTI_GPU=1 one next to it
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+if [ -n "${SINGLE_BIN:-}" ]; then cp "$SINGLE_BIN" "$W/train_single"
+else  # the Makefile's NO_MULTI_GPU=1 build under another name, beside the main build
+  $NVCC -O3 -std=c++17 -I. -gencode=arch=compute_90a,code=sm_90a -o "$W/train_single" train_gpt_moba.cu -lcublas -lcublasLt \
+    > "$LOG/build_single.log" 2>&1 &
+  single_build=$!
+fi
 if [ -n "${BIN:-}" ]; then
   TRAIN=$BIN/train_gpt_moba_cu
 else
@@ -42,11 +48,7 @@ else
   TRAIN=./train_gpt_moba_cu
 fi
 cp "$TRAIN" "$W/train" && TRAIN=$W/train
-if [ -n "${SINGLE_BIN:-}" ]; then cp "$SINGLE_BIN" "$W/train_single"
-else  # the Makefile's NO_MULTI_GPU=1 build, under another name
-  $NVCC -O3 -std=c++17 -I. -gencode=arch=compute_90a,code=sm_90a -o "$W/train_single" train_gpt_moba.cu -lcublas -lcublasLt \
-    > "$LOG/build_single.log" 2>&1 || echo "NO_MULTI_GPU build failed (see $LOG/build_single.log)"
-fi
+[ -n "${single_build:-}" ] && { wait "$single_build" || echo "NO_MULTI_GPU build failed (see $LOG/build_single.log)"; }
 NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1 | tee "$LOG/device.txt"
 MPI=""
@@ -117,6 +119,8 @@ if [ -x "$W/train_single" ]; then
   # NO_MULTI_GPU with -O 0 runs the single-GPU trainer's kernels in its order (the collectives are no-ops)
   launch w1_nonccl_O0 1 single "${BASE[@]}" -O 0; same_as_ref w1_nonccl_O0 "world 1 NO_MULTI_GPU -O 0 (no collectives)"
   TRAIN=$SAVED
+else
+  row "world 1 NO_MULTI_GPU build" "BUILD FAILED: $(grep -m1 error "$LOG/build_single.log" | cut -c1-120)"
 fi
 if [ -n "${BASELINE:-}" ]; then
   mkdir -p "$W/w1_base"
@@ -167,16 +171,17 @@ if [ "$NMAX" -gt 1 ]; then
   done
   (sleep 200; kill -9 "${pids[@]}" 2>/dev/null) &  # never leave a rank behind, whatever happens
   reaper=$!
-  for ((i = 0; i < 240; i++)); do grep -q '^step    20/' "$LOG/kill.rank0.log" 2>/dev/null && break; sleep 0.5; done
-  kill -9 "${pids[$((n - 1))]}"; t0=$(date +%s.%N)
+  running=no
+  for ((i = 0; i < 240; i++)); do grep -q '^step    20/' "$LOG/kill.rank0.log" 2>/dev/null && { running=yes; break; }; sleep 0.5; done
+  kill -9 "${pids[$((n - 1))]}" 2>/dev/null; t0=$(date +%s.%N)
   codes=""; for ((r = 0; r < n - 1; r++)); do wait "${pids[$r]}"; codes="$codes $?"; done
   dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
-  wait "${pids[$((n - 1))]}" 2>/dev/null
+  wait "${pids[$((n - 1))]}" 2>/dev/null || true
   kill "$reaper" 2>/dev/null
   msg=$(grep -ho 'error: rank [0-9]*: NCCL[^;]*' "$LOG"/kill.rank*.log | head -1)
   ok=$(awk -v d="$dt" -v b=$((KT + 20)) 'BEGIN {print (d <= b) ? "PASS" : "FAIL"}')
-  echo "$codes" | grep -qw 0 && ok=FAIL
-  row "kill rank $((n - 1)) of $n (-T $KT)" "$ok: others exited with codes$codes after $dt s (bound $((KT + 20)) s): $msg"
+  { echo "$codes" | grep -qw 0 || [ -z "$msg" ] || [ $running = no ]; } && ok=FAIL
+  row "kill rank $((n - 1)) of $n (-T $KT)" "$ok: reached step 20: $running; others exited with codes$codes after $dt s (bound $((KT + 20)) s): ${msg:-no watchdog message; $(grep -h error "$LOG/kill.rank0.log" | head -1 | cut -c1-80)}"
 fi
 
 # ---- 5. scaling: tokens/s per GPU, one micro-batch per GPU per step
