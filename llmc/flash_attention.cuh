@@ -362,6 +362,32 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
     }
 }
 
+// Shared memory of the warpgroup-MMA kernels starts at a 1024-byte boundary (128-byte swizzle atoms).
+__device__ inline bf16 *swizzle_base(unsigned char *p) { return (bf16 *)(((uintptr_t)p + 1023) & ~(uintptr_t)1023); }
+
+// The key walk of the query-centric warpgroup-MMA kernels (HD 64): a CTA of QW warpgroups owns queries
+// [q0, q0 + 64 QW); K and V tiles of 64 keys, 0..diagonal, double-buffered in sK / sV (2 tiles each) by
+// all threads; tile(kt, cK, cV) runs in the warpgroups whose queries (from wq0) see keys of tile kt
+// (warpgroup-uniform, as wgmma needs). Loads the caller issued before the call join the first tile's group.
+template <int QW, typename F>
+__device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const bf16 *vh, int T, int q0, int wq0, F tile) {
+    constexpr int HD = 64, BK = 64, TILE = 64 * 64;
+    const TileSet tiles{NULL, 0, (min(q0 + 64 * QW, T) - 1) / BK + 1};
+    auto load_kv = [&](int t, int st) {
+        load_tile<BK, HD, 128 * QW>(sK + st * TILE, kh, HD, t * BK, T);
+        load_tile<BK, HD, 128 * QW>(sV + st * TILE, vh, HD, t * BK, T);
+    };
+    load_kv(0, 0);
+    cp_async_commit();
+    int kt = 0, stage = 0;
+    while (kt < tiles.n) {
+        int nxt = pipeline_step<true>(tiles, kt, stage, load_kv);
+        if (kt * BK <= wq0 + 63) { tile(kt, sK + stage * TILE, sV + stage * TILE); }
+        stage ^= 1;
+        kt = nxt;
+    }
+}
+
 // Forward on warpgroup MMA, dense causal, HD 64: a CTA of QW warpgroups owns queries [q0, q0 + 64 QW),
 // warpgroup wg the 64 from q0 + 64 wg, and walks the 64-key tiles 0..diagonal, sharing each K / V tile:
 // S = Q K^T (operands in shared memory), online softmax in registers, O += P V (P from registers, V
@@ -369,79 +395,62 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
 template <int QW>
 __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
                                                               int NH, int T, float scale) {
-    constexpr int HD = 64, BQ = 64 * QW, BK = 64, NT = 128 * QW, TILE = 64 * 64;
+    constexpr int HD = 64, BQ = 64 * QW, BK = 64, TILE = 64 * 64;
     extern __shared__ unsigned char smem_raw[];
-    bf16 *sQ = (bf16 *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);  // 128-byte swizzle atoms
-    bf16 *sK = sQ + QW * TILE, *sV = sK + 2 * TILE;
+    bf16 *sQ = swizzle_base(smem_raw), *sK = sQ + QW * TILE, *sV = sK + 2 * TILE;
     const size_t bh = blockIdx.y;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
     const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
-
-    const TileSet tiles{NULL, 0, (min(q0 + BQ, T) - 1) / BK + 1};
-    auto load_kv = [&](int t, int st) {
-        load_tile<BK, HD, NT>(sK + st * TILE, kh, HD, t * BK, T);
-        load_tile<BK, HD, NT>(sV + st * TILE, vh, HD, t * BK, T);
-    };
-    load_tile<BQ, HD, NT>(sQ, q + bh * T * HD, HD, q0, T);
-    load_kv(0, 0);
-    cp_async_commit();
     const bf16 *wQ = sQ + wg * TILE;
     const int wq0 = q0 + wg * 64, qa = wq0 + warp * 16 + g;
 
+    load_tile<BQ, HD, 128 * QW>(sQ, q + bh * T * HD, HD, q0, T);
     float oacc[8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {};
-    int kt = 0, stage = 0;
-    while (kt < tiles.n) {
-        int nxt = pipeline_step<true>(tiles, kt, stage, load_kv);
-        const bf16 *cK = sK + stage * TILE, *cV = sV + stage * TILE;
-        if (kt * BK <= wq0 + 63) {  // warpgroup-uniform: the tile has keys this warpgroup's queries see
-            float s[8][4];
-            wgmma_fence();
-            wg_gemm_abt(s, wQ, cK);
-            wgmma_commit();
-            wgmma_wait<0>();
-            if (!(kt * BK + 63 <= wq0 && wq0 + 63 < T)) {  // diagonal or tail tile
+    walk_key_tiles<QW>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, [&](int kt, const bf16 *cK, const bf16 *cV) {
+        float s[8][4];
+        wgmma_fence();
+        wg_gemm_abt(s, wQ, cK);
+        wgmma_commit();
+        wgmma_wait<0>();
+        if (!(kt * BK + 63 <= wq0 && wq0 + 63 < T)) {  // diagonal or tail tile
 #pragma unroll
-                for (int j = 0; j < 8; j++) {
+            for (int j = 0; j < 8; j++) {
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int row = qa + (e >> 1) * 8, key = kt * BK + j * 8 + 2 * c + (e & 1);
-                        if (!(row < T && key <= row)) { s[j][e] = -INFINITY; }
-                    }
+                for (int e = 0; e < 4; e++) {
+                    int row = qa + (e >> 1) * 8, key = kt * BK + j * 8 + 2 * c + (e & 1);
+                    if (!(row < T && key <= row)) { s[j][e] = -INFINITY; }
                 }
             }
-            // online softmax on rows qa (i = 0) and qa + 8 (i = 1); a quad of 4 threads shares a row
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                float mx = m[i];
-#pragma unroll
-                for (int j = 0; j < 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-                float base = mx == -INFINITY ? 0.0f : mx * sl2;
-                float alpha = exp2f(m[i] * sl2 - base);
-                m[i] = mx;
-                l[i] *= alpha;
-#pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    oacc[j][2 * i] *= alpha;
-                    oacc[j][2 * i + 1] *= alpha;
-                    s[j][2 * i] = exp2f(s[j][2 * i] * sl2 - base);
-                    s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] * sl2 - base);
-                    l[i] += s[j][2 * i] + s[j][2 * i + 1];
-                }
-            }
-            uint32_t pf[4][4];
-            acc_to_a<8>(pf, s);
-            wgmma_fence();
-            wg_gemm_rs(oacc, pf, cV);
-            wgmma_commit();
-            wgmma_wait<0>();
         }
-        stage ^= 1;
-        kt = nxt;
-    }
+        // online softmax on rows qa (i = 0) and qa + 8 (i = 1); a quad of 4 threads shares a row
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float mx = m[i];
+#pragma unroll
+            for (int j = 0; j < 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+            float base = mx == -INFINITY ? 0.0f : mx * sl2;
+            float alpha = exp2f(m[i] * sl2 - base);
+            m[i] = mx;
+            l[i] *= alpha;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                oacc[j][2 * i] *= alpha;
+                oacc[j][2 * i + 1] *= alpha;
+                s[j][2 * i] = exp2f(s[j][2 * i] * sl2 - base);
+                s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] * sl2 - base);
+                l[i] += s[j][2 * i] + s[j][2 * i + 1];
+            }
+        }
+        uint32_t pf[4][4];
+        acc_to_a<8>(pf, s);
+        wgmma_fence();
+        wg_gemm_rs(oacc, pf, cV);
+        wgmma_commit();
+        wgmma_wait<0>();
+    });
     const size_t b = bh / NH, h = bh % NH;
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -456,6 +465,24 @@ __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse
             *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
         }
         if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
+    }
+}
+
+// dK (times scale) and dV of keys key_a and key_a + 8 from the accumulators of a 16-key row tile
+// (mma C layout, shared by the mma.sync and wgmma kernels); keys past T are skipped.
+template <int HD>
+__device__ inline void store_dkdv(bf16 *dk, bf16 *dv, const float dka[HD / 8][4], const float dva[HD / 8][4], size_t bh, int T,
+                                  int key_a, float scale) {
+    const int c = threadIdx.x & 3;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int key = key_a + 8 * i;
+        if (key >= T) { continue; }
+        for (int j = 0; j < HD / 8; j++) {
+            size_t off = (bh * T + key) * HD + j * 8 + 2 * c;
+            *reinterpret_cast<uint32_t *>(dk + off) = pack_bf16(dka[j][2 * i] * scale, dka[j][2 * i + 1] * scale);
+            *reinterpret_cast<uint32_t *>(dv + off) = pack_bf16(dva[j][2 * i], dva[j][2 * i + 1]);
+        }
     }
 }
 
@@ -553,16 +580,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
         stage ^= 1;
         it = nxt;
     }
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int key = key_a + 8 * i;
-        if (key >= T) { continue; }
-        for (int j = 0; j < HD / 8; j++) {
-            size_t off = (bh * T + key) * HD + j * 8 + 2 * c;
-            *reinterpret_cast<uint32_t *>(dk + off) = pack_bf16(dka[j][2 * i] * scale, dka[j][2 * i + 1] * scale);
-            *reinterpret_cast<uint32_t *>(dv + off) = pack_bf16(dva[j][2 * i], dva[j][2 * i + 1]);
-        }
-    }
+    store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, scale);
 }
 
 // Backward on Hopper warpgroup MMA, dense causal, HD 64 (the layout of wgmma_tiles.cuh): a CTA of KW
@@ -577,8 +595,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
                                                                int NH, int T, float scale) {
     constexpr int HD = 64, BK = 64 * KW, BQ = 64, NT = 128 * KW, TILE = 64 * 64;
     extern __shared__ unsigned char smem_raw[];
-    bf16 *sK = (bf16 *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);  // 128-byte swizzle atoms
-    bf16 *sV = sK + KW * TILE, *sQ = sV + KW * TILE, *sdO = sQ + 2 * TILE, *sdS = sdO + 2 * TILE;
+    bf16 *sK = swizzle_base(smem_raw), *sV = sK + KW * TILE, *sQ = sV + KW * TILE, *sdO = sQ + 2 * TILE, *sdS = sdO + 2 * TILE;
     float *sLse = (float *)(sdS + KW * TILE), *sD = sLse + 2 * BQ;
     const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
     const int k0 = blockIdx.x * BK;
@@ -670,16 +687,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
         stage ^= 1;
         it = nxt;
     }
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int key = key_a + 8 * i;
-        if (key >= T) { continue; }
-        for (int j = 0; j < HD / 8; j++) {
-            size_t off = (bh * T + key) * HD + j * 8 + 2 * c;
-            *reinterpret_cast<uint32_t *>(dk + off) = pack_bf16(dka[j][2 * i] * scale, dka[j][2 * i + 1] * scale);
-            *reinterpret_cast<uint32_t *>(dv + off) = pack_bf16(dva[j][2 * i], dva[j][2 * i + 1]);
-        }
-    }
+    store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, scale);
 }
 
 // Backward dQ on warpgroup MMA, dense causal, HD 64, no atomics (the deterministic path, and with
@@ -691,68 +699,51 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
 template <int QW>
 __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                                                              const float *lse, const float *Dsum, int NH, int T, float scale) {
-    constexpr int HD = 64, BQ = 64 * QW, BK = 64, NT = 128 * QW, TILE = 64 * 64;
+    constexpr int HD = 64, BQ = 64 * QW, BK = 64, TILE = 64 * 64;
     extern __shared__ unsigned char smem_raw[];
-    bf16 *sQ = (bf16 *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);  // 128-byte swizzle atoms
-    bf16 *sdO = sQ + QW * TILE, *sK = sdO + QW * TILE, *sV = sK + 2 * TILE;
+    bf16 *sQ = swizzle_base(smem_raw), *sdO = sQ + QW * TILE, *sK = sdO + QW * TILE, *sV = sK + 2 * TILE;
     const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
     const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
-
-    const TileSet tiles{NULL, 0, (min(q0 + BQ, T) - 1) / BK + 1};
-    auto load_kv = [&](int t, int st) {
-        load_tile<BK, HD, NT>(sK + st * TILE, kh, HD, t * BK, T);
-        load_tile<BK, HD, NT>(sV + st * TILE, vh, HD, t * BK, T);
-    };
-    load_tile<BQ, HD, NT>(sQ, q + bh * T * HD, HD, q0, T);
-    load_tile<BQ, HD, NT>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
-    load_kv(0, 0);
-    cp_async_commit();
     const bf16 *wQ = sQ + wg * TILE, *wdO = sdO + wg * TILE;
     const int wq0 = q0 + wg * 64, qa = wq0 + warp * 16 + g;
+
+    load_tile<BQ, HD, 128 * QW>(sQ, q + bh * T * HD, HD, q0, T);
+    load_tile<BQ, HD, 128 * QW>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
     float lrow[2], drow[2];
     for (int i = 0; i < 2; i++) {
         bool ok = qa + 8 * i < T;
         lrow[i] = ok ? lse[bh * T + qa + 8 * i] * LOG2E : 0.0f;
         drow[i] = ok ? Dsum[bh * T + qa + 8 * i] : 0.0f;
     }
-
     float dqa[8][4] = {};
-    int kt = 0, stage = 0;
-    while (kt < tiles.n) {
-        int nxt = pipeline_step<true>(tiles, kt, stage, load_kv);
-        const bf16 *cK = sK + stage * TILE, *cV = sV + stage * TILE;
-        if (kt * BK <= wq0 + 63) {  // warpgroup-uniform: the tile has keys this warpgroup's queries see
-            float s[8][4], dp[8][4];
-            wgmma_fence();
-            wg_gemm_abt(s, wQ, cK);
-            wg_gemm_abt(dp, wdO, cV);
-            wgmma_commit();
-            wgmma_wait<0>();
-            // rows: queries qa (+ 8); columns: keys kt * BK + 8 j + 2 c (+ 1)
-            const bool full = kt * BK + 63 <= wq0 && wq0 + 63 < T;
+    walk_key_tiles<QW>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, [&](int kt, const bf16 *cK, const bf16 *cV) {
+        float s[8][4], dp[8][4];
+        wgmma_fence();
+        wg_gemm_abt(s, wQ, cK);
+        wg_gemm_abt(dp, wdO, cV);
+        wgmma_commit();
+        wgmma_wait<0>();
+        // rows: queries qa (+ 8); columns: keys kt * BK + 8 j + 2 c (+ 1)
+        const bool full = kt * BK + 63 <= wq0 && wq0 + 63 < T;
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < 8; j++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int row = qa + (e >> 1) * 8, key = kt * BK + j * 8 + 2 * c + (e & 1);
-                    bool ok = full || (row < T && key <= row);
-                    float p = ok ? exp2f(s[j][e] * sl2 - lrow[e >> 1]) : 0.0f;
-                    s[j][e] = p * (dp[j][e] - drow[e >> 1]);
-                }
+            for (int e = 0; e < 4; e++) {
+                int row = qa + (e >> 1) * 8, key = kt * BK + j * 8 + 2 * c + (e & 1);
+                bool ok = full || (row < T && key <= row);
+                float p = ok ? exp2f(s[j][e] * sl2 - lrow[e >> 1]) : 0.0f;
+                s[j][e] = p * (dp[j][e] - drow[e >> 1]);
             }
-            uint32_t dsf[4][4];
-            acc_to_a<8>(dsf, s);
-            wgmma_fence();
-            wg_gemm_rs(dqa, dsf, cK);
-            wgmma_commit();
-            wgmma_wait<0>();
         }
-        stage ^= 1;
-        kt = nxt;
-    }
+        uint32_t dsf[4][4];
+        acc_to_a<8>(dsf, s);
+        wgmma_fence();
+        wg_gemm_rs(dqa, dsf, cK);
+        wgmma_commit();
+        wgmma_wait<0>();
+    });
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         int t = qa + 8 * i;

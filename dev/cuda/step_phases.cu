@@ -8,7 +8,8 @@
  The trainer itself carries no timing code. Random tokens, no data files; steps as train_main runs them
  (zero grad, forward, backward, AdamW), the first step is a warm-up, the table is the mean of the others.
    ./build/cuda/step_phases [trainer flags]    e.g. -p 340M -A dense -W 0 -b 4 -t 8192
- Prints one markdown row per phase: calls per step, ms per step, share of the step; then the wall time.
+ Prints one markdown row per phase: calls per step, ms per step, share of the step; then the step's wall
+ time, tokens/s and MFU as the trainer counts them, and the GPU memory in use (cudaMemGetInfo, as the trainer).
 */
 #include <map>
 #include <string>
@@ -117,7 +118,9 @@ int main(int argc, char **argv) {
         printf("| %s | %d | %.2f | %.1f%% |\n", name.c_str(), acc[name].second / timed, ms, 100.0 * ms / (span / timed));
     }
     printf("| all events | | %.2f | 100%% |\n", span / timed);
-    printf("step wall time %.2f ms = %.0f tokens/s\n", wall / timed, N / (wall / timed / 1000.0));
+    double tok_s = N / (wall / timed / 1000.0);
+    printf("step wall time %.2f ms = %.0f tokens/s, MFU %.1f%%, GPU memory in use %.1f GiB\n", wall / timed, tok_s,
+           100.0 * tok_s * flops_per_token(&model, T) / PEAK_BF16_FLOPS, gpu_memory_used_gib());
     gpt_free(&model);
     return 0;
 }
