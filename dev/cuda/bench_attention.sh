@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Device script for the attention kernels: build, CPU-reference checks of every version (dense and MoBA),
 # then timings of ours next to PyTorch's FlashAttention-2 and cuDNN (same shapes, same call), table last.
-# usage: bash dev/cuda/bench_attention.sh [check|quick|full]   (logs to $OUT/attention.log when OUT is set)
+# usage: bash dev/cuda/bench_attention.sh [check|quick|full|profile]   (logs to $OUT/attention.log when OUT is set)
+# profile: after the checks, per-kernel device times (Nsight Compute, clocks as found) of the HD 64 T 8192
+# backward variants, to split a version's time between its kernels.
 set -u
 cd "$(dirname "$0")/../.."
 mode=${1:-full}
@@ -15,6 +17,14 @@ for v in 1 2 3 4 5 6 7 8; do
 done
 grep -E "failed$|FAIL|error" "$log"
 [ "$mode" = check ] && exit $status
+if [ "$mode" = profile ]; then
+    for v in 2 5 6 7 8; do
+        echo "== version $v, HD 64, T 8192 (B 2, 32 heads): mean duration per kernel"
+        ncu --clock-control none --metrics gpu__time_duration.sum --launch-skip 4 --launch-count 24 \
+            --print-summary per-kernel ./build/cuda/attention_dense $v time 64 8192 2>&1 | grep -E "^  [a-z_]+.*\(|gpu__time_duration"
+    done | tee -a "$log"
+    exit $status
+fi
 if [ "$mode" = quick ]; then dense_t="4096 16384"; moba_t="8192 16384"; hd64_t="8192"
 else dense_t="4096 16384 65536 131072"; moba_t="8192 16384 32768 65536"; hd64_t="8192 32768"; fi
 {
