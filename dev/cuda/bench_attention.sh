@@ -21,7 +21,7 @@ if [ "$mode" = profile ]; then
     for v in 2 5 6 7 8; do
         echo "== version $v, HD 64, T 8192 (B 2, 32 heads): mean duration per kernel"
         ncu --clock-control none --metrics gpu__time_duration.sum --launch-skip 4 --launch-count 24 \
-            --print-summary per-kernel ./build/cuda/attention_dense $v time 64 8192 2>&1 | grep -E "^  [a-z_]+.*\(|gpu__time_duration"
+            --print-summary per-kernel ./build/cuda/attention_dense $v time 64 8192 2>&1 | grep -E "kernel|gpu__time_duration"
     done | tee -a "$log"
     exit $status
 fi
