@@ -7,8 +7,9 @@
 
  Builds: -DMULTI_GPU (NCCL present) and optionally -DUSE_MPI. Without MULTI_GPU (make NO_MULTI_GPU=1 or
  no nccl.h) every function keeps its meaning for a world of 1 (a copy where out != in), and a launch
- with world > 1 is refused. With MULTI_GPU a communicator exists even at world 1, so one GPU exercises
- the same NCCL path as eight.
+ with world > 1 is refused. With MULTI_GPU, init "single" makes a communicator of one, so one GPU
+ exercises the same NCCL path as eight; init "local" (what "auto" is without a launcher) makes none:
+ a plain single-GPU run needs no NCCL at run time and behaves as the NO_MULTI_GPU build.
 
  Watchdog: every collective records an event on its stream; a helper thread polls the oldest pending
  one and NCCL's asynchronous error. A collective not finished timeout_s after it was enqueued (a rank
@@ -33,8 +34,9 @@
 #endif
 
 typedef struct {
-    const char *init;      // "auto" (or NULL): mpi when built with MPI and launched by mpirun, else single;
-                           // "mpi", "fs" (endpoint = shared directory), "tcp" (endpoint = host:port of rank 0)
+    const char *init;      // "auto" (or NULL): mpi when built with MPI and launched by mpirun, else local;
+                           // "local" (world 1, no NCCL), "single" (world 1 through NCCL), "mpi",
+                           // "fs" (endpoint = shared directory), "tcp" (endpoint = host:port of rank 0)
     const char *endpoint;
     const char *tag;       // fs file names; NULL: $SLURM_JOB_ID, else "moba" (concurrent jobs need distinct tags)
     int device;            // CUDA device; -1: the local rank
@@ -77,6 +79,7 @@ typedef struct {
     const char *init;          // how the group was formed, for the log
     const char *launcher;      // where rank and world came from
     int mpi;                   // MPI_Init was called: MPI_Finalize at the end
+    int nccl;                  // a communicator exists (else every collective is a local copy, world 1)
     int grouped;               // inside ncclGroupStart/End: collectives are watched once, at the end
     float timeout_s;
     cudaStream_t comm_stream;  // bucket reductions run here, overlapping the backward on the main stream
@@ -233,9 +236,9 @@ static inline MultiGpu multi_gpu_init(const MultiGpuArgs *a) {
     const char *init = a->init ? a->init : "auto";
     if (strcmp(init, "auto") == 0) {
 #ifdef USE_MPI
-        init = getenv("OMPI_COMM_WORLD_SIZE") ? "mpi" : "single";
+        init = getenv("OMPI_COMM_WORLD_SIZE") ? "mpi" : "local";
 #else
-        init = "single";
+        init = "local";
 #endif
     }
     if (strcmp(init, "mpi") == 0) {
@@ -251,18 +254,19 @@ static inline MultiGpu multi_gpu_init(const MultiGpuArgs *a) {
 #else
         die("init 'mpi': this build has no MPI (NO_USE_MPI=1 or no mpicc); use the fs or tcp rendezvous");
 #endif
-    } else if (strcmp(init, "fs") == 0 || strcmp(init, "tcp") == 0 || strcmp(init, "single") == 0) {
+    } else if (strcmp(init, "fs") == 0 || strcmp(init, "tcp") == 0 || strcmp(init, "single") == 0 || strcmp(init, "local") == 0) {
         ProcessEnv e = process_env_detect();
         mg.rank = e.rank; mg.world = e.world; mg.local_rank = e.local_rank; mg.launcher = e.source;
-        mg.init = strcmp(init, "fs") == 0 ? "fs" : strcmp(init, "tcp") == 0 ? "tcp" : "single";
-        if (mg.world > 1 && strcmp(mg.init, "single") == 0) {
-            die("rank %d: world size %d (from %s) needs a way to meet: -P mpi (MPI build), or -P fs / -P tcp with -E", mg.rank, mg.world, e.source);
+        mg.init = strcmp(init, "fs") == 0 ? "fs" : strcmp(init, "tcp") == 0 ? "tcp" : strcmp(init, "single") == 0 ? "single" : "local";
+        int alone = strcmp(mg.init, "single") == 0 || strcmp(mg.init, "local") == 0;
+        if (mg.world > 1 && alone) {
+            die("rank %d: world size %d (from %s) needs a way to meet: mpi (MPI build), fs or tcp", mg.rank, mg.world, e.source);
         }
-        if (strcmp(mg.init, "single") != 0 && (a->endpoint == NULL || a->endpoint[0] == '\0')) {
-            die("init '%s' needs an endpoint (-E): %s", mg.init, strcmp(mg.init, "fs") == 0 ? "a directory every rank sees" : "host:port of rank 0");
+        if (!alone && (a->endpoint == NULL || a->endpoint[0] == '\0')) {
+            die("init '%s' needs an endpoint: %s", mg.init, strcmp(mg.init, "fs") == 0 ? "a directory every rank sees" : "host:port of rank 0");
         }
     } else {
-        die("init '%s': must be auto, mpi, fs or tcp", init);
+        die("init '%s': must be auto, local, single, mpi, fs or tcp", init);
     }
 #ifndef MULTI_GPU
     if (mg.world > 1) { die("rank %d: world size %d, but this build has no NCCL (NO_MULTI_GPU=1 or no nccl.h)", mg.rank, mg.world); }
@@ -278,23 +282,28 @@ static inline MultiGpu multi_gpu_init(const MultiGpuArgs *a) {
     cudaCheck(cudaEventCreateWithFlags(&mg.comm_mark, cudaEventDisableTiming));
     cudaCheck(cudaMalloc(&mg.scratch, sizeof(uint64_t) * (size_t)mg.world));
 #ifdef MULTI_GPU
-    multi_gpu_comm_init(&mg, a);
-    multi_gpu_watchdog_start(&mg);
+    if (strcmp(mg.init, "local") != 0) {
+        multi_gpu_comm_init(&mg, a);
+        multi_gpu_watchdog_start(&mg);
+        mg.nccl = 1;
+    }
 #endif
     return mg;
 }
 
 static inline void multi_gpu_print(const MultiGpu *mg) {
-    printf("rank %d of %d (local rank %d, GPU %d), init %s, ranks from %s, collective timeout %g s\n",
-           mg->rank, mg->world, mg->local_rank, mg->device, mg->init, mg->launcher, mg->timeout_s);
+    printf("rank %d of %d (local rank %d, GPU %d), init %s%s, ranks from %s, collective timeout %g s\n", mg->rank, mg->world,
+           mg->local_rank, mg->device, mg->init, mg->nccl ? "" : " (no NCCL)", mg->launcher, mg->timeout_s);
 }
 
 static inline void multi_gpu_free(MultiGpu *mg) {
     cudaCheck(cudaDeviceSynchronize());
 #ifdef MULTI_GPU
-    multi_gpu_watchdog_stop(mg);
-    ncclCheck(mg, ncclCommFinalize(mg->comm));
-    ncclCheck(mg, ncclCommDestroy(mg->comm));
+    if (mg->nccl) {
+        multi_gpu_watchdog_stop(mg);
+        ncclCheck(mg, ncclCommFinalize(mg->comm));
+        ncclCheck(mg, ncclCommDestroy(mg->comm));
+    }
 #endif
     cudaCheck(cudaFree(mg->scratch));
     cudaCheck(cudaEventDestroy(mg->main_mark));
@@ -316,31 +325,37 @@ static inline void copy_if_distinct(void *dst, const void *src, size_t bytes, cu
 
 template <typename T> void multi_gpu_all_reduce_mean(MultiGpu *mg, T *out, const T *in, size_t n, cudaStream_t stream) {
 #ifdef MULTI_GPU
-    ncclCheck(mg, ncclAllReduce(in, out, n, nccl_type(in), ncclAvg, mg->comm, stream));
-    multi_gpu_watch(mg, stream, "all-reduce");
-#else
-    copy_if_distinct(out, in, n * sizeof(T), stream);
+    if (mg->nccl) {
+        ncclCheck(mg, ncclAllReduce(in, out, n, nccl_type(in), ncclAvg, mg->comm, stream));
+        multi_gpu_watch(mg, stream, "all-reduce");
+        return;
+    }
 #endif
+    copy_if_distinct(out, in, n * sizeof(T), stream);
 }
 
 // full: world * shard_n elements on every rank; shard gets the mean over ranks of this rank's part.
 template <typename T> void multi_gpu_reduce_scatter_mean(MultiGpu *mg, T *shard, const T *full, size_t shard_n, cudaStream_t stream) {
 #ifdef MULTI_GPU
-    ncclCheck(mg, ncclReduceScatter(full, shard, shard_n, nccl_type(full), ncclAvg, mg->comm, stream));
-    multi_gpu_watch(mg, stream, "reduce-scatter");
-#else
-    copy_if_distinct(shard, full, shard_n * sizeof(T), stream);
+    if (mg->nccl) {
+        ncclCheck(mg, ncclReduceScatter(full, shard, shard_n, nccl_type(full), ncclAvg, mg->comm, stream));
+        multi_gpu_watch(mg, stream, "reduce-scatter");
+        return;
+    }
 #endif
+    copy_if_distinct(shard, full, shard_n * sizeof(T), stream);
 }
 
 // full (world * shard_n elements) becomes every rank's shard, in rank order.
 template <typename T> void multi_gpu_all_gather(MultiGpu *mg, T *full, const T *shard, size_t shard_n, cudaStream_t stream) {
 #ifdef MULTI_GPU
-    ncclCheck(mg, ncclAllGather(shard, full, shard_n, nccl_type(shard), mg->comm, stream));
-    multi_gpu_watch(mg, stream, "all-gather");
-#else
-    copy_if_distinct(full, shard, shard_n * sizeof(T), stream);
+    if (mg->nccl) {
+        ncclCheck(mg, ncclAllGather(shard, full, shard_n, nccl_type(shard), mg->comm, stream));
+        multi_gpu_watch(mg, stream, "all-gather");
+        return;
+    }
 #endif
+    copy_if_distinct(full, shard, shard_n * sizeof(T), stream);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -372,16 +387,20 @@ static inline void multi_gpu_check_divisible(const MultiGpu *mg, const size_t *c
 
 static inline void multi_gpu_group_start(MultiGpu *mg) {
 #ifdef MULTI_GPU
-    ncclCheck(mg, ncclGroupStart());
-    mg->grouped = 1;
+    if (mg->nccl) {
+        ncclCheck(mg, ncclGroupStart());
+        mg->grouped = 1;
+    }
 #endif
 }
 
 static inline void multi_gpu_group_end(MultiGpu *mg, cudaStream_t stream, const char *what) {
 #ifdef MULTI_GPU
-    mg->grouped = 0;
-    ncclCheck(mg, ncclGroupEnd());
-    multi_gpu_watch(mg, stream, what);
+    if (mg->nccl) {
+        mg->grouped = 0;
+        ncclCheck(mg, ncclGroupEnd());
+        multi_gpu_watch(mg, stream, what);
+    }
 #endif
 }
 

@@ -367,8 +367,9 @@ static inline void rendezvous_tcp(const Rendezvous *r, void *id, size_t bytes) {
 
 // ---------------------------------------------------------------------------------------------------
 // The trainer's -P value: how the processes of a run find each other.
-//   auto             mpi when built with MPI and launched by mpirun, else a single process
-//   single           one process, world 1 (launcher variables with a world > 1 are refused)
+//   auto             mpi when built with MPI and launched by mpirun, else local
+//   local            one process, world 1, no NCCL (launcher variables with a world > 1 are refused)
+//   single           one process, world 1, through an NCCL communicator of one (the multi-GPU code path)
 //   mpi              MPI_COMM_WORLD (needs the MPI build)
 //   fs:<dir>         NCCL id through a directory every rank sees (rendezvous_fs)
 //   tcp:<host:port>  NCCL id over TCP from rank 0 at host:port (rendezvous_tcp)
@@ -376,15 +377,14 @@ static inline void rendezvous_tcp(const Rendezvous *r, void *id, size_t bytes) {
 // Checked when the flags are parsed, so a typo fails before any GPU work, with one line.
 
 typedef struct {
-    char init[8];          // "auto", "single", "mpi", "fs" or "tcp"
+    char init[8];          // "auto", "local", "single", "mpi", "fs" or "tcp"
     char endpoint[1024];   // fs: the directory; tcp: host:port; else empty
 } ProcessGroupSpec;
 
 static inline ProcessGroupSpec process_group_parse(const char *spec) {
     ProcessGroupSpec s;
     memset(&s, 0, sizeof(s));
-    const char *value = NULL;
-    if (strcmp(spec, "auto") == 0 || strcmp(spec, "single") == 0 || strcmp(spec, "mpi") == 0) {
+    if (strcmp(spec, "auto") == 0 || strcmp(spec, "local") == 0 || strcmp(spec, "single") == 0 || strcmp(spec, "mpi") == 0) {
         snprintf(s.init, sizeof(s.init), "%s", spec);
         return s;
     }
@@ -395,13 +395,13 @@ static inline ProcessGroupSpec process_group_parse(const char *spec) {
         if ((size_t)snprintf(s.endpoint, sizeof(s.endpoint), "%s:%s", addr, port) >= sizeof(s.endpoint)) { die("-P env: MASTER_ADDR is too long"); }
     } else if (strncmp(spec, "fs:", 3) == 0 || strncmp(spec, "tcp:", 4) == 0) {
         int fs = spec[0] == 'f';
-        value = spec + (fs ? 3 : 4);
+        const char *value = spec + (fs ? 3 : 4);
         if (value[0] == '\0') { die("-P %s needs %s after the colon", spec, fs ? "a directory" : "host:port"); }
         if (strlen(value) >= sizeof(s.endpoint)) { die("-P %.8s...: endpoint longer than %zu characters", spec, sizeof(s.endpoint) - 1); }
         snprintf(s.init, sizeof(s.init), "%s", fs ? "fs" : "tcp");
         snprintf(s.endpoint, sizeof(s.endpoint), "%s", value);
     } else {
-        die("-P '%s': must be auto, single, mpi, fs:<dir>, tcp:<host:port> or env", spec);
+        die("-P '%s': must be auto, local, single, mpi, fs:<dir>, tcp:<host:port> or env", spec);
     }
     if (strcmp(s.init, "tcp") == 0) {  // the same check the exchange makes, but now
         char host[256], port[16];

@@ -82,7 +82,7 @@ static inline void print_usage(const char *program, const TrainArgs *d) {
     printf("  -R  recompute in backward: 0 none, 1 MLP, 2 MLP+attention  default %d\n", d->recompute);
     printf("  -z  deterministic kernels (bit-identical reruns)          default %d\n", d->deterministic);
     printf("CUDA trainer, several GPUs (one process each; -b, -t per GPU, -d global)\n");
-    printf("  -P  process group: auto | single | mpi | fs:<dir> | tcp:<host:port> | env   default %s\n", d->process_group);
+    printf("  -P  process group: auto | local | single | mpi | fs:<dir> | tcp:<host:port> | env   default %s\n", d->process_group);
     printf("  -G  run tag naming the fs rendezvous files               default $SLURM_JOB_ID, else moba\n");
     printf("  -O  ZeRO stage: 0 all-reduce, 1 sharded AdamW state      default %d\n", d->zero_stage);
     printf("  -T  seconds a collective may take before all ranks exit  default %g\n", d->collective_timeout_s);

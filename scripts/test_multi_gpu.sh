@@ -1,9 +1,10 @@
 #!/bin/bash
 # Multi-GPU checks of the CUDA trainer in one command, on every GPU of this machine (1, 2, 4 or 8):
 #  1. world 1 (always): the trainer's 20-step losses and norms are bit-identical across -O 0 / -O 1,
-#     -P single / fs / tcp / mpi (mpirun -np 1), the NO_MULTI_GPU=1 build (whose -O 0 runs exactly the
-#     single-GPU kernels in their order: its collectives are no-ops) and $BASELINE (a trainer binary
-#     from before the multi-GPU change, when given): the world-1 path adds nothing to the arithmetic
+#     -P single (NCCL communicator of one) / local (no NCCL, the default) / fs / tcp / mpi (mpirun -np 1),
+#     the NO_MULTI_GPU=1 build (whose -O 0 runs exactly the single-GPU kernels in their order: its
+#     collectives are no-ops) and $BASELINE (a trainer binary from before the multi-GPU change, when
+#     given): the world-1 path adds nothing to the arithmetic
 #  2. for each N in 2 4 8 up to the GPU count: 20-step losses of N GPUs vs 1 GPU with the same global
 #     batch (8 micro-batches of 4 x 256: 1 GPU accum 8, N GPUs accum 8/N), -O 0 and -O 1, launched by
 #     mpirun and by the fs and tcp rendezvous; every run ends with the cross-rank parameter checksum
@@ -59,7 +60,7 @@ fi
 NS=""; for n in 2 4 8; do [ "$n" -le "$NGPU" ] && NS="$NS $n"; done
 echo "GPUs: $NGPU; multi-GPU sizes:${NS:- none}; mpirun: ${MPI:-none (no mpirun or no MPI build)}"
 
-# launch NAME N MODE [trainer flags...]: N processes, MODE single | mpi | tcp | fs; output dir $W/NAME,
+# launch NAME N MODE [trainer flags...]: N processes, MODE local | single | mpi | tcp | fs; output dir $W/NAME,
 # console $LOG/NAME.log (rank 0) and $LOG/NAME.rankR.log; returns the worst exit status.
 PORT=$((29500 + RANDOM % 2000))
 launch() {
@@ -67,7 +68,7 @@ launch() {
   local out=$W/$name rc=0
   mkdir -p "$out"
   case $mode in
-    single) timeout "$LIMIT" "$TRAIN" -o "$out" -P single "$@" > "$LOG/$name.log" 2>&1; rc=$? ;;
+    single|local) timeout "$LIMIT" "$TRAIN" -o "$out" -P "$mode" "$@" > "$LOG/$name.log" 2>&1; rc=$? ;;
     mpi) timeout "$LIMIT" $MPI -np "$n" "$TRAIN" -o "$out" -P mpi "$@" > "$LOG/$name.log" 2>&1; rc=$? ;;
     tcp|fs)
       local spec pids=()
@@ -109,6 +110,7 @@ same_as_ref() {  # NAME LABEL
   else row "$2" "DIFFERENT: $(maxdiff w1_O1 "$1") | $(grep -h 'error' "$LOG/$1.log" | head -1 | cut -c1-100)"; fi
 }
 launch w1_O0 1 single "${BASE[@]}" -O 0; same_as_ref w1_O0 "world 1 -O 0 vs -O 1"
+launch w1_local 1 local "${BASE[@]}" -O 1; same_as_ref w1_local "world 1 -P local (the default: no NCCL) vs single"
 launch w1_tcp 1 tcp "${BASE[@]}" -O 1; same_as_ref w1_tcp "world 1 -P tcp vs single"
 launch w1_fs 1 fs "${BASE[@]}" -O 1; same_as_ref w1_fs "world 1 -P fs vs single"
 if [ -n "$MPI" ]; then launch w1_mpi 1 mpi "${BASE[@]}" -O 1; same_as_ref w1_mpi "world 1 mpirun -np 1 vs single"

@@ -283,11 +283,12 @@ static int launch(int n, const MultiGpuArgs *a, const char *fault) {
 
 int main(int argc, char **argv) {
     MultiGpuArgs a = multi_gpu_default_args();
+    a.init = "single";  // checks NCCL: at world 1 a communicator of one, not the no-NCCL "local"
     a.timeout_s = 60.0f;
     int n = 0;
     const char *fault = "none";
     for (int i = 1; i < argc; i += 2) {
-        if (i + 1 >= argc || argv[i][0] != '-' || strlen(argv[i]) != 2) { die("usage: %s [-n local ranks] [-P auto|mpi|fs|tcp] [-E endpoint] [-G tag] [-g device] [-T timeout s] [-x none|kill|hang|drift]", argv[0]); }
+        if (i + 1 >= argc || argv[i][0] != '-' || strlen(argv[i]) != 2) { die("usage: %s [-n local ranks] [-P single|local|auto|mpi|fs|tcp] [-E endpoint] [-G tag] [-g device] [-T timeout s] [-x none|kill|hang|drift]", argv[0]); }
         const char *v = argv[i + 1];
         switch (argv[i][1]) {
             case 'n': n = atoi(v); break;

@@ -120,8 +120,11 @@ static void test_flags(void) {
     CHECK(strcmp(s.init, "fs") == 0 && strcmp(s.endpoint, "/shared/rdv") == 0, "fs:<dir> not split");
     s = process_group_parse("tcp:10.0.0.1:29500");
     CHECK(strcmp(s.init, "tcp") == 0 && strcmp(s.endpoint, "10.0.0.1:29500") == 0, "tcp:<host:port> not split");
-    s = process_group_parse("mpi");
-    CHECK(strcmp(s.init, "mpi") == 0 && s.endpoint[0] == '\0', "mpi");
+    const char *plain[] = {"auto", "local", "single", "mpi"};
+    for (int i = 0; i < 4; i++) {
+        s = process_group_parse(plain[i]);
+        CHECK(strcmp(s.init, plain[i]) == 0 && s.endpoint[0] == '\0', "-P %s", plain[i]);
+    }
     setenv("MASTER_ADDR", "head", 1); setenv("MASTER_PORT", "1234", 1);
     s = process_group_parse("env");
     CHECK(strcmp(s.init, "tcp") == 0 && strcmp(s.endpoint, "head:1234") == 0, "env: %s %s", s.init, s.endpoint);
