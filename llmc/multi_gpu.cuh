@@ -477,16 +477,19 @@ static inline uint64_t multi_gpu_checksum_check(MultiGpu *mg, const void *buf, s
     cudaCheck(cudaMemcpyAsync(all, mg->scratch, sizeof(uint64_t) * (size_t)mg->world, cudaMemcpyDeviceToHost, mg->comm_stream));
     cudaCheck(cudaStreamSynchronize(mg->comm_stream));
     uint64_t sum = all[mg->rank];
-    for (int r = 0; r < mg->world; r++) {
-        if (all[r] != all[0]) {
-            char list[512] = "";
-            for (int i = 0; i < mg->world && i < 16; i++) {
-                size_t len = strlen(list);
-                snprintf(list + len, sizeof(list) - len, "%s%d:%016llx", i ? " " : "", i, (unsigned long long)all[i]);
-            }
-            die("rank %d: %s differ across ranks (checksums %s): the ranks have drifted apart", mg->rank, what, list);
+    int *agrees = (int *)calloc_check((size_t)mg->world, sizeof(int)), any = 0;
+    for (int r = 0; r < mg->world; r++) { agrees[r] = all[r] == all[0]; any |= !agrees[r]; }
+    if (any) {
+        char ranks[256], list[512] = "";
+        rdv_missing_list(ranks, sizeof(ranks), agrees, mg->world);  // the ranks that do not agree
+        for (int i = 0; i < mg->world && i < 16; i++) {
+            size_t len = strlen(list);
+            snprintf(list + len, sizeof(list) - len, "%s%d:%016llx", i ? " " : "", i, (unsigned long long)all[i]);
         }
+        die("rank %d: %s differ across ranks: ranks %s differ from rank 0 (checksums %s): the ranks have drifted apart",
+            mg->rank, what, ranks, list);
     }
+    free(agrees);
     free(all);
     return sum;
 }
