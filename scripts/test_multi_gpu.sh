@@ -5,7 +5,9 @@
 #     the NO_MULTI_GPU=1 build (whose -O 0 runs exactly the single-GPU kernels in their order: its
 #     collectives are no-ops) and $BASELINE (a trainer binary from before the multi-GPU change, when
 #     given): the world-1 path adds nothing to the arithmetic
-#  2. for each N in 2 4 8 up to the GPU count: 20-step losses of N GPUs vs 1 GPU with the same global
+#  2. for each N in 2 4 8 up to the GPU count: the collective layer first (dev/cuda/multi_gpu_check:
+#     all-reduce, ZeRO-1 reduce-scatter / all-gather, buckets, checksum against host references, through
+#     fs, tcp and mpirun; faults kill / hang / drift must end every rank in time), then 20-step losses of N GPUs vs 1 GPU with the same global
 #     batch (8 micro-batches of 4 x 256: 1 GPU accum 8, N GPUs accum 8/N), -O 0 and -O 1, launched by
 #     mpirun and by the fs and tcp rendezvous; every run ends with the cross-rank parameter checksum
 #     (the trainer dies if the ranks differ). Tolerance: step 1 within 1e-6 (same weights, same tokens;
@@ -42,6 +44,8 @@ else  # the Makefile's NO_MULTI_GPU=1 build under another name, beside the main 
     > "$LOG/build_single.log" 2>&1 &
   single_build=$!
 fi
+NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')}
+if [ "$NGPU" -gt 1 ] && [ -z "${BIN:-}" ]; then make -s build/cuda/multi_gpu_check > "$LOG/build_check.log" 2>&1 & check_build=$!; fi
 if [ -n "${BIN:-}" ]; then
   TRAIN=$BIN/train_gpt_moba_cu
 else
@@ -50,7 +54,8 @@ else
 fi
 cp "$TRAIN" "$W/train" && TRAIN=$W/train
 [ -n "${single_build:-}" ] && { wait "$single_build" || echo "NO_MULTI_GPU build failed (see $LOG/build_single.log)"; }
-NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')}
+[ -n "${check_build:-}" ] && { wait "$check_build" || echo "multi_gpu_check build failed (see $LOG/build_check.log)"; }
+CHECK=${BIN:-build/cuda}/multi_gpu_check
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1 | tee "$LOG/device.txt"
 MPI=""
 if command -v mpirun >/dev/null && ldd "$TRAIN" | grep -q libmpi; then
@@ -130,8 +135,27 @@ if [ -n "${BASELINE:-}" ]; then
   same_as_ref w1_base "world 1 vs BASELINE (before multi-GPU)"
 fi
 
-# ---- 2. N GPUs vs 1 GPU, same global batch
+# ---- 2. N GPUs: the collective layer, then the trainer vs 1 GPU with the same global batch
+summary() { grep -E '^[0-9]+ passed, [0-9]+ failed' "$LOG/$1.log" | tail -1; }
 for n in $NS; do
+  if [ -x "$CHECK" ]; then
+    PORT=$((PORT + 1)); mkdir -p "$W/rdv_$n"
+    timeout 900 "$CHECK" -n "$n" -P fs -E "$W/rdv_$n" -G "chk$n" > "$LOG/check_fs_$n.log" 2>&1
+    row "multi_gpu_check $n GPUs fs" "$(summary check_fs_$n)"
+    timeout 900 "$CHECK" -n "$n" -P tcp -E 127.0.0.1:$PORT > "$LOG/check_tcp_$n.log" 2>&1
+    row "multi_gpu_check $n GPUs tcp" "$(summary check_tcp_$n)"
+    if [ -n "$MPI" ]; then
+      timeout 900 $MPI -np "$n" "$CHECK" -P mpi > "$LOG/check_mpi_$n.log" 2>&1
+      row "multi_gpu_check $n GPUs mpirun" "$(grep -cE '^[1-9][0-9]* passed, 0 failed' "$LOG/check_mpi_$n.log") of $n ranks: N passed, 0 failed (last: $(summary check_mpi_$n))"
+    fi
+    for fault in kill hang drift; do
+      PORT=$((PORT + 1))
+      timeout 300 "$CHECK" -n "$n" -P tcp -E 127.0.0.1:$PORT -T 10 -x $fault > "$LOG/check_${fault}_$n.log" 2>&1
+      row "multi_gpu_check $n GPUs -x $fault (-T 10)" "$(summary check_${fault}_$n); $(grep -o 'all ranks gone [0-9.]* s' "$LOG/check_${fault}_$n.log")"
+    done
+  else
+    row "multi_gpu_check $n GPUs" "not built: $(tail -1 "$LOG/build_check.log" 2>/dev/null)"
+  fi
   for mode in mpi tcp fs; do
     [ "$mode" = mpi ] && [ -z "$MPI" ] && { row "$n GPUs mpi" "skipped: no mpirun / no MPI build"; continue; }
     for zero in 0 1; do
