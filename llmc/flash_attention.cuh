@@ -1,25 +1,26 @@
 /*
- Flash attention on the GPU, dense causal or MoBA given a block selection (doc/model.md, MoBA).
+ Flash attention on the GPU, dense causal (doc/model.md). MoBA layers run through llmc/moba_attention.cuh,
+ which reuses the tiles, the dK/dV step and the simple kernels of this file.
  q, k, v: (B, NH, T, HD) floatX; o, dout: (B, T, NH, HD); lse: (B, NH, T) fp32, natural log of the sum
  of exp(scaled scores), scale 1/sqrt(HD). dq, dk, dv: (B, NH, T, HD). HD in {64, 128}, any T >= 1.
- sel == NULL: dense causal. Otherwise key j is visible to query t iff j <= t and block j/block_size is
- in t's list; one softmax over all visible keys; no gradient through the selection.
+ The simple kernels also take a MoBA selection (sel != NULL): key j is visible to query t iff j <= t
+ and block j/block_size is in t's list; one softmax over all visible keys; no gradient through it.
 
  bf16 path (FlashAttention-2 style, mma.sync m16n8k16 bf16 -> fp32, ldmatrix from XOR-swizzled shared
- memory, cp.async double buffering, never a T x T or T x (T/block) tensor):
- - forward: a CTA owns 64 queries (4 warps x 16 rows) and walks a key-tile schedule (64 keys a tile)
-   with an online softmax. Dense: tiles 0..diagonal. MoBA: the union of the tiles the 64 queries
-   selected (a bitmap in shared memory), each query masked to its own blocks (membership is per
-   32-key half tile, hence block_size >= 32). Traffic: q, o once; k, v once per visiting query tile.
+ memory, cp.async double buffering, never a T x T tensor; dense causal only):
+ - forward: a CTA owns 64 MT queries (4 warps x 16 rows x MT) and walks the key tiles (64 keys a tile)
+   0..diagonal with an online softmax. Traffic: q, o once; k, v once per query tile (mostly L2).
  - backward, recomputing P from lse: D = rowsum(dO o); then a CTA per 64-key tile walks the query
-   tiles (32 rows) that see it and writes dK, dV directly; dQ either accumulates there with fp32
+   tiles (32 rows) from the diagonal on and writes dK, dV directly; dQ either accumulates there with fp32
    atomics (fast, order-dependent) or, deterministic, comes from a second query-centric kernel that
-   walks the forward's schedule and writes dQ directly.
+   walks the forward's key tiles and writes dQ directly.
  Hopper path (sm_90a, dense causal, HD 64, the default there; llmc/wgmma_tiles.cuh): the same
  algorithms on warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory: a forward kernel
  (128 queries per CTA), a dK/dV kernel (128 keys per CTA, dQ by fp32 atomics) and, for the deterministic
  mode, a query-centric dQ kernel. ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
  fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
+ (Until session 2 the mma.sync kernels also ran MoBA query-tile-centrically, over the union of the key
+ tiles a CTA's queries selected: near-dense work for independent selections; replaced by moba_attention.cuh.)
 */
 #ifndef LLMC_FLASH_ATTENTION_CUH
 #define LLMC_FLASH_ATTENTION_CUH
@@ -43,18 +44,12 @@ typedef struct {
 #endif
 
 // ---------------------------------------------------------------------------------------------------
-// Visibility shared by every path: the key blocks selected by query t of head bh (or NULL = dense).
-__device__ inline const int *moba_list(const MobaSelection &sel, size_t bh, int T, int t) {
-    return sel.blocks + ((size_t)bh * T + t) * sel.topk;
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Simple path: one thread per query (forward, dQ) or per key (dK, dV). Used by the fp32 build and as
 // version 1 of the dev programs. Visible keys of query t come as ranges [lo, hi]: one per block.
 template <typename F>
 __device__ void for_each_visible_key(const MobaSelection &sel, size_t bh, int T, int t, F f) {
     if (sel.blocks == NULL) { for (int j = 0; j <= t; j++) { f(j); } return; }
-    const int *list = moba_list(sel, bh, T, t);
+    const int *list = sel.blocks + (bh * T + t) * sel.topk;  // the key blocks query t of head bh selected
     for (int s = 0; s < sel.topk; s++) {
         int b = list[s];
         if (b < 0) { continue; }
@@ -124,7 +119,7 @@ __global__ void attention_backward_dkdv_simple_kernel(T *dk, T *dv, const T *dou
     for (int d = 0; d < HD; d++) { ak[d] = 0.0f; av[d] = 0.0f; }
     for (int t = j; t < T_; t++) {
         if (sel.blocks != NULL) {
-            const int *list = moba_list(sel, bh, T_, t);
+            const int *list = sel.blocks + (bh * T_ + t) * sel.topk;
             bool hit = false;
             for (int s = 0; s < sel.topk; s++) { hit |= list[s] == j / sel.block_size; }
             if (!hit) { continue; }
@@ -176,103 +171,30 @@ __device__ inline void load_tile(bf16 *s, const bf16 *g, size_t stride, int row0
     }
 }
 
-// Bit h (h = 0, 1) set iff the query's list holds the block of keys [k0 + 32h, k0 + 32h + 32).
-__device__ inline int member_bits(const int *list, int K, int k0, int bs) {
-    int b0 = k0 / bs, b1 = (k0 + 32) / bs, m = 0;
-    for (int s = 0; s < K; s++) {
-        int b = __ldg(list + s);
-        m |= (b == b0) | ((b == b1) << 1);
-    }
-    return m;
-}
-
-// An ascending set of tile indices in [first, n): a plain range (dense) or a bitmap in shared memory.
-struct TileSet {
-    const uint32_t *bits;
-    int first, n;
-    __device__ int next(int t) const {  // smallest member >= t, or n
-        if (bits == NULL) { return max(t, first); }
-        for (int w = t >> 5; (w << 5) < n; w++) {
-            uint32_t m = bits[w] & (w == (t >> 5) ? (~0u << (t & 31)) : ~0u);
-            if (m) { return min((w << 5) + __ffs(m) - 1, n); }
-        }
-        return n;
-    }
-};
-
-// One step of the double-buffered walk over a TileSet: wait for tile `cur`, then prefetch the next one
-// into the other stage (every thread finished reading that stage before this barrier). Returns it.
+// One step of the double-buffered walk over tiles [.., n): wait for tile `cur`, then prefetch tile cur + 1
+// into the other stage (every thread finished reading that stage before this barrier). Returns cur + 1.
 // WGMMA: the tiles are read by warpgroup MMA (the async proxy), which needs a proxy fence.
 template <bool WGMMA = false, typename L>
-__device__ inline int pipeline_step(const TileSet &tiles, int cur, int stage, L load) {
-    int nxt = tiles.next(cur + 1);
+__device__ inline int pipeline_step(int cur, int n, int stage, L load) {
+    int nxt = cur + 1;
     cp_async_wait_all();
     if constexpr (WGMMA) { fence_proxy_async(); }
     __syncthreads();
-    if (nxt < tiles.n) { load(nxt, stage ^ 1); }
+    if (nxt < n) { load(nxt, stage ^ 1); }
     cp_async_commit();
     return nxt;
 }
 
-// Key tiles seen by queries [q0, q0 + rows): dense 0..diagonal; MoBA the union of their selected tiles.
-template <bool MOBA>
-__device__ TileSet key_tiles(uint32_t *bits, const MobaSelection &sel, size_t bh, int T, int q0, int rows) {
-    int qend = min(q0 + rows, T), n = (qend - 1) / BC + 1;
-    if constexpr (!MOBA) {
-        return TileSet{NULL, 0, n};
-    } else {
-        for (int i = threadIdx.x; i < CEIL_DIV(n, 32); i += THREADS) { bits[i] = 0; }
-        __syncthreads();
-        int K = sel.topk, bs = sel.block_size;
-        for (int i = threadIdx.x; i < (qend - q0) * K; i += THREADS) {
-            int t = q0 + i / K, b = moba_list(sel, bh, T, t)[i % K];
-            if (b < 0 || b * bs > t) { continue; }
-            for (int kt = b * bs / BC; kt <= min(b * bs + bs - 1, t) / BC; kt++) { atomicOr(&bits[kt >> 5], 1u << (kt & 31)); }
-        }
-        __syncthreads();
-        return TileSet{bits, 0, n};
-    }
-}
-
-// Query tiles (BRB rows) that see keys [k0, k0 + BC): dense all from the diagonal on; MoBA those with a
-// query that selected one of the tile's blocks (a scan of the later queries' lists: O(T K) per tile).
-template <bool MOBA>
-__device__ TileSet query_tiles(uint32_t *bits, const MobaSelection &sel, size_t bh, int T, int k0) {
-    int first = k0 / BRB, n = CEIL_DIV(T, BRB);
-    if constexpr (!MOBA) {
-        return TileSet{NULL, first, n};
-    } else {
-        for (int i = threadIdx.x; i < CEIL_DIV(n, 32); i += THREADS) { bits[i] = 0; }
-        __syncthreads();
-        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-        for (int base = k0 + warp * 32; base < T; base += THREADS) {  // a warp's 32 rows are one query tile
-            int t = base + lane;
-            bool hit = t < T && member_bits(moba_list(sel, bh, T, t), sel.topk, k0, sel.block_size) != 0;
-            if (__any_sync(0xffffffff, hit) && lane == 0) { atomicOr(&bits[(base / BRB) >> 5], 1u << ((base / BRB) & 31)); }
-        }
-        __syncthreads();
-        return TileSet{bits, first, n};
-    }
-}
-
-// Query-centric masking of a 16 x 64 score tile (rows qa, qa + 8 of this thread): -inf where invisible.
-template <bool MOBA>
-__device__ inline void mask_scores(float s[BC / 8][4], const MobaSelection &sel, size_t bh, int T, int qa, int k0, int warp_q0) {
-    if (!MOBA && k0 + BC - 1 <= warp_q0 && warp_q0 + 15 < T) { return; }  // dense tile fully visible
-    int c = threadIdx.x & 3, mem[2] = {3, 3};
-    if (MOBA) {
-        for (int i = 0; i < 2; i++) {
-            int t = qa + 8 * i;
-            mem[i] = t < T ? member_bits(moba_list(sel, bh, T, t), sel.topk, k0, sel.block_size) : 0;
-        }
-    }
+// Causal masking of a 16 x 64 score tile (rows qa, qa + 8 of this thread): -inf where invisible.
+__device__ inline void mask_scores(float s[BC / 8][4], int T, int qa, int k0, int warp_q0) {
+    if (k0 + BC - 1 <= warp_q0 && warp_q0 + 15 < T) { return; }  // tile fully visible
+    int c = threadIdx.x & 3;
 #pragma unroll
     for (int j = 0; j < BC / 8; j++) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int row = qa + (e >> 1) * 8, key = k0 + j * 8 + 2 * c + (e & 1);
-            bool ok = row < T && key <= row && ((mem[e >> 1] >> ((key - k0) >> 5)) & 1);
-            if (!ok) { s[j][e] = -INFINITY; }
+            if (!(row < T && key <= row)) { s[j][e] = -INFINITY; }
         }
     }
 }
@@ -280,33 +202,32 @@ __device__ inline void mask_scores(float s[BC / 8][4], const MobaSelection &sel,
 // ---------------------------------------------------------------------------------------------------
 // Forward. A CTA owns 64 MT queries; warp w takes rows q0 + 64 mt + 16 w (mt < MT), so each K/V fragment
 // read from shared memory feeds MT mma row tiles. grid (ceil(T/(64 MT)), B*NH), heaviest tiles first.
-template <int HD, bool MOBA, int MT>
+template <int HD, int MT>
 __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
-                                                       int NH, int T, MobaSelection sel, float scale) {
+                                                       int NH, int T, float scale) {
     constexpr int ROWS = BR * MT;
     extern __shared__ __align__(128) unsigned char smem[];
     bf16 *sQ = (bf16 *)smem, *sK = sQ + ROWS * HD, *sV = sK + 2 * BC * HD;
-    uint32_t *bits = (uint32_t *)(sV + 2 * BC * HD);
     const size_t bh = blockIdx.y;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * ROWS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
-    TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0, ROWS);
+    const int ntiles = (min(q0 + ROWS, T) - 1) / BC + 1;  // 0..diagonal
     auto load_kv = [&](int t, int st) {
         load_tile<BC, HD>(sK + st * BC * HD, kh, HD, t * BC, T);
         load_tile<BC, HD>(sV + st * BC * HD, vh, HD, t * BC, T);
     };
-    int kt = tiles.next(0), stage = 0;
+    int kt = 0, stage = 0;
     load_tile<ROWS, HD>(sQ, q + bh * T * HD, HD, q0, T);
     load_kv(kt, 0);
     cp_async_commit();
 
     float oacc[MT][HD / 8][4] = {}, m[MT][2], l[MT][2] = {};
     for (int mt = 0; mt < MT; mt++) { m[mt][0] = m[mt][1] = -INFINITY; }
-    while (kt < tiles.n) {
-        int nxt = pipeline_step(tiles, kt, stage, load_kv);
+    while (kt < ntiles) {
+        int nxt = pipeline_step(kt, ntiles, stage, load_kv);
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
 
         float s[MT][BC / 8][4] = {};
@@ -315,7 +236,7 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             const int r0 = q0 + mt * BR + warp * 16;
-            mask_scores<MOBA>(s[mt], sel, bh, T, r0 + g, kt * BC, r0);
+            mask_scores(s[mt], T, r0 + g, kt * BC, r0);
             // online softmax on rows r0 + g (i = 0) and r0 + g + 8 (i = 1); a quad of 4 threads shares a row
 #pragma unroll
             for (int i = 0; i < 2; i++) {
@@ -372,7 +293,7 @@ __device__ inline bf16 *swizzle_base(unsigned char *p) { return (bf16 *)(((uintp
 template <int QW, typename F>
 __device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const bf16 *vh, int T, int q0, int wq0, F tile) {
     constexpr int HD = 64, BK = 64, TILE = 64 * 64;
-    const TileSet tiles{NULL, 0, (min(q0 + 64 * QW, T) - 1) / BK + 1};
+    const int ntiles = (min(q0 + 64 * QW, T) - 1) / BK + 1;
     auto load_kv = [&](int t, int st) {
         load_tile<BK, HD, 128 * QW>(sK + st * TILE, kh, HD, t * BK, T);
         load_tile<BK, HD, 128 * QW>(sV + st * TILE, vh, HD, t * BK, T);
@@ -380,8 +301,8 @@ __device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const 
     load_kv(0, 0);
     cp_async_commit();
     int kt = 0, stage = 0;
-    while (kt < tiles.n) {
-        int nxt = pipeline_step<true>(tiles, kt, stage, load_kv);
+    while (kt < ntiles) {
+        int nxt = pipeline_step<true>(kt, ntiles, stage, load_kv);
         if (kt * BK <= wq0 + 63) { tile(kt, sK + stage * TILE, sV + stage * TILE); }
         stage ^= 1;
         kt = nxt;
@@ -469,15 +390,15 @@ __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse
 }
 
 // dK (times scale) and dV of keys key_a and key_a + 8 from the accumulators of a 16-key row tile
-// (mma C layout, shared by the mma.sync and wgmma kernels); keys past T are skipped.
+// (mma C layout, shared by the mma.sync, wgmma and MoBA kernels); keys from kend on are skipped.
 template <int HD>
 __device__ inline void store_dkdv(bf16 *dk, bf16 *dv, const float dka[HD / 8][4], const float dva[HD / 8][4], size_t bh, int T,
-                                  int key_a, float scale) {
+                                  int key_a, int kend, float scale) {
     const int c = threadIdx.x & 3;
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         int key = key_a + 8 * i;
-        if (key >= T) { continue; }
+        if (key >= kend) { continue; }
         for (int j = 0; j < HD / 8; j++) {
             size_t off = (bh * T + key) * HD + j * 8 + 2 * c;
             *reinterpret_cast<uint32_t *>(dk + off) = pack_bf16(dka[j][2 * i] * scale, dka[j][2 * i + 1] * scale);
@@ -486,26 +407,80 @@ __device__ inline void store_dkdv(bf16 *dk, bf16 *dv, const float dka[HD / 8][4]
     }
 }
 
+// One step of the mma.sync dK/dV kernels (this file's dense one and moba_attention.cuh's): the CTA's 64
+// keys in sK / sV (warp w: keys key_a, key_a + 8 of its 16) against BRB queries whose Q, dO rows are in
+// cQ, cdO, lse * log2(e) in cLse and D in cD. visible(qi, key): key may be seen by step row qi.
+// P^T = exp(K Q^T * scale - lse), dV += P^T dO, dS^T = P^T * (V dO^T - D), dK += dS^T Q. ATOMIC_DQ: also
+// dQ += dS K with fp32 atomics into the row dq_row(qi) (NULL: no query there); dS^T goes through sdS.
+template <int HD, bool ATOMIC_DQ, typename V, typename R>
+__device__ __forceinline__ void dkdv_step(float (&dka)[HD / 8][4], float (&dva)[HD / 8][4], const bf16 *sK, const bf16 *sV,
+                                          bf16 *sdS, const bf16 *cQ, const bf16 *cdO, const float *cLse, const float *cD,
+                                          int key_a, float sl2, V visible, R dq_row) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    // P^T, 16 keys x 32 queries per warp
+    float s[BRB / 8][4] = {};
+    gemm<false, 1, BRB / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sK, warp * 16, ks); }, cQ, 0);
+#pragma unroll
+    for (int j = 0; j < BRB / 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
+            s[j][e] = visible(qi, key) ? exp2f(s[j][e] * sl2 - cLse[qi]) : 0.0f;
+        }
+    }
+    uint32_t pf[BRB / 16][4];
+    acc_to_a<BRB / 8>(pf, s);
+    gemm<true, 1, HD / 8, BRB / 16, HD>(&dva, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cdO, 0);
+    // dS^T
+    float dp[BRB / 8][4] = {};
+    gemm<false, 1, BRB / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sV, warp * 16, ks); }, cdO, 0);
+#pragma unroll
+    for (int j = 0; j < BRB / 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) { s[j][e] *= dp[j][e] - cD[j * 8 + 2 * c + (e & 1)]; }
+    }
+    acc_to_a<BRB / 8>(pf, s);
+    gemm<true, 1, HD / 8, BRB / 16, HD>(&dka, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cQ, 0);
+    if (ATOMIC_DQ) {
+        // dS^T goes through shared memory so each warp can take a 16-query x HD/2 slice of dS K.
+#pragma unroll
+        for (int j = 0; j < BRB / 8; j++) {
+            int r = warp * 16 + g;
+            *reinterpret_cast<uint32_t *>(sdS + swz<BRB>(r, j) + 2 * c) = pack_bf16(s[j][0], s[j][1]);
+            *reinterpret_cast<uint32_t *>(sdS + swz<BRB>(r + 8, j) + 2 * c) = pack_bf16(s[j][2], s[j][3]);
+        }
+        __syncthreads();
+        float dq[HD / 16][4] = {};
+        const int mt = warp & 1, nh = warp >> 1;
+        gemm<true, 1, HD / 16, BC / 16, HD>(&dq, [&](int, int ks, uint32_t a[4]) { lds_a_trans<BRB>(a, sdS, mt * 16, ks); }, sK, nh * (HD / 16));
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float *row = dq_row(mt * 16 + g + 8 * i);
+            if (row == NULL) { continue; }
+            float *dst = row + nh * (HD / 2) + 2 * c;
+            for (int j = 0; j < HD / 16; j++) { atomicAdd(reinterpret_cast<float2 *>(dst + j * 8), make_float2(dq[j][2 * i], dq[j][2 * i + 1])); }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
-// Backward, key-centric: a CTA owns keys [k0, k0 + BC) (4 warps x 16 keys), walks the query tiles that
-// see them, and writes dK, dV. ATOMIC_DQ: also dQ += dS K into fp32 dqacc with atomics.
+// Backward, key-centric: a CTA owns keys [k0, k0 + BC) (4 warps x 16 keys), walks the query tiles of BRB
+// rows from the diagonal on, and writes dK, dV. ATOMIC_DQ: also dQ += dS K into fp32 dqacc with atomics.
 // grid (ceil(T/BC), B*NH).
-template <int HD, bool MOBA, bool ATOMIC_DQ>
+template <int HD, bool ATOMIC_DQ>
 __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q,
                                                         const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
-                                                        int NH, int T, MobaSelection sel, float scale) {
+                                                        int NH, int T, float scale) {
     extern __shared__ __align__(128) unsigned char smem[];
     bf16 *sK = (bf16 *)smem, *sV = sK + BC * HD, *sQ = sV + BC * HD, *sdO = sQ + 2 * BRB * HD, *sdS = sdO + 2 * BRB * HD;
     float *sLse = (float *)(sdS + BC * BRB), *sD = sLse + 2 * BRB;
-    int *sMem = (int *)(sD + 2 * BRB);
-    uint32_t *bits = (uint32_t *)(sMem + 2 * BRB);
     const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
     const int k0 = blockIdx.x * BC;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     const bf16 *qh = q + bh * T * HD, *doh = dout + (b * T * NH + h) * HD;
     const float sl2 = scale * LOG2E;
 
-    TileSet tiles = query_tiles<MOBA>(bits, sel, bh, T, k0);
+    const int ntiles = CEIL_DIV(T, BRB);
     auto load_query_tile = [&](int qt, int st) {
         load_tile<BRB, HD>(sQ + st * BRB * HD, qh, HD, qt * BRB, T);
         load_tile<BRB, HD>(sdO + st * BRB * HD, doh, (size_t)NH * HD, qt * BRB, T);
@@ -514,73 +489,27 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
             bool ok = t < T;
             sLse[st * BRB + threadIdx.x] = ok ? lse[bh * T + t] * LOG2E : 0.0f;
             sD[st * BRB + threadIdx.x] = ok ? Dsum[bh * T + t] : 0.0f;
-            sMem[st * BRB + threadIdx.x] = !ok ? 0 : MOBA ? member_bits(moba_list(sel, bh, T, t), sel.topk, k0, sel.block_size) : 3;
         }
     };
     load_tile<BC, HD>(sK, k + bh * T * HD, HD, k0, T);
     load_tile<BC, HD>(sV, v + bh * T * HD, HD, k0, T);
-    int it = tiles.next(tiles.first), stage = 0;
-    if (it < tiles.n) { load_query_tile(it, 0); }
+    int it = k0 / BRB, stage = 0;  // the diagonal query tile (k0 < T, so it < ntiles)
+    load_query_tile(it, 0);
     cp_async_commit();
 
     float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};
     const int key_a = k0 + warp * 16 + g;
-    while (it < tiles.n) {
-        int nxt = pipeline_step(tiles, it, stage, load_query_tile);
-        const bf16 *cQ = sQ + stage * BRB * HD, *cdO = sdO + stage * BRB * HD;
-        const float *cLse = sLse + stage * BRB, *cD = sD + stage * BRB;
-        const int *cMem = sMem + stage * BRB;
+    while (it < ntiles) {
+        int nxt = pipeline_step(it, ntiles, stage, load_query_tile);
         const int q0 = it * BRB;
-
-        // P^T = exp(K Q^T * scale - lse), 16 keys x 32 queries per warp
-        float s[BRB / 8][4] = {};
-        gemm<false, 1, BRB / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sK, warp * 16, ks); }, cQ, 0);
-#pragma unroll
-        for (int j = 0; j < BRB / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
-                bool ok = q0 + qi < T && key <= q0 + qi && ((cMem[qi] >> (warp >> 1)) & 1);
-                s[j][e] = ok ? exp2f(s[j][e] * sl2 - cLse[qi]) : 0.0f;
-            }
-        }
-        uint32_t pf[BRB / 16][4];
-        acc_to_a<BRB / 8>(pf, s);
-        gemm<true, 1, HD / 8, BRB / 16, HD>(&dva, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cdO, 0);
-        // dS^T = P^T * (V dO^T - D)
-        float dp[BRB / 8][4] = {};
-        gemm<false, 1, BRB / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sV, warp * 16, ks); }, cdO, 0);
-#pragma unroll
-        for (int j = 0; j < BRB / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) { s[j][e] *= dp[j][e] - cD[j * 8 + 2 * c + (e & 1)]; }
-        }
-        acc_to_a<BRB / 8>(pf, s);
-        gemm<true, 1, HD / 8, BRB / 16, HD>(&dka, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cQ, 0);
-        if (ATOMIC_DQ) {
-            // dS^T goes through shared memory so each warp can take a 16-query x HD/2 slice of dS K.
-#pragma unroll
-            for (int j = 0; j < BRB / 8; j++) {
-                int r = warp * 16 + g;
-                *reinterpret_cast<uint32_t *>(sdS + swz<BRB>(r, j) + 2 * c) = pack_bf16(s[j][0], s[j][1]);
-                *reinterpret_cast<uint32_t *>(sdS + swz<BRB>(r + 8, j) + 2 * c) = pack_bf16(s[j][2], s[j][3]);
-            }
-            __syncthreads();
-            float dq[HD / 16][4] = {};
-            const int mt = warp & 1, nh = warp >> 1;
-            gemm<true, 1, HD / 16, BC / 16, HD>(&dq, [&](int, int ks, uint32_t a[4]) { lds_a_trans<BRB>(a, sdS, mt * 16, ks); }, sK, nh * (HD / 16));
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                int t = q0 + mt * 16 + g + 8 * i;
-                if (t >= T) { continue; }
-                float *dst = dqacc + (bh * T + t) * HD + nh * (HD / 2) + 2 * c;
-                for (int j = 0; j < HD / 16; j++) { atomicAdd(reinterpret_cast<float2 *>(dst + j * 8), make_float2(dq[j][2 * i], dq[j][2 * i + 1])); }
-            }
-        }
+        dkdv_step<HD, ATOMIC_DQ>(dka, dva, sK, sV, sdS, sQ + stage * BRB * HD, sdO + stage * BRB * HD, sLse + stage * BRB,
+                                 sD + stage * BRB, key_a, sl2,
+                                 [&](int qi, int key) { return q0 + qi < T && key <= q0 + qi; },
+                                 [&](int qi) { return q0 + qi < T ? dqacc + (bh * T + q0 + qi) * HD : (float *)NULL; });
         stage ^= 1;
         it = nxt;
     }
-    store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, scale);
+    store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
 // Backward on Hopper warpgroup MMA, dense causal, HD 64 (the layout of wgmma_tiles.cuh): a CTA of KW
@@ -603,7 +532,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
     const bf16 *qh = q + bh * T * HD, *doh = dout + (b * T * NH + h) * HD;
     const float sl2 = scale * LOG2E;
 
-    const TileSet tiles{NULL, k0 / BQ, CEIL_DIV(T, BQ)};
+    const int ntiles = CEIL_DIV(T, BQ);  // query tiles from the diagonal (k0 / BQ) on
     auto load_query_tile = [&](int qt, int st) {
         load_tile<BQ, HD, NT>(sQ + st * TILE, qh, HD, qt * BQ, T);
         load_tile<BQ, HD, NT>(sdO + st * TILE, doh, (size_t)NH * HD, qt * BQ, T);
@@ -616,7 +545,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
     };
     load_tile<BK, HD, NT>(sK, k + bh * T * HD, HD, k0, T);
     load_tile<BK, HD, NT>(sV, v + bh * T * HD, HD, k0, T);
-    int it = tiles.first, stage = 0;
+    int it = k0 / BQ, stage = 0;
     load_query_tile(it, 0);
     cp_async_commit();
 
@@ -624,8 +553,8 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
     bf16 *wdS = sdS + wg * TILE;
     const int wk0 = k0 + wg * 64, key_a = wk0 + warp * 16 + g;
     float dka[8][4] = {}, dva[8][4] = {};
-    while (it < tiles.n) {
-        int nxt = pipeline_step<true>(tiles, it, stage, load_query_tile);
+    while (it < ntiles) {
+        int nxt = pipeline_step<true>(it, ntiles, stage, load_query_tile);
         const bf16 *cQ = sQ + stage * TILE, *cdO = sdO + stage * TILE;
         const float *cLse = sLse + stage * BQ, *cD = sD + stage * BQ;
         const int q0 = it * BQ;
@@ -687,7 +616,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
         stage ^= 1;
         it = nxt;
     }
-    store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, scale);
+    store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
 // Backward dQ on warpgroup MMA, dense causal, HD 64, no atomics (the deterministic path, and with
@@ -756,24 +685,23 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
 
 // Backward, query-centric dQ (the deterministic path): the forward's schedule and masks, dQ += dS K
 // accumulated in registers and written once. grid (ceil(T/BR), B*NH).
-template <int HD, bool MOBA>
+template <int HD>
 __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-                                                      const float *lse, const float *Dsum, int NH, int T, MobaSelection sel, float scale) {
+                                                      const float *lse, const float *Dsum, int NH, int T, float scale) {
     extern __shared__ __align__(128) unsigned char smem[];
     bf16 *sQ = (bf16 *)smem, *sdO = sQ + BR * HD, *sK = sdO + BR * HD, *sV = sK + 2 * BC * HD;
-    uint32_t *bits = (uint32_t *)(sV + 2 * BC * HD);
     const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
-    TileSet tiles = key_tiles<MOBA>(bits, sel, bh, T, q0, BR);
+    const int ntiles = (min(q0 + BR, T) - 1) / BC + 1;  // 0..diagonal
     auto load_kv = [&](int t, int st) {
         load_tile<BC, HD>(sK + st * BC * HD, kh, HD, t * BC, T);
         load_tile<BC, HD>(sV + st * BC * HD, vh, HD, t * BC, T);
     };
-    int kt = tiles.next(0), stage = 0;
+    int kt = 0, stage = 0;
     load_tile<BR, HD>(sQ, q + bh * T * HD, HD, q0, T);
     load_tile<BR, HD>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
     load_kv(kt, 0);
@@ -787,13 +715,13 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
     }
 
     float dqa[HD / 8][4] = {};
-    while (kt < tiles.n) {
-        int nxt = pipeline_step(tiles, kt, stage, load_kv);
+    while (kt < ntiles) {
+        int nxt = pipeline_step(kt, ntiles, stage, load_kv);
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
 
         float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
         gemm<false, 1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
-        mask_scores<MOBA>(s, sel, bh, T, qa, kt * BC, q0 + warp * 16);
+        mask_scores(s, T, qa, kt * BC, q0 + warp * 16);
         gemm<false, 1, BC / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sdO, warp * 16, ks); }, cV, 0);
 #pragma unroll
         for (int j = 0; j < BC / 8; j++) {
@@ -827,19 +755,16 @@ __global__ void dq_convert_kernel(bf16 *dq, const float *dqacc, size_t n, float 
     *reinterpret_cast<uint2 *>(dq + i) = out;
 }
 
-// Dynamic shared memory: tiles, plus a bitmap over tiles (MoBA schedules), sized by T.
 template <typename K> inline void set_smem(K kernel, size_t bytes) {
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
-inline size_t bitmap_bytes(int T, int tile) { return (size_t)CEIL_DIV(CEIL_DIV(T, tile), 32) * 4; }
 
-// MT = 2 for dense (B fragments reused across two row tiles); 1 for MoBA, whose tile schedule is the
-// union of the CTA's queries' selections and so grows with the rows per CTA.
-// qw = 1 or 2 for dense HD 64: the warpgroup-MMA kernel with qw warpgroups per CTA.
-template <int HD, bool MOBA, int MT = MOBA ? 1 : 2>
-void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int NH, int T,
-             MobaSelection sel, float scale, cudaStream_t stream, int qw = 0) {
-    if constexpr (HD == 64 && !MOBA) {
+// MT = 2: B fragments reused across two row tiles (1: dev version 4).
+// qw = 1 or 2 for HD 64: the warpgroup-MMA kernel with qw warpgroups per CTA.
+template <int HD, int MT = 2>
+void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int NH, int T, float scale,
+             cudaStream_t stream, int qw = 0) {
+    if constexpr (HD == 64) {
         if (qw == 1 || qw == 2) {
             auto kernel = qw == 1 ? fwd_wgmma_kernel<1> : fwd_wgmma_kernel<2>;
             size_t bytes = 1024 + (size_t)(qw + 4) * 64 * 64 * sizeof(bf16);
@@ -849,19 +774,18 @@ void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, i
             return;
         }
     }
-    size_t bytes = (size_t)(MT * BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
-    set_smem(fwd_kernel<HD, MOBA, MT>, bytes);
-    fwd_kernel<HD, MOBA, MT><<<dim3(CEIL_DIV(T, MT * BR), B * NH), THREADS, bytes, stream>>>(o, lse, q, k, v, NH, T, sel, scale);
+    size_t bytes = (size_t)(MT * BR + 4 * BC) * HD * sizeof(bf16);
+    set_smem(fwd_kernel<HD, MT>, bytes);
+    fwd_kernel<HD, MT><<<dim3(CEIL_DIV(T, MT * BR), B * NH), THREADS, bytes, stream>>>(o, lse, q, k, v, NH, T, scale);
     cudaCheckLaunch();
 }
 
-// dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for dense HD 64: the warpgroup-MMA kernel with kw
-// warpgroups per CTA; otherwise (kw = 0, MoBA, HD 128) the mma.sync kernel.
-template <int HD, bool MOBA, bool ATOMIC_DQ>
+// dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
+// warpgroups per CTA; otherwise (kw = 0, HD 128) the mma.sync kernel.
+template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-                 const float *lse, const float *Dsum, int B, int NH, int T, MobaSelection sel, float scale, int kw,
-                 cudaStream_t stream) {
-    if constexpr (HD == 64 && !MOBA) {
+                 const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
+    if constexpr (HD == 64) {
         if (kw == 1 || kw == 2) {
             auto kernel = kw == 1 ? dkdv_wgmma_kernel<1, ATOMIC_DQ> : dkdv_wgmma_kernel<2, ATOMIC_DQ>;
             size_t bytes = 1024 + (size_t)(3 * kw + 4) * 64 * 64 * sizeof(bf16) + 4 * 64 * sizeof(float);
@@ -871,18 +795,18 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
             return;
         }
     }
-    size_t bytes = (size_t)(2 * BC + 4 * BRB) * HD * sizeof(bf16) + BC * BRB * sizeof(bf16) + 6 * BRB * 4 + bitmap_bytes(T, BRB);
-    set_smem(dkdv_kernel<HD, MOBA, ATOMIC_DQ>, bytes);
-    dkdv_kernel<HD, MOBA, ATOMIC_DQ><<<dim3(CEIL_DIV(T, BC), B * NH), THREADS, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
+    size_t bytes = (size_t)(2 * BC + 4 * BRB) * HD * sizeof(bf16) + BC * BRB * sizeof(bf16) + 4 * BRB * sizeof(float);
+    set_smem(dkdv_kernel<HD, ATOMIC_DQ>, bytes);
+    dkdv_kernel<HD, ATOMIC_DQ><<<dim3(CEIL_DIV(T, BC), B * NH), THREADS, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
     cudaCheckLaunch();
 }
 
 // dQ written once (no atomics): the query-centric kernel, on warpgroup MMA with kw warpgroups per CTA for
-// dense HD 64 with kw = 1 or 2, else the mma.sync one.
-template <int HD, bool MOBA>
+// HD 64 with kw = 1 or 2, else the mma.sync one.
+template <int HD>
 void launch_dq(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
-               int B, int NH, int T, MobaSelection sel, float scale, int kw, cudaStream_t stream) {
-    if constexpr (HD == 64 && !MOBA) {
+               int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
+    if constexpr (HD == 64) {
         if (kw == 1 || kw == 2) {
             auto kernel = kw == 1 ? dq_wgmma_kernel<1> : dq_wgmma_kernel<2>;
             size_t bytes = 1024 + (size_t)(2 * kw + 4) * 64 * 64 * sizeof(bf16);
@@ -892,23 +816,23 @@ void launch_dq(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const b
             return;
         }
     }
-    size_t bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16) + bitmap_bytes(T, BC);
-    set_smem(dq_kernel<HD, MOBA>, bytes);
-    dq_kernel<HD, MOBA><<<dim3(CEIL_DIV(T, BR), B * NH), THREADS, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, sel, scale);
+    size_t bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16);
+    set_smem(dq_kernel<HD>, bytes);
+    dq_kernel<HD><<<dim3(CEIL_DIV(T, BR), B * NH), THREADS, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
     cudaCheckLaunch();
 }
 
-template <int HD, bool MOBA>
+template <int HD>
 void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-              const float *lse, const float *Dsum, float *dqacc, int B, int NH, int T, MobaSelection sel, float scale,
+              const float *lse, const float *Dsum, float *dqacc, int B, int NH, int T, float scale,
               int deterministic, int kw, cudaStream_t stream) {
     if (deterministic) {
-        launch_dkdv<HD, MOBA, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, sel, scale, kw, stream);
-        launch_dq<HD, MOBA>(dq, dout, q, k, v, lse, Dsum, B, NH, T, sel, scale, kw, stream);
+        launch_dkdv<HD, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
+        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
     } else {
         size_t n = (size_t)B * NH * T * HD;
         cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
-        launch_dkdv<HD, MOBA, true>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, sel, scale, kw, stream);
+        launch_dkdv<HD, true>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
         dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq, dqacc, n, scale);
         cudaCheckLaunch();
     }
@@ -933,7 +857,7 @@ inline size_t attention_backward_scratch_bytes(int B, int NH, int T, int HD) {
     return (size_t)B * NH * T * (HD + 1) * sizeof(float);
 }
 
-// The simple kernels (fp32 build; dev version 1).
+// The simple kernels (fp32 build, also of moba_attention.cuh; dev version 1).
 template <typename T>
 void attention_forward_simple(T *o, float *lse, const T *q, const T *k, const T *v, int B, int NH, int T_, int HD,
                               const MobaSelection *sel, cudaStream_t stream) {
@@ -965,18 +889,23 @@ void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, c
 #define ATTN_FWD_WGMMA_QW 2
 #endif
 
+// Dense causal attention; sel must be NULL (MoBA layers call moba_attention_forward / _backward).
+inline void attention_check_dense(int B, int NH, int T, int HD, const MobaSelection *sel) {
+    if (sel != NULL) { die("attention: a MoBA selection goes to moba_attention_forward/backward (llmc/moba_attention.cuh)"); }
+    attention_check_args(B, NH, T, HD, NULL);
+}
+
 void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, const floatX *v,
                        int B, int NH, int T, int HD, const MobaSelection *sel, cudaStream_t stream) {
+    attention_check_dense(B, NH, T, HD, sel);
 #if defined(ENABLE_FP32)
-    attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, sel, stream);
+    attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, NULL, stream);
 #else
-    attention_check_args(B, NH, T, HD, sel);
     float scale = 1.0f / sqrtf((float)HD);
-    MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
     if (HD == 64) {
-        (sel ? flash::forward<64, true> : flash::forward<64, false>)(o, lse, q, k, v, B, NH, T, s, scale, stream, ATTN_FWD_WGMMA_QW);
+        flash::forward<64>(o, lse, q, k, v, B, NH, T, scale, stream, ATTN_FWD_WGMMA_QW);
     } else {
-        (sel ? flash::forward<128, true> : flash::forward<128, false>)(o, lse, q, k, v, B, NH, T, s, scale, stream, 0);
+        flash::forward<128>(o, lse, q, k, v, B, NH, T, scale, stream, 0);
     }
 #endif
 }
@@ -997,20 +926,19 @@ void attention_backward_kw(floatX *dq, floatX *dk, floatX *dv, const floatX *dou
                            const float *lse, const floatX *q, const floatX *k, const floatX *v,
                            float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
                            int deterministic, int kw, cudaStream_t stream) {
+    attention_check_dense(B, NH, T, HD, sel);
 #if defined(ENABLE_FP32)
-    attention_backward_simple(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, stream);
+    attention_backward_simple(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, NULL, stream);
 #else
-    attention_check_args(B, NH, T, HD, sel);
     float scale = 1.0f / sqrtf((float)HD);
-    MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
     float *dqacc = scratch, *Dsum = scratch + (size_t)B * NH * T * HD;
     int rows = B * T * NH;
     attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(Dsum, dout, o, NH, T, HD, rows);
     cudaCheckLaunch();
     if (HD == 64) {
-        (sel ? flash::backward<64, true> : flash::backward<64, false>)(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, s, scale, deterministic, kw, stream);
+        flash::backward<64>(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, scale, deterministic, kw, stream);
     } else {
-        (sel ? flash::backward<128, true> : flash::backward<128, false>)(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, s, scale, deterministic, kw, stream);
+        flash::backward<128>(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, scale, deterministic, kw, stream);
     }
 #endif
 }

@@ -42,7 +42,7 @@
 namespace moba {
 using namespace flash;
 constexpr int QC = 64;  // gathered queries per row tile of the chunk-centric kernels (4 warps x 16 rows)
-constexpr int QS = 32;  // gathered queries per step of the dK/dV kernel
+constexpr int QS = BRB;  // gathered queries per step of the dK/dV kernel (flash::dkdv_step's)
 
 // Pointers into the caller's scratch; every region 256-byte aligned. Region `part` holds the forward's
 // partial outputs, then the backward's dQ accumulator (fp32) or dQ partials (bf16); while the lists are
@@ -233,10 +233,9 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *opart, float *lpart,
     for (int mt = 0; mt < MT; mt++) { rt[mt][0] = sT[mt * QC + warp * 16 + g]; rt[mt][1] = sT[mt * QC + warp * 16 + g + 8]; }
     float oacc[MT][HD / 8][4] = {}, m[MT][2], l[MT][2] = {};
     for (int mt = 0; mt < MT; mt++) { m[mt][0] = m[mt][1] = -INFINITY; }
-    TileSet tiles{NULL, 0, ntiles};
     int stage = 0;
     for (int kt = 0; kt < ntiles; kt++) {
-        pipeline_step(tiles, kt, stage, load_kv);
+        pipeline_step(kt, ntiles, stage, load_kv);
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
         const int k0 = kb + kt * BC;
         const bool full = n == ROWS && k0 + BC <= kend && k0 + BC - 1 <= tmin;
@@ -344,7 +343,7 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
     const int tpb = CEIL_DIV(vl.bs, BC), seg = blockIdx.x / tpb;
     const size_t lbh = seg / vl.nb, bh = vl.bh0 + lbh, b = bh / NH, h = bh % NH;
     const int blk = seg % vl.nb, k0 = blk * vl.bs + (blockIdx.x % tpb) * BC, kend = min(blk * vl.bs + vl.bs, T);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     const int e0 = vl.seg_off[seg], e1 = vl.seg_off[seg + 1];
     const float sl2 = scale * LOG2E;
 
@@ -365,7 +364,6 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
     load_tile<BC, HD>(sK, k + bh * T * HD, HD, k0, T);
     load_tile<BC, HD>(sV, v + bh * T * HD, HD, k0, T);
     const int nsteps = CEIL_DIV(e1 - e0, QS);
-    TileSet steps{NULL, 0, nsteps};
     if (nsteps > 0) { load_step(0, 0); }
     cp_async_commit();
 
@@ -373,68 +371,14 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
     const int key_a = k0 + warp * 16 + g;
     int stage = 0;
     for (int it = 0; it < nsteps; it++) {
-        pipeline_step(steps, it, stage, load_step);
-        const bf16 *cQ = sQ + stage * QS * HD, *cdO = sdO + stage * QS * HD;
-        const float *cLse = sLse + stage * QS, *cD = sD + stage * QS;
+        pipeline_step(it, nsteps, stage, load_step);
         const int *cT = sT + stage * QS;
-
-        // P^T = exp(K Q^T * scale - lse), 16 keys x 32 queries per warp
-        float s[QS / 8][4] = {};
-        gemm<false, 1, QS / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sK, warp * 16, ks); }, cQ, 0);
-#pragma unroll
-        for (int j = 0; j < QS / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
-                bool ok = key < kend && key <= cT[qi];
-                s[j][e] = ok ? exp2f(s[j][e] * sl2 - cLse[qi]) : 0.0f;
-            }
-        }
-        uint32_t pf[QS / 16][4];
-        acc_to_a<QS / 8>(pf, s);
-        gemm<true, 1, HD / 8, QS / 16, HD>(&dva, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cdO, 0);
-        // dS^T = P^T * (V dO^T - D)
-        float dp[QS / 8][4] = {};
-        gemm<false, 1, QS / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sV, warp * 16, ks); }, cdO, 0);
-#pragma unroll
-        for (int j = 0; j < QS / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) { s[j][e] *= dp[j][e] - cD[j * 8 + 2 * c + (e & 1)]; }
-        }
-        acc_to_a<QS / 8>(pf, s);
-        gemm<true, 1, HD / 8, QS / 16, HD>(&dka, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[ks][i]; } }, cQ, 0);
-        if (ATOMIC_DQ) {
-            // dS^T goes through shared memory so each warp can take a 16-query x HD/2 slice of dS K.
-#pragma unroll
-            for (int j = 0; j < QS / 8; j++) {
-                int r = warp * 16 + g;
-                *reinterpret_cast<uint32_t *>(sdS + swz<QS>(r, j) + 2 * c) = pack_bf16(s[j][0], s[j][1]);
-                *reinterpret_cast<uint32_t *>(sdS + swz<QS>(r + 8, j) + 2 * c) = pack_bf16(s[j][2], s[j][3]);
-            }
-            __syncthreads();
-            float dq[HD / 16][4] = {};
-            const int mt = warp & 1, nh = warp >> 1;
-            gemm<true, 1, HD / 16, BC / 16, HD>(&dq, [&](int, int ks, uint32_t a[4]) { lds_a_trans<QS>(a, sdS, mt * 16, ks); }, sK, nh * (HD / 16));
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                int t = cT[mt * 16 + g + 8 * i];
-                if (t < 0) { continue; }
-                float *dst = dqacc + (lbh * T + t) * HD + nh * (HD / 2) + 2 * c;
-                for (int j = 0; j < HD / 16; j++) { atomicAdd(reinterpret_cast<float2 *>(dst + j * 8), make_float2(dq[j][2 * i], dq[j][2 * i + 1])); }
-            }
-        }
+        dkdv_step<HD, ATOMIC_DQ>(dka, dva, sK, sV, sdS, sQ + stage * QS * HD, sdO + stage * QS * HD, sLse + stage * QS,
+                                 sD + stage * QS, key_a, sl2, [&](int qi, int key) { return key < kend && key <= cT[qi]; },
+                                 [&](int qi) { return cT[qi] >= 0 ? dqacc + (lbh * T + cT[qi]) * HD : (float *)NULL; });
         stage ^= 1;
     }
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int key = key_a + 8 * i;
-        if (key >= kend) { continue; }
-        for (int j = 0; j < HD / 8; j++) {
-            size_t off = (bh * T + key) * HD + j * 8 + 2 * c;
-            *reinterpret_cast<uint32_t *>(dk + off) = pack_bf16(dka[j][2 * i] * scale, dka[j][2 * i + 1] * scale);
-            *reinterpret_cast<uint32_t *>(dv + off) = pack_bf16(dva[j][2 * i], dva[j][2 * i + 1]);
-        }
-    }
+    store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, kend, scale);
 }
 
 // Backward dQ, deterministic: the forward's chunk layout; dQ of each entry accumulates in registers over
@@ -474,10 +418,9 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     }
 
     float dqa[HD / 8][4] = {};
-    TileSet tiles{NULL, 0, ntiles};
     int stage = 0;
     for (int kt = 0; kt < ntiles; kt++) {
-        pipeline_step(tiles, kt, stage, load_kv);
+        pipeline_step(kt, ntiles, stage, load_kv);
         const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
         const int k0 = kb + kt * BC;
         float s[BC / 8][4] = {}, dp[BC / 8][4] = {};

@@ -1,11 +1,11 @@
 /*
  Checking and timing glue for dev/cuda/attention_dense.cu and attention_moba.cu (llmc/flash_attention.cuh).
- Versions: 1 = simple kernels (one thread per query/key), 2 = flash kernels with fp32-atomic dQ,
- 3 = flash kernels, deterministic backward (dQ from its own query-centric kernel), 4 = version 2 with
- the dense forward at one 16-row tile per warp instead of two (the MoBA forward's shape); 5-8 = the
- Hopper warpgroup-MMA kernels (dense HD 64; other shapes run the version 2/3 kernels), 2 warpgroups (128
- rows) per CTA: 5 = forward + dK/dV kernel with atomic dQ; 6 = forward + dK/dV kernel + query-centric
- dQ kernel (deterministic); 7, 8 = 5, 6 with 1 warpgroup per CTA.
+ Versions: 1 = simple kernels (one thread per query/key; dense or MoBA: attention_moba's version 1);
+ the rest are dense only: 2 = flash kernels with fp32-atomic dQ, 3 = flash kernels, deterministic
+ backward (dQ from its own query-centric kernel), 4 = version 2 with the forward at one 16-row tile per
+ warp instead of two; 5-8 = the Hopper warpgroup-MMA kernels (HD 64; other shapes run the version 2/3
+ kernels), 2 warpgroups (128 rows) per CTA: 5 = forward + dK/dV kernel with atomic dQ; 6 = forward +
+ dK/dV kernel + query-centric dQ kernel (deterministic); 7, 8 = 5, 6 with 1 warpgroup per CTA.
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
  relative L2 errors; the deterministic versions (1, 3, 6, 8) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
@@ -148,21 +148,18 @@ struct AttnBufs {
 
 static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_forward_simple(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0); return; }
-#if !defined(ENABLE_FP32)
-    if (sel == NULL) {  // dense: the version's kernels, whatever attention_forward defaults to
-        attention_check_args(B, NH, T, HD, sel);
-        float scale = 1.0f / sqrtf((float)HD);
-        MobaSelection none{NULL, 0, 0};
-        if (version == 4) {  // the dense forward with one row tile per warp (as MoBA runs)
-            (HD == 64 ? flash::forward<64, false, 1> : flash::forward<128, false, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, none, scale, 0, 0);
-        } else {  // mma.sync (2, 3) or the Hopper forward with 2 (5, 6) or 1 (7, 8) warpgroups per CTA
-            int qw = version >= 7 ? 1 : version >= 5 ? 2 : 0;
-            (HD == 64 ? flash::forward<64, false> : flash::forward<128, false>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, none, scale, 0, qw);
-        }
-        return;
+#if defined(ENABLE_FP32)
+    attention_forward(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0);  // the simple kernels
+#else
+    attention_check_dense(B, NH, T, HD, sel);  // the version's kernels, whatever attention_forward defaults to
+    float scale = 1.0f / sqrtf((float)HD);
+    if (version == 4) {  // one row tile per warp
+        (HD == 64 ? flash::forward<64, 1> : flash::forward<128, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0);
+    } else {  // mma.sync (2, 3) or the Hopper forward with 2 (5, 6) or 1 (7, 8) warpgroups per CTA
+        int qw = version >= 7 ? 1 : version >= 5 ? 2 : 0;
+        (HD == 64 ? flash::forward<64> : flash::forward<128>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, qw);
     }
 #endif
-    attention_forward(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0);
 }
 static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }

@@ -1,7 +1,8 @@
 /*
  MoBA attention given a block selection: correctness and timing.
- Versions 1-3 are the query-tile-centric kernels of llmc/flash_attention.cuh (sel != NULL; see
- dev/cuda/attention_check.cuh): 1 simple, 2 flash + atomic dQ, 3 flash deterministic.
+ Version 1 is the simple kernels of llmc/flash_attention.cuh (one thread per query / key; see
+ dev/cuda/attention_check.cuh). Versions 2 and 3 (the query-tile-centric flash kernels, near-dense work
+ for independent selections) were removed with those kernels; the numbers stay free for their history.
  Versions 4-6 are the key-block-centric varlen kernels of llmc/moba_attention.cuh:
  4 = fp32-atomic dQ, 5 = deterministic backward (dQ partials merged in slot order), 6 = 4 with the forward
  at one 16-row tile per warp (64 queries per CTA) instead of MOBA_FWD_MT.
@@ -145,13 +146,13 @@ static void time_varlen(int version, int B, int NH, int T, int HD, int bs, int K
 int main(int argc, char **argv) {
     int version = argc > 1 ? atoi(argv[1]) : 0;
     const char *mode = argc > 2 ? argv[2] : "check";
-    if (version < 1 || version > 6) { die("usage: %s <version 1..6> check | time bs K T...", argv[0]); }
+    if (version != 1 && (version < 4 || version > 6)) { die("usage: %s <version 1, 4, 5 or 6> check | time bs K T...", argv[0]); }
 #if defined(ENABLE_FP32)
     if (version >= 4) { die("versions 4-6 are the bf16 tensor-core path (the fp32 build runs the simple kernels: version 1)"); }
 #endif
     if (strcmp(mode, "check") == 0) {
         int fails = 0;
-        if (version <= 3) {
+        if (version == 1) {
             fails += check_case(version, 1, 2, 1000, 128, 64, 4, false, 11);
             fails += check_case(version, 1, 2, 1000, 64, 32, 8, false, 12);
             fails += check_case(version, 2, 1, 777, 128, 128, 3, false, 13);
@@ -180,10 +181,10 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "time") == 0 && argc > 5) {
         int bs = atoi(argv[3]), K = atoi(argv[4]);
         for (int i = 5; i < argc; i++) {
-            if (version <= 3) { time_case(version, 2, 16, atoi(argv[i]), 128, bs, K); }
+            if (version == 1) { time_case(version, 2, 16, atoi(argv[i]), 128, bs, K); }
             else { time_varlen(version, 2, 16, atoi(argv[i]), 128, bs, K); }
         }
         return 0;
     }
-    die("usage: %s <version 1..6> check | time bs K T...", argv[0]);
+    die("usage: %s <version 1, 4, 5 or 6> check | time bs K T...", argv[0]);
 }
