@@ -543,7 +543,11 @@ float gpt_grad_norm(GPT *m) {
     if (m->zero) { zero_unowned_grads(m); }
     global_norm_squared(m->a.norm_partials, m->grads, m->num_params, true, main_stream);
     global_norm_reduce(m->a.norm, m->a.norm_partials, main_stream);
-    if (m->zero) { multi_gpu_all_reduce_mean(m->mg, m->a.norm, m->a.norm, 1, main_stream); }
+    if (m->zero) {
+        multi_gpu_comm_wait_main(m->mg, main_stream);
+        multi_gpu_all_reduce_mean(m->mg, m->a.norm, m->a.norm, 1, m->mg->comm_stream);
+        multi_gpu_main_wait_comm(m->mg, main_stream);
+    }
     float sq;
     cudaCheck(cudaMemcpy(&sq, m->a.norm, sizeof(float), cudaMemcpyDeviceToHost));
     if (m->zero) { sq *= (float)m->mg->world; }
@@ -566,10 +570,12 @@ float gpt_update(GPT *m, const AdamWConfig *o, float lr, int t) {
                          param_shard_count(pb, s), lr, o->beta1, o->beta2, o->eps, s->decay ? o->weight_decay : 0.0f,
                          gscale, t, main_stream);
         }
+        multi_gpu_comm_wait_main(m->mg, main_stream);
         for (int b = 0; b < pb->num_buckets; b++) {
             int first = pb->bucket_first[b];
-            multi_gpu_gather_bucket(m->mg, m->bucket_p + first, m->bucket_n + first, pb->bucket_first[b + 1] - first, main_stream);
+            multi_gpu_gather_bucket(m->mg, m->bucket_p + first, m->bucket_n + first, pb->bucket_first[b + 1] - first, m->mg->comm_stream);
         }
+        multi_gpu_main_wait_comm(m->mg, main_stream);  // the next forward reads the gathered weights
         cudaCheck(cudaGetLastError());
         return norm;
     }
@@ -615,12 +621,13 @@ static void download_opt(const GPT *m, float *host, const float *opt) {
     size_t largest = 0;
     for (int i = 0; i < pb->num_slices; i++) { if (pb->slices[i].count > largest) { largest = pb->slices[i].count; } }
     float *slice = (float *)cuda_alloc(largest * sizeof(float), NULL);
+    multi_gpu_comm_wait_main(m->mg, main_stream);
     for (int i = 0; i < pb->num_slices; i++) {
         const ParamSlice *s = &pb->slices[i];
-        multi_gpu_all_gather(m->mg, slice, opt + s->shard_offset, param_shard_count(pb, s), main_stream);
+        multi_gpu_all_gather(m->mg, slice, opt + s->shard_offset, param_shard_count(pb, s), m->mg->comm_stream);
+        cudaCheck(cudaStreamSynchronize(m->mg->comm_stream));
         if (host) { cudaCheck(cudaMemcpy(host + s->offset, slice, s->count * sizeof(float), cudaMemcpyDeviceToHost)); }
     }
-    cudaCheck(cudaStreamSynchronize(main_stream));
     cudaCheck(cudaFree(slice));
 }
 
@@ -798,9 +805,7 @@ int train_main(int argc, char **argv) {
         float norm = gpt_update(&model, &opt, lr, step + 1);
         cudaCheck(cudaDeviceSynchronize());
         double dt = now_seconds() - t0;
-        // the global batch's loss; after the synchronize, so no two collectives of one communicator race
-        // on two streams
-        loss = multi_gpu_mean_scalar(&mg, loss);
+        loss = multi_gpu_mean_scalar(&mg, loss);  // the global batch's loss
         double tok_s = args.total_batch / dt;  // this step's throughput (all GPUs), as llm.c
         double mfu = tok_s / mg.world * flops_tok / PEAK_BF16_FLOPS;
         double mem = gpu_memory_used_gib();
