@@ -199,6 +199,50 @@ __device__ inline void mask_scores(float s[BC / 8][4], int T, int qa, int k0, in
     }
 }
 
+// Online softmax of a warp's 16 x 64 score tile (this thread: rows g (i = 0) and g + 8 (i = 1); a quad of 4
+// threads shares a row): updates the running max m and sum l, rescales the output accumulators, s -> P.
+template <int HD>
+__device__ __forceinline__ void online_softmax(float (&s)[BC / 8][4], float (&m)[2], float (&l)[2], float (&oacc)[HD / 8][4],
+                                               float sl2) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        float mx = m[i];
+        for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+        float base = mx == -INFINITY ? 0.0f : mx * sl2;
+        float alpha = exp2f(m[i] * sl2 - base);
+        m[i] = mx;
+        l[i] *= alpha;
+        for (int j = 0; j < HD / 8; j++) { oacc[j][2 * i] *= alpha; oacc[j][2 * i + 1] *= alpha; }
+        for (int j = 0; j < BC / 8; j++) {
+            for (int e = 2 * i; e < 2 * i + 2; e++) {
+                s[j][e] = exp2f(s[j][e] * sl2 - base);
+                l[i] += s[j][e];
+            }
+        }
+    }
+}
+
+// The double-buffered walk over the 64-key tiles [kb + 64 kt, +64), kt < ntiles, of one head (rows of kh,
+// vh; zeros past T) in sK / sV (2 tiles each), loaded by all NT threads: tile(kt, cK, cV) per tile. Loads
+// the caller issued before the call join the first tile's group. WGMMA: as pipeline_step.
+template <int HD, int NT = THREADS, bool WGMMA = false, typename F>
+__device__ __forceinline__ void walk_kv_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const bf16 *vh, int T, int kb, int ntiles, F tile) {
+    auto load_kv = [&](int t, int st) {
+        load_tile<BC, HD, NT>(sK + st * BC * HD, kh, HD, kb + t * BC, T);
+        load_tile<BC, HD, NT>(sV + st * BC * HD, vh, HD, kb + t * BC, T);
+    };
+    load_kv(0, 0);
+    cp_async_commit();
+    int stage = 0;
+    for (int kt = 0; kt < ntiles; kt++) {
+        pipeline_step<WGMMA>(kt, ntiles, stage, load_kv);
+        tile(kt, sK + stage * BC * HD, sV + stage * BC * HD);
+        stage ^= 1;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Forward. A CTA owns 64 MT queries; warp w takes rows q0 + 64 mt + 16 w (mt < MT), so each K/V fragment
 // read from shared memory feeds MT mma row tiles. grid (ceil(T/(64 MT)), B*NH), heaviest tiles first.
@@ -211,25 +255,13 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
     const size_t bh = blockIdx.y;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * ROWS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
-    const int ntiles = (min(q0 + ROWS, T) - 1) / BC + 1;  // 0..diagonal
-    auto load_kv = [&](int t, int st) {
-        load_tile<BC, HD>(sK + st * BC * HD, kh, HD, t * BC, T);
-        load_tile<BC, HD>(sV + st * BC * HD, vh, HD, t * BC, T);
-    };
-    int kt = 0, stage = 0;
     load_tile<ROWS, HD>(sQ, q + bh * T * HD, HD, q0, T);
-    load_kv(kt, 0);
-    cp_async_commit();
-
     float oacc[MT][HD / 8][4] = {}, m[MT][2], l[MT][2] = {};
     for (int mt = 0; mt < MT; mt++) { m[mt][0] = m[mt][1] = -INFINITY; }
-    while (kt < ntiles) {
-        int nxt = pipeline_step(kt, ntiles, stage, load_kv);
-        const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
-
+    const int ntiles = (min(q0 + ROWS, T) - 1) / BC + 1;  // 0..diagonal
+    walk_kv_tiles<HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, 0, ntiles, [&](int kt, const bf16 *cK, const bf16 *cV) {
         float s[MT][BC / 8][4] = {};
         gemm<false, MT, BC / 8, HD / 16, HD>(s, [&](int mt, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, mt * BR + warp * 16, ks); }, cK, 0);
         uint32_t pf[MT][BC / 16][4];
@@ -237,31 +269,11 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
         for (int mt = 0; mt < MT; mt++) {
             const int r0 = q0 + mt * BR + warp * 16;
             mask_scores(s[mt], T, r0 + g, kt * BC, r0);
-            // online softmax on rows r0 + g (i = 0) and r0 + g + 8 (i = 1); a quad of 4 threads shares a row
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                float mx = m[mt][i];
-                for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[mt][j][2 * i], s[mt][j][2 * i + 1])); }
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-                float base = mx == -INFINITY ? 0.0f : mx * sl2;
-                float alpha = exp2f(m[mt][i] * sl2 - base);
-                m[mt][i] = mx;
-                l[mt][i] *= alpha;
-                for (int j = 0; j < HD / 8; j++) { oacc[mt][j][2 * i] *= alpha; oacc[mt][j][2 * i + 1] *= alpha; }
-                for (int j = 0; j < BC / 8; j++) {
-                    for (int e = 2 * i; e < 2 * i + 2; e++) {
-                        s[mt][j][e] = exp2f(s[mt][j][e] * sl2 - base);
-                        l[mt][i] += s[mt][j][e];
-                    }
-                }
-            }
+            online_softmax<HD>(s[mt], m[mt], l[mt], oacc[mt], sl2);
             acc_to_a<BC / 8>(pf[mt], s[mt]);
         }
         gemm<true, MT, HD / 8, BC / 16, HD>(oacc, [&](int mt, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[mt][ks][i]; } }, cV, 0);
-        stage ^= 1;
-        kt = nxt;
-    }
+    });
 
     const size_t b = bh / NH, h = bh % NH;
 #pragma unroll
@@ -287,26 +299,13 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
 __device__ inline bf16 *swizzle_base(unsigned char *p) { return (bf16 *)(((uintptr_t)p + 1023) & ~(uintptr_t)1023); }
 
 // The key walk of the query-centric warpgroup-MMA kernels (HD 64): a CTA of QW warpgroups owns queries
-// [q0, q0 + 64 QW); K and V tiles of 64 keys, 0..diagonal, double-buffered in sK / sV (2 tiles each) by
-// all threads; tile(kt, cK, cV) runs in the warpgroups whose queries (from wq0) see keys of tile kt
-// (warpgroup-uniform, as wgmma needs). Loads the caller issued before the call join the first tile's group.
+// [q0, q0 + 64 QW); K and V tiles of 64 keys, 0..diagonal (walk_kv_tiles); tile(kt, cK, cV) runs in the
+// warpgroups whose queries (from wq0) see keys of tile kt (warpgroup-uniform, as wgmma needs).
 template <int QW, typename F>
 __device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const bf16 *vh, int T, int q0, int wq0, F tile) {
-    constexpr int HD = 64, BK = 64, TILE = 64 * 64;
-    const int ntiles = (min(q0 + 64 * QW, T) - 1) / BK + 1;
-    auto load_kv = [&](int t, int st) {
-        load_tile<BK, HD, 128 * QW>(sK + st * TILE, kh, HD, t * BK, T);
-        load_tile<BK, HD, 128 * QW>(sV + st * TILE, vh, HD, t * BK, T);
-    };
-    load_kv(0, 0);
-    cp_async_commit();
-    int kt = 0, stage = 0;
-    while (kt < ntiles) {
-        int nxt = pipeline_step<true>(kt, ntiles, stage, load_kv);
-        if (kt * BK <= wq0 + 63) { tile(kt, sK + stage * TILE, sV + stage * TILE); }
-        stage ^= 1;
-        kt = nxt;
-    }
+    walk_kv_tiles<64, 128 * QW, true>(sK, sV, kh, vh, T, 0, (min(q0 + 64 * QW, T) - 1) / BC + 1, [&](int kt, const bf16 *cK, const bf16 *cV) {
+        if (kt * BC <= wq0 + 63) { tile(kt, cK, cV); }
+    });
 }
 
 // Forward on warpgroup MMA, dense causal, HD 64: a CTA of QW warpgroups owns queries [q0, q0 + 64 QW),
@@ -693,19 +692,10 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
     const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
-    const int ntiles = (min(q0 + BR, T) - 1) / BC + 1;  // 0..diagonal
-    auto load_kv = [&](int t, int st) {
-        load_tile<BC, HD>(sK + st * BC * HD, kh, HD, t * BC, T);
-        load_tile<BC, HD>(sV + st * BC * HD, vh, HD, t * BC, T);
-    };
-    int kt = 0, stage = 0;
     load_tile<BR, HD>(sQ, q + bh * T * HD, HD, q0, T);
     load_tile<BR, HD>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
-    load_kv(kt, 0);
-    cp_async_commit();
     const int qa = q0 + warp * 16 + g;
     float lrow[2], drow[2];
     for (int i = 0; i < 2; i++) {
@@ -715,10 +705,8 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
     }
 
     float dqa[HD / 8][4] = {};
-    while (kt < ntiles) {
-        int nxt = pipeline_step(kt, ntiles, stage, load_kv);
-        const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
-
+    const int ntiles = (min(q0 + BR, T) - 1) / BC + 1;  // 0..diagonal
+    walk_kv_tiles<HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, 0, ntiles, [&](int kt, const bf16 *cK, const bf16 *cV) {
         float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
         gemm<false, 1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
         mask_scores(s, T, qa, kt * BC, q0 + warp * 16);
@@ -734,9 +722,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
         uint32_t dsf[BC / 16][4];
         acc_to_a<BC / 8>(dsf, s);
         gemm<true, 1, HD / 8, BC / 16, HD>(&dqa, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
-        stage ^= 1;
-        kt = nxt;
-    }
+    });
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         int t = qa + 8 * i;

@@ -215,28 +215,17 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *opart, float *lpart,
     const size_t lbh = seg / vl.nb, bh = vl.bh0 + lbh;
     const int blk = seg % vl.nb, kb = blk * vl.bs, kend = min(kb + vl.bs, T);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
     chunk_rows<ROWS>(sT, sE, vl, e0, n);
     const int tmin = sT[0], tmax = sT[n - 1];  // entries are in query order
     const int ntiles = CEIL_DIV(min(kend, tmax + 1) - kb, BC);
-    auto load_kv = [&](int t, int st) {
-        load_tile<BC, HD>(sK + st * BC * HD, kh, HD, kb + t * BC, T);
-        load_tile<BC, HD>(sV + st * BC * HD, vh, HD, kb + t * BC, T);
-    };
     gather_tile<ROWS, HD>(sQ, q + bh * T * HD, HD, sT);
-    load_kv(0, 0);
-    cp_async_commit();
-
     int rt[MT][2];
     for (int mt = 0; mt < MT; mt++) { rt[mt][0] = sT[mt * QC + warp * 16 + g]; rt[mt][1] = sT[mt * QC + warp * 16 + g + 8]; }
     float oacc[MT][HD / 8][4] = {}, m[MT][2], l[MT][2] = {};
     for (int mt = 0; mt < MT; mt++) { m[mt][0] = m[mt][1] = -INFINITY; }
-    int stage = 0;
-    for (int kt = 0; kt < ntiles; kt++) {
-        pipeline_step(kt, ntiles, stage, load_kv);
-        const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
+    walk_kv_tiles<HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, kb, ntiles, [&](int kt, const bf16 *cK, const bf16 *cV) {
         const int k0 = kb + kt * BC;
         const bool full = n == ROWS && k0 + BC <= kend && k0 + BC - 1 <= tmin;
         float s[MT][BC / 8][4] = {};
@@ -245,29 +234,11 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *opart, float *lpart,
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             if (!full) { mask_tile(s[mt], rt[mt], k0, kend); }
-#pragma unroll
-            for (int i = 0; i < 2; i++) {  // online softmax; a quad of 4 threads shares a row
-                float mx = m[mt][i];
-                for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[mt][j][2 * i], s[mt][j][2 * i + 1])); }
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-                float base = mx == -INFINITY ? 0.0f : mx * sl2;
-                float alpha = exp2f(m[mt][i] * sl2 - base);
-                m[mt][i] = mx;
-                l[mt][i] *= alpha;
-                for (int j = 0; j < HD / 8; j++) { oacc[mt][j][2 * i] *= alpha; oacc[mt][j][2 * i + 1] *= alpha; }
-                for (int j = 0; j < BC / 8; j++) {
-                    for (int e = 2 * i; e < 2 * i + 2; e++) {
-                        s[mt][j][e] = exp2f(s[mt][j][e] * sl2 - base);
-                        l[mt][i] += s[mt][j][e];
-                    }
-                }
-            }
+            online_softmax<HD>(s[mt], m[mt], l[mt], oacc[mt], sl2);
             acc_to_a<BC / 8>(pf[mt], s[mt]);
         }
         gemm<true, MT, HD / 8, BC / 16, HD>(oacc, [&](int mt, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[mt][ks][i]; } }, cV, 0);
-        stage ^= 1;
-    }
+    });
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
@@ -394,7 +365,6 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     const size_t lbh = seg / vl.nb, bh = vl.bh0 + lbh, b = bh / NH, h = bh % NH;
     const int blk = seg % vl.nb, kb = blk * vl.bs, kend = min(kb + vl.bs, T);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    const bf16 *kh = k + bh * T * HD, *vh = v + bh * T * HD;
     const float sl2 = scale * LOG2E;
 
     chunk_rows<QC>(sT, sE, vl, e0, n);
@@ -402,14 +372,8 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     __syncthreads();
     const int tmin = sT[0], tmax = sT[n - 1];
     const int ntiles = CEIL_DIV(min(kend, tmax + 1) - kb, BC);
-    auto load_kv = [&](int t, int st) {
-        load_tile<BC, HD>(sK + st * BC * HD, kh, HD, kb + t * BC, T);
-        load_tile<BC, HD>(sV + st * BC * HD, vh, HD, kb + t * BC, T);
-    };
     gather_tile<QC, HD>(sQ, q + bh * T * HD, HD, sT);
     gather_tile<QC, HD>(sdO, dout + (b * T * NH + h) * HD, HD, sRowO);
-    load_kv(0, 0);
-    cp_async_commit();
     const int rt[2] = {sT[warp * 16 + g], sT[warp * 16 + g + 8]};
     float lrow[2], drow[2];
     for (int i = 0; i < 2; i++) {
@@ -418,10 +382,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     }
 
     float dqa[HD / 8][4] = {};
-    int stage = 0;
-    for (int kt = 0; kt < ntiles; kt++) {
-        pipeline_step(kt, ntiles, stage, load_kv);
-        const bf16 *cK = sK + stage * BC * HD, *cV = sV + stage * BC * HD;
+    walk_kv_tiles<HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, kb, ntiles, [&](int kt, const bf16 *cK, const bf16 *cV) {
         const int k0 = kb + kt * BC;
         float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
         gemm<false, 1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
@@ -438,8 +399,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
         uint32_t dsf[BC / 16][4];
         acc_to_a<BC / 8>(dsf, s);
         gemm<true, 1, HD / 8, BC / 16, HD>(&dqa, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
-        stage ^= 1;
-    }
+    });
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         int e = sE[warp * 16 + g + 8 * i];
