@@ -682,6 +682,30 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
     }
 }
 
+// One key tile of the mma.sync dQ kernels (this file's and moba_attention.cuh's): the warp's 16 query rows
+// of sQ / sdO (rows g, g + 8: lse * log2(e) in lrow, D in drow) against the 64 keys in cK / cV.
+// S = Q K^T, mask(S) sets invisible scores to -inf, dS = P * (dO V^T - D), dQ += dS K.
+template <int HD, typename M>
+__device__ __forceinline__ void dq_step(float (&dqa)[HD / 8][4], const bf16 *sQ, const bf16 *sdO, const bf16 *cK, const bf16 *cV,
+                                        const float (&lrow)[2], const float (&drow)[2], float sl2, M mask) {
+    const int warp = threadIdx.x >> 5;
+    float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
+    gemm<false, 1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
+    mask(s);
+    gemm<false, 1, BC / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sdO, warp * 16, ks); }, cV, 0);
+#pragma unroll
+    for (int j = 0; j < BC / 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float p = exp2f(s[j][e] * sl2 - lrow[e >> 1]);
+            s[j][e] = p * (dp[j][e] - drow[e >> 1]);
+        }
+    }
+    uint32_t dsf[BC / 16][4];
+    acc_to_a<BC / 8>(dsf, s);
+    gemm<true, 1, HD / 8, BC / 16, HD>(&dqa, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
+}
+
 // Backward, query-centric dQ (the deterministic path): the forward's schedule and masks, dQ += dS K
 // accumulated in registers and written once. grid (ceil(T/BR), B*NH).
 template <int HD>
@@ -707,21 +731,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
     float dqa[HD / 8][4] = {};
     const int ntiles = (min(q0 + BR, T) - 1) / BC + 1;  // 0..diagonal
     walk_kv_tiles<HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, 0, ntiles, [&](int kt, const bf16 *cK, const bf16 *cV) {
-        float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
-        gemm<false, 1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
-        mask_scores(s, T, qa, kt * BC, q0 + warp * 16);
-        gemm<false, 1, BC / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sdO, warp * 16, ks); }, cV, 0);
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float p = exp2f(s[j][e] * sl2 - lrow[e >> 1]);
-                s[j][e] = p * (dp[j][e] - drow[e >> 1]);
-            }
-        }
-        uint32_t dsf[BC / 16][4];
-        acc_to_a<BC / 8>(dsf, s);
-        gemm<true, 1, HD / 8, BC / 16, HD>(&dqa, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
+        dq_step<HD>(dqa, sQ, sdO, cK, cV, lrow, drow, sl2, [&](float (&s)[BC / 8][4]) { mask_scores(s, T, qa, kt * BC, q0 + warp * 16); });
     });
 #pragma unroll
     for (int i = 0; i < 2; i++) {

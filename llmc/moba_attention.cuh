@@ -384,21 +384,9 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     float dqa[HD / 8][4] = {};
     walk_kv_tiles<HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, kb, ntiles, [&](int kt, const bf16 *cK, const bf16 *cV) {
         const int k0 = kb + kt * BC;
-        float s[BC / 8][4] = {}, dp[BC / 8][4] = {};
-        gemm<false, 1, BC / 8, HD / 16, HD>(&s, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, warp * 16, ks); }, cK, 0);
-        if (!(n == QC && k0 + BC <= kend && k0 + BC - 1 <= tmin)) { mask_tile(s, rt, k0, kend); }
-        gemm<false, 1, BC / 8, HD / 16, HD>(&dp, [&](int, int ks, uint32_t a[4]) { lds_a<HD>(a, sdO, warp * 16, ks); }, cV, 0);
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float p = exp2f(s[j][e] * sl2 - lrow[e >> 1]);
-                s[j][e] = p * (dp[j][e] - drow[e >> 1]);
-            }
-        }
-        uint32_t dsf[BC / 16][4];
-        acc_to_a<BC / 8>(dsf, s);
-        gemm<true, 1, HD / 8, BC / 16, HD>(&dqa, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
+        dq_step<HD>(dqa, sQ, sdO, cK, cV, lrow, drow, sl2, [&](float (&s)[BC / 8][4]) {
+            if (!(n == QC && k0 + BC <= kend && k0 + BC - 1 <= tmin)) { mask_tile(s, rt, k0, kend); }
+        });
     });
 #pragma unroll
     for (int i = 0; i < 2; i++) {
