@@ -1,6 +1,6 @@
 /*
  Flash attention on the GPU, dense causal (doc/model.md). MoBA layers run through llmc/moba_attention.cuh,
- which reuses the tiles, the dK/dV step and the simple kernels of this file.
+ which reuses this file's per-tile steps (online_softmax, dq_step, dkdv_step, walk_kv_tiles) and simple kernels.
  q, k, v: (B, NH, T, HD) floatX; o, dout: (B, T, NH, HD); lse: (B, NH, T) fp32, natural log of the sum
  of exp(scaled scores), scale 1/sqrt(HD). dq, dk, dv: (B, NH, T, HD). HD in {64, 128}, any T >= 1.
  The simple kernels also take a MoBA selection (sel != NULL): key j is visible to query t iff j <= t
