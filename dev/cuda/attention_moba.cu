@@ -39,11 +39,16 @@ struct MobaBufs {  // inputs, outputs, selection and scratch of the varlen path
         cudaCheck(cudaFree(lse)); cudaCheck(cudaFree(centroids)); cudaCheck(cudaFree(sel)); cudaCheck(cudaFree(scratch));
     }
     void forward(int version, int B, int NH, int T, int HD, const MobaSelection *s) {
-        if (version != 6) { moba_attention_forward(o, lse, q, k, v, s, scratch, B, NH, T, HD, 0); return; }
-        moba_attention_check_args(B, NH, T, HD, s);  // version 6: the forward with one row tile per warp
-        moba::Scratch sc = moba::scratch_layout(scratch, B, NH, T, HD, s->block_size, s->topk);
-        float scale = 1.0f / sqrtf((float)HD);
-        (HD == 64 ? moba::forward<64, 1> : moba::forward<128, 1>)(o, lse, q, k, v, s, sc, B, NH, T, scale, 0);
+#if !defined(ENABLE_FP32)
+        if (version == 6) {  // the forward with one row tile per warp
+            moba_attention_check_args(B, NH, T, HD, s);
+            moba::Scratch sc = moba::scratch_layout(scratch, B, NH, T, HD, s->block_size, s->topk);
+            float scale = 1.0f / sqrtf((float)HD);
+            (HD == 64 ? moba::forward<64, 1> : moba::forward<128, 1>)(o, lse, q, k, v, s, sc, B, NH, T, scale, 0);
+            return;
+        }
+#endif
+        moba_attention_forward(o, lse, q, k, v, s, scratch, B, NH, T, HD, 0);
     }
     void backward(int version, int B, int NH, int T, int HD, const MobaSelection *s) {
         moba_attention_backward(dq, dk, dv, dout, o, lse, q, k, v, s, scratch, B, NH, T, HD, version == 5, 0);
