@@ -1,0 +1,84 @@
+#!/bin/bash
+# Every GPU check of the project in one device call, with binaries prebuilt elsewhere (the device time
+# goes to running, not compiling). Steps in priority order; a step starts only while the elapsed time is
+# under $DEADLINE seconds, so a call with a hard limit still returns the most important results:
+#  1. kernel checks vs the CPU reference: attention_dense versions 1-8, attention_moba 1/4/5/6, moba_gate
+#  2. scripts/test_gpu.sh: CPU debug states -> test_gpt_moba (bf16 and fp32), GPU training, CPU<->GPU
+#     checkpoints, exact resume; BENCH=1: 340M tokens/s (dense T 8192 x 4, MoBA T 32768 x 1, ...)
+#  3. scripts/test_multi_gpu.sh on the GPUs present (world 1 on a single-GPU machine), SCALING=0
+#  4. dev/eval/gpu_check.sh: KV-cache decode checks, CPU == GPU greedy tokens, 340M prefill/decode speed
+#  5. experiments: the one-warpgroup dense backward (ATTN_BWD_WGMMA_KW=1 build: test_kw1, train_kw1) on the
+#     dense debug states and the 340M dense step; the longest 340M MoBA sequence with -R 2
+# $BIN holds: train_gpt_moba_cu test_gpt_moba_cu test_gpt_moba_fp32 eval_gpt_moba_cu eval_gpt_moba_fp32
+#   train_single (NO_MULTI_GPU=1 build) attention_dense attention_moba moba_gate eval report
+#   [test_kw1 train_kw1]; the CPU programs are rebuilt here when they do not run.
+# Logs under $LOG (default $OUT/session or /tmp/session); summary.txt is printed last.
+#   usage: BIN=dir [DEADLINE=480] [LOG=dir] bash scripts/gpu_session_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=$(realpath "${BIN:?BIN=dir of prebuilt binaries}")
+LOG=${LOG:-${OUT:-/tmp}/session}; DEADLINE=${DEADLINE:-480}
+mkdir -p "$LOG"
+S=$LOG/summary.txt
+: > "$S"
+t0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - t0 )); }
+note() { echo "[$(elapsed) s] $*" | tee -a "$S"; }
+in_time() { [ "$(elapsed)" -lt "$DEADLINE" ] || { note "SKIPPED (deadline): $1"; return 1; }; }
+export NCCL_NVLS_ENABLE=0
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee -a "$S"
+make -s train_gpt_moba > /dev/null || exit 1
+
+# ---- 1. kernels (CPU references run in parallel; the GPU parts are short)
+if in_time kernels; then
+  for v in 1 2 3 4 5 6 7 8; do timeout 300 "$BIN/attention_dense" $v check > "$LOG/attention_dense_$v.log" 2>&1 & done
+  for v in 1 4 5 6; do timeout 300 "$BIN/attention_moba" $v check > "$LOG/attention_moba_$v.log" 2>&1 & done
+  timeout 300 "$BIN/moba_gate" check > "$LOG/moba_gate.log" 2>&1 &
+  wait
+  for f in "$LOG"/attention_dense_*.log "$LOG"/attention_moba_*.log "$LOG"/moba_gate.log; do
+    note "$(basename "$f" .log): $(tail -1 "$f")"
+  done
+fi
+
+# ---- 2. the trainer against the CPU reference, training, checkpoints, 340M speed
+if in_time test_gpu; then
+  LOG=$LOG/test_gpu BIN=$BIN FP32=1 BENCH=1 bash scripts/test_gpu.sh > "$LOG/test_gpu.out" 2>&1
+  note "test_gpu.sh:"; sed -n '/== summary ==/,$p' "$LOG/test_gpu.out" | tee -a "$S"
+fi
+
+# ---- 3. multi-GPU (world 1 on one GPU)
+if in_time multi_gpu; then
+  LOG=$LOG/multi_gpu BIN=$BIN SINGLE_BIN=$BIN/train_single SCALING=0 bash scripts/test_multi_gpu.sh > "$LOG/multi_gpu.out" 2>&1
+  note "test_multi_gpu.sh:"; cat "$LOG/multi_gpu/table.txt" | tee -a "$S"
+fi
+
+# ---- 4. evaluation on the GPU
+if in_time eval; then
+  LOG=$LOG/eval BIN=$BIN PARTS="check traces speed" bash dev/eval/gpu_check.sh > "$LOG/eval.out" 2>&1
+  note "dev/eval/gpu_check.sh:"; cat "$LOG/eval/table.txt" | tee -a "$S"
+fi
+
+# ---- 5. experiments
+if [ -x "$BIN/test_kw1" ] && in_time kw1; then
+  W=$(mktemp -d)
+  for c in "dense:-A dense -W 0 -b 2 -t 256" "dense_kconv3:-A dense -W 3 -b 2 -t 256"; do
+    ./train_gpt_moba -p tiny -V 512 ${c#*:} -D "$W/${c%%:*}.bin" > /dev/null 2>&1
+    note "test_kw1 ${c%%:*}: $("$BIN/test_kw1" "$W/${c%%:*}.bin" 2>&1 | tail -1)"
+  done
+  "$BIN/train_kw1" -p 340M -x 8 -v 0 -s 0 -u 1 -m 1 -A dense -W 0 -b 4 -t 8192 -o "$W/kw1" > "$LOG/bench_kw1.log" 2>&1
+  note "bench dense_T8192_B4 KW=1: $(grep '^step     8/8' "$LOG/bench_kw1.log" | awk -F'|' '{print $5 $6 $7 $8}')"
+  rm -rf "$W"
+fi
+if in_time longest_moba_T; then
+  W=$(mktemp -d)
+  for T in 262144 196608; do
+    "$BIN/train_gpt_moba_cu" -p 340M -x 3 -v 0 -s 0 -u 1 -m 1 -A moba -B 128 -K 8 -W 3 -b 1 -t $T -R 2 -o "$W/T$T" > "$LOG/moba_T$T.log" 2>&1
+    line=$(grep '^step     3/3' "$LOG/moba_T$T.log" | awk -F'|' '{print $5 $6 $7 $8}')
+    note "340M MoBA T $T -R 2: ${line:-failed: $(grep -m1 -i 'error\|out of memory' "$LOG/moba_T$T.log")}"
+    [ -n "$line" ] && break
+  done
+  rm -rf "$W"
+fi
+note "done"
+echo "================ summary ================"
+cat "$S"
