@@ -5,15 +5,15 @@
 #  1. kernel checks vs the CPU reference: attention_dense versions 1-8, attention_moba 1/4/5/6, moba_gate
 #  2. scripts/test_gpu.sh: CPU debug states -> test_gpt_moba (bf16 and fp32), GPU training, CPU<->GPU
 #     checkpoints, exact resume; BENCH=1: 340M tokens/s (dense T 8192 x 4, MoBA T 32768 x 1, ...)
-#  3. scripts/test_multi_gpu.sh on the GPUs present (world 1 on a single-GPU machine), SCALING=0
+#  3. scripts/test_multi_gpu.sh on the GPUs present (world 1 on a single-GPU machine; SCALING=1: its scaling table)
 #  4. dev/eval/gpu_check.sh: KV-cache decode checks, CPU == GPU greedy tokens, 340M prefill/decode speed
 #  5. experiments: the one-warpgroup dense backward (ATTN_BWD_WGMMA_KW=1 build: test_kw1, train_kw1) on the
 #     dense debug states and the 340M dense step; the longest 340M MoBA sequence with -R 2
 # $BIN holds: train_gpt_moba_cu test_gpt_moba_cu test_gpt_moba_fp32 eval_gpt_moba_cu eval_gpt_moba_fp32
-#   train_single (NO_MULTI_GPU=1 build) attention_dense attention_moba moba_gate eval report
+#   train_single (NO_MULTI_GPU=1 build) attention_dense attention_moba moba_gate multi_gpu_check eval report
 #   [test_kw1 train_kw1]; the CPU programs are rebuilt here when they do not run.
 # Logs under $LOG (default $OUT/session or /tmp/session); summary.txt is printed last.
-#   usage: BIN=dir [DEADLINE=480] [LOG=dir] bash scripts/gpu_session_check.sh
+#   usage: BIN=dir [DEADLINE=480] [BENCH=1] [SCALING=0] [LOG=dir] bash scripts/gpu_session_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${BIN:?BIN=dir of prebuilt binaries}")
@@ -42,13 +42,13 @@ fi
 
 # ---- 2. the trainer against the CPU reference, training, checkpoints, 340M speed
 if in_time test_gpu; then
-  LOG=$LOG/test_gpu BIN=$BIN FP32=1 BENCH=1 bash scripts/test_gpu.sh > "$LOG/test_gpu.out" 2>&1
+  LOG=$LOG/test_gpu BIN=$BIN FP32=1 BENCH=${BENCH:-1} bash scripts/test_gpu.sh > "$LOG/test_gpu.out" 2>&1
   note "test_gpu.sh:"; sed -n '/== summary ==/,$p' "$LOG/test_gpu.out" | tee -a "$S"
 fi
 
 # ---- 3. multi-GPU (world 1 on one GPU)
 if in_time multi_gpu; then
-  LOG=$LOG/multi_gpu BIN=$BIN SINGLE_BIN=$BIN/train_single SCALING=0 bash scripts/test_multi_gpu.sh > "$LOG/multi_gpu.out" 2>&1
+  LOG=$LOG/multi_gpu BIN=$BIN SINGLE_BIN=$BIN/train_single SCALING=${SCALING:-0} bash scripts/test_multi_gpu.sh > "$LOG/multi_gpu.out" 2>&1
   note "test_multi_gpu.sh:"; cat "$LOG/multi_gpu/table.txt" | tee -a "$S"
 fi
 
