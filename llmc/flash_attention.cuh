@@ -16,8 +16,8 @@
    walks the forward's key tiles and writes dQ directly.
  Hopper path (sm_90a, dense causal, HD 64, the default there; llmc/wgmma_tiles.cuh): the same
  algorithms on warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory: a forward kernel
- (128 queries per CTA), a dK/dV kernel (128 keys per CTA, dQ by fp32 atomics) and, for the deterministic
- mode, a query-centric dQ kernel. ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
+ (128 queries per CTA), a dK/dV kernel (one warpgroup, 64 keys per CTA by default; two: 128; dQ by fp32
+ atomics) and, for the deterministic mode, a query-centric dQ kernel. ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
  fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
  (Until session 2 the mma.sync kernels also ran MoBA query-tile-centrically, over the union of the key
  tiles a CTA's queries selected: near-dense work for independent selections; replaced by moba_attention.cuh.)
@@ -907,10 +907,11 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 }
 
 // Warpgroups per CTA of the Hopper backward kernels (dense HD 64) that attention_backward uses (0 =
-// mma.sync), and whether its non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel
+// mma.sync). 1 (64 keys per CTA, 3 CTAs per SM) beat 2 in the 340M step: 90.7K vs 83.1K tok/s on an H200,
+// dev/bench/RESULTS.md; the per-tile CTA-wide barrier keeps two warpgroups of one CTA in lockstep. And whether its non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel
 // of the deterministic mode (0).
 #ifndef ATTN_BWD_WGMMA_KW
-#define ATTN_BWD_WGMMA_KW 2
+#define ATTN_BWD_WGMMA_KW 1
 #endif
 #ifndef ATTN_BWD_ATOMIC_DQ
 #define ATTN_BWD_ATOMIC_DQ 1
