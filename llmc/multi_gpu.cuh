@@ -102,7 +102,7 @@ static inline void nccl_check(ncclResult_t r, const MultiGpu *mg, const char *wh
         do {
             if (rdv_now() > deadline) {
                 ncclCommAbort(mg->comm);
-                die("rank %d: NCCL %s did not complete within %g s (%s:%d)", mg->rank, what, mg->timeout_s, file, line);
+                die("rank %d: NCCL %s did not finish within %g s: its enqueue waits on the other ranks (%s:%d)", mg->rank, what, mg->timeout_s, file, line);
             }
             rdv_sleep_ms(1);
             ncclCommGetAsyncError(mg->comm, &r);
