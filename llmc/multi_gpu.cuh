@@ -11,11 +11,14 @@
  exercises the same NCCL path as eight; init "local" (what "auto" is without a launcher) makes none:
  a plain single-GPU run needs no NCCL at run time and behaves as the NO_MULTI_GPU build.
 
- Watchdog: every collective records an event on its stream; a helper thread polls the oldest pending
- one and NCCL's asynchronous error. A collective not finished timeout_s after it was enqueued (a rank
- died, hangs, or diverged in its sequence of collectives), or an NCCL error, prints one line naming
- this rank, aborts the communicator (which stops NCCL kernels spinning on a dead peer) and exits 1.
- The communicator is non-blocking (ncclConfig blocking = 0) so its setup is bounded by the timeout too.
+ Watchdog (llmc/deadline_watch.h): every NCCL call (setup, enqueue, group end, finalize) publishes "in
+ call X since t" in host memory before it starts and clears it when the non-blocking communicator says
+ it is done; every collective records an event on its stream and stays published until a poller thread
+ sees the event complete. A monitor thread that reads only those timestamps (it calls neither NCCL nor
+ CUDA, so a call that never returns cannot stop it) ends the process when one is older than timeout_s
+ (a rank died, hangs, or diverged in its sequence of collectives): one line naming this rank, the
+ communicator aborted on a helper thread (which stops NCCL kernels spinning on a dead peer) within a
+ grace period, exit 1. The poller also ends it on an NCCL asynchronous error or a failed event.
 */
 #ifndef LLMC_MULTI_GPU_CUH
 #define LLMC_MULTI_GPU_CUH
@@ -24,6 +27,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "cuda_common.cuh"
+#include "deadline_watch.h"
 #include "rendezvous.h"
 #include "utils.h"
 #ifdef MULTI_GPU
@@ -59,20 +63,22 @@ static inline void zero_shard_range(size_t n, int rank, int world, size_t *start
 #define MULTI_GPU_WATCH_RING 4096
 #define MULTI_GPU_ABORT_GRACE_S 10
 
-typedef struct {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    cudaEvent_t events[MULTI_GPU_WATCH_RING];
-    double posted[MULTI_GPU_WATCH_RING];
-    const char *what[MULTI_GPU_WATCH_RING];
-    long head, tail;  // events [tail, head) are pending
-    int stop, rank, device;
-    volatile int aborted;
-    float timeout_s;
 #ifdef MULTI_GPU
-    ncclComm_t comm;
-#endif
+// The collectives in flight: a ring of events [tail, head), each with its deadline slot. One thread
+// enqueues (head), the poller retires (tail): no lock, so neither can block the other.
+typedef struct {
+    DeadlineWatch deadline;
+    pthread_t poller;
+    cudaEvent_t events[MULTI_GPU_WATCH_RING];
+    int slot[MULTI_GPU_WATCH_RING];
+    const char *what[MULTI_GPU_WATCH_RING];
+    long head, tail;
+    int stop, rank, device, polling;
+    ncclComm_t comm;  // what the expiry aborts; NULL before setup and once destroyed
 } MultiGpuWatchdog;
+#else
+typedef struct MultiGpuWatchdog MultiGpuWatchdog;
+#endif
 
 typedef struct {
     int rank, world, local_rank, device;
@@ -95,113 +101,111 @@ typedef struct {
 // NCCL plumbing: error checks that wait out the non-blocking communicator, types, the watchdog
 
 #ifdef MULTI_GPU
-static inline void nccl_check(ncclResult_t r, const MultiGpu *mg, const char *what, const char *file, int line) {
-    if (r == ncclInProgress) {
-        // Non-blocking communicator: the call finishes in the background; wait for it, within the timeout.
-        double deadline = rdv_now() + mg->timeout_s;
-        do {
-            if (rdv_now() > deadline) {
-                ncclCommAbort(mg->comm);
-                die("rank %d: NCCL %s did not finish within %g s: its enqueue waits on the other ranks (%s:%d)", mg->rank, what, mg->timeout_s, file, line);
-            }
-            rdv_sleep_ms(1);
-            ncclCommGetAsyncError(mg->comm, &r);
-        } while (r == ncclInProgress);
+// Waits out a call of the non-blocking communicator (ncclInProgress: it goes on in the background) and
+// clears its deadline slot. The deadline watch, not this loop, ends a wait that never finishes: even
+// ncclCommGetAsyncError may not return while a peer is alive but absent.
+static inline void nccl_wait(ncclResult_t r, const MultiGpu *mg, int slot, const char *what, const char *file, int line) {
+    while (r == ncclInProgress) {
+        rdv_sleep_ms(1);
+        ncclCommGetAsyncError(mg->comm, &r);
     }
+    deadline_end(&mg->wd->deadline, slot);
     if (r != ncclSuccess) { die("rank %d: NCCL %s failed: %s (%s) at %s:%d", mg->rank, what, ncclGetErrorString(r), ncclGetLastError(mg->comm), file, line); }
 }
-#define ncclCheck(mg, call) (nccl_check((call), (mg), #call, __FILE__, __LINE__))
+#define MULTI_GPU_STR_(x) #x
+#define MULTI_GPU_STR(x) MULTI_GPU_STR_(x)
+#define ncclCheck(mg, call) do { \
+    int slot_ = deadline_begin(&(mg)->wd->deadline, "call " #call " (" __FILE__ ":" MULTI_GPU_STR(__LINE__) ")"); \
+    nccl_wait((call), (mg), slot_, #call, __FILE__, __LINE__); \
+} while (0)
 
 static inline ncclDataType_t nccl_type(const float *) { return ncclFloat; }
 static inline ncclDataType_t nccl_type(const __nv_bfloat16 *) { return ncclBfloat16; }
 static inline ncclDataType_t nccl_type(const uint64_t *) { return ncclUint64; }
 static inline ncclDataType_t nccl_type(const double *) { return ncclDouble; }
 
-static void *multi_gpu_abort_main(void *arg) {
+// The deadline watch's last act (on a helper thread, within MULTI_GPU_ABORT_GRACE_S): the abort stops NCCL
+// kernels spinning on a dead peer, but it may also wait for other work on the GPU.
+static void multi_gpu_abort(void *arg) {
     MultiGpuWatchdog *w = (MultiGpuWatchdog *)arg;
-    ncclCommAbort(w->comm);
-    w->aborted = 1;
-    return NULL;
+    ncclComm_t comm = __atomic_load_n(&w->comm, __ATOMIC_ACQUIRE);
+    if (comm != NULL) { ncclCommAbort(comm); }
 }
 
-static void *multi_gpu_watchdog_main(void *arg) {
+// Retires completed collectives and polls NCCL's asynchronous error. Any of these calls may block
+// (that is what the deadline watch is for); an error found here takes the watch's exit.
+static void *multi_gpu_poller_main(void *arg) {
     MultiGpuWatchdog *w = (MultiGpuWatchdog *)arg;
     cudaSetDevice(w->device);
-    for (;;) {
-        pthread_mutex_lock(&w->lock);
-        if (w->stop) { pthread_mutex_unlock(&w->lock); return NULL; }
-        const char *why = NULL, *what = "";
-        char detail[256] = "";
-        while (w->tail < w->head) {
-            int slot = (int)(w->tail % MULTI_GPU_WATCH_RING);
-            cudaError_t q = cudaEventQuery(w->events[slot]);
-            if (q == cudaSuccess) { w->tail++; continue; }
-            what = w->what[slot];
-            if (q != cudaErrorNotReady) { why = "failed on the GPU"; snprintf(detail, sizeof(detail), ": %s", cudaGetErrorString(q)); }
-            else if (rdv_now() - w->posted[slot] > w->timeout_s) {
-                why = "did not finish";
-                snprintf(detail, sizeof(detail), " within %g s (a rank died, hangs, or runs different collectives)", w->timeout_s);
+    while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
+        long head = __atomic_load_n(&w->head, __ATOMIC_ACQUIRE);
+        while (w->tail < head) {
+            int i = (int)(w->tail % MULTI_GPU_WATCH_RING);
+            cudaError_t q = cudaEventQuery(w->events[i]);
+            if (q == cudaErrorNotReady) { break; }
+            if (q != cudaSuccess) {
+                deadline_watch_fail(&w->deadline, "rank %d: NCCL %s failed on the GPU: %s; aborting the communicator", w->rank, w->what[i], cudaGetErrorString(q));
             }
-            break;
+            deadline_end(&w->deadline, w->slot[i]);
+            __atomic_store_n(&w->tail, w->tail + 1, __ATOMIC_RELEASE);
         }
         ncclResult_t async = ncclSuccess;
-        if (why == NULL && ncclCommGetAsyncError(w->comm, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress) {
-            why = "reported an error"; what = "communicator";
-            snprintf(detail, sizeof(detail), ": %s", ncclGetErrorString(async));
-        }
-        pthread_mutex_unlock(&w->lock);
-        if (why) {
-            fprintf(stderr, "error: rank %d: NCCL %s %s%s; aborting the communicator\n", w->rank, what, why, detail);
-            fflush(stderr);
-            // The abort stops NCCL kernels spinning on a dead peer, but it also waits for other work on the
-            // GPU: give it MULTI_GPU_ABORT_GRACE_S on a helper thread, then leave regardless. _exit, not
-            // exit: the main thread may sit inside a CUDA call that atexit teardown would wait on.
-            pthread_t t;
-            if (pthread_create(&t, NULL, multi_gpu_abort_main, w) == 0) {
-                for (int i = 0; i < MULTI_GPU_ABORT_GRACE_S * 100 && !w->aborted; i++) { rdv_sleep_ms(10); }
-            }
-            _exit(1);
+        if (ncclCommGetAsyncError(w->comm, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress) {
+            deadline_watch_fail(&w->deadline, "rank %d: NCCL communicator reported an error: %s; aborting the communicator", w->rank, ncclGetErrorString(async));
         }
         rdv_sleep_ms(50);
     }
+    return NULL;
 }
 
-// Registers the collective just enqueued on `stream` with the watchdog.
+// Registers the collective just enqueued on `stream`: it is timed from now until its event completes.
 // Inside a group NCCL enqueues nothing before ncclGroupEnd, so an event recorded now would precede it.
 static inline void multi_gpu_watch(MultiGpu *mg, cudaStream_t stream, const char *what) {
     if (mg->grouped) { return; }
     MultiGpuWatchdog *w = mg->wd;
-    for (;;) {
-        pthread_mutex_lock(&w->lock);
-        if (w->head - w->tail < MULTI_GPU_WATCH_RING) { break; }
-        pthread_mutex_unlock(&w->lock);  // ring full: the watchdog drains finished events meanwhile
-        rdv_sleep_ms(1);
-    }
-    int slot = (int)(w->head % MULTI_GPU_WATCH_RING);
-    cudaCheck(cudaEventRecord(w->events[slot], stream));
-    w->posted[slot] = rdv_now();
-    w->what[slot] = what;
-    w->head++;
-    pthread_mutex_unlock(&w->lock);
+    // ring full: the poller retires finished events meanwhile (or the deadline of the oldest expires)
+    while (w->head - __atomic_load_n(&w->tail, __ATOMIC_ACQUIRE) >= MULTI_GPU_WATCH_RING) { rdv_sleep_ms(1); }
+    int i = (int)(w->head % MULTI_GPU_WATCH_RING);
+    w->slot[i] = deadline_begin(&w->deadline, what);
+    w->what[i] = what;
+    cudaCheck(cudaEventRecord(w->events[i], stream));
+    __atomic_store_n(&w->head, w->head + 1, __ATOMIC_RELEASE);
 }
 
+// The deadline watch starts before the communicator exists, so its setup is timed too; the poller
+// once it does (multi_gpu_poller_start).
 static inline void multi_gpu_watchdog_start(MultiGpu *mg) {
+    static const char suffix[] = " (a rank died, hangs, or runs different collectives); aborting the communicator";
     MultiGpuWatchdog *w = (MultiGpuWatchdog *)calloc_check(1, sizeof(MultiGpuWatchdog));
-    w->rank = mg->rank; w->device = mg->device; w->timeout_s = mg->timeout_s; w->comm = mg->comm;
+    w->rank = mg->rank; w->device = mg->device;
     for (int i = 0; i < MULTI_GPU_WATCH_RING; i++) { cudaCheck(cudaEventCreateWithFlags(&w->events[i], cudaEventDisableTiming)); }
-    pthread_mutex_init(&w->lock, NULL);
-    if (pthread_create(&w->thread, NULL, multi_gpu_watchdog_main, w) != 0) { die("rank %d: cannot start the NCCL watchdog thread", mg->rank); }
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "rank %d: NCCL ", mg->rank);
+    // slots: every ring entry plus the NCCL call in progress
+    deadline_watch_start(&w->deadline, MULTI_GPU_WATCH_RING + 4, mg->timeout_s, MULTI_GPU_ABORT_GRACE_S, prefix, suffix, multi_gpu_abort, w);
     mg->wd = w;
 }
 
+static inline void multi_gpu_poller_start(MultiGpu *mg) {
+    MultiGpuWatchdog *w = mg->wd;
+    w->comm = mg->comm;
+    if (pthread_create(&w->poller, NULL, multi_gpu_poller_main, w) != 0) { die("rank %d: cannot start the NCCL watchdog thread", mg->rank); }
+    w->polling = 1;
+}
+
+// The communicator goes (finalize, destroy) under the deadline watch: the poller stops first, the
+// monitor last.
 static inline void multi_gpu_watchdog_stop(MultiGpu *mg) {
     MultiGpuWatchdog *w = mg->wd;
-    pthread_mutex_lock(&w->lock);
-    w->stop = 1;
-    pthread_mutex_unlock(&w->lock);
-    pthread_join(w->thread, NULL);
+    if (w->polling) {
+        __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+        pthread_join(w->poller, NULL);
+    }
+    ncclCheck(mg, ncclCommFinalize(mg->comm));
+    __atomic_store_n(&w->comm, (ncclComm_t)NULL, __ATOMIC_RELEASE);  // no abort of a communicator being destroyed
+    ncclCheck(mg, ncclCommDestroy(mg->comm));
+    deadline_watch_stop(&w->deadline);
     for (int i = 0; i < MULTI_GPU_WATCH_RING; i++) { cudaCheck(cudaEventDestroy(w->events[i])); }
-    pthread_mutex_destroy(&w->lock);
     free(w);
     mg->wd = NULL;
 }
@@ -222,7 +226,10 @@ static inline void multi_gpu_comm_init(MultiGpu *mg, const MultiGpuArgs *a) {
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     mg->comm = NULL;
-    nccl_check(ncclCommInitRankConfig(&mg->comm, mg->world, id, mg->rank, &config), mg, "communicator setup", __FILE__, __LINE__);
+    int slot = deadline_begin(&mg->wd->deadline, "communicator setup");
+    ncclResult_t r = ncclCommInitRankConfig(&mg->comm, mg->world, id, mg->rank, &config);
+    __atomic_store_n(&mg->wd->comm, mg->comm, __ATOMIC_RELEASE);  // from now on an expiry aborts the setup
+    nccl_wait(r, mg, slot, "communicator setup", __FILE__, __LINE__);
 }
 #endif // MULTI_GPU
 
@@ -283,8 +290,9 @@ static inline MultiGpu multi_gpu_init(const MultiGpuArgs *a) {
     cudaCheck(cudaMalloc(&mg.scratch, sizeof(uint64_t) * (size_t)mg.world));
 #ifdef MULTI_GPU
     if (strcmp(mg.init, "local") != 0) {
-        multi_gpu_comm_init(&mg, a);
         multi_gpu_watchdog_start(&mg);
+        multi_gpu_comm_init(&mg, a);
+        multi_gpu_poller_start(&mg);
         mg.nccl = 1;
     }
 #endif
@@ -299,11 +307,7 @@ static inline void multi_gpu_print(const MultiGpu *mg) {
 static inline void multi_gpu_free(MultiGpu *mg) {
     cudaCheck(cudaDeviceSynchronize());
 #ifdef MULTI_GPU
-    if (mg->nccl) {
-        multi_gpu_watchdog_stop(mg);
-        ncclCheck(mg, ncclCommFinalize(mg->comm));
-        ncclCheck(mg, ncclCommDestroy(mg->comm));
-    }
+    if (mg->nccl) { multi_gpu_watchdog_stop(mg); }
 #endif
     cudaCheck(cudaFree(mg->scratch));
     cudaCheck(cudaEventDestroy(mg->main_mark));
