@@ -81,7 +81,7 @@ static inline int deadline_watch_pending(DeadlineWatch *w) {
     return n;
 }
 
-static void *deadline_watch_expire_main(void *arg) {
+static inline void *deadline_watch_expire_main(void *arg) {
     DeadlineWatch *w = (DeadlineWatch *)arg;
     w->on_expire(w->ctx);
     __atomic_store_n(&w->expire_done, 1, __ATOMIC_RELEASE);
@@ -90,7 +90,7 @@ static void *deadline_watch_expire_main(void *arg) {
 
 // The one way out: the first caller prints `line`, gives on_expire its grace and _exits; a second
 // caller (another thread that saw a failure meanwhile) waits for that.
-static void deadline_watch_exit(DeadlineWatch *w, const char *line) {
+static inline void deadline_watch_exit(DeadlineWatch *w, const char *line) {
     if (__atomic_exchange_n(&w->exiting, 1, __ATOMIC_SEQ_CST)) {
         for (;;) { pause(); }
     }
@@ -105,7 +105,7 @@ static void deadline_watch_exit(DeadlineWatch *w, const char *line) {
 }
 
 // printf-style: exits as an expired deadline does, with "error: <message>" on stderr.
-static void deadline_watch_fail(DeadlineWatch *w, const char *fmt, ...) {
+static inline void deadline_watch_fail(DeadlineWatch *w, const char *fmt, ...) {
     char line[512];
     va_list ap;
     va_start(ap, fmt);
@@ -116,7 +116,7 @@ static void deadline_watch_fail(DeadlineWatch *w, const char *fmt, ...) {
     deadline_watch_exit(w, line);
 }
 
-static void *deadline_watch_main(void *arg) {
+static inline void *deadline_watch_main(void *arg) {
     DeadlineWatch *w = (DeadlineWatch *)arg;
     while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
         int64_t now = deadline_now_ns();
