@@ -10,7 +10,7 @@
 #  5. experiments: the one-warpgroup dense backward (ATTN_BWD_WGMMA_KW=1 build: test_kw1, train_kw1) on the
 #     dense debug states and the 340M dense step; the longest 340M MoBA sequence with -R 2
 # $BIN holds: train_gpt_moba_cu test_gpt_moba_cu test_gpt_moba_fp32 eval_gpt_moba_cu eval_gpt_moba_fp32
-#   train_single (NO_MULTI_GPU=1 build) attention_dense attention_moba moba_gate multi_gpu_check eval report
+#   train_single (NO_MULTI_GPU=1 build) [train_fp32 (PRECISION=FP32 build)] attention_dense attention_moba moba_gate multi_gpu_check eval report
 #   [test_kw1 train_kw1]; the CPU programs are rebuilt here when they do not run.
 # Logs under $LOG (default $OUT/session or /tmp/session); summary.txt is printed last.
 #   usage: BIN=dir [DEADLINE=480] [BENCH=1] [SCALING=0] [LOG=dir] bash scripts/gpu_session_check.sh
@@ -48,7 +48,7 @@ fi
 
 # ---- 3. multi-GPU (world 1 on one GPU)
 if in_time multi_gpu; then
-  LOG=$LOG/multi_gpu BIN=$BIN SINGLE_BIN=$BIN/train_single SCALING=${SCALING:-0} bash scripts/test_multi_gpu.sh > "$LOG/multi_gpu.out" 2>&1
+  LOG=$LOG/multi_gpu BIN=$BIN SINGLE_BIN=$BIN/train_single FP32_BIN=$([ -x "$BIN/train_fp32" ] && echo "$BIN/train_fp32") SCALING=${SCALING:-0} bash scripts/test_multi_gpu.sh > "$LOG/multi_gpu.out" 2>&1
   note "test_multi_gpu.sh:"; cat "$LOG/multi_gpu/table.txt" | tee -a "$S"
 fi
 
