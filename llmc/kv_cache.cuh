@@ -23,6 +23,7 @@
 
 #include <limits.h>
 #include "llmc/sampling.h"
+#include "llmc/moba_gate.cuh"
 
 #define KV_ATTN_THREADS 128
 #define KV_ATTN_CTAS_PER_SM 8
@@ -155,7 +156,8 @@ __global__ void kv_prep_kernel(floatX *q, floatX *kc, floatX *vc, floatX *ring, 
 }
 
 // One CTA per (b, h): scores s_i = q . c_i (fp32) of the complete past blocks i < t/bs, then K-1 rounds
-// of a block-wide argmax (ties to the lower index); writes the ascending list, own block last, -1 padding.
+// of a block-wide argmax in the training gate's order (moba_better: ties to the lower index); writes the
+// ascending list, own block last, -1 padding.
 __global__ void __launch_bounds__(KV_GATE_THREADS) kv_gate_kernel(int *sel, const floatX *q, const float *ksum, int NH,
                                                                   int HD, int nb, int bs, int K, int t) {
     extern __shared__ float score[];  // (t/bs)
@@ -175,18 +177,18 @@ __global__ void __launch_bounds__(KV_GATE_THREADS) kv_gate_kernel(int *sel, cons
         float best = -INFINITY;
         int arg = INT_MAX;
         for (int i = threadIdx.x; i < ob; i += blockDim.x) {
-            if (score[i] > best || (score[i] == best && i < arg)) { best = score[i]; arg = i; }
+            if (moba_better(score[i], i, best, arg)) { best = score[i]; arg = i; }
         }
         for (int off = 16; off > 0; off >>= 1) {
             float ob2 = __shfl_xor_sync(0xffffffff, best, off);
             int oa = __shfl_xor_sync(0xffffffff, arg, off);
-            if (ob2 > best || (ob2 == best && oa < arg)) { best = ob2; arg = oa; }
+            if (moba_better(ob2, oa, best, arg)) { best = ob2; arg = oa; }
         }
         if (lane == 0) { bval[warp] = best; bidx[warp] = arg; }
         __syncthreads();
         if (threadIdx.x == 0) {
             for (int w = 1; w < KV_GATE_THREADS / 32; w++) {
-                if (bval[w] > best || (bval[w] == best && bidx[w] < arg)) { best = bval[w]; arg = bidx[w]; }
+                if (moba_better(bval[w], bidx[w], best, arg)) { best = bval[w]; arg = bidx[w]; }
             }
             picks[p] = arg;
             score[arg] = -INFINITY;  // taken: never picked again (ties among -inf go to untaken lower indices first)
