@@ -150,6 +150,8 @@ typedef struct {
     ParamBuckets buckets;
     floatX **bucket_g, **bucket_p; // per entry of buckets.bucket_slice: the slice's gradients and weights
     size_t *bucket_n;              // and its size
+    cudaEvent_t *gathered;         // ZeRO-1, per bucket: its updated weights are all-gathered (comm stream)
+    int gather_pending;            // the last update's all-gathers may still run: readers wait (wait_weights)
 } GPT;
 
 // The CUDA kernels support a subset of the configurations the CPU reference accepts.
@@ -188,6 +190,16 @@ static void *cuda_alloc(size_t bytes, size_t *total) {
     return p;
 }
 
+// ZeRO-1: the update leaves the all-gathers of the new weights running on the comm stream, one event
+// per bucket; a forward waits for each bucket just before its first use (bucket >= 0), so the gathers
+// overlap with the layers before it. bucket -1: the host waits for all of them (any other reader).
+static void wait_weights(GPT *m, int bucket) {
+    if (!m->gather_pending) { return; }
+    if (bucket >= 0) { cudaCheck(cudaStreamWaitEvent(main_stream, m->gathered[bucket], 0)); return; }
+    cudaCheck(cudaStreamSynchronize(m->mg->comm_stream));
+    m->gather_pending = 0;
+}
+
 // ZeRO-1: dst (compact) = this rank's shards of full (device, num_params floats).
 static void keep_shards(GPT *m, float *dst, const float *full) {
     for (int i = 0; i < m->buckets.num_slices; i++) {
@@ -207,6 +219,7 @@ static void upload_opt(GPT *m, float *dst, const float *host, float *full) {
 // Uploads fp32 master parameters (and AdamW moments, when given) and refreshes the working copy.
 // Every rank passes the full arrays; under ZeRO-1 each keeps its shards.
 void gpt_set_params(GPT *m, const float *params, const float *adam_m, const float *adam_v) {
+    wait_weights(m, -1);
     float *full = m->zero ? (float *)cuda_alloc(m->num_params * sizeof(float), NULL) : m->master;
     cudaCheck(cudaMemcpy(full, params, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
     cast_to_floatx(m->params, full, m->num_params);
@@ -251,6 +264,10 @@ void gpt_init_parallel(GPT *m, const ModelConfig *cfg, uint64_t seed, int recomp
         m->bucket_g[k] = m->grads + s->offset;
         m->bucket_p[k] = m->params + s->offset;
         m->bucket_n[k] = s->count;
+    }
+    if (m->zero) {
+        m->gathered = (cudaEvent_t *)malloc_check(m->buckets.num_buckets * sizeof(cudaEvent_t));
+        for (int b = 0; b < m->buckets.num_buckets; b++) { cudaCheck(cudaEventCreateWithFlags(&m->gathered[b], cudaEventDisableTiming)); }
     }
     float *init = (float *)malloc_check(P * sizeof(float));
     params_init(init, cfg, seed);
@@ -408,12 +425,14 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
     m->cur_T = T;
     Activations *a = &m->a;
     cudaCheck(cudaMemcpy(m->inputs, inputs, N * sizeof(int), cudaMemcpyHostToDevice));
+    wait_weights(m, L + 1);  // wte
     encoder_forward(a->resid, m->inputs, m->p[P_WTE], N, C, V, main_stream);
     LayerView lv0 = layer_view(m, 0);
     rmsnorm_forward(lv0.ln1, lv0.ln1r, a->resid, lv0.ln1w, N, C, main_stream);
     int moba_index = 0;
     for (int l = 0; l < L; l++) {
         LayerView lv = layer_view(m, l);
+        wait_weights(m, 1 + l);
         attention_inputs(m, &lv, B, T);
         MobaSelection s = layer_selection(m, &lv);
         if (lv.sel) {
@@ -437,9 +456,11 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
             LayerView next = layer_view(m, l + 1);
             fused_residual_rmsnorm_forward(lv.xout, next.ln1, next.ln1r, lv.x2, a->proj, next.ln1w, N, C, main_stream);
         } else {
+            wait_weights(m, 0);  // lnfw, wlm
             fused_residual_rmsnorm_forward(lv.xout, a->lnf, a->lnf_rstd, lv.x2, a->proj, m->p[P_LNFW], N, C, main_stream);
         }
     }
+    m->gather_pending = 0;  // the main stream now waits for every bucket
     matmul_forward(a->logits, a->lnf, m->p[P_WLM], N, C, V, main_stream);
     m->mean_loss = -1;
     if (targets) {
@@ -571,11 +592,14 @@ float gpt_update(GPT *m, const AdamWConfig *o, float lr, int t) {
                          gscale, t, main_stream);
         }
         multi_gpu_comm_wait_main(m->mg, main_stream);
-        for (int b = 0; b < pb->num_buckets; b++) {
+        int L = m->cfg.n_layer;
+        for (int i = 0; i < pb->num_buckets; i++) {
+            int b = (L + 1 + i) % (L + 2);  // the forward's order: wte, layers 0..L-1, then lnfw / wlm
             int first = pb->bucket_first[b];
             multi_gpu_gather_bucket(m->mg, m->bucket_p + first, m->bucket_n + first, pb->bucket_first[b + 1] - first, m->mg->comm_stream);
+            cudaCheck(cudaEventRecord(m->gathered[b], m->mg->comm_stream));
         }
-        multi_gpu_main_wait_comm(m->mg, main_stream);  // the next forward reads the gathered weights
+        m->gather_pending = 1;  // the next forward waits bucket by bucket (wait_weights)
         cudaCheck(cudaGetLastError());
         return norm;
     }
@@ -601,10 +625,15 @@ void gpt_release_activations(GPT *m) {
 }
 
 void gpt_free(GPT *m) {
+    wait_weights(m, -1);
     gpt_release_activations(m);
     void *bufs[] = {m->master, m->adam_m, m->adam_v, m->params, m->grads};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaFree(bufs[i])); }
     free(m->bucket_g); free(m->bucket_p); free(m->bucket_n);
+    if (m->gathered) {
+        for (int b = 0; b < m->buckets.num_buckets; b++) { cudaCheck(cudaEventDestroy(m->gathered[b])); }
+        free(m->gathered);
+    }
     param_buckets_free(&m->buckets);
     matmul_free();
 }
@@ -801,11 +830,15 @@ int train_main(int argc, char **argv) {
             gpt_backward_micro(&model, 1.0f / grad_accum, micro == grad_accum - 1);
             loss += model.mean_loss / grad_accum;
         }
+        // collectives of host values go before the update: after it they would queue behind (and wait
+        // for) its all-gathers, which are meant to overlap with the next step's forward
+        loss = multi_gpu_mean_scalar(&mg, loss);  // the global batch's loss
+        int out_of_time = args.time_limit_min > 0 && now_seconds() - t_run > args.time_limit_min * 60;
+        if (args.time_limit_min > 0) { out_of_time = multi_gpu_mean_scalar(&mg, out_of_time) > 0; }  // all ranks stop together
         float lr = lr_at(&run.sched, step);
         float norm = gpt_update(&model, &opt, lr, step + 1);
-        cudaCheck(cudaDeviceSynchronize());
+        cudaCheck(cudaStreamSynchronize(main_stream));
         double dt = now_seconds() - t0;
-        loss = multi_gpu_mean_scalar(&mg, loss);  // the global batch's loss
         double tok_s = args.total_batch / dt;  // this step's throughput (all GPUs), as llm.c
         double mfu = tok_s / mg.world * flops_tok / PEAK_BF16_FLOPS;
         double mem = gpu_memory_used_gib();
@@ -816,8 +849,6 @@ int train_main(int argc, char **argv) {
         fprintf(run.log, "step %d train_loss %.9g lr %.6e norm %.6g tok_s %.0f mfu %.4f mem_gib %.2f\n", step + 1, loss, lr,
                 (double)norm, tok_s, mfu, mem);
         fflush(run.log);
-        int out_of_time = args.time_limit_min > 0 && now_seconds() - t_run > args.time_limit_min * 60;
-        if (args.time_limit_min > 0) { out_of_time = multi_gpu_mean_scalar(&mg, out_of_time) > 0; }  // all ranks stop together
         if (run_checkpoint_due(&run, step + 1, out_of_time)) {
             multi_gpu_checksum_check(&mg, model.params, model.num_params * sizeof(floatX), "parameters");
             gpt_save_checkpoint(&model, run.ckpt_path, run_checkpoint_header(&run, step + 1, &train));

@@ -273,8 +273,10 @@ if [ "$SCALING" = 1 ]; then
     for n in 1 $NS; do
       name=sc_${label}_$n; mode=$SMODE; [ "$n" = 1 ] && mode=single
       # val = train shards: the synthetic val shard holds too few 32k samples for 8 ranks
-      launch "$name" "$n" "$mode" -p 340M $flags -j "data/synthetic/train_*.bin" -x 8 -v 0 -m 1 -s 0 -u 1 -O 1 -T 300; rc=$?
+      # NCCL_DEBUG=INFO: the transport NCCL picked (NVLink P2P, SHM through host memory, ...) explains the scaling
+      NCCL_DEBUG=INFO launch "$name" "$n" "$mode" -p 340M $flags -j "data/synthetic/train_*.bin" -x 8 -v 0 -m 1 -s 0 -u 1 -O 1 -T 300; rc=$?
       rm -f "$W/$name"/ckpt_*.bin
+      [ "$n" != 1 ] && row "nccl transport $label $n GPU" "$(grep -o 'via [A-Za-z0-9/_]*' "$LOG/$name.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
       tok=$(awk '$3 == "train_loss" && $2 >= 3 {print $10}' "$W/$name/log.txt" 2>/dev/null | sort -n | awk '{a[NR] = $1} END {if (NR) print a[int((NR + 1) / 2)]}')
       if [ -z "$tok" ]; then row "scaling $label $n GPU" "$(status $rc "$name")"; continue; fi
       per=$(awk -v t="$tok" -v n="$n" 'BEGIN {printf "%.0f", t / n}')
