@@ -428,11 +428,11 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
     wait_weights(m, L + 1);  // wte
     encoder_forward(a->resid, m->inputs, m->p[P_WTE], N, C, V, main_stream);
     LayerView lv0 = layer_view(m, 0);
+    wait_weights(m, 1);  // layer 0 (its ln1w first)
     rmsnorm_forward(lv0.ln1, lv0.ln1r, a->resid, lv0.ln1w, N, C, main_stream);
     int moba_index = 0;
     for (int l = 0; l < L; l++) {
         LayerView lv = layer_view(m, l);
-        wait_weights(m, 1 + l);
         attention_inputs(m, &lv, B, T);
         MobaSelection s = layer_selection(m, &lv);
         if (lv.sel) {
@@ -454,6 +454,7 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
         // the residual add is fused with the next norm: the next layer's ln1, or the final norm
         if (l + 1 < L) {
             LayerView next = layer_view(m, l + 1);
+            wait_weights(m, 2 + l);  // layer l + 1, from its ln1w on
             fused_residual_rmsnorm_forward(lv.xout, next.ln1, next.ln1r, lv.x2, a->proj, next.ln1w, N, C, main_stream);
         } else {
             wait_weights(m, 0);  // lnfw, wlm

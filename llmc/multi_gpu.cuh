@@ -24,6 +24,7 @@
 #define LLMC_MULTI_GPU_CUH
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include "cuda_common.cuh"
@@ -103,14 +104,24 @@ typedef struct {
 #ifdef MULTI_GPU
 // Waits out a call of the non-blocking communicator (ncclInProgress: it goes on in the background) and
 // clears its deadline slot. The deadline watch, not this loop, ends a wait that never finishes: even
-// ncclCommGetAsyncError may not return while a peer is alive but absent.
+// ncclCommGetAsyncError may not return while a peer is alive but absent. Polls without sleeping for the
+// first NCCL_SPIN_S: a group end of a bucket is usually in progress for microseconds, and a 1 ms sleep
+// per bucket kept the host from enqueuing the next step's work (26 buckets x 2 per step on 340M).
+#define NCCL_SPIN_S 0.005
 static inline void nccl_wait(ncclResult_t r, const MultiGpu *mg, int slot, const char *what, const char *file, int line) {
+    double t0 = r == ncclInProgress ? rdv_now() : 0;
     while (r == ncclInProgress) {
-        rdv_sleep_ms(1);
+        if (rdv_now() - t0 < NCCL_SPIN_S) { sched_yield(); }
+        else { rdv_sleep_ms(1); }
         ncclCommGetAsyncError(mg->comm, &r);
     }
     deadline_end(&mg->wd->deadline, slot);
-    if (r != ncclSuccess) { die("rank %d: NCCL %s failed: %s (%s) at %s:%d", mg->rank, what, ncclGetErrorString(r), ncclGetLastError(mg->comm), file, line); }
+    // the watch's exit, not die(): when the watch fired first (its abort makes this call fail), exit()'s
+    // teardown racing its _exit crashed the process (SIGSEGV instead of status 1)
+    if (r != ncclSuccess) {
+        deadline_watch_fail(&mg->wd->deadline, "rank %d: NCCL %s failed: %s (%s) at %s:%d", mg->rank, what, ncclGetErrorString(r),
+                            ncclGetLastError(mg->comm), file, line);
+    }
 }
 #define MULTI_GPU_STR_(x) #x
 #define MULTI_GPU_STR(x) MULTI_GPU_STR_(x)
