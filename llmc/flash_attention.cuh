@@ -754,6 +754,11 @@ __global__ void dq_convert_kernel(bf16 *dq, const float *dqacc, size_t n, float 
 template <typename K> inline void set_smem(K kernel, size_t bytes) {
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
+}  // namespace flash
+
+#include "attention_bwd_hopper.cuh"  // the TMA / mbarrier dK/dV kernel: launch_dkdv with kw = KW_TMA (+ 1)
+
+namespace flash {
 
 // MT = 2: B fragments reused across two row tiles (1: dev version 4).
 // qw = 1 or 2 for HD 64: the warpgroup-MMA kernel with qw warpgroups per CTA.
@@ -777,11 +782,16 @@ void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, i
 }
 
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
-// warpgroups per CTA; otherwise (kw = 0, HD 128) the mma.sync kernel.
+// warpgroups per CTA; kw = KW_TMA or KW_TMA + 1 (HD 64): the TMA / mbarrier kernel of
+// attention_bwd_hopper.cuh (128 keys per CTA); otherwise (kw = 0, HD 128) the mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
     if constexpr (HD == 64) {
+        if (kw == KW_TMA || kw == KW_TMA + 1) {
+            launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA, stream);
+            return;
+        }
         if (kw == 1 || kw == 2) {
             auto kernel = kw == 1 ? dkdv_wgmma_kernel<1, ATOMIC_DQ> : dkdv_wgmma_kernel<2, ATOMIC_DQ>;
             size_t bytes = 1024 + (size_t)(3 * kw + 4) * 64 * 64 * sizeof(bf16) + 4 * 64 * sizeof(float);
@@ -824,7 +834,7 @@ void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, con
               int deterministic, int kw, cudaStream_t stream) {
     if (deterministic) {
         launch_dkdv<HD, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
-        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
+        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw >= KW_TMA ? 1 : kw, stream);  // TMA dK/dV: v8's dQ
     } else {
         size_t n = (size_t)B * NH * T * HD;
         cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
