@@ -1,7 +1,7 @@
 /*
  Dense causal attention backward on Hopper (sm_90a), HD 64, FlashAttention-3 style: dK, dV, and dQ added
  into fp32 dqacc by bulk reductions. Included by flash_attention.cuh (uses its store_dkdv, swizzle_base,
- set_smem); launch_dkdv runs it for kw = KW_TMA + NWG.
+ set_smem); launch_dkdv runs it for kw = KW_TMA (+ 1).
  A CTA owns 64 NWG keys: NWG consumer warpgroups of 64 keys each plus one producer warpgroup. The producer
  (one thread) loads the CTA's K, V once and then streams the 64-query tiles from the diagonal on (Q, dO,
  lse, D) into STAGES shared-memory stages with TMA (tensor maps encoded on the host, 128-byte swizzle =
@@ -10,11 +10,15 @@
  out of lockstep with each other and with the loads. Per tile a consumer warpgroup does, as
  dkdv_wgmma_kernel: S^T = K Q^T, dP^T = V dO^T (shared-memory operands), P^T = exp(S^T scale - lse),
  dS^T = P^T (dP^T - D) in registers, dV += P^T dO, dK += dS^T Q (A from registers); with DQ, dS^T to shared
- memory, dQ_partial = dS K (64 queries x 64), written as fp32 rows to shared memory and added to dqacc
- by 64 row-wise cp.reduce.async.bulk (256 bytes each) instead of 2048 float2 atomics.
+ memory (two buffers), dQ_partial = dS K (64 queries x 64), written as fp32 rows to shared memory and
+ handed (mbarrier pair) to a producer warp that adds it to dqacc with 64 row-wise cp.reduce.async.bulk
+ (256 bytes each) instead of 2048 float2 atomics. PREFETCH software-pipelines the tiles inside a
+ warpgroup: S^T / dP^T of tile n + 1 are issued before dQ(n), and dQ(n)'s epilogue waits until P / dS of
+ tile n + 1 are formed, so the tensor cores have queued work while the warps do CUDA-core work.
+ TMA boxes may not exceed the tensor: T >= 128 (flash_attention.cuh's launch_dkdv falls back below).
  Traffic per CTA: K, V once (16 NWG KB); Q, dO, lse, D once per query tile (16.5 KB, shared by NWG
  warpgroups: L2 reads per FLOP fall as 1 / NWG); dQ: 16 KB of fp32 reduction per (query tile, warpgroup).
- grid (ceil(T / (64 NWG)), B*NH), 1 CTA per SM (smem ~120 KB at NWG 2).
+ grid (ceil(T / (64 NWG)), B*NH), 1 CTA per SM (smem 134 KB at NWG 2).
 */
 #ifndef LLMC_ATTENTION_BWD_HOPPER_CUH
 #define LLMC_ATTENTION_BWD_HOPPER_CUH
@@ -24,8 +28,8 @@
 
 namespace flash {
 
-// kw = KW_TMA selects this kernel (2 consumer warpgroups, overlapped issue order), KW_TMA + 1 the same
-// with version 7's order (every wgmma group waited before the CUDA-core work that follows it).
+// kw = KW_TMA selects this kernel (2 consumer warpgroups) with PREFETCH, KW_TMA + 1 without (each tile's
+// S^T / dP^T issued at its start and waited for at once).
 constexpr int KW_TMA = 10;
 
 // The six tensor maps of the backward; passed by value (__grid_constant__) so TMA reads them from the
@@ -42,7 +46,7 @@ template <int NWG, int STAGES, bool DQ> struct BwdSmem {
     static constexpr size_t bytes = 1024 + end;
 };
 
-template <int NWG, bool DQ, int STAGES, bool OVERLAP>
+template <int NWG, bool DQ, int STAGES, bool PREFETCH>
 __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const __grid_constant__ BwdTensorMaps maps,
                                                                      int NH, int T, float scale) {
     using L = BwdSmem<NWG, STAGES, DQ>;
@@ -114,77 +118,25 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
     const float sl2 = scale * LOG2E;
     float dka[8][4] = {}, dva[8][4] = {};
     mbar_wait(kv_full, 0);
-    for (int it = it0, n = 0, m = 0; it < ntiles; it++, n++) {  // n: tiles, m: active tiles
-        const int st = n % STAGES, q0 = it * 64;
-        const bf16 *cQ = sQ + st * TILE, *cdO = sdO + st * TILE;
-        const float *cLse = sLse + st * 64, *cD = sD + st * 64;
-        mbar_wait(&full[st], (n / STAGES) & 1);
-        // warpgroup-uniform: this warpgroup's keys exist and some query of the tile sees them
-        if (!active(wg, it)) {
-            mbar_arrive(&empty[st]);
-            continue;
-        }
-        float s[8][4], dp[8][4];
+    // Tiles before this warpgroup's diagonal: nothing to compute, but the stage is released (active(wg, it)
+    // is monotone in it). n counts tiles (stages), m active tiles (wdS / wdQ hand-offs).
+    int it = it0, n = 0;
+    for (; it < ntiles && !active(wg, it); it++, n++) {
+        mbar_wait(&full[n % STAGES], (n / STAGES) & 1);
+        mbar_arrive(&empty[n % STAGES]);
+    }
+    float s[8][4], dp[8][4], dq[8][4];
+    auto wait_full = [&](int n) { mbar_wait(&full[n % STAGES], (n / STAGES) & 1); };
+    // S^T = K Q^T and dP^T = V dO^T of tile n into s, dp (one wgmma group); its stage has landed
+    auto issue_sdp = [&](int n) {
+        const int st = n % STAGES;
         wgmma_fence();
-        wg_gemm_abt(s, wK, cQ);
+        wg_gemm_abt(s, wK, sQ + st * TILE);
+        wg_gemm_abt(dp, wV, sdO + st * TILE);
         wgmma_commit();
-        wg_gemm_abt(dp, wV, cdO);
-        wgmma_commit();
-        if (OVERLAP) { wgmma_wait<1>(); } else { wgmma_wait<0>(); }  // S^T (OVERLAP: dP^T still running)
-        // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
-        const bool full_tile = q0 >= wk0 + 63 && q0 + 64 <= T;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
-                bool ok = full_tile || (q0 + qi < T && key <= q0 + qi);
-                s[j][e] = ok ? exp2f(s[j][e] * sl2 - cLse[qi] * LOG2E) : 0.0f;
-            }
-        }
-        uint32_t pf[4][4], dsf[4][4];
-        acc_to_a<8>(pf, s);
-        if (OVERLAP) {  // dV += P^T dO runs while dS^T is formed
-            wgmma_fence();
-            wg_gemm_rs(dva, pf, cdO);
-            wgmma_commit();
-            wgmma_wait<1>();  // dP^T
-        }
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) { dp[j][e] = s[j][e] * (dp[j][e] - cD[j * 8 + 2 * c + (e & 1)]); }
-        }
-        acc_to_a<8>(dsf, dp);
-        wgmma_fence();
-        if (!OVERLAP) { wg_gemm_rs(dva, pf, cdO); }
-        wg_gemm_rs(dka, dsf, cQ);
-        wgmma_commit();
-        if (!DQ) {
-            wgmma_wait<0>();
-            mbar_arrive(&empty[st]);
-            continue;
-        }
-        // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K. Two
-        // buffers: another warp of the warpgroup may still be in the previous tile's dQ product.
-        bf16 *wdS = (bf16 *)(base + L::ds) + (2 * wg + (m & 1)) * TILE;
-        const int r = warp * 16 + g;
-#pragma unroll
-        for (int ks = 0; ks < 4; ks++) {
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                *reinterpret_cast<uint32_t *>(wdS + swz<64>(r + (i & 1) * 8, 2 * ks + (i >> 1)) + 2 * c) = dsf[ks][i];
-            }
-        }
-        fence_proxy_async();
-        warpgroup_sync(wg);
-        float dq[8][4];
-        wgmma_fence();
-        wg_gemm_atb(dq, wdS, wK);
-        wgmma_commit();
-        wgmma_wait<1>();  // dV, dK done (groups complete in order): the stage is no longer read
-        mbar_arrive(&empty[st]);
-        wgmma_wait<0>();
+    };
+    // the fp32 dQ tile of queries [q0, q0 + 64) to wdQ, for the producer's bulk reduction
+    auto hand_off_dq = [&](int m) {
         mbar_wait(&dq_empty[wg], (m & 1) ^ 1);  // the producer has read the previous tile's wdQ
 #pragma unroll
         for (int i = 0; i < 2; i++) {
@@ -194,8 +146,85 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         }
         fence_proxy_async();
         mbar_arrive(&dq_full[wg]);
-        m++;
+    };
+    // wgmma groups are issued per tile as dV/dK(n), [PREFETCH: S/dP(n + 1)], dQ(n) and complete in order;
+    // with PREFETCH, S/dP(n) and dQ(n - 1) are pending at the top of tile n. Each wait below lets the
+    // groups issued after the one it needs run on. No wgmma is issued under a data-dependent branch
+    // (ptxas would serialise them all): the prologue commits an empty group in place of dQ(-1), and the
+    // last tile prefetches a throwaway repeat of its own S/dP.
+    if (PREFETCH && it < ntiles) {
+        wait_full(n);
+        issue_sdp(n);
+        if (DQ) { wgmma_commit(); }
     }
+    int m = 0;
+    for (; it < ntiles; it++, n++, m++) {
+        const int st = n % STAGES, q0 = it * 64;
+        const bf16 *cQ = sQ + st * TILE, *cdO = sdO + st * TILE;
+        const float *cLse = sLse + st * 64, *cD = sD + st * 64;
+        const int nn = it + 1 < ntiles ? n + 1 : n;  // the tile PREFETCH issues S/dP for
+        if (!PREFETCH) {
+            wait_full(n);
+            issue_sdp(n);
+        }
+        if (PREFETCH && DQ && m > 0) { wgmma_wait<1>(); } else { wgmma_wait<0>(); }  // S/dP(n); dQ(n - 1) may run on
+        // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
+        const bool full_tile = q0 >= wk0 + 63 && q0 + 64 <= T;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
+                bool ok = full_tile || (q0 + qi < T && key <= q0 + qi);
+                float p = ok ? exp2f(s[j][e] * sl2 - cLse[qi] * LOG2E) : 0.0f;
+                s[j][e] = p;
+                dp[j][e] = p * (dp[j][e] - cD[qi]);
+            }
+        }
+        uint32_t pf[4][4], dsf[4][4];
+        acc_to_a<8>(pf, s);
+        acc_to_a<8>(dsf, dp);
+        if (PREFETCH) { wait_full(nn); }  // before any wgmma is in flight: a spin loop among them costs ptxas registers
+        wgmma_fence();
+        wg_gemm_rs(dva, pf, cdO);
+        wg_gemm_rs(dka, dsf, cQ);
+        wgmma_commit();
+        if (DQ) {
+            wgmma_wait<1>();  // dQ(n - 1) (only dV/dK(n) may run on)
+            if (m > 0) { hand_off_dq(m - 1); }
+            // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K. Two
+            // buffers: the other one may still be read by dQ(n - 1) of another warp of the warpgroup.
+            bf16 *wdS = (bf16 *)(base + L::ds) + (2 * wg + (m & 1)) * TILE;
+            const int r = warp * 16 + g;
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    *reinterpret_cast<uint32_t *>(wdS + swz<64>(r + (i & 1) * 8, 2 * ks + (i >> 1)) + 2 * c) = dsf[ks][i];
+                }
+            }
+            fence_proxy_async();
+            warpgroup_sync(wg);
+            if (PREFETCH) {
+                wgmma_wait<0>();  // dV/dK(n): stage n no longer read
+                mbar_arrive(&empty[st]);
+                issue_sdp(nn);
+            }
+            wgmma_fence();
+            wg_gemm_atb(dq, wdS, wK);
+            wgmma_commit();
+            if (!PREFETCH) {
+                wgmma_wait<1>();  // dV/dK(n)
+                mbar_arrive(&empty[st]);
+            }
+        } else {
+            wgmma_wait<0>();
+            mbar_arrive(&empty[st]);
+            if (PREFETCH) { issue_sdp(nn); }
+        }
+    }
+    wgmma_wait<0>();
+    if (DQ && m > 0) { hand_off_dq(m - 1); }  // the last tile's dQ
     store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
@@ -227,7 +256,7 @@ inline CUtensorMap tensor_map_4d(const void *ptr, CUtensorMapDataType type, cons
 // (box: 64 query rows, or the CTA's 64 NWG keys); lse, Dsum (B NH T) as 1-D fp32 maps with 64-row boxes.
 template <bool DQ>
 void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
-                     const float *Dsum, int B, int NH, int T, float scale, bool overlap, cudaStream_t stream) {
+                     const float *Dsum, int B, int NH, int T, float scale, bool prefetch, cudaStream_t stream) {
     constexpr int NWG = 2, STAGES = 2;
     const cuuint64_t row = 64 * sizeof(bf16), dims[4] = {64, (cuuint64_t)T, (cuuint64_t)NH, (cuuint64_t)B};
     const cuuint64_t head_major[3] = {row, T * row, NH * T * row}, time_major[3] = {NH * row, row, T * NH * row};
@@ -239,7 +268,7 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
     BwdTensorMaps maps = {tensor_map_4d(q, BF, dims, head_major, qbox, SW),      tensor_map_4d(k, BF, dims, head_major, kbox, SW),
                           tensor_map_4d(v, BF, dims, head_major, kbox, SW),      tensor_map_4d(dout, BF, dims, time_major, qbox, SW),
                           tensor_map_4d(lse, F32, rdims, rstrides, rbox, NO),    tensor_map_4d(Dsum, F32, rdims, rstrides, rbox, NO)};
-    auto kernel = overlap ? dkdv_tma_kernel<NWG, DQ, STAGES, true> : dkdv_tma_kernel<NWG, DQ, STAGES, false>;
+    auto kernel = prefetch ? dkdv_tma_kernel<NWG, DQ, STAGES, true> : dkdv_tma_kernel<NWG, DQ, STAGES, false>;
     const size_t bytes = BwdSmem<NWG, STAGES, DQ>::bytes;
     set_smem(kernel, bytes);
     kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale);
