@@ -28,8 +28,7 @@
 
 namespace flash {
 
-// kw = KW_TMA selects this kernel (2 consumer warpgroups) with PREFETCH, KW_TMA + 1 without (each tile's
-// S^T / dP^T issued at its start and waited for at once).
+// kw = KW_TMA + variant selects this kernel (2 consumer warpgroups; variants at launch_dkdv_tma).
 constexpr int KW_TMA = 10;
 
 // The six tensor maps of the backward; passed by value (__grid_constant__) so TMA reads them from the
@@ -254,10 +253,11 @@ inline CUtensorMap tensor_map_4d(const void *ptr, CUtensorMapDataType type, cons
 
 // q, k, v (B, NH, T, 64) and dout (B, T, NH, 64) as (64, T, NH, B) maps of 64-wide 128-byte-swizzled rows
 // (box: 64 query rows, or the CTA's 64 NWG keys); lse, Dsum (B NH T) as 1-D fp32 maps with 64-row boxes.
+// variant (kw - KW_TMA): 0 = PREFETCH, 2 stages; 1 = no PREFETCH, 2 stages; 2 = no PREFETCH, 3 stages.
 template <bool DQ>
 void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
-                     const float *Dsum, int B, int NH, int T, float scale, bool prefetch, cudaStream_t stream) {
-    constexpr int NWG = 2, STAGES = 2;
+                     const float *Dsum, int B, int NH, int T, float scale, int variant, cudaStream_t stream) {
+    constexpr int NWG = 2;
     const cuuint64_t row = 64 * sizeof(bf16), dims[4] = {64, (cuuint64_t)T, (cuuint64_t)NH, (cuuint64_t)B};
     const cuuint64_t head_major[3] = {row, T * row, NH * T * row}, time_major[3] = {NH * row, row, T * NH * row};
     const cuuint32_t qbox[4] = {64, 64, 1, 1}, kbox[4] = {64, 64 * NWG, 1, 1}, rbox[4] = {64, 1, 1, 1};
@@ -265,14 +265,24 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
     const cuuint64_t rdims[4] = {rows, 1, 1, 1}, rstrides[3] = {rbytes, rbytes, rbytes};
     const CUtensorMapDataType BF = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, F32 = CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
     const CUtensorMapSwizzle SW = CU_TENSOR_MAP_SWIZZLE_128B, NO = CU_TENSOR_MAP_SWIZZLE_NONE;
+    if (T < 64 * NWG) { die("attention: TMA backward needs T >= %d (got %d)", 64 * NWG, T); }
     BwdTensorMaps maps = {tensor_map_4d(q, BF, dims, head_major, qbox, SW),      tensor_map_4d(k, BF, dims, head_major, kbox, SW),
                           tensor_map_4d(v, BF, dims, head_major, kbox, SW),      tensor_map_4d(dout, BF, dims, time_major, qbox, SW),
                           tensor_map_4d(lse, F32, rdims, rstrides, rbox, NO),    tensor_map_4d(Dsum, F32, rdims, rstrides, rbox, NO)};
-    auto kernel = prefetch ? dkdv_tma_kernel<NWG, DQ, STAGES, true> : dkdv_tma_kernel<NWG, DQ, STAGES, false>;
-    const size_t bytes = BwdSmem<NWG, STAGES, DQ>::bytes;
-    set_smem(kernel, bytes);
-    kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale);
-    cudaCheckLaunch();
+    auto run = [&](auto kernel, size_t bytes) {
+        set_smem(kernel, bytes);
+        kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale);
+        cudaCheckLaunch();
+    };
+    if (variant == 0) {
+        run(dkdv_tma_kernel<NWG, DQ, 2, true>, BwdSmem<NWG, 2, DQ>::bytes);
+    } else if (variant == 1) {
+        run(dkdv_tma_kernel<NWG, DQ, 2, false>, BwdSmem<NWG, 2, DQ>::bytes);
+    } else if (variant == 2) {
+        run(dkdv_tma_kernel<NWG, DQ, 3, false>, BwdSmem<NWG, 3, DQ>::bytes);
+    } else {
+        die("attention: TMA backward variant %d (0..2)", variant);
+    }
 }
 
 }  // namespace flash
