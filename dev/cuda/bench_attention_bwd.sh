@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Device script of session 3's dense HD 64 backward (llmc/attention_bwd_hopper.cuh), everything in one call
-# with prebuilt binaries: checks of version 7 and the new versions, timings next to PyTorch's FA2 / cuDNN,
-# Nsight Compute on chosen versions' dK/dV kernels (T 8192: key metrics, stall reasons, and the per-SASS-
-# instruction source page in the logs), then, if the fastest new version beats version 7 and passed its
-# check, the trainer built with that version's ATTN_BWD_WGMMA_KW: test_gpt_moba on the dense CPU debug
-# states and the 340M dense step (step_phases with KW 1 and the new one, and the trainer). Summary last.
+# with prebuilt binaries: checks of version 7 and the new versions, timings; if the fastest new version
+# beats version 7 and passed its check, the trainer built with that version's ATTN_BWD_WGMMA_KW:
+# test_gpt_moba on the dense CPU debug states and the 340M dense step (step_phases with KW 1 and the new
+# one, and the trainer); then Nsight Compute on chosen versions' dK/dV kernels (T 8192: key metrics, stall
+# reasons, the per-SASS-instruction source page and the SASS in the logs) and PyTorch's FA2 / cuDNN at the
+# same shapes. Summary last.
 # usage: BIN=dir [NEW="9 10 11"] [NCU="9 10"] [DEADLINE=s] bash dev/cuda/bench_attention_bwd.sh
 #   (from the repository root; summary + logs.tgz under $OUT)
 # BIN holds attention_dense, step_phases_kw1, and per new version v with trainer builds: train_kw<k>,
@@ -53,26 +54,6 @@ for v in $NEW; do
 done
 note "fwd+bwd ms at T 8192: v7 $(ms 7); $(for v in $NEW; do printf 'v%s %s; ' $v "$(ms $v)"; done)best new version beating v7: ${best:-none}"
 
-# ---- SASS of the TMA kernels (register use, where ptxas serialised wgmma), for reading afterwards
-command -v cuobjdump > /dev/null && cuobjdump -sass "$BIN/attention_dense" 2>/dev/null \
-  | awk '/Function : /{keep = /dkdv_tma/} keep' > "$L/sass_dkdv_tma.txt"
-
-# ---- Nsight Compute: one dK/dV launch each (the third), full set
-for v in $NCU; do
-  in_time "ncu v$v" || break
-  timeout 150 ncu --set full --import-source no --clock-control none -k regex:dkdv --launch-skip 2 --launch-count 1 \
-    -o "$L/ncu_v$v" "$BIN/attention_dense" $v time 64 8192 > "$L/ncu_v$v.log" 2>&1
-  ncu -i "$L/ncu_v$v.ncu-rep" --page raw > "$L/ncu_v$v.txt" 2>&1
-  ncu -i "$L/ncu_v$v.ncu-rep" --page source --csv --print-source sass > "$L/sass_v$v.csv" 2>&1
-  note "== ncu v$v (dK/dV kernel, HD 64, T 8192, B 2, 32 heads)"
-  grep -E "^ *(gpu__time_duration.sum|sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_elapsed|sm__ops_path_tensor_op_hgmma_src_bf16_dst_fp32_sparsity_off.avg.pct_of_peak_sustained_elapsed|lts__throughput.avg.pct_of_peak_sustained_elapsed|lts__t_sectors_srcunit_tex_op_read.sum|lts__t_sectors_op_red.sum|sm__warps_active.avg.pct_of_peak_sustained_active|launch__registers_per_thread|smsp__issue_active.avg.pct_of_peak_sustained_active|smsp__inst_executed.sum) " \
-    "$L/ncu_v$v.txt" | awk '{print "  " $1, $(NF-1), $NF}' | tee -a "$S"
-  note "  top stalls (warps per issue):"
-  grep -E "smsp__average_warps_issue_stalled_.*_per_issue_active.ratio " "$L/ncu_v$v.txt" | awk '{print $NF, $1}' \
-    | sort -gr | head -5 | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//; s/^/    /' | tee -a "$S"
-  rm -f "$L/ncu_v$v.ncu-rep"
-done
-
 # ---- the trainer with the best new version's backward
 if [ -n "$best" ]; then
   kw=${KW_OF[$best]}
@@ -98,6 +79,26 @@ if [ -n "$best" ]; then
     grep -E "^\| attention|^\| all events|^step wall" "$L/phases_kw${kw}_32k.txt" | tee -a "$S"
   fi
 fi
+# ---- SASS of the TMA kernels (register use, where ptxas serialised wgmma), for reading afterwards
+command -v cuobjdump > /dev/null && cuobjdump -sass "$BIN/attention_dense" 2>/dev/null \
+  | awk '/Function : /{keep = /dkdv_tma/} keep' > "$L/sass_dkdv_tma.txt"
+
+# ---- Nsight Compute: one dK/dV launch each (the third), full set
+for v in $NCU; do
+  in_time "ncu v$v" || break
+  timeout 150 ncu --set full --import-source no --clock-control none -k regex:dkdv --launch-skip 2 --launch-count 1 \
+    -o "$L/ncu_v$v" "$BIN/attention_dense" $v time 64 8192 > "$L/ncu_v$v.log" 2>&1
+  ncu -i "$L/ncu_v$v.ncu-rep" --page raw > "$L/ncu_v$v.txt" 2>&1
+  ncu -i "$L/ncu_v$v.ncu-rep" --page source --csv --print-source sass > "$L/sass_v$v.csv" 2>&1
+  note "== ncu v$v (dK/dV kernel, HD 64, T 8192, B 2, 32 heads)"
+  grep -E "^ *(gpu__time_duration.sum|sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_elapsed|sm__ops_path_tensor_op_hgmma_src_bf16_dst_fp32_sparsity_off.avg.pct_of_peak_sustained_elapsed|lts__throughput.avg.pct_of_peak_sustained_elapsed|lts__t_sectors_srcunit_tex_op_read.sum|lts__t_sectors_op_red.sum|sm__warps_active.avg.pct_of_peak_sustained_active|launch__registers_per_thread|smsp__issue_active.avg.pct_of_peak_sustained_active|smsp__inst_executed.sum) " \
+    "$L/ncu_v$v.txt" | awk '{print "  " $1, $(NF-1), $NF}' | tee -a "$S"
+  note "  top stalls (warps per issue):"
+  grep -E "smsp__average_warps_issue_stalled_.*_per_issue_active.ratio " "$L/ncu_v$v.txt" | awk '{print $NF, $1}' \
+    | sort -gr | head -5 | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//; s/^/    /' | tee -a "$S"
+  rm -f "$L/ncu_v$v.ncu-rep"
+done
+
 in_time anchors && PYTHONUNBUFFERED=1 timeout 120 python3 dev/cuda/attention_anchor.py 64 8192 32768 >> "$table" 2>&1
 
 note "elapsed $((SECONDS - start)) s"
