@@ -12,9 +12,7 @@
  dS^T = P^T (dP^T - D) in registers, dV += P^T dO, dK += dS^T Q (A from registers); with DQ, dS^T to shared
  memory (two buffers), dQ_partial = dS K (64 queries x 64), written as fp32 rows to shared memory and
  handed (mbarrier pair) to a producer warp that adds it to dqacc with 64 row-wise cp.reduce.async.bulk
- (256 bytes each) instead of 2048 float2 atomics. PREFETCH software-pipelines the tiles inside a
- warpgroup: S^T / dP^T of tile n + 1 are issued before dQ(n), and dQ(n)'s epilogue waits until P / dS of
- tile n + 1 are formed, so the tensor cores have queued work while the warps do CUDA-core work.
+ (256 bytes each) instead of 2048 float2 atomics.
  TMA boxes may not exceed the tensor: T >= 128 (flash_attention.cuh's launch_dkdv falls back below).
  Traffic per CTA: K, V once (16 NWG KB); Q, dO, lse, D once per query tile (16.5 KB, shared by NWG
  warpgroups: L2 reads per FLOP fall as 1 / NWG); dQ: 16 KB of fp32 reduction per (query tile, warpgroup).
@@ -28,7 +26,7 @@
 
 namespace flash {
 
-// kw = KW_TMA + variant selects this kernel (2 consumer warpgroups; variants at launch_dkdv_tma).
+// kw = KW_TMA selects this kernel with 2 stages, KW_TMA + 1 with 3.
 constexpr int KW_TMA = 10;
 
 // The six tensor maps of the backward; passed by value (__grid_constant__) so TMA reads them from the
@@ -37,7 +35,7 @@ struct BwdTensorMaps { CUtensorMap q, k, v, dout, lse, dsum; };
 
 // Shared-memory layout (byte offsets from a 1024-byte aligned base): 8 KB bf16 64 x 64 tiles first.
 template <int NWG, int STAGES, bool DQ> struct BwdSmem {
-    static constexpr int TILE = 64 * 64 * 2, DQ_STRIDE = 72;  // fp32 dQ rows padded: conflict-free float2 stores
+    static constexpr int TILE = 64 * 64 * 2, DQ_STRIDE = 72;  // fp32 dQ rows padded by 8 floats against bank conflicts
     static constexpr size_t k = 0, v = k + NWG * TILE, q = v + NWG * TILE, dout = q + STAGES * TILE,
                             ds = dout + STAGES * TILE, dq = ds + (DQ ? 2 * NWG * TILE : 0),
                             lse = dq + (DQ ? NWG * 64 * DQ_STRIDE * 4 : 0), dsum = lse + STAGES * 256,
@@ -45,7 +43,7 @@ template <int NWG, int STAGES, bool DQ> struct BwdSmem {
     static constexpr size_t bytes = 1024 + end;
 };
 
-template <int NWG, bool DQ, int STAGES, bool PREFETCH>
+template <int NWG, bool DQ, int STAGES>
 __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const __grid_constant__ BwdTensorMaps maps,
                                                                      int NH, int T, float scale) {
     using L = BwdSmem<NWG, STAGES, DQ>;
@@ -117,56 +115,21 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
     const float sl2 = scale * LOG2E;
     float dka[8][4] = {}, dva[8][4] = {};
     mbar_wait(kv_full, 0);
-    // Tiles before this warpgroup's diagonal: nothing to compute, but the stage is released (active(wg, it)
-    // is monotone in it). n counts tiles (stages), m active tiles (wdS / wdQ hand-offs).
-    int it = it0, n = 0;
-    for (; it < ntiles && !active(wg, it); it++, n++) {
-        mbar_wait(&full[n % STAGES], (n / STAGES) & 1);
-        mbar_arrive(&empty[n % STAGES]);
-    }
-    float s[8][4], dp[8][4], dq[8][4];
-    auto wait_full = [&](int n) { mbar_wait(&full[n % STAGES], (n / STAGES) & 1); };
-    // S^T = K Q^T and dP^T = V dO^T of tile n into s, dp (one wgmma group); its stage has landed
-    auto issue_sdp = [&](int n) {
-        const int st = n % STAGES;
-        wgmma_fence();
-        wg_gemm_abt(s, wK, sQ + st * TILE);
-        wg_gemm_abt(dp, wV, sdO + st * TILE);
-        wgmma_commit();
-    };
-    // the fp32 dQ tile of queries [q0, q0 + 64) to wdQ, for the producer's bulk reduction
-    auto hand_off_dq = [&](int m) {
-        mbar_wait(&dq_empty[wg], (m & 1) ^ 1);  // the producer has read the previous tile's wdQ
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            float *row = wdQ + (warp * 16 + g + 8 * i) * L::DQ_STRIDE + 2 * c;
-#pragma unroll
-            for (int j = 0; j < 8; j++) { *reinterpret_cast<float2 *>(row + j * 8) = make_float2(dq[j][2 * i], dq[j][2 * i + 1]); }
-        }
-        fence_proxy_async();
-        mbar_arrive(&dq_full[wg]);
-    };
-    // wgmma groups are issued per tile as dV/dK(n), [PREFETCH: S/dP(n + 1)], dQ(n) and complete in order;
-    // with PREFETCH, S/dP(n) and dQ(n - 1) are pending at the top of tile n. Each wait below lets the
-    // groups issued after the one it needs run on. No wgmma is issued under a data-dependent branch
-    // (ptxas would serialise them all): the prologue commits an empty group in place of dQ(-1), and the
-    // last tile prefetches a throwaway repeat of its own S/dP.
-    if (PREFETCH && it < ntiles) {
-        wait_full(n);
-        issue_sdp(n);
-        if (DQ) { wgmma_commit(); }
-    }
-    int m = 0;
-    for (; it < ntiles; it++, n++, m++) {
+    for (int it = it0, n = 0, m = 0; it < ntiles; it++, n++) {  // n: tiles (stages), m: active tiles (hand-offs)
         const int st = n % STAGES, q0 = it * 64;
         const bf16 *cQ = sQ + st * TILE, *cdO = sdO + st * TILE;
         const float *cLse = sLse + st * 64, *cD = sD + st * 64;
-        const int nn = it + 1 < ntiles ? n + 1 : n;  // the tile PREFETCH issues S/dP for
-        if (!PREFETCH) {
-            wait_full(n);
-            issue_sdp(n);
+        mbar_wait(&full[st], (n / STAGES) & 1);
+        if (!active(wg, it)) {
+            mbar_arrive(&empty[st]);
+            continue;
         }
-        if (PREFETCH && DQ && m > 0) { wgmma_wait<1>(); } else { wgmma_wait<0>(); }  // S/dP(n); dQ(n - 1) may run on
+        float s[8][4], dp[8][4];
+        wgmma_fence();
+        wg_gemm_abt(s, wK, cQ);
+        wg_gemm_abt(dp, wV, cdO);
+        wgmma_commit();
+        wgmma_wait<0>();
         // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
         const bool full_tile = q0 >= wk0 + 63 && q0 + 64 <= T;
 #pragma unroll
@@ -183,47 +146,47 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         uint32_t pf[4][4], dsf[4][4];
         acc_to_a<8>(pf, s);
         acc_to_a<8>(dsf, dp);
-        if (PREFETCH) { wait_full(nn); }  // before any wgmma is in flight: a spin loop among them costs ptxas registers
         wgmma_fence();
         wg_gemm_rs(dva, pf, cdO);
         wg_gemm_rs(dka, dsf, cQ);
         wgmma_commit();
-        if (DQ) {
-            wgmma_wait<1>();  // dQ(n - 1) (only dV/dK(n) may run on)
-            if (m > 0) { hand_off_dq(m - 1); }
-            // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K. Two
-            // buffers: the other one may still be read by dQ(n - 1) of another warp of the warpgroup.
-            bf16 *wdS = (bf16 *)(base + L::ds) + (2 * wg + (m & 1)) * TILE;
-            const int r = warp * 16 + g;
-#pragma unroll
-            for (int ks = 0; ks < 4; ks++) {
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    *reinterpret_cast<uint32_t *>(wdS + swz<64>(r + (i & 1) * 8, 2 * ks + (i >> 1)) + 2 * c) = dsf[ks][i];
-                }
-            }
-            fence_proxy_async();
-            warpgroup_sync(wg);
-            if (PREFETCH) {
-                wgmma_wait<0>();  // dV/dK(n): stage n no longer read
-                mbar_arrive(&empty[st]);
-                issue_sdp(nn);
-            }
-            wgmma_fence();
-            wg_gemm_atb(dq, wdS, wK);
-            wgmma_commit();
-            if (!PREFETCH) {
-                wgmma_wait<1>();  // dV/dK(n)
-                mbar_arrive(&empty[st]);
-            }
-        } else {
+        if (!DQ) {
             wgmma_wait<0>();
             mbar_arrive(&empty[st]);
-            if (PREFETCH) { issue_sdp(nn); }
+            continue;
         }
+        // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K. Two
+        // buffers: another warp of the warpgroup may still be in the previous tile's dQ product.
+        bf16 *wdS = (bf16 *)(base + L::ds) + (2 * wg + (m & 1)) * TILE;
+        const int r = warp * 16 + g;
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                *reinterpret_cast<uint32_t *>(wdS + swz<64>(r + (i & 1) * 8, 2 * ks + (i >> 1)) + 2 * c) = dsf[ks][i];
+            }
+        }
+        fence_proxy_async();
+        warpgroup_sync(wg);
+        float dq[8][4];
+        wgmma_fence();
+        wg_gemm_atb(dq, wdS, wK);
+        wgmma_commit();
+        wgmma_wait<1>();  // dV, dK done (groups complete in order): the stage is no longer read
+        mbar_arrive(&empty[st]);
+        wgmma_wait<0>();
+        // the fp32 dQ tile to wdQ, for the producer's bulk reduction
+        mbar_wait(&dq_empty[wg], (m & 1) ^ 1);  // the producer has read the previous tile's wdQ
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float *row = wdQ + (warp * 16 + g + 8 * i) * L::DQ_STRIDE + 2 * c;
+#pragma unroll
+            for (int j = 0; j < 8; j++) { *reinterpret_cast<float2 *>(row + j * 8) = make_float2(dq[j][2 * i], dq[j][2 * i + 1]); }
+        }
+        fence_proxy_async();
+        mbar_arrive(&dq_full[wg]);
+        m++;
     }
-    wgmma_wait<0>();
-    if (DQ && m > 0) { hand_off_dq(m - 1); }  // the last tile's dQ
     store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
@@ -253,10 +216,10 @@ inline CUtensorMap tensor_map_4d(const void *ptr, CUtensorMapDataType type, cons
 
 // q, k, v (B, NH, T, 64) and dout (B, T, NH, 64) as (64, T, NH, B) maps of 64-wide 128-byte-swizzled rows
 // (box: 64 query rows, or the CTA's 64 NWG keys); lse, Dsum (B NH T) as 1-D fp32 maps with 64-row boxes.
-// variant (kw - KW_TMA): 0 = PREFETCH, 2 stages; 1 = no PREFETCH, 2 stages; 2 = no PREFETCH, 3 stages.
+// stages: 2 or 3 shared-memory stages of Q / dO / lse / D.
 template <bool DQ>
 void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
-                     const float *Dsum, int B, int NH, int T, float scale, int variant, cudaStream_t stream) {
+                     const float *Dsum, int B, int NH, int T, float scale, int stages, cudaStream_t stream) {
     constexpr int NWG = 2;
     const cuuint64_t row = 64 * sizeof(bf16), dims[4] = {64, (cuuint64_t)T, (cuuint64_t)NH, (cuuint64_t)B};
     const cuuint64_t head_major[3] = {row, T * row, NH * T * row}, time_major[3] = {NH * row, row, T * NH * row};
@@ -274,14 +237,12 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
         kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale);
         cudaCheckLaunch();
     };
-    if (variant == 0) {
-        run(dkdv_tma_kernel<NWG, DQ, 2, true>, BwdSmem<NWG, 2, DQ>::bytes);
-    } else if (variant == 1) {
-        run(dkdv_tma_kernel<NWG, DQ, 2, false>, BwdSmem<NWG, 2, DQ>::bytes);
-    } else if (variant == 2) {
-        run(dkdv_tma_kernel<NWG, DQ, 3, false>, BwdSmem<NWG, 3, DQ>::bytes);
+    if (stages == 2) {
+        run(dkdv_tma_kernel<NWG, DQ, 2>, BwdSmem<NWG, 2, DQ>::bytes);
+    } else if (stages == 3) {
+        run(dkdv_tma_kernel<NWG, DQ, 3>, BwdSmem<NWG, 3, DQ>::bytes);
     } else {
-        die("attention: TMA backward variant %d (0..2)", variant);
+        die("attention: TMA backward with %d stages (2 or 3)", stages);
     }
 }
 

@@ -756,7 +756,7 @@ template <typename K> inline void set_smem(K kernel, size_t bytes) {
 }
 }  // namespace flash
 
-#include "attention_bwd_hopper.cuh"  // the TMA / mbarrier dK/dV kernel: launch_dkdv with kw = KW_TMA + variant
+#include "attention_bwd_hopper.cuh"  // the TMA / mbarrier dK/dV kernel: launch_dkdv with kw = KW_TMA (+ 1)
 
 namespace flash {
 
@@ -782,14 +782,14 @@ void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, i
 }
 
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
-// warpgroups per CTA; kw = KW_TMA + variant (HD 64, T >= 128; shorter: kw = 1): the TMA / mbarrier
-// kernel of attention_bwd_hopper.cuh (128 keys per CTA); otherwise (kw = 0, HD 128) the mma.sync kernel.
+// warpgroups per CTA; kw = KW_TMA (2 stages) or KW_TMA + 1 (3 stages) (HD 64, T >= 128; shorter: kw = 1):
+// the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); otherwise (kw = 0, HD 128) the mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
     if constexpr (HD == 64) {
-        if (kw >= KW_TMA && T >= 128) {
-            launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw - KW_TMA, stream);
+        if ((kw == KW_TMA || kw == KW_TMA + 1) && T >= 128) {
+            launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA ? 2 : 3, stream);
             return;
         }
         if (kw >= KW_TMA) { kw = 1; }  // a TMA box may not exceed the tensor (T < 128 faults): version 7's kernel

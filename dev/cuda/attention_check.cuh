@@ -6,11 +6,10 @@
  warp instead of two; 5-8 = the Hopper warpgroup-MMA kernels (HD 64; other shapes run the version 2/3
  kernels), 2 warpgroups (128 rows) per CTA: 5 = forward + dK/dV kernel with atomic dQ; 6 = forward +
  dK/dV kernel + query-centric dQ kernel (deterministic); 7, 8 = 5, 6 with 1 warpgroup per CTA.
- 9-12 (session 3): version 7's forward and the TMA / mbarrier dK/dV kernel (attention_bwd_hopper.cuh:
+ 9-11 (session 3): version 7's forward and the TMA / mbarrier dK/dV kernel (attention_bwd_hopper.cuh:
  producer warpgroup, 2 consumer warpgroups = 128 keys per CTA, per-stage full / empty barriers, dQ by bulk
- reductions): 9 = tiles software-pipelined inside a warpgroup (next tile's S^T / dP^T issued before this
- tile's dQ), 10 = without (each tile's S^T / dP^T issued at its start), 11 = 10 deterministic (dK/dV
- without dQ + version 8's dQ kernel), 12 = 10 with 3 stages. T < 128 runs version 7's dK/dV kernel (a TMA box may not exceed the tensor).
+ reductions): 9 = 2 stages, 10 = 3 stages, 11 = 9 deterministic (dK/dV without dQ + version 8's dQ kernel).
+ T < 128 runs version 7's dK/dV kernel (a TMA box may not exceed the tensor).
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
  relative L2 errors; the deterministic versions (1, 3, 6, 8, 11) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
@@ -172,9 +171,8 @@ static bool attention_deterministic(int version) { return version == 1 || versio
 static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }
     else {
-        // versions past 12 (the forward's) use version 7's backward
-        int kw = version == 9 ? flash::KW_TMA : version == 10 || version == 11 ? flash::KW_TMA + 1 : version == 12 ? flash::KW_TMA + 2
-               : version >= 7 ? 1 : version >= 5 ? 2 : 0;
+        // versions past 11 (12 unused, 13-16 the forward's) use version 7's backward
+        int kw = version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
         attention_backward_kw(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel,
                               attention_deterministic(version), kw, 0);
     }

@@ -9,16 +9,16 @@
 # usage: BIN=dir [NEW="9 10 11"] [NCU="9 10"] [DEADLINE=s] bash dev/cuda/bench_attention_bwd.sh
 #   (from the repository root; summary + logs.tgz under $OUT)
 # BIN holds attention_dense, step_phases_kw1, and per new version v with trainer builds: train_kw<k>,
-# test_kw<k>, step_phases_kw<k> where k = KW_OF_<v> (9 -> 10, 10 -> 11), and states/*.bin (CPU debug
+# test_kw<k>, step_phases_kw<k> where k = ATTN_BWD_WGMMA_KW of version v (9 -> 10, 10 -> 11), and states/*.bin (CPU debug
 # states: ./train_gpt_moba -p tiny -V 512 -A dense -W 0|3 -b 2 -t 256 -D states/<name>.bin).
 # Every program runs under a timeout (a hung kernel costs one step, not the call).
 set -u
 BIN=${BIN:?BIN=dir of prebuilt binaries}
 OUT=${OUT:-/tmp/bwd_out}
-NEW=${NEW:-9 10 11 12}
+NEW=${NEW:-9 10 11}
 NCU=${NCU:-9 10}
 DEADLINE=${DEADLINE:-400}
-declare -A KW_OF=([9]=10 [10]=11 [12]=12)
+declare -A KW_OF=([9]=10 [10]=11)
 L=$(mktemp -d)  # every log; packed into $OUT/bwd_logs.tgz at the end (the device tool returns few files)
 mkdir -p "$OUT"
 S=$OUT/summary.txt
