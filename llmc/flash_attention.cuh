@@ -17,7 +17,10 @@
  Hopper path (sm_90a, dense causal, HD 64, the default there; llmc/wgmma_tiles.cuh): the same
  algorithms on warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory: a forward kernel
  (128 queries per CTA), a dK/dV kernel (one warpgroup, 64 keys per CTA by default; two: 128; dQ by fp32
- atomics) and, for the deterministic mode, a query-centric dQ kernel. ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
+ atomics) and, for the deterministic mode, a query-centric dQ kernel; attention_bwd_hopper.cuh adds a TMA /
+ mbarrier dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by bulk reductions;
+ slower than the one-warpgroup kernel in its first measurement, so not the default).
+ ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
  fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
  (Until session 2 the mma.sync kernels also ran MoBA query-tile-centrically, over the union of the key
  tiles a CTA's queries selected: near-dense work for independent selections; replaced by moba_attention.cuh.)
@@ -919,8 +922,10 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 
 // Warpgroups per CTA of the Hopper backward kernels (dense HD 64) that attention_backward uses (0 =
 // mma.sync). 1 (64 keys per CTA, 3 CTAs per SM) beat 2 in the 340M step: 90.7K vs 83.1K tok/s on an H200,
-// dev/bench/RESULTS.md; the per-tile CTA-wide barrier keeps two warpgroups of one CTA in lockstep. And whether its non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel
-// of the deterministic mode (0).
+// dev/bench/RESULTS.md; the per-tile CTA-wide barrier keeps two warpgroups of one CTA in lockstep.
+// 10 / 11 (flash::KW_TMA, + 1): the TMA / mbarrier kernel with 2 / 3 stages (10 lost to 1 on an H100:
+// 11.2 vs 10.1 ms fwd+bwd at T 8192, RESULTS "Session 3, ATTN-BWD call 1"). And whether its
+// non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel of the deterministic mode (0).
 #ifndef ATTN_BWD_WGMMA_KW
 #define ATTN_BWD_WGMMA_KW 1
 #endif
