@@ -17,7 +17,10 @@
  Hopper path (sm_90a, dense causal, HD 64, the default there; llmc/wgmma_tiles.cuh): the same
  algorithms on warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory: a forward kernel
  (128 queries per CTA), a dK/dV kernel (one warpgroup, 64 keys per CTA by default; two: 128; dQ by fp32
- atomics) and, for the deterministic mode, a query-centric dQ kernel. ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
+ atomics) and, for the deterministic mode, a query-centric dQ kernel; attention_bwd_hopper.cuh adds a TMA /
+ mbarrier dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by bulk reductions;
+ slower than the one-warpgroup kernel in its first measurement, so not the default).
+ ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
  fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
  (Until session 2 the mma.sync kernels also ran MoBA query-tile-centrically, over the union of the key
  tiles a CTA's queries selected: near-dense work for independent selections; replaced by moba_attention.cuh.)
@@ -754,6 +757,11 @@ __global__ void dq_convert_kernel(bf16 *dq, const float *dqacc, size_t n, float 
 template <typename K> inline void set_smem(K kernel, size_t bytes) {
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
+}  // namespace flash
+
+#include "attention_bwd_hopper.cuh"  // the TMA / mbarrier dK/dV kernel: launch_dkdv with kw = KW_TMA (+ 1)
+
+namespace flash {
 
 // MT = 2: B fragments reused across two row tiles (1: dev version 4).
 // qw = 1 or 2 for HD 64: the warpgroup-MMA kernel with qw warpgroups per CTA.
@@ -777,11 +785,17 @@ void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, i
 }
 
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
-// warpgroups per CTA; otherwise (kw = 0, HD 128) the mma.sync kernel.
+// warpgroups per CTA; kw = KW_TMA (2 stages) or KW_TMA + 1 (3 stages) (HD 64, T >= 128; shorter: kw = 1):
+// the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); otherwise (kw = 0, HD 128) the mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
     if constexpr (HD == 64) {
+        if ((kw == KW_TMA || kw == KW_TMA + 1) && T >= 128) {
+            launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA ? 2 : 3, stream);
+            return;
+        }
+        if (kw >= KW_TMA) { kw = 1; }  // a TMA box may not exceed the tensor (T < 128 faults): version 7's kernel
         if (kw == 1 || kw == 2) {
             auto kernel = kw == 1 ? dkdv_wgmma_kernel<1, ATOMIC_DQ> : dkdv_wgmma_kernel<2, ATOMIC_DQ>;
             size_t bytes = 1024 + (size_t)(3 * kw + 4) * 64 * 64 * sizeof(bf16) + 4 * 64 * sizeof(float);
@@ -824,7 +838,7 @@ void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, con
               int deterministic, int kw, cudaStream_t stream) {
     if (deterministic) {
         launch_dkdv<HD, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
-        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
+        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw >= KW_TMA ? 1 : kw, stream);  // TMA dK/dV: v8's dQ
     } else {
         size_t n = (size_t)B * NH * T * HD;
         cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
@@ -908,8 +922,10 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 
 // Warpgroups per CTA of the Hopper backward kernels (dense HD 64) that attention_backward uses (0 =
 // mma.sync). 1 (64 keys per CTA, 3 CTAs per SM) beat 2 in the 340M step: 90.7K vs 83.1K tok/s on an H200,
-// dev/bench/RESULTS.md; the per-tile CTA-wide barrier keeps two warpgroups of one CTA in lockstep. And whether its non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel
-// of the deterministic mode (0).
+// dev/bench/RESULTS.md; the per-tile CTA-wide barrier keeps two warpgroups of one CTA in lockstep.
+// 10 / 11 (flash::KW_TMA, + 1): the TMA / mbarrier kernel with 2 / 3 stages (10 lost to 1 on an H100:
+// 11.2 vs 10.1 ms fwd+bwd at T 8192, RESULTS "Session 3, ATTN-BWD call 1"). And whether its
+// non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel of the deterministic mode (0).
 #ifndef ATTN_BWD_WGMMA_KW
 #define ATTN_BWD_WGMMA_KW 1
 #endif

@@ -82,6 +82,49 @@ __device__ inline void wg_gemm_atb(float d[8][4], const bf16 *a, const bf16 *b) 
     for (int ks = 0; ks < 4; ks++) { wgmma64_ss<1, 1>(d, sw128_desc(a + ks * 16 * 64, 64 * 64 * 2), sw128_desc(b + ks * 16 * 64, 64 * 64 * 2), ks); }
 }
 
+// ---- Asynchronous copies completing on shared-memory barriers (sm_90; session 3, dense backward) ----
+// mbarrier: a 64-bit shared-memory barrier with an arrival count and a transaction (byte) count; a phase
+// completes when both reach zero, and waiters test the parity of the phase they wait for.
+__device__ inline void mbar_init(uint64_t *bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+// Makes initialized barriers visible to the async proxy (TMA) and other threads; a __syncthreads follows.
+__device__ inline void mbar_fence_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ inline void mbar_arrive(uint64_t *bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Arrives and announces `bytes` of copies that will complete on this barrier's current phase.
+__device__ inline void mbar_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+// Waits until the phase of parity `parity` has completed (a fresh barrier counts parity 1 as completed).
+__device__ inline void mbar_wait(uint64_t *bar, int parity) {
+    asm volatile("{\n.reg .pred p;\nWAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 "@!p bra WAIT;\n}\n" ::"r"(smem_addr(bar)), "r"(parity) : "memory");
+}
+// TMA: the box at coordinates c0..c3 of a 4-D tensor map (a __grid_constant__ kernel parameter) into
+// shared memory at dst (1024-byte aligned for 128-byte-swizzled maps); completes bytes on bar. Elements
+// outside the tensor read as zeros, and the full box counts towards the barrier's bytes.
+__device__ inline void tma_load_4d(void *dst, const void *map, uint64_t *bar, int c0, int c1, int c2, int c3) {
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n"
+                 ::"r"(smem_addr(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar)) : "memory");
+}
+// dst[i] += src[i] (fp32, bytes / 4 elements, both 16-byte aligned, bytes a multiple of 16) done by the
+// copy engine in L2: one instruction instead of a warp's worth of atomics. Per-thread bulk groups: the
+// issuing thread commits and waits (wait_read: until the source may be overwritten).
+__device__ inline void bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(smem_addr(src)), "r"(bytes)
+                 : "memory");
+}
+__device__ inline void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ inline void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ inline void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+// Moves registers between warpgroups of a CTA launched with __launch_bounds__(threads, 1): a producer
+// warpgroup gives up (dec), the math warpgroups take (inc); warpgroup-uniform, N a multiple of 8.
+template <int N> __device__ inline void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
+template <int N> __device__ inline void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
+
 }  // namespace flash
 
 #endif  // LLMC_WGMMA_TILES_CUH

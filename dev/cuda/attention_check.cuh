@@ -6,8 +6,12 @@
  warp instead of two; 5-8 = the Hopper warpgroup-MMA kernels (HD 64; other shapes run the version 2/3
  kernels), 2 warpgroups (128 rows) per CTA: 5 = forward + dK/dV kernel with atomic dQ; 6 = forward +
  dK/dV kernel + query-centric dQ kernel (deterministic); 7, 8 = 5, 6 with 1 warpgroup per CTA.
+ 9-11 (session 3): version 7's forward and the TMA / mbarrier dK/dV kernel (attention_bwd_hopper.cuh:
+ producer warpgroup, 2 consumer warpgroups = 128 keys per CTA, per-stage full / empty barriers, dQ by bulk
+ reductions): 9 = 2 stages, 10 = 3 stages, 11 = 9 deterministic (dK/dV without dQ + version 8's dQ kernel).
+ T < 128 runs version 7's dK/dV kernel (a TMA box may not exceed the tensor).
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
- relative L2 errors; the deterministic versions (1, 3, 6, 8) must give bit-identical gradients on a rerun.
+ relative L2 errors; the deterministic versions (1, 3, 6, 8, 11) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
 */
 #ifndef DEV_CUDA_ATTENTION_CHECK_CUH
@@ -156,17 +160,21 @@ static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, 
     if (version == 4) {  // one row tile per warp
         (HD == 64 ? flash::forward<64, 1> : flash::forward<128, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0);
     } else {  // mma.sync (2, 3) or the Hopper forward with 2 (5, 6) or 1 (7, 8) warpgroups per CTA
-        int qw = version >= 7 ? 1 : version >= 5 ? 2 : 0;
+        int qw = version >= 7 ? 1 : version >= 5 ? 2 : 0;  // 9..: version 7's
         (HD == 64 ? flash::forward<64> : flash::forward<128>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, qw);
     }
 #endif
 }
+// Versions that promise bit-identical gradients run to run (no fp32 atomics or reductions).
+static bool attention_deterministic(int version) { return version == 1 || version == 3 || version == 6 || version == 8 || version == 11; }
+
 static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }
     else {
-        int kw = version >= 7 ? 1 : version >= 5 ? 2 : 0;
+        // versions past 11 (12 unused, 13-16 the forward's) use version 7's backward
+        int kw = version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
         attention_backward_kw(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel,
-                              version == 3 || version == 6 || version == 8, kw, 0);
+                              attention_deterministic(version), kw, 0);
     }
 }
 
@@ -213,7 +221,7 @@ static int check_case(int version, int B, int NH, int T, int HD, int bs, int K, 
     fails += !(compare("dk", from_device(a.dk, a.n), ref.dk, ATTN_TOL) <= ATTN_TOL);
     fails += !(compare("dv", from_device(a.dv, a.n), ref.dv, ATTN_TOL) <= ATTN_TOL);
 
-    // rerun the backward: versions 1, 3, 6, 8 promise the same bytes; the atomic-dQ ones are only reported
+    // rerun the backward: the deterministic versions promise the same bytes; the atomic-dQ ones are only reported
     std::vector<std::vector<float>> first;
     for (int i = 1; i < 4; i++) { first.push_back(from_device(outs[i], a.n)); }
     poison(a.dq, a.n * sizeof(floatX)); poison(a.dk, a.n * sizeof(floatX)); poison(a.dv, a.n * sizeof(floatX));
@@ -224,7 +232,7 @@ static int check_case(int version, int B, int NH, int T, int HD, int bs, int K, 
         std::vector<float> again = from_device(outs[i], a.n);
         same &= memcmp(again.data(), first[i - 1].data(), a.n * sizeof(float)) == 0;
     }
-    bool deterministic = version == 1 || version == 3 || version == 6 || version == 8;
+    bool deterministic = attention_deterministic(version);
     printf("  rerun bit-identical: %s%s\n", same ? "yes" : "no", deterministic && !same ? "  FAIL" : "");
     fails += deterministic && !same;
     if (dsel) { cudaCheck(cudaFree(dsel)); }
@@ -257,7 +265,7 @@ static void time_case(int version, int B, int NH, int T, int HD, int bs, int K) 
 
 static int parse_version(int argc, char **argv) {
     int v = argc > 1 ? atoi(argv[1]) : 0;
-    if (v < 1 || v > 8) { die("usage: %s <version 1..8> check | time ...", argv[0]); }
+    if (v < 1 || v > 16) { die("usage: %s <version 1..16> check | time ...", argv[0]); }
     return v;
 }
 
