@@ -755,6 +755,10 @@ template <typename K> inline void set_smem(K kernel, size_t bytes) {
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
+}  // namespace flash
+#include "attention_fwd_hopper.cuh"  // the FlashAttention-3-style forward (TMA producer, mbarriers, HD 64 / 128)
+namespace flash {
+
 // MT = 2: B fragments reused across two row tiles (1: dev version 4).
 // qw = 1 or 2 for HD 64: the warpgroup-MMA kernel with qw warpgroups per CTA.
 template <int HD, int MT = 2>

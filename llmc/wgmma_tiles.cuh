@@ -82,6 +82,56 @@ __device__ inline void wg_gemm_atb(float d[8][4], const bf16 *a, const bf16 *b) 
     for (int ks = 0; ks < 4; ks++) { wgmma64_ss<1, 1>(d, sw128_desc(a + ks * 16 * 64, 64 * 64 * 2), sw128_desc(b + ks * 16 * 64, 64 * 64 * 2), ks); }
 }
 
+
+// ---------------------------------------------------------------------------------------------------
+// N = 128 outputs and head dim 128 (session 3). Rows wider than 64 bf16 are stored as 64-wide panels:
+// a tile of R rows x 64 P columns is P panels of R x 64 (each the 128-byte-swizzle layout above), panel p
+// at p R 64 elements. K-major operand: k-step ks lies in panel ks / 4, 32 (ks % 4) bytes into the row.
+// MN-major operand wider than 64 (V of head dim 128 as the B of P V): the descriptor's LBO is the panel
+// stride, so one m64n128k16 reads both panels.
+// The m64n128 accumulator is float[16][4], the m64n64 one's layout continued over columns 64..127.
+#define WGMMA128_D                                                                                           \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "      \
+    "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, "  \
+    "%43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define WGMMA128_ACC(d) WGMMA64_ACC(d), WGMMA64_ACC((d + 8))
+
+template <int TA, int TB>
+__device__ inline void wgmma128_ss(float d[16][4], uint64_t a, uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WGMMA128_D ", %64, %65, p, 1, 1, %67, %68;\n}\n"
+                 : WGMMA128_ACC(d)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
+}
+template <int TB>
+__device__ inline void wgmma128_rs(float d[16][4], const uint32_t a[4], uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WGMMA128_D ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+                 : WGMMA128_ACC(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
+}
+
+// d (64 x N) = A (64 x K) B^T, A and B K-major in panels (K / 64 of them; a_panel, b_panel: the panel
+// strides in elements), N = 64 or 128 rows of B: S = Q K^T at head dim 64 or 128, 64 or 128 keys.
+template <int N, int K>
+__device__ inline void wg_gemm_abt_panels(float (&d)[N / 8][4], const bf16 *a, int a_panel, const bf16 *b, int b_panel) {
+#pragma unroll
+    for (int ks = 0; ks < K / 16; ks++) {
+        uint64_t da = sw128_desc(a + (ks / 4) * a_panel + (ks % 4) * 16, 0), db = sw128_desc(b + (ks / 4) * b_panel + (ks % 4) * 16, 0);
+        if constexpr (N == 64) { wgmma64_ss<0, 0>(d, da, db, ks); } else { wgmma128_ss<0, 0>(d, da, db, ks); }
+    }
+}
+// d (64 x N) += A (64 x K, mma.sync A fragments a[ks] in registers) B, B stored [k][n] (MN-major) as N / 64
+// panels of K rows: O += P V with K = 64 or 128 keys, N = head dim 64 or 128.
+template <int N, int K>
+__device__ inline void wg_gemm_rs_panels(float (&d)[N / 8][4], const uint32_t (&a)[K / 16][4], const bf16 *b) {
+#pragma unroll
+    for (int ks = 0; ks < K / 16; ks++) {
+        uint64_t db = sw128_desc(b + ks * 16 * 64, K * 64 * 2);
+        if constexpr (N == 64) { wgmma64_rs<1>(d, a[ks], db, 1); } else { wgmma128_rs<1>(d, a[ks], db, 1); }
+    }
+}
+
 }  // namespace flash
 
 #endif  // LLMC_WGMMA_TILES_CUH

@@ -6,6 +6,10 @@
  warp instead of two; 5-8 = the Hopper warpgroup-MMA kernels (HD 64; other shapes run the version 2/3
  kernels), 2 warpgroups (128 rows) per CTA: 5 = forward + dK/dV kernel with atomic dQ; 6 = forward +
  dK/dV kernel + query-centric dQ kernel (deterministic); 7, 8 = 5, 6 with 1 warpgroup per CTA.
+ 13-16: the FlashAttention-3-style forward (llmc/attention_fwd_hopper.cuh: TMA producer warp, mbarrier
+ stages, two consumer warpgroups, HD 64 and 128) step by step, with version 7's backward (HD 128: the
+ mma.sync one): 13 = 64-key tiles; 14 = 13 + S(j+1) issued with P(j) V(j) (intra-warpgroup overlap);
+ 15 = 14 with 128-key tiles; 16 = 15 + ping-pong of the two consumer warpgroups.
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
  relative L2 errors; the deterministic versions (1, 3, 6, 8) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
@@ -146,6 +150,18 @@ struct AttnBufs {
     }
 };
 
+#if !defined(ENABLE_FP32)
+template <int HD>
+static void forward_fa3_step(int version, AttnBufs &a, int B, int NH, int T, float scale) {
+    switch (version) {
+    case 13: flash::forward_hopper<HD, 64, false, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
+    case 14: flash::forward_hopper<HD, 64, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
+    case 15: flash::forward_hopper<HD, 128, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
+    default: flash::forward_hopper<HD, 128, true, true>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
+    }
+}
+#endif
+
 static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_forward_simple(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0); return; }
 #if defined(ENABLE_FP32)
@@ -153,7 +169,9 @@ static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, 
 #else
     attention_check_dense(B, NH, T, HD, sel);  // the version's kernels, whatever attention_forward defaults to
     float scale = 1.0f / sqrtf((float)HD);
-    if (version == 4) {  // one row tile per warp
+    if (version >= 13) {
+        (HD == 64 ? forward_fa3_step<64> : forward_fa3_step<128>)(version, a, B, NH, T, scale);
+    } else if (version == 4) {  // one row tile per warp
         (HD == 64 ? flash::forward<64, 1> : flash::forward<128, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0);
     } else {  // mma.sync (2, 3) or the Hopper forward with 2 (5, 6) or 1 (7, 8) warpgroups per CTA
         int qw = version >= 7 ? 1 : version >= 5 ? 2 : 0;
@@ -257,7 +275,7 @@ static void time_case(int version, int B, int NH, int T, int HD, int bs, int K) 
 
 static int parse_version(int argc, char **argv) {
     int v = argc > 1 ? atoi(argv[1]) : 0;
-    if (v < 1 || v > 8) { die("usage: %s <version 1..8> check | time ...", argv[0]); }
+    if (v < 1 || v > 16) { die("usage: %s <version 1..16> check | time ...", argv[0]); }
     return v;
 }
 

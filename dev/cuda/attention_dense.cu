@@ -2,7 +2,8 @@
  Dense causal flash attention (llmc/flash_attention.cuh with sel = NULL): correctness and timing.
  Versions (see dev/cuda/attention_check.cuh): 1 simple, 2 flash + atomic dQ, 3 flash deterministic,
  4 = 2 with the one-row-tile-per-warp forward, 5-8 the Hopper (wgmma) backward at HD 64: 5 atomic dQ,
- 6 deterministic (dQ from its own kernel), 7, 8 = 5, 6 with one warpgroup per CTA.
+ 6 deterministic (dQ from its own kernel), 7, 8 = 5, 6 with one warpgroup per CTA; 13-16 the
+ FlashAttention-3-style forward (TMA producer, mbarriers; HD 64 and 128) step by step, version 7's backward.
    ./build/cuda/attention_dense <v> check           CPU-reference checks (T = 1000 and other tails)
    ./build/cuda/attention_dense <v> time HD T...    fwd and fwd+bwd at batch 2, d_model 2048 (NH = 2048/HD)
  FLOPs as anchors.md: causal fwd = 2 B NH T^2 HD, fwd+bwd = 3.5x.
