@@ -34,8 +34,15 @@ template <int HD, int BK, int QW = 2>
 struct FwdHopperConfig {
     static constexpr int BQ = 64 * QW;               // queries per CTA
     static constexpr int THREADS = 128 * (QW + 1);   // consumer warpgroups + the producer warpgroup
-    // setmaxnreg split of the 512 registers per thread slot of an SM sub-partition (a warp of each group)
-    static constexpr int PRODUCER_REGS = QW == 2 ? 32 : 24, CONSUMER_REGS = QW == 2 ? 240 : 160;
+    // setmaxnreg moves registers between warpgroups inside the CTA's launch allocation (ptxas' cap at
+    // entry, 65536 / THREADS rounded down to 8, times THREADS): 168 x 384 = 24 x 128 + 240 x 256. An
+    // increase beyond what the decreases freed blocks forever (the first device call of these kernels hung
+    // on 32 / 240).
+    static constexpr int ENTRY_REGS = 65536 / THREADS / 8 * 8;
+    static constexpr int PRODUCER_REGS = 24;
+    static constexpr int FREE_REGS = (ENTRY_REGS * (QW + 1) - PRODUCER_REGS) / QW / 8 * 8;
+    static constexpr int CONSUMER_REGS = FREE_REGS < 240 ? FREE_REGS : 240;
+    static_assert(PRODUCER_REGS + QW * CONSUMER_REGS <= ENTRY_REGS * (QW + 1), "setmaxnreg split exceeds the allocation");
     static constexpr int STAGE = 2 * BK * HD;        // elements of one K + V stage
     static constexpr int BUDGET = 227 * 1024 - 1024 - 256;  // bytes for Q and the stages (1024: alignment)
     static constexpr int STAGES = (BUDGET - BQ * HD * 2) / (STAGE * 2) < 4 ? (BUDGET - BQ * HD * 2) / (STAGE * 2) : 4;
@@ -136,8 +143,13 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
     const float sl2 = scale * LOG2E;
     float oacc[HD / 8][4] = {}, s[BK / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {}, alpha[2];
     uint32_t pf[BK / 16][4];
+    // Accumulators are pinned (wgmma_fence_operands) before the wgmma fence that precedes an issue and
+    // right after the wait that completes them, so the compiler moves no access across either.
+    auto begin_issue = [&]() { wgmma_fence_operands(s); wgmma_fence_operands(oacc); wgmma_fence(); };
     auto issue_s = [&](int kt) { wg_gemm_abt_panels<BK, HD>(s, wQ, BQ * 64, sKV + (kt % STAGES) * C::STAGE, BK * 64); };
     auto issue_pv = [&](int kt) { wg_gemm_rs_panels<HD, BK>(oacc, pf, sKV + (kt % STAGES) * C::STAGE + BK * HD); };
+    auto wait_s = [&]() { wgmma_wait<0>(); wgmma_fence_operands(s); };
+    auto wait_pv = [&]() { wgmma_wait<0>(); wgmma_fence_operands(oacc); };
     auto wait_tile = [&](int kt) { mbar_wait(&full[kt % STAGES], (kt / STAGES) & 1); };
     auto rescale_and_pack = [&]() {
 #pragma unroll
@@ -162,48 +174,49 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
     if constexpr (OVERLAP) {
         wait_tile(0);
         turn_begin();
-        wgmma_fence();
+        begin_issue();
         issue_s(0);
         wgmma_commit();
         turn_end(false);
-        wgmma_wait<0>();
+        wait_s();
         softmax_tile<BK>(s, m, l, alpha, qa, 0, wq0, T, sl2);
         acc_to_a<BK / 8>(pf, s);
         for (int kt = 1; kt < ntiles; kt++) {
             wait_tile(kt);
             turn_begin();
-            wgmma_fence();
+            begin_issue();
             issue_s(kt);
             wgmma_commit();
             issue_pv(kt - 1);
             wgmma_commit();
             turn_end(false);
             wgmma_wait<1>();  // S(kt) is in; P(kt-1) V(kt-1) may still run
+            wgmma_fence_operands(s);
             softmax_tile<BK>(s, m, l, alpha, qa, kt * BK, wq0, T, sl2);
-            wgmma_wait<0>();
+            wait_pv();
             mbar_arrive(&empty[(kt - 1) % STAGES]);
             rescale_and_pack();
         }
         turn_begin();
-        wgmma_fence();
+        begin_issue();
         issue_pv(ntiles - 1);
         wgmma_commit();
         turn_end(true);
-        wgmma_wait<0>();
+        wait_pv();
         mbar_arrive(&empty[(ntiles - 1) % STAGES]);
     } else {
         for (int kt = 0; kt < ntiles; kt++) {
             wait_tile(kt);
-            wgmma_fence();
+            begin_issue();
             issue_s(kt);
             wgmma_commit();
-            wgmma_wait<0>();
+            wait_s();
             softmax_tile<BK>(s, m, l, alpha, qa, kt * BK, wq0, T, sl2);
             rescale_and_pack();
-            wgmma_fence();
+            begin_issue();
             issue_pv(kt);
             wgmma_commit();
-            wgmma_wait<0>();
+            wait_pv();
             mbar_arrive(&empty[kt % STAGES]);
         }
     }

@@ -111,6 +111,17 @@ __device__ inline void wgmma128_rs(float d[16][4], const uint32_t a[4], uint64_t
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
 }
 
+// Pins the compiler's view of accumulator registers at this point (no instruction): placed after a
+// wgmma_wait so no read of them is hoisted above the wait, and before an issue so no write sinks below it.
+template <int NT>
+__device__ inline void wgmma_fence_operands(float (&d)[NT][4]) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) { asm volatile("" : "+f"(d[j][e])::"memory"); }
+    }
+}
+
 // d (64 x N) = A (64 x K) B^T, A and B K-major in panels (K / 64 of them; a_panel, b_panel: the panel
 // strides in elements), N = 64 or 128 rows of B: S = Q K^T at head dim 64 or 128, 64 or 128 keys.
 template <int N, int K>
