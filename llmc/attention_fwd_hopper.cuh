@@ -116,9 +116,13 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
     if (wg == QW) {  // producer warpgroup: one thread issues every copy
         warpgroup_reg_dealloc<C::PRODUCER_REGS>();
         if (threadIdx.x == 128 * QW) {
+            // A box that would start past T is read from the last rows instead: its rows are masked
+            // anyway (keys > every query, queries that are not written), and no box is wholly out of
+            // bounds (partly out-of-bounds rows are zeros and count as transaction bytes).
+            auto box_row = [&](int r) { return r < T ? r : max(T - 64, 0); };
             mbar_arrive_expect_tx(qfull, BQ * HD * sizeof(bf16));
             for (int p = 0; p < HD / 64; p++) {
-                for (int r = 0; r < BQ; r += 64) { tma_load_box(sQ + p * BQ * 64 + r * 64, &tq, p * 64, q0 + r, bh, qfull); }
+                for (int r = 0; r < BQ; r += 64) { tma_load_box(sQ + p * BQ * 64 + r * 64, &tq, p * 64, box_row(q0 + r), bh, qfull); }
             }
             for (int kt = 0; kt < ntiles; kt++) {
                 int st = kt % STAGES;
@@ -127,8 +131,8 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
                 bf16 *cK = sKV + st * C::STAGE, *cV = cK + BK * HD;
                 for (int p = 0; p < HD / 64; p++) {
                     for (int r = 0; r < BK; r += 64) {
-                        tma_load_box(cK + p * BK * 64 + r * 64, &tk, p * 64, kt * BK + r, bh, &full[st]);
-                        tma_load_box(cV + p * BK * 64 + r * 64, &tv, p * 64, kt * BK + r, bh, &full[st]);
+                        tma_load_box(cK + p * BK * 64 + r * 64, &tk, p * 64, box_row(kt * BK + r), bh, &full[st]);
+                        tma_load_box(cV + p * BK * 64 + r * 64, &tv, p * 64, box_row(kt * BK + r), bh, &full[st]);
                     }
                 }
             }

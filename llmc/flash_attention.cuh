@@ -888,6 +888,12 @@ void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, c
 #ifndef ATTN_FWD_WGMMA_QW
 #define ATTN_FWD_WGMMA_QW 2
 #endif
+// 1: the FlashAttention-3-style forward (attention_fwd_hopper.cuh; dev version 16: 128-key tiles, overlap,
+// ping-pong) for HD 64 and 128 instead of the kernels above. Off until a device call has checked it
+// (attention_dense 16 check, test_gpt_moba) and timed it against them (dev/cuda/bench_attention_fwd.sh).
+#ifndef ATTN_FWD_HOPPER
+#define ATTN_FWD_HOPPER 0
+#endif
 
 // Dense causal attention; sel must be NULL (MoBA layers call moba_attention_forward / _backward).
 inline void attention_check_dense(int B, int NH, int T, int HD, const MobaSelection *sel) {
@@ -902,7 +908,9 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
     attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, NULL, stream);
 #else
     float scale = 1.0f / sqrtf((float)HD);
-    if (HD == 64) {
+    if (ATTN_FWD_HOPPER) {
+        (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, stream);
+    } else if (HD == 64) {
         flash::forward<64>(o, lse, q, k, v, B, NH, T, scale, stream, ATTN_FWD_WGMMA_QW);
     } else {
         flash::forward<128>(o, lse, q, k, v, B, NH, T, scale, stream, 0);
