@@ -15,14 +15,15 @@ status=0
 timed="7"
 # A check takes a few seconds; a hang (a lost mbarrier arrival, a setmaxnreg that cannot be granted) is cut at
 # 30 s and stops the script: the versions share their pipeline code, so the next would hang the same way.
+linebuf=$(command -v stdbuf >/dev/null && echo "stdbuf -oL")  # keep a killed check's output
 for v in $VERSIONS; do
-    timeout 30 stdbuf -oL "$BIN/attention_dense" $v check >>"$log" 2>&1
+    timeout 30 $linebuf "$BIN/attention_dense" $v check >>"$log" 2>&1
     rc=$?
     echo "version $v check: rc $rc"
     if [ $rc -eq 0 ]; then timed="$timed $v"; else status=1; fi
     [ $rc -eq 124 ] && { tail -5 "$log"; exit 1; }
 done
-grep -E "^v1[3-6]|^  (o|lse) " "$log" | paste - - - | awk '{print}' | head -40
+grep -E "^v1[3-6]|^  (o|lse) " "$log" | paste - - - | head -40
 grep -E "FAIL|error" "$log" | head -20
 {
     for v in $timed; do
