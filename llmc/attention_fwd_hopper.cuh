@@ -141,7 +141,7 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
     }
     warpgroup_reg_alloc<C::CONSUMER_REGS>();
 
-    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2;
     const int wq0 = q0 + wg * 64, qa = wq0 + warp * 16 + g;
     const bf16 *wQ = sQ + wg * 64 * 64;  // this warpgroup's 64 rows in each Q panel
     const float sl2 = scale * LOG2E;
@@ -225,22 +225,7 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
         }
     }
 
-    const size_t b = bh / NH, h = bh % NH;
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int t = qa + 8 * i;
-        float li = l[i];
-        li += __shfl_xor_sync(0xffffffff, li, 1);
-        li += __shfl_xor_sync(0xffffffff, li, 2);
-        if (t >= T) { continue; }
-        float inv = li > 0.0f ? 1.0f / li : 0.0f;
-        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
-#pragma unroll
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
-        }
-        if (c == 0) { lse[(size_t)bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
-    }
+    store_o_lse<HD>(o, lse, oacc, m, l, bh, NH, T, qa, scale);
 }
 
 // The launch: tensor maps of q, k, v (64-row boxes), grid (ceil(T / (64 QW)), B*NH).

@@ -243,6 +243,30 @@ __device__ __forceinline__ void walk_kv_tiles(bf16 *sK, bf16 *sV, const bf16 *kh
     }
 }
 
+// The forward's epilogue for one 16-row tile in the mma C layout (this thread: rows qa, qa + 8; a quad of
+// 4 threads shares a row): sums l over the quad, writes o = oacc / l and lse = m scale + log l; rows from T
+// on are skipped.
+template <int HD>
+__device__ inline void store_o_lse(bf16 *o, float *lse, const float (&oacc)[HD / 8][4], const float (&m)[2], const float (&l)[2],
+                                   size_t bh, int NH, int T, int qa, float scale) {
+    const int c = threadIdx.x & 3;
+    const size_t b = bh / NH, h = bh % NH;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int t = qa + 8 * i;
+        float li = l[i];
+        li += __shfl_xor_sync(0xffffffff, li, 1);
+        li += __shfl_xor_sync(0xffffffff, li, 2);
+        if (t >= T) { continue; }
+        float inv = li > 0.0f ? 1.0f / li : 0.0f;
+        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
+        for (int j = 0; j < HD / 8; j++) {
+            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
+        }
+        if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Forward. A CTA owns 64 MT queries; warp w takes rows q0 + 64 mt + 16 w (mt < MT), so each K/V fragment
 // read from shared memory feeds MT mma row tiles. grid (ceil(T/(64 MT)), B*NH), heaviest tiles first.
@@ -254,7 +278,7 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
     bf16 *sQ = (bf16 *)smem, *sK = sQ + ROWS * HD, *sV = sK + 2 * BC * HD;
     const size_t bh = blockIdx.y;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * ROWS;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     const float sl2 = scale * LOG2E;
 
     load_tile<ROWS, HD>(sQ, q + bh * T * HD, HD, q0, T);
@@ -275,24 +299,8 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
         gemm<true, MT, HD / 8, BC / 16, HD>(oacc, [&](int mt, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[mt][ks][i]; } }, cV, 0);
     });
 
-    const size_t b = bh / NH, h = bh % NH;
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            int t = q0 + mt * BR + warp * 16 + g + 8 * i;
-            float li = l[mt][i];
-            li += __shfl_xor_sync(0xffffffff, li, 1);
-            li += __shfl_xor_sync(0xffffffff, li, 2);
-            if (t >= T) { continue; }
-            float inv = li > 0.0f ? 1.0f / li : 0.0f;
-            bf16 *ot = o + ((b * T + t) * NH + h) * HD;
-            for (int j = 0; j < HD / 8; j++) {
-                *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[mt][j][2 * i] * inv, oacc[mt][j][2 * i + 1] * inv);
-            }
-            if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[mt][i] * scale + logf(li) : -INFINITY; }
-        }
-    }
+    for (int mt = 0; mt < MT; mt++) { store_o_lse<HD>(o, lse, oacc[mt], m[mt], l[mt], bh, NH, T, q0 + mt * BR + warp * 16 + g, scale); }
 }
 
 // Shared memory of the warpgroup-MMA kernels starts at a 1024-byte boundary (128-byte swizzle atoms).
@@ -371,21 +379,7 @@ __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse
         wgmma_commit();
         wgmma_wait<0>();
     });
-    const size_t b = bh / NH, h = bh % NH;
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int t = qa + 8 * i;
-        float li = l[i];
-        li += __shfl_xor_sync(0xffffffff, li, 1);
-        li += __shfl_xor_sync(0xffffffff, li, 2);
-        if (t >= T) { continue; }
-        float inv = li > 0.0f ? 1.0f / li : 0.0f;
-        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
-        }
-        if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
-    }
+    store_o_lse<HD>(o, lse, oacc, m, l, bh, NH, T, qa, scale);
 }
 
 // dK (times scale) and dV of keys key_a and key_a + 8 from the accumulators of a 16-key row tile
