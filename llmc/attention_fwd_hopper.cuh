@@ -147,13 +147,14 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
     const float sl2 = scale * LOG2E;
     float oacc[HD / 8][4] = {}, s[BK / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {}, alpha[2];
     uint32_t pf[BK / 16][4];
-    // Accumulators are pinned (wgmma_fence_operands) before the wgmma fence that precedes an issue and
-    // right after the wait that completes them, so the compiler moves no access across either.
-    auto begin_issue = [&]() { wgmma_fence_operands(s); wgmma_fence_operands(oacc); wgmma_fence(); };
+    // Registers a wgmma uses (accumulators s, oacc; A fragments pf) are pinned (wgmma_fence_operands)
+    // before the wgmma fence that precedes an issue and right after the wait that completes it, so the
+    // compiler moves no access to them across either.
+    auto begin_issue = [&]() { wgmma_fence_operands(s); wgmma_fence_operands(oacc); wgmma_fence_operands(pf); wgmma_fence(); };
     auto issue_s = [&](int kt) { wg_gemm_abt_panels<BK, HD>(s, wQ, BQ * 64, sKV + (kt % STAGES) * C::STAGE, BK * 64); };
     auto issue_pv = [&](int kt) { wg_gemm_rs_panels<HD, BK>(oacc, pf, sKV + (kt % STAGES) * C::STAGE + BK * HD); };
     auto wait_s = [&]() { wgmma_wait<0>(); wgmma_fence_operands(s); };
-    auto wait_pv = [&]() { wgmma_wait<0>(); wgmma_fence_operands(oacc); };
+    auto wait_pv = [&]() { wgmma_wait<0>(); wgmma_fence_operands(oacc); wgmma_fence_operands(pf); };
     auto wait_tile = [&](int kt) { mbar_wait(&full[kt % STAGES], (kt / STAGES) & 1); };
     auto rescale_and_pack = [&]() {
 #pragma unroll

@@ -112,13 +112,22 @@ __device__ inline void wgmma128_rs(float d[16][4], const uint32_t a[4], uint64_t
 }
 
 // Pins the compiler's view of accumulator registers at this point (no instruction): placed after a
-// wgmma_wait so no read of them is hoisted above the wait, and before an issue so no write sinks below it.
+// wgmma_wait so no access is hoisted above the wait, and before an issue so no write sinks below it.
+// The same for A fragments in registers, which a wgmma reads until its group completes.
 template <int NT>
 __device__ inline void wgmma_fence_operands(float (&d)[NT][4]) {
 #pragma unroll
     for (int j = 0; j < NT; j++) {
 #pragma unroll
         for (int e = 0; e < 4; e++) { asm volatile("" : "+f"(d[j][e])::"memory"); }
+    }
+}
+template <int NT>
+__device__ inline void wgmma_fence_operands(uint32_t (&a)[NT][4]) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) { asm volatile("" : "+r"(a[j][e])::"memory"); }
     }
 }
 
