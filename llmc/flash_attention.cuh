@@ -18,6 +18,8 @@
  algorithms on warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory: a forward kernel
  (128 queries per CTA), a dK/dV kernel (one warpgroup, 64 keys per CTA by default; two: 128; dQ by fp32
  atomics) and, for the deterministic mode, a query-centric dQ kernel. ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
+ ATTN_FWD_HOPPER selects the FlashAttention-3-style forward of attention_fwd_hopper.cuh (TMA producer warpgroup,
+ mbarrier stages, overlapped and ping-ponged warpgroups; HD 64 and 128) instead.
  fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
  (Until session 2 the mma.sync kernels also ran MoBA query-tile-centrically, over the union of the key
  tiles a CTA's queries selected: near-dense work for independent selections; replaced by moba_attention.cuh.)

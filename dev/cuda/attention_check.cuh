@@ -6,7 +6,7 @@
  warp instead of two; 5-8 = the Hopper warpgroup-MMA kernels (HD 64; other shapes run the version 2/3
  kernels), 2 warpgroups (128 rows) per CTA: 5 = forward + dK/dV kernel with atomic dQ; 6 = forward +
  dK/dV kernel + query-centric dQ kernel (deterministic); 7, 8 = 5, 6 with 1 warpgroup per CTA.
- 13-16: the FlashAttention-3-style forward (llmc/attention_fwd_hopper.cuh: TMA producer warp, mbarrier
+ 13-16: the FlashAttention-3-style forward (llmc/attention_fwd_hopper.cuh: TMA producer warpgroup, mbarrier
  stages, two consumer warpgroups, HD 64 and 128) step by step, with version 7's backward (HD 128: the
  mma.sync one): 13 = 64-key tiles; 14 = 13 + S(j+1) issued with P(j) V(j) (intra-warpgroup overlap);
  15 = 14 with 128-key tiles; 16 = 15 + ping-pong of the two consumer warpgroups.
