@@ -21,8 +21,7 @@
 #ifndef LLMC_ATTENTION_BWD_HOPPER_CUH
 #define LLMC_ATTENTION_BWD_HOPPER_CUH
 
-#include <cuda.h>
-#include <cudaTypedefs.h>
+#include "tma_pipeline.cuh"
 
 namespace flash {
 
@@ -62,7 +61,7 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         for (int s = 0; s < STAGES; s++) { mbar_init(&full[s], 1); mbar_init(&empty[s], 128 * NWG); }
         mbar_init(kv_full, 1);
         for (int w = 0; w < NWG; w++) { mbar_init(&dq_full[w], 128); mbar_init(&dq_empty[w], 1); }
-        mbar_fence_init();
+        mbar_init_fence();
     }
     __syncthreads();
 
@@ -71,7 +70,7 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
     // registers: the producer keeps 40, the consumers share the rest (232 each at NWG 2, 152 at 3)
     constexpr int CONSUMER_REGS = (65536 - 128 * 40) / (128 * NWG) / 8 * 8 > 240 ? 240 : (65536 - 128 * 40) / (128 * NWG) / 8 * 8;
     if (wg == NWG) {  // producer warpgroup: warp 0 loads, warp 1 + w adds consumer w's dQ tiles to dqacc
-        setmaxnreg_dec<40>();
+        warpgroup_reg_dealloc<40>();
         const int pw = (tid / 32) % 4, lane = tid % 32;
         if (DQ && pw >= 1 && pw <= NWG) {
             const int w = pw - 1;
@@ -107,7 +106,7 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         return;
     }
 
-    setmaxnreg_inc<CONSUMER_REGS>();
+    warpgroup_reg_alloc<CONSUMER_REGS>();
     const int warp = (tid / 32) % 4, lane = tid & 31, g = lane >> 2, c = lane & 3;
     const int wk0 = k0 + 64 * wg, key_a = wk0 + warp * 16 + g;
     const bf16 *wK = sK + wg * TILE, *wV = sV + wg * TILE;
@@ -188,30 +187,6 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         m++;
     }
     store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
-}
-
-// cuTensorMapEncodeTiled from the driver, through the runtime (no libcuda link).
-inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = NULL;
-    if (fn == NULL) {
-        void *p = NULL;
-        cudaDriverEntryPointQueryResult found;
-        cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &found));
-        if (found != cudaDriverEntryPointSuccess || p == NULL) { die("attention: the driver has no cuTensorMapEncodeTiled (TMA)"); }
-        fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
-    }
-    return fn;
-}
-
-// A 4-D tiled tensor map: dims[0] contiguous, strides (bytes) of dims 1..3, box of box[] elements.
-inline CUtensorMap tensor_map_4d(const void *ptr, CUtensorMapDataType type, const cuuint64_t dims[4], const cuuint64_t strides[3],
-                                 const cuuint32_t box[4], CUtensorMapSwizzle swizzle) {
-    CUtensorMap m;
-    const cuuint32_t unit[4] = {1, 1, 1, 1};
-    CUresult r = tensor_map_encoder()(&m, type, 4, const_cast<void *>(ptr), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                      swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS) { die("attention: cuTensorMapEncodeTiled failed (%d) for dims %llu x %llu", (int)r, dims[0], dims[1]); }
-    return m;
 }
 
 // q, k, v (B, NH, T, 64) and dout (B, T, NH, 64) as (64, T, NH, B) maps of 64-wide 128-byte-swizzled rows

@@ -21,6 +21,8 @@
  mbarrier dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by bulk reductions;
  slower than the one-warpgroup kernel in its first measurement, so not the default).
  ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
+ ATTN_FWD_HOPPER selects the FlashAttention-3-style forward of attention_fwd_hopper.cuh (TMA producer warpgroup,
+ mbarrier stages, overlapped and ping-ponged warpgroups; HD 64 and 128) instead.
  fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
  (Until session 2 the mma.sync kernels also ran MoBA query-tile-centrically, over the union of the key
  tiles a CTA's queries selected: near-dense work for independent selections; replaced by moba_attention.cuh.)
@@ -246,6 +248,30 @@ __device__ __forceinline__ void walk_kv_tiles(bf16 *sK, bf16 *sV, const bf16 *kh
     }
 }
 
+// The forward's epilogue for one 16-row tile in the mma C layout (this thread: rows qa, qa + 8; a quad of
+// 4 threads shares a row): sums l over the quad, writes o = oacc / l and lse = m scale + log l; rows from T
+// on are skipped.
+template <int HD>
+__device__ inline void store_o_lse(bf16 *o, float *lse, const float (&oacc)[HD / 8][4], const float (&m)[2], const float (&l)[2],
+                                   size_t bh, int NH, int T, int qa, float scale) {
+    const int c = threadIdx.x & 3;
+    const size_t b = bh / NH, h = bh % NH;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int t = qa + 8 * i;
+        float li = l[i];
+        li += __shfl_xor_sync(0xffffffff, li, 1);
+        li += __shfl_xor_sync(0xffffffff, li, 2);
+        if (t >= T) { continue; }
+        float inv = li > 0.0f ? 1.0f / li : 0.0f;
+        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
+        for (int j = 0; j < HD / 8; j++) {
+            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
+        }
+        if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Forward. A CTA owns 64 MT queries; warp w takes rows q0 + 64 mt + 16 w (mt < MT), so each K/V fragment
 // read from shared memory feeds MT mma row tiles. grid (ceil(T/(64 MT)), B*NH), heaviest tiles first.
@@ -257,7 +283,7 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
     bf16 *sQ = (bf16 *)smem, *sK = sQ + ROWS * HD, *sV = sK + 2 * BC * HD;
     const size_t bh = blockIdx.y;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * ROWS;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     const float sl2 = scale * LOG2E;
 
     load_tile<ROWS, HD>(sQ, q + bh * T * HD, HD, q0, T);
@@ -278,24 +304,8 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
         gemm<true, MT, HD / 8, BC / 16, HD>(oacc, [&](int mt, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[mt][ks][i]; } }, cV, 0);
     });
 
-    const size_t b = bh / NH, h = bh % NH;
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            int t = q0 + mt * BR + warp * 16 + g + 8 * i;
-            float li = l[mt][i];
-            li += __shfl_xor_sync(0xffffffff, li, 1);
-            li += __shfl_xor_sync(0xffffffff, li, 2);
-            if (t >= T) { continue; }
-            float inv = li > 0.0f ? 1.0f / li : 0.0f;
-            bf16 *ot = o + ((b * T + t) * NH + h) * HD;
-            for (int j = 0; j < HD / 8; j++) {
-                *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[mt][j][2 * i] * inv, oacc[mt][j][2 * i + 1] * inv);
-            }
-            if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[mt][i] * scale + logf(li) : -INFINITY; }
-        }
-    }
+    for (int mt = 0; mt < MT; mt++) { store_o_lse<HD>(o, lse, oacc[mt], m[mt], l[mt], bh, NH, T, q0 + mt * BR + warp * 16 + g, scale); }
 }
 
 // Shared memory of the warpgroup-MMA kernels starts at a 1024-byte boundary (128-byte swizzle atoms).
@@ -374,21 +384,7 @@ __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse
         wgmma_commit();
         wgmma_wait<0>();
     });
-    const size_t b = bh / NH, h = bh % NH;
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int t = qa + 8 * i;
-        float li = l[i];
-        li += __shfl_xor_sync(0xffffffff, li, 1);
-        li += __shfl_xor_sync(0xffffffff, li, 2);
-        if (t >= T) { continue; }
-        float inv = li > 0.0f ? 1.0f / li : 0.0f;
-        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
-        }
-        if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
-    }
+    store_o_lse<HD>(o, lse, oacc, m, l, bh, NH, T, qa, scale);
 }
 
 // dK (times scale) and dV of keys key_a and key_a + 8 from the accumulators of a 16-key row tile
@@ -760,6 +756,7 @@ template <typename K> inline void set_smem(K kernel, size_t bytes) {
 }  // namespace flash
 
 #include "attention_bwd_hopper.cuh"  // the TMA / mbarrier dK/dV kernel: launch_dkdv with kw = KW_TMA (+ 1)
+#include "attention_fwd_hopper.cuh"  // the FlashAttention-3-style forward (TMA producer, mbarriers, HD 64 / 128)
 
 namespace flash {
 
@@ -898,6 +895,12 @@ void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, c
 #ifndef ATTN_FWD_WGMMA_QW
 #define ATTN_FWD_WGMMA_QW 2
 #endif
+// 1: the FlashAttention-3-style forward (attention_fwd_hopper.cuh; dev version 16: 128-key tiles, overlap,
+// ping-pong) for HD 64 and 128 instead of the kernels above. Off until a device call has checked it
+// (attention_dense 16 check, test_gpt_moba) and timed it against them (dev/cuda/bench_attention_fwd.sh).
+#ifndef ATTN_FWD_HOPPER
+#define ATTN_FWD_HOPPER 0
+#endif
 
 // Dense causal attention; sel must be NULL (MoBA layers call moba_attention_forward / _backward).
 inline void attention_check_dense(int B, int NH, int T, int HD, const MobaSelection *sel) {
@@ -912,7 +915,9 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
     attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, NULL, stream);
 #else
     float scale = 1.0f / sqrtf((float)HD);
-    if (HD == 64) {
+    if (ATTN_FWD_HOPPER) {
+        (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, stream);
+    } else if (HD == 64) {
         flash::forward<64>(o, lse, q, k, v, B, NH, T, scale, stream, ATTN_FWD_WGMMA_QW);
     } else {
         flash::forward<128>(o, lse, q, k, v, B, NH, T, scale, stream, 0);

@@ -82,48 +82,75 @@ __device__ inline void wg_gemm_atb(float d[8][4], const bf16 *a, const bf16 *b) 
     for (int ks = 0; ks < 4; ks++) { wgmma64_ss<1, 1>(d, sw128_desc(a + ks * 16 * 64, 64 * 64 * 2), sw128_desc(b + ks * 16 * 64, 64 * 64 * 2), ks); }
 }
 
-// ---- Asynchronous copies completing on shared-memory barriers (sm_90; session 3, dense backward) ----
-// mbarrier: a 64-bit shared-memory barrier with an arrival count and a transaction (byte) count; a phase
-// completes when both reach zero, and waiters test the parity of the phase they wait for.
-__device__ inline void mbar_init(uint64_t *bar, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+
+// ---------------------------------------------------------------------------------------------------
+// N = 128 outputs and head dim 128 (session 3). Rows wider than 64 bf16 are stored as 64-wide panels:
+// a tile of R rows x 64 P columns is P panels of R x 64 (each the 128-byte-swizzle layout above), panel p
+// at p R 64 elements. K-major operand: k-step ks lies in panel ks / 4, 32 (ks % 4) bytes into the row.
+// MN-major operand wider than 64 (V of head dim 128 as the B of P V): the descriptor's LBO is the panel
+// stride, so one m64n128k16 reads both panels.
+// The m64n128 accumulator is float[16][4], the m64n64 one's layout continued over columns 64..127.
+#define WGMMA128_D                                                                                           \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "      \
+    "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, "  \
+    "%43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define WGMMA128_ACC(d) WGMMA64_ACC(d), WGMMA64_ACC((d + 8))
+
+template <int TA, int TB>
+__device__ inline void wgmma128_ss(float d[16][4], uint64_t a, uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WGMMA128_D ", %64, %65, p, 1, 1, %67, %68;\n}\n"
+                 : WGMMA128_ACC(d)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
-// Makes initialized barriers visible to the async proxy (TMA) and other threads; a __syncthreads follows.
-__device__ inline void mbar_fence_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-__device__ inline void mbar_arrive(uint64_t *bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+template <int TB>
+__device__ inline void wgmma128_rs(float d[16][4], const uint32_t a[4], uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WGMMA128_D ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+                 : WGMMA128_ACC(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
 }
-// Arrives and announces `bytes` of copies that will complete on this barrier's current phase.
-__device__ inline void mbar_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+
+// Pins the compiler's view of accumulator registers at this point (no instruction): placed after a
+// wgmma_wait so no access is hoisted above the wait, and before an issue so no write sinks below it.
+// The same for A fragments in registers, which a wgmma reads until its group completes.
+template <int NT>
+__device__ inline void wgmma_fence_operands(float (&d)[NT][4]) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) { asm volatile("" : "+f"(d[j][e])::"memory"); }
+    }
 }
-// Waits until the phase of parity `parity` has completed (a fresh barrier counts parity 1 as completed).
-__device__ inline void mbar_wait(uint64_t *bar, int parity) {
-    asm volatile("{\n.reg .pred p;\nWAIT:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-                 "@!p bra WAIT;\n}\n" ::"r"(smem_addr(bar)), "r"(parity) : "memory");
+template <int NT>
+__device__ inline void wgmma_fence_operands(uint32_t (&a)[NT][4]) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) { asm volatile("" : "+r"(a[j][e])::"memory"); }
+    }
 }
-// TMA: the box at coordinates c0..c3 of a 4-D tensor map (a __grid_constant__ kernel parameter) into
-// shared memory at dst (1024-byte aligned for 128-byte-swizzled maps); completes bytes on bar. Elements
-// outside the tensor read as zeros, and the full box counts towards the barrier's bytes.
-__device__ inline void tma_load_4d(void *dst, const void *map, uint64_t *bar, int c0, int c1, int c2, int c3) {
-    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n"
-                 ::"r"(smem_addr(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar)) : "memory");
+
+// d (64 x N) = A (64 x K) B^T, A and B K-major in panels (K / 64 of them; a_panel, b_panel: the panel
+// strides in elements), N = 64 or 128 rows of B: S = Q K^T at head dim 64 or 128, 64 or 128 keys.
+template <int N, int K>
+__device__ inline void wg_gemm_abt_panels(float (&d)[N / 8][4], const bf16 *a, int a_panel, const bf16 *b, int b_panel) {
+#pragma unroll
+    for (int ks = 0; ks < K / 16; ks++) {
+        uint64_t da = sw128_desc(a + (ks / 4) * a_panel + (ks % 4) * 16, 0), db = sw128_desc(b + (ks / 4) * b_panel + (ks % 4) * 16, 0);
+        if constexpr (N == 64) { wgmma64_ss<0, 0>(d, da, db, ks); } else { wgmma128_ss<0, 0>(d, da, db, ks); }
+    }
 }
-// dst[i] += src[i] (fp32, bytes / 4 elements, both 16-byte aligned, bytes a multiple of 16) done by the
-// copy engine in L2: one instruction instead of a warp's worth of atomics. Per-thread bulk groups: the
-// issuing thread commits and waits (wait_read: until the source may be overwritten).
-__device__ inline void bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
-    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(smem_addr(src)), "r"(bytes)
-                 : "memory");
+// d (64 x N) += A (64 x K, mma.sync A fragments a[ks] in registers) B, B stored [k][n] (MN-major) as N / 64
+// panels of K rows: O += P V with K = 64 or 128 keys, N = head dim 64 or 128.
+template <int N, int K>
+__device__ inline void wg_gemm_rs_panels(float (&d)[N / 8][4], const uint32_t (&a)[K / 16][4], const bf16 *b) {
+#pragma unroll
+    for (int ks = 0; ks < K / 16; ks++) {
+        uint64_t db = sw128_desc(b + ks * 16 * 64, K * 64 * 2);
+        if constexpr (N == 64) { wgmma64_rs<1>(d, a[ks], db, 1); } else { wgmma128_rs<1>(d, a[ks], db, 1); }
+    }
 }
-__device__ inline void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-__device__ inline void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
-__device__ inline void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
-// Moves registers between warpgroups of a CTA launched with __launch_bounds__(threads, 1): a producer
-// warpgroup gives up (dec), the math warpgroups take (inc); warpgroup-uniform, N a multiple of 8.
-template <int N> __device__ inline void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
-template <int N> __device__ inline void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
 
 }  // namespace flash
 

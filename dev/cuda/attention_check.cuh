@@ -10,6 +10,10 @@
  producer warpgroup, 2 consumer warpgroups = 128 keys per CTA, per-stage full / empty barriers, dQ by bulk
  reductions): 9 = 2 stages, 10 = 3 stages, 11 = 9 deterministic (dK/dV without dQ + version 8's dQ kernel).
  T < 128 runs version 7's dK/dV kernel (a TMA box may not exceed the tensor).
+ 13-16: the FlashAttention-3-style forward (llmc/attention_fwd_hopper.cuh: TMA producer warpgroup, mbarrier
+ stages, two consumer warpgroups, HD 64 and 128) step by step, with version 7's backward (HD 128: the
+ mma.sync one): 13 = 64-key tiles; 14 = 13 + S(j+1) issued with P(j) V(j) (intra-warpgroup overlap);
+ 15 = 14 with 128-key tiles; 16 = 15 + ping-pong of the two consumer warpgroups.
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
  relative L2 errors; the deterministic versions (1, 3, 6, 8, 11) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
@@ -150,6 +154,18 @@ struct AttnBufs {
     }
 };
 
+#if !defined(ENABLE_FP32)
+template <int HD>
+static void forward_fa3_step(int version, AttnBufs &a, int B, int NH, int T, float scale) {
+    switch (version) {
+    case 13: flash::forward_hopper<HD, 64, false, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
+    case 14: flash::forward_hopper<HD, 64, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
+    case 15: flash::forward_hopper<HD, 128, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
+    default: flash::forward_hopper<HD, 128, true, true>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
+    }
+}
+#endif
+
 static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_forward_simple(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0); return; }
 #if defined(ENABLE_FP32)
@@ -157,7 +173,9 @@ static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, 
 #else
     attention_check_dense(B, NH, T, HD, sel);  // the version's kernels, whatever attention_forward defaults to
     float scale = 1.0f / sqrtf((float)HD);
-    if (version == 4) {  // one row tile per warp
+    if (version >= 13) {
+        (HD == 64 ? forward_fa3_step<64> : forward_fa3_step<128>)(version, a, B, NH, T, scale);
+    } else if (version == 4) {  // one row tile per warp
         (HD == 64 ? flash::forward<64, 1> : flash::forward<128, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0);
     } else {  // mma.sync (2, 3) or the Hopper forward with 2 (5, 6) or 1 (7, 8) warpgroups per CTA
         int qw = version >= 7 ? 1 : version >= 5 ? 2 : 0;  // 9..: version 7's
@@ -171,7 +189,7 @@ static bool attention_deterministic(int version) { return version == 1 || versio
 static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }
     else {
-        // versions past 11 (12 unused, 13-16 the forward's) use version 7's backward
+        // 13-16 (the forward's versions) use version 7's backward
         int kw = version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
         attention_backward_kw(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel,
                               attention_deterministic(version), kw, 0);
@@ -265,7 +283,7 @@ static void time_case(int version, int B, int NH, int T, int HD, int bs, int K) 
 
 static int parse_version(int argc, char **argv) {
     int v = argc > 1 ? atoi(argv[1]) : 0;
-    if (v < 1 || v > 16) { die("usage: %s <version 1..16> check | time ...", argv[0]); }
+    if (v < 1 || v > 16 || v == 12) { die("usage: %s <version 1..11 or 13..16> check | time ...", argv[0]); }
     return v;
 }
 
