@@ -21,8 +21,9 @@
  mbarrier dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by bulk reductions;
  slower than the one-warpgroup kernel in its first measurement, so not the default).
  ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
- ATTN_FWD_HOPPER selects the FlashAttention-3-style forward of attention_fwd_hopper.cuh (TMA producer warpgroup,
- mbarrier stages, overlapped and ping-ponged warpgroups; HD 64 and 128) instead.
+ The forward that attention_forward runs by default (ATTN_FWD_HOPPER = 1), HD 64 and 128: the
+ FlashAttention-3-style kernel of attention_fwd_hopper.cuh (TMA producer warpgroup, mbarrier stages,
+ overlapped and ping-ponged consumer warpgroups); ATTN_FWD_HOPPER = 0 returns to the kernels above.
  fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
  (Until session 2 the mma.sync kernels also ran MoBA query-tile-centrically, over the union of the key
  tiles a CTA's queries selected: near-dense work for independent selections; replaced by moba_attention.cuh.)
@@ -896,10 +897,11 @@ void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, c
 #define ATTN_FWD_WGMMA_QW 2
 #endif
 // 1: the FlashAttention-3-style forward (attention_fwd_hopper.cuh; dev version 16: 128-key tiles, overlap,
-// ping-pong) for HD 64 and 128 instead of the kernels above. Off until a device call has checked it
-// (attention_dense 16 check, test_gpt_moba) and timed it against them (dev/cuda/bench_attention_fwd.sh).
+// ping-pong) for HD 64 and 128 instead of the kernels above (0). The default since it passed attention_dense
+// 16 check and test_gpt_moba (dense, dense+kconv3, hybrid states) and ran the 340M dense step at 93.6K
+// tok/s vs 90.2K (2 x H200, dev/bench/RESULTS.md, session 3 final calls).
 #ifndef ATTN_FWD_HOPPER
-#define ATTN_FWD_HOPPER 0
+#define ATTN_FWD_HOPPER 1
 #endif
 
 // Dense causal attention; sel must be NULL (MoBA layers call moba_attention_forward / _backward).
@@ -928,8 +930,9 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 // Warpgroups per CTA of the Hopper backward kernels (dense HD 64) that attention_backward uses (0 =
 // mma.sync). 1 (64 keys per CTA, 3 CTAs per SM) beat 2 in the 340M step: 90.7K vs 83.1K tok/s on an H200,
 // dev/bench/RESULTS.md; the per-tile CTA-wide barrier keeps two warpgroups of one CTA in lockstep.
-// 10 / 11 (flash::KW_TMA, + 1): the TMA / mbarrier kernel with 2 / 3 stages (10 lost to 1 on an H100:
-// 11.2 vs 10.1 ms fwd+bwd at T 8192, RESULTS "Session 3, ATTN-BWD call 1"). And whether its
+// 10 / 11 (flash::KW_TMA, + 1): the TMA / mbarrier kernel with 2 / 3 stages (fwd+bwd at HD 64 T 8192: 10
+// lost to 1 on an H100, 11.2 vs 10.1 ms; on an H200 later 11 ran 10.01 vs 10.30 ms for 1, not yet checked in
+// test_gpt_moba; RESULTS, session 3). And whether its
 // non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel of the deterministic mode (0).
 #ifndef ATTN_BWD_WGMMA_KW
 #define ATTN_BWD_WGMMA_KW 1
