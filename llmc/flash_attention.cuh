@@ -532,14 +532,14 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
     const float sl2 = scale * LOG2E;
 
     const int ntiles = CEIL_DIV(T, BQ);  // query tiles from the diagonal (k0 / BQ) on
+    // lse and D rows by cp.async too: a plain load here stalled the warpgroup's next wgmma on its latency
     auto load_query_tile = [&](int qt, int st) {
         load_tile<BQ, HD, NT>(sQ + st * TILE, qh, HD, qt * BQ, T);
         load_tile<BQ, HD, NT>(sdO + st * TILE, doh, (size_t)NH * HD, qt * BQ, T);
-        if (threadIdx.x < BQ) {
-            int t = qt * BQ + threadIdx.x;
-            bool ok = t < T;
-            sLse[st * BQ + threadIdx.x] = ok ? lse[bh * T + t] * LOG2E : 0.0f;
-            sD[st * BQ + threadIdx.x] = ok ? Dsum[bh * T + t] : 0.0f;
+        if (threadIdx.x < 2 * BQ) {
+            int i = threadIdx.x % BQ, t = qt * BQ + i;
+            bool ok = t < T, is_lse = threadIdx.x < BQ;
+            cp_async4((is_lse ? sLse : sD) + st * BQ + i, (is_lse ? lse : Dsum) + bh * T + (ok ? t : 0), ok);
         }
     };
     load_tile<BK, HD, NT>(sK, k + bh * T * HD, HD, k0, T);
@@ -572,7 +572,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
             for (int e = 0; e < 4; e++) {
                 int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
                 bool ok = full || (q0 + qi < T && key <= q0 + qi);
-                float p = ok ? exp2f(s[j][e] * sl2 - cLse[qi]) : 0.0f;
+                float p = ok ? exp2f(s[j][e] * sl2 - cLse[qi] * LOG2E) : 0.0f;
                 s[j][e] = p;
                 dp[j][e] = p * (dp[j][e] - cD[qi]);
             }
