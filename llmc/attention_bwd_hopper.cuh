@@ -123,32 +123,8 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
             mbar_arrive(&empty[st]);
             continue;
         }
-        float s[8][4], dp[8][4];
-        wgmma_fence();
-        wg_gemm_abt(s, wK, cQ);
-        wg_gemm_abt(dp, wV, cdO);
-        wgmma_commit();
-        wgmma_wait<0>();
-        // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
-        const bool full_tile = q0 >= wk0 + 63 && q0 + 64 <= T;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
-                bool ok = full_tile || (q0 + qi < T && key <= q0 + qi);
-                float p = ok ? exp2f(s[j][e] * sl2 - cLse[qi] * LOG2E) : 0.0f;
-                s[j][e] = p;
-                dp[j][e] = p * (dp[j][e] - cD[qi]);
-            }
-        }
-        uint32_t pf[4][4], dsf[4][4];
-        acc_to_a<8>(pf, s);
-        acc_to_a<8>(dsf, dp);
-        wgmma_fence();
-        wg_gemm_rs(dva, pf, cdO);
-        wg_gemm_rs(dka, dsf, cQ);
-        wgmma_commit();
+        uint32_t dsf[4][4];
+        dkdv_wgmma_tile(dka, dva, dsf, wK, wV, cQ, cdO, cLse, cD, q0, wk0, key_a, T, sl2);
         if (!DQ) {
             wgmma_wait<0>();
             mbar_arrive(&empty[st]);
@@ -157,20 +133,8 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K. Two
         // buffers: another warp of the warpgroup may still be in the previous tile's dQ product.
         bf16 *wdS = (bf16 *)(base + L::ds) + (2 * wg + (m & 1)) * TILE;
-        const int r = warp * 16 + g;
-#pragma unroll
-        for (int ks = 0; ks < 4; ks++) {
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                *reinterpret_cast<uint32_t *>(wdS + swz<64>(r + (i & 1) * 8, 2 * ks + (i >> 1)) + 2 * c) = dsf[ks][i];
-            }
-        }
-        fence_proxy_async();
-        warpgroup_sync(wg);
         float dq[8][4];
-        wgmma_fence();
-        wg_gemm_atb(dq, wdS, wK);
-        wgmma_commit();
+        dq_wgmma_issue(dq, wdS, dsf, wK, wg);
         wgmma_wait<1>();  // dV, dK done (groups complete in order): the stage is no longer read
         mbar_arrive(&empty[st]);
         wgmma_wait<0>();

@@ -511,6 +511,61 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
     store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
+// One 64-query tile of a warpgroup's dK/dV work on wgmma (dkdv_wgmma_kernel and attention_bwd_hopper.cuh's
+// kernel): its 64 keys (from wk0; this thread's rows key_a, key_a + 8) in wK / wV, the tile's queries (from
+// q0) in cQ / cdO, their lse (natural log) in cLse and D in cD. S^T = K Q^T and dP^T = V dO^T (waited for),
+// P^T = exp(S^T scale - lse) under the causal mask, dS^T = P^T (dP^T - D) into dsf (mma A fragments, for
+// dQ), then dV += P^T dO and dK += dS^T Q issued and committed, not waited for.
+__device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[8][4], float (&dva)[8][4], uint32_t (&dsf)[4][4], const bf16 *wK,
+                                                const bf16 *wV, const bf16 *cQ, const bf16 *cdO, const float *cLse, const float *cD,
+                                                int q0, int wk0, int key_a, int T, float sl2) {
+    const int c = threadIdx.x & 3;
+    float s[8][4], dp[8][4];
+    wgmma_fence();
+    wg_gemm_abt(s, wK, cQ);
+    wg_gemm_abt(dp, wV, cdO);
+    wgmma_commit();
+    wgmma_wait<0>();
+    // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
+    const bool full = q0 >= wk0 + 63 && q0 + 64 <= T;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
+            bool ok = full || (q0 + qi < T && key <= q0 + qi);
+            float p = ok ? exp2f(s[j][e] * sl2 - cLse[qi] * LOG2E) : 0.0f;
+            s[j][e] = p;
+            dp[j][e] = p * (dp[j][e] - cD[qi]);
+        }
+    }
+    uint32_t pf[4][4];
+    acc_to_a<8>(pf, s);
+    acc_to_a<8>(dsf, dp);
+    wgmma_fence();
+    wg_gemm_rs(dva, pf, cdO);
+    wg_gemm_rs(dka, dsf, cQ);
+    wgmma_commit();
+}
+
+// dQ (64 queries x 64) = dS K of one tile after dkdv_wgmma_tile: dS^T (dsf) into the warpgroup's
+// swizzled tile wdS, the MN-major A operand, then the product issued and committed, not waited for.
+__device__ __forceinline__ void dq_wgmma_issue(float (&dq)[8][4], bf16 *wdS, const uint32_t (&dsf)[4][4], const bf16 *wK, int wg) {
+    const int r = (threadIdx.x / 32) % 4 * 16 + (threadIdx.x & 31) / 4, c = threadIdx.x & 3;
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            *reinterpret_cast<uint32_t *>(wdS + swz<64>(r + (i & 1) * 8, 2 * ks + (i >> 1)) + 2 * c) = dsf[ks][i];
+        }
+    }
+    fence_proxy_async();
+    warpgroup_sync(wg);
+    wgmma_fence();
+    wg_gemm_atb(dq, wdS, wK);
+    wgmma_commit();
+}
+
 // Backward on Hopper warpgroup MMA, dense causal, HD 64 (the layout of wgmma_tiles.cuh): a CTA of KW
 // warpgroups owns keys [k0, k0 + 64 KW), warpgroup wg the 64 from k0 + 64 wg, and walks the 64-query
 // tiles from the diagonal on, sharing each Q / dO tile between its warpgroups. Per tile and warpgroup:
@@ -558,48 +613,11 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
         const float *cLse = sLse + stage * BQ, *cD = sD + stage * BQ;
         const int q0 = it * BQ;
 
-        float s[8][4], dp[8][4];
-        wgmma_fence();
-        wg_gemm_abt(s, wK, cQ);
-        wg_gemm_abt(dp, wV, cdO);
-        wgmma_commit();
-        wgmma_wait<0>();
-        // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
-        const bool full = q0 >= wk0 + 63 && q0 + BQ <= T;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
-                bool ok = full || (q0 + qi < T && key <= q0 + qi);
-                float p = ok ? exp2f(s[j][e] * sl2 - cLse[qi] * LOG2E) : 0.0f;
-                s[j][e] = p;
-                dp[j][e] = p * (dp[j][e] - cD[qi]);
-            }
-        }
-        uint32_t pf[4][4], dsf[4][4];
-        acc_to_a<8>(pf, s);
-        acc_to_a<8>(dsf, dp);
-        wgmma_fence();
-        wg_gemm_rs(dva, pf, cdO);
-        wg_gemm_rs(dka, dsf, cQ);
-        wgmma_commit();
+        uint32_t dsf[4][4];
+        dkdv_wgmma_tile(dka, dva, dsf, wK, wV, cQ, cdO, cLse, cD, q0, wk0, key_a, T, sl2);
         if (ATOMIC_DQ) {
-            // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K
-            const int r = warp * 16 + g;
-#pragma unroll
-            for (int ks = 0; ks < 4; ks++) {
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    *reinterpret_cast<uint32_t *>(wdS + swz<64>(r + (i & 1) * 8, 2 * ks + (i >> 1)) + 2 * c) = dsf[ks][i];
-                }
-            }
-            fence_proxy_async();
-            warpgroup_sync(wg);
             float dq[8][4];
-            wgmma_fence();
-            wg_gemm_atb(dq, wdS, wK);
-            wgmma_commit();
+            dq_wgmma_issue(dq, wdS, dsf, wK, wg);
             wgmma_wait<0>();
 #pragma unroll
             for (int i = 0; i < 2; i++) {
