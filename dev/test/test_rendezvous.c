@@ -167,7 +167,9 @@ static void test_exchange(void) {
     int r01[] = {0, 1}, r1[] = {1};
     const char *fs_peer_missing[] = {"ranks 2 of 3 never answered", "rank 1: rank 0 did not confirm all 3 ranks"};
     test_missing(0, 3, 2, r01, fs_peer_missing, 1.5, "fs: rank 2 missing");
-    const char *tcp_peer_missing[] = {"ranks 2 of 3 never connected", "closed the connection before sending the id"};
+    // rank 1 sees rank 0 close the connection, or, when rank 0's exit lags its deadline (a loaded machine),
+    // its own receive time out first: both messages say a rank is missing
+    const char *tcp_peer_missing[] = {"ranks 2 of 3 never connected", "(a rank is missing"};
     test_missing(1, 3, 2, r01, tcp_peer_missing, 1.5, "tcp: rank 2 missing");
     const char *fs_root_missing[] = {"rank 1 found no id from rank 0"};
     test_missing(0, 2, 1, r1, fs_root_missing, 1.0, "fs: rank 0 missing");
