@@ -2,7 +2,7 @@
 # Every GPU check of the project in one device call, with binaries prebuilt elsewhere (the device time
 # goes to running, not compiling). Steps in priority order; a step starts only while the elapsed time is
 # under $DEADLINE seconds, so a call with a hard limit still returns the most important results:
-#  1. kernel checks vs the CPU reference: attention_dense versions 1-8, attention_moba 1/4/5/6, moba_gate
+#  1. kernel checks vs the CPU reference: attention_dense versions 1-11, 13-16, attention_moba 1/4/5/6, moba_gate
 #  2. scripts/test_gpu.sh: CPU debug states -> test_gpt_moba (bf16 and fp32), GPU training, CPU<->GPU
 #     checkpoints, exact resume; BENCH=1: 340M tokens/s (dense T 8192 x 4, MoBA T 32768 x 1, ...)
 #  3. scripts/test_multi_gpu.sh on the GPUs present (world 1 on a single-GPU machine; SCALING=1: its scaling table)
@@ -18,6 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${BIN:?BIN=dir of prebuilt binaries}")
 LOG=${LOG:-${OUT:-/tmp}/session}; DEADLINE=${DEADLINE:-480}
+DENSE_VERSIONS="1 2 3 4 5 6 7 8 9 10 11 13 14 15 16"  # attention_dense's versions (12 is unused)
 mkdir -p "$LOG"
 S=$LOG/summary.txt
 : > "$S"
@@ -31,7 +32,7 @@ make -s train_gpt_moba > /dev/null || exit 1
 
 # ---- 1. kernels (CPU references run in parallel; the GPU parts are short)
 if in_time kernels; then
-  for v in 1 2 3 4 5 6 7 8; do timeout 300 "$BIN/attention_dense" $v check > "$LOG/attention_dense_$v.log" 2>&1 & done
+  for v in $DENSE_VERSIONS; do timeout 300 "$BIN/attention_dense" $v check > "$LOG/attention_dense_$v.log" 2>&1 & done
   for v in 1 4 5 6; do timeout 300 "$BIN/attention_moba" $v check > "$LOG/attention_moba_$v.log" 2>&1 & done
   timeout 300 "$BIN/moba_gate" check > "$LOG/moba_gate.log" 2>&1 &
   wait
