@@ -844,6 +844,18 @@ void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, i
 // dq_wgmma_kernel<1, 128>; dev versions 17, 18); at HD 64 the same as kw = 1. Other kw at HD 128: mma.sync.
 constexpr int KW_WGMMA_HD128 = 3;
 
+// The warpgroup-MMA dK/dV kernel with KW warpgroups per CTA: K, V (KW tiles each), Q, dO (2 stages each),
+// dS^T (KW 64 x 64 tiles), lse and D (2 stages each).
+template <int KW, bool ATOMIC_DQ, int HD>
+void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+                       const float *lse, const float *Dsum, int B, int NH, int T, float scale, cudaStream_t stream) {
+    auto kernel = dkdv_wgmma_kernel<KW, ATOMIC_DQ, HD>;
+    size_t bytes = 1024 + (size_t)((2 * KW + 4) * 64 * HD + KW * 64 * 64) * sizeof(bf16) + 4 * 64 * sizeof(float);
+    set_smem(kernel, bytes);
+    kernel<<<dim3(CEIL_DIV(T, 64 * KW), B * NH), 128 * KW, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
+    cudaCheckLaunch();
+}
+
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
 // warpgroups per CTA; kw = KW_TMA (2 stages) or KW_TMA + 1 (3 stages) (HD 64, T >= 128; shorter: kw = 1):
 // the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); kw = KW_WGMMA_HD128 (HD 128:
@@ -851,35 +863,36 @@ constexpr int KW_WGMMA_HD128 = 3;
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
-    if (kw == KW_WGMMA_HD128) {
-        if constexpr (HD == 128) {
-            auto kernel = dkdv_wgmma_kernel<1, ATOMIC_DQ, 128>;
-            size_t bytes = 1024 + (size_t)(6 * 64 * HD + 64 * 64) * sizeof(bf16) + 4 * 64 * sizeof(float);
-            set_smem(kernel, bytes);
-            kernel<<<dim3(CEIL_DIV(T, 64), B * NH), 128, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
-            cudaCheckLaunch();
-            return;
-        }
-        kw = 1;
-    }
     if constexpr (HD == 64) {
         if ((kw == KW_TMA || kw == KW_TMA + 1) && T >= 128) {
             launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA ? 2 : 3, stream);
             return;
         }
-        if (kw >= KW_TMA) { kw = 1; }  // a TMA box may not exceed the tensor (T < 128 faults): version 7's kernel
+        // T < 128 on the TMA kernel (a TMA box may not exceed the tensor: it faults) and KW_WGMMA_HD128: version 7's kernel
+        if (kw >= KW_TMA || kw == KW_WGMMA_HD128) { kw = 1; }
         if (kw == 1 || kw == 2) {
-            auto kernel = kw == 1 ? dkdv_wgmma_kernel<1, ATOMIC_DQ> : dkdv_wgmma_kernel<2, ATOMIC_DQ>;
-            size_t bytes = 1024 + (size_t)(3 * kw + 4) * 64 * 64 * sizeof(bf16) + 4 * 64 * sizeof(float);
-            set_smem(kernel, bytes);
-            kernel<<<dim3(CEIL_DIV(T, 64 * kw), B * NH), 128 * kw, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
-            cudaCheckLaunch();
+            (kw == 1 ? launch_dkdv_wgmma<1, ATOMIC_DQ, 64> : launch_dkdv_wgmma<2, ATOMIC_DQ, 64>)(dk, dv, dqacc, dout, q, k, v, lse, Dsum,
+                                                                                                B, NH, T, scale, stream);
             return;
         }
+    } else if (kw == KW_WGMMA_HD128) {
+        launch_dkdv_wgmma<1, ATOMIC_DQ, HD>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
+        return;
     }
     size_t bytes = (size_t)(2 * BC + 4 * BRB) * HD * sizeof(bf16) + BC * BRB * sizeof(bf16) + 4 * BRB * sizeof(float);
     set_smem(dkdv_kernel<HD, ATOMIC_DQ>, bytes);
     dkdv_kernel<HD, ATOMIC_DQ><<<dim3(CEIL_DIV(T, BC), B * NH), THREADS, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
+    cudaCheckLaunch();
+}
+
+// The warpgroup-MMA dQ kernel with QW warpgroups per CTA: Q, dO (QW tiles each), K, V (2 stages each).
+template <int QW, int HD>
+void launch_dq_wgmma(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
+                     int B, int NH, int T, float scale, cudaStream_t stream) {
+    auto kernel = dq_wgmma_kernel<QW, HD>;
+    size_t bytes = 1024 + (size_t)(2 * QW + 4) * 64 * HD * sizeof(bf16);
+    set_smem(kernel, bytes);
+    kernel<<<dim3(CEIL_DIV(T, 64 * QW), B * NH), 128 * QW, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
     cudaCheckLaunch();
 }
 
@@ -888,26 +901,15 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
 template <int HD>
 void launch_dq(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
                int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
-    if (kw == KW_WGMMA_HD128) {
-        if constexpr (HD == 128) {
-            auto kernel = dq_wgmma_kernel<1, 128>;
-            size_t bytes = 1024 + (size_t)6 * 64 * HD * sizeof(bf16);
-            set_smem(kernel, bytes);
-            kernel<<<dim3(CEIL_DIV(T, 64), B * NH), 128, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
-            cudaCheckLaunch();
-            return;
-        }
-        kw = 1;
-    }
     if constexpr (HD == 64) {
+        if (kw == KW_WGMMA_HD128) { kw = 1; }
         if (kw == 1 || kw == 2) {
-            auto kernel = kw == 1 ? dq_wgmma_kernel<1> : dq_wgmma_kernel<2>;
-            size_t bytes = 1024 + (size_t)(2 * kw + 4) * 64 * 64 * sizeof(bf16);
-            set_smem(kernel, bytes);
-            kernel<<<dim3(CEIL_DIV(T, 64 * kw), B * NH), 128 * kw, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
-            cudaCheckLaunch();
+            (kw == 1 ? launch_dq_wgmma<1, 64> : launch_dq_wgmma<2, 64>)(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
             return;
         }
+    } else if (kw == KW_WGMMA_HD128) {
+        launch_dq_wgmma<1, HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
+        return;
     }
     size_t bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16);
     set_smem(dq_kernel<HD>, bytes);
