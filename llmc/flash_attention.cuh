@@ -177,6 +177,17 @@ __device__ inline void load_tile(bf16 *s, const bf16 *g, size_t stride, int row0
     }
 }
 
+// The same rows in the warpgroup-MMA layout (wgmma_tiles.cuh): COLS / 64 panels of R x 64, panel p at p R 64.
+// COLS = 64: load_tile itself.
+template <int R, int COLS, int NTHREADS = THREADS>
+__device__ inline void load_panels(bf16 *s, const bf16 *g, size_t stride, int row0, int T) {
+    if constexpr (COLS == 64) {
+        load_tile<R, 64, NTHREADS>(s, g, stride, row0, T);
+    } else {
+        for (int p = 0; p < COLS / 64; p++) { load_tile<R, 64, NTHREADS>(s + p * R * 64, g + p * 64, stride, row0, T); }
+    }
+}
+
 // One step of the double-buffered walk over tiles [.., n): wait for tile `cur`, then prefetch tile cur + 1
 // into the other stage (every thread finished reading that stage before this barrier). Returns cur + 1.
 // WGMMA: the tiles are read by warpgroup MMA (the async proxy), which needs a proxy fence.
@@ -232,12 +243,18 @@ __device__ __forceinline__ void online_softmax(float (&s)[BC / 8][4], float (&m)
 
 // The double-buffered walk over the 64-key tiles [kb + 64 kt, +64), kt < ntiles, of one head (rows of kh,
 // vh; zeros past T) in sK / sV (2 tiles each), loaded by all NT threads: tile(kt, cK, cV) per tile. Loads
-// the caller issued before the call join the first tile's group. WGMMA: as pipeline_step.
+// the caller issued before the call join the first tile's group. WGMMA: as pipeline_step, and the tiles in
+// 64-wide panels (load_panels).
 template <int HD, int NT = THREADS, bool WGMMA = false, typename F>
 __device__ __forceinline__ void walk_kv_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const bf16 *vh, int T, int kb, int ntiles, F tile) {
     auto load_kv = [&](int t, int st) {
-        load_tile<BC, HD, NT>(sK + st * BC * HD, kh, HD, kb + t * BC, T);
-        load_tile<BC, HD, NT>(sV + st * BC * HD, vh, HD, kb + t * BC, T);
+        if constexpr (WGMMA) {
+            load_panels<BC, HD, NT>(sK + st * BC * HD, kh, HD, kb + t * BC, T);
+            load_panels<BC, HD, NT>(sV + st * BC * HD, vh, HD, kb + t * BC, T);
+        } else {
+            load_tile<BC, HD, NT>(sK + st * BC * HD, kh, HD, kb + t * BC, T);
+            load_tile<BC, HD, NT>(sV + st * BC * HD, vh, HD, kb + t * BC, T);
+        }
     };
     load_kv(0, 0);
     cp_async_commit();
@@ -312,12 +329,12 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
 // Shared memory of the warpgroup-MMA kernels starts at a 1024-byte boundary (128-byte swizzle atoms).
 __device__ inline bf16 *swizzle_base(unsigned char *p) { return (bf16 *)(((uintptr_t)p + 1023) & ~(uintptr_t)1023); }
 
-// The key walk of the query-centric warpgroup-MMA kernels (HD 64): a CTA of QW warpgroups owns queries
+// The key walk of the query-centric warpgroup-MMA kernels (HD 64; dq_wgmma_kernel also 128): a CTA of QW warpgroups owns queries
 // [q0, q0 + 64 QW); K and V tiles of 64 keys, 0..diagonal (walk_kv_tiles); tile(kt, cK, cV) runs in the
 // warpgroups whose queries (from wq0) see keys of tile kt (warpgroup-uniform, as wgmma needs).
-template <int QW, typename F>
+template <int QW, int HD = 64, typename F>
 __device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const bf16 *vh, int T, int q0, int wq0, F tile) {
-    walk_kv_tiles<64, 128 * QW, true>(sK, sV, kh, vh, T, 0, (min(q0 + 64 * QW, T) - 1) / BC + 1, [&](int kt, const bf16 *cK, const bf16 *cV) {
+    walk_kv_tiles<HD, 128 * QW, true>(sK, sV, kh, vh, T, 0, (min(q0 + 64 * QW, T) - 1) / BC + 1, [&](int kt, const bf16 *cK, const bf16 *cV) {
         if (kt * BC <= wq0 + 63) { tile(kt, cK, cV); }
     });
 }
@@ -512,20 +529,30 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
 }
 
 // One 64-query tile of a warpgroup's dK/dV work on wgmma (dkdv_wgmma_kernel and attention_bwd_hopper.cuh's
-// kernel): its 64 keys (from wk0; this thread's rows key_a, key_a + 8) in wK / wV, the tile's queries (from
-// q0) in cQ / cdO, their lse (natural log) in cLse and D in cD. S^T = K Q^T and dP^T = V dO^T (waited for),
+// kernel), head dim HD = 8 NHD (64 or 128): its 64 keys (from wk0; this thread's rows key_a, key_a + 8) in
+// wK / wV, the tile's queries (from q0) in cQ / cdO, their lse (natural log) in cLse and D in cD; rows of
+// 128 are two 64 x 64 panels (wgmma_tiles.cuh), so S^T and dP^T take k-steps 4..7 from the second panels
+// and dV, dK are m64n128 with B over both panels. S^T = K Q^T and dP^T = V dO^T (waited for),
 // P^T = exp(S^T scale - lse) under the causal mask, dS^T = P^T (dP^T - D) into dsf (mma A fragments, for
 // dQ), then dV += P^T dO and dK += dS^T Q issued and committed, not waited for.
-__device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[8][4], float (&dva)[8][4], uint32_t (&dsf)[4][4], const bf16 *wK,
+template <int NHD>
+__device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dva)[NHD][4], uint32_t (&dsf)[4][4], const bf16 *wK,
                                                 const bf16 *wV, const bf16 *cQ, const bf16 *cdO, const float *cLse, const float *cD,
                                                 int q0, int wk0, int key_a, int T, float sl2) {
+    constexpr int HD = NHD * 8, PANEL = 64 * 64;
     const int c = threadIdx.x & 3;
     float s[8][4], dp[8][4];
+    uint32_t pf[4][4];
+    // HD 128: the registers a wgmma uses are pinned around its issue and wait (wgmma_fence_operands), as
+    // in the Hopper forward; HD 64 keeps its checked code as it was.
+    auto pin = [&](auto &...r) { if constexpr (HD != 64) { (wgmma_fence_operands(r), ...); } };
+    pin(dka, dva);
     wgmma_fence();
-    wg_gemm_abt(s, wK, cQ);
-    wg_gemm_abt(dp, wV, cdO);
+    wg_gemm_abt_panels<64, HD>(s, wK, PANEL, cQ, PANEL);
+    wg_gemm_abt_panels<64, HD>(dp, wV, PANEL, cdO, PANEL);
     wgmma_commit();
     wgmma_wait<0>();
+    pin(s, dp);
     // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
     const bool full = q0 >= wk0 + 63 && q0 + 64 <= T;
 #pragma unroll
@@ -539,18 +566,20 @@ __device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[8][4], float (&dva)
             dp[j][e] = p * (dp[j][e] - cD[qi]);
         }
     }
-    uint32_t pf[4][4];
     acc_to_a<8>(pf, s);
     acc_to_a<8>(dsf, dp);
+    pin(dka, dva, pf, dsf);
     wgmma_fence();
-    wg_gemm_rs(dva, pf, cdO);
-    wg_gemm_rs(dka, dsf, cQ);
+    wg_gemm_rs_panels<HD, 64>(dva, pf, cdO);
+    wg_gemm_rs_panels<HD, 64>(dka, dsf, cQ);
     wgmma_commit();
 }
 
-// dQ (64 queries x 64) = dS K of one tile after dkdv_wgmma_tile: dS^T (dsf) into the warpgroup's
-// swizzled tile wdS, the MN-major A operand, then the product issued and committed, not waited for.
-__device__ __forceinline__ void dq_wgmma_issue(float (&dq)[8][4], bf16 *wdS, const uint32_t (&dsf)[4][4], const bf16 *wK, int wg) {
+// dQ (64 queries x HD) = dS K of one tile after dkdv_wgmma_tile: dS^T (dsf) into the warpgroup's
+// swizzled tile wdS, the MN-major A operand, then the product (m64n128 over K's two panels at HD 128)
+// issued and committed, not waited for.
+template <int NHD>
+__device__ __forceinline__ void dq_wgmma_issue(float (&dq)[NHD][4], bf16 *wdS, const uint32_t (&dsf)[4][4], const bf16 *wK, int wg) {
     const int r = (threadIdx.x / 32) % 4 * 16 + (threadIdx.x & 31) / 4, c = threadIdx.x & 3;
 #pragma unroll
     for (int ks = 0; ks < 4; ks++) {
@@ -562,24 +591,26 @@ __device__ __forceinline__ void dq_wgmma_issue(float (&dq)[8][4], bf16 *wdS, con
     fence_proxy_async();
     warpgroup_sync(wg);
     wgmma_fence();
-    wg_gemm_atb(dq, wdS, wK);
+    wg_gemm_atb_panels<NHD * 8>(dq, wdS, wK, 64 * 64);
     wgmma_commit();
 }
 
-// Backward on Hopper warpgroup MMA, dense causal, HD 64 (the layout of wgmma_tiles.cuh): a CTA of KW
-// warpgroups owns keys [k0, k0 + 64 KW), warpgroup wg the 64 from k0 + 64 wg, and walks the 64-query
+// Backward on Hopper warpgroup MMA, dense causal, HD 64 or 128 (the layout of wgmma_tiles.cuh: rows of 128
+// as two 64-wide panels; HD 128 with KW = 1, 2 CTAs per SM): a CTA of KW warpgroups owns keys
+// [k0, k0 + 64 KW), warpgroup wg the 64 from k0 + 64 wg, and walks the 64-query
 // tiles from the diagonal on, sharing each Q / dO tile between its warpgroups. Per tile and warpgroup:
 // S^T = K Q^T and dP^T = V dO^T (A and B from shared memory), P^T and dS^T = P^T (dP^T - D) in registers,
 // dV += P^T dO and dK += dS^T Q (A from registers, B MN-major), and with ATOMIC_DQ dS^T through shared
 // memory for dQ += dS K, added to fp32 dqacc with atomics. grid (ceil(T / (64 KW)), B*NH).
-template <int KW, bool ATOMIC_DQ>
-__global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q,
-                                                               const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
-                                                               int NH, int T, float scale) {
-    constexpr int HD = 64, BK = 64 * KW, BQ = 64, NT = 128 * KW, TILE = 64 * 64;
+template <int KW, bool ATOMIC_DQ, int HD = 64>
+__global__ void __launch_bounds__(128 * KW, KW == 1 ? (HD == 64 ? 3 : 2) : 1)
+    dkdv_wgmma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+                      const float *lse, const float *Dsum, int NH, int T, float scale) {
+    static_assert(HD == 64 || KW == 1, "head dim 128: one warpgroup per CTA (K / V panels of 64 rows)");
+    constexpr int BK = 64 * KW, BQ = 64, NT = 128 * KW, TILE = 64 * HD, DS_TILE = 64 * 64;
     extern __shared__ unsigned char smem_raw[];
     bf16 *sK = swizzle_base(smem_raw), *sV = sK + KW * TILE, *sQ = sV + KW * TILE, *sdO = sQ + 2 * TILE, *sdS = sdO + 2 * TILE;
-    float *sLse = (float *)(sdS + KW * TILE), *sD = sLse + 2 * BQ;
+    float *sLse = (float *)(sdS + KW * DS_TILE), *sD = sLse + 2 * BQ;
     const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
     const int k0 = blockIdx.x * BK;
     const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
@@ -589,24 +620,24 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
     const int ntiles = CEIL_DIV(T, BQ);  // query tiles from the diagonal (k0 / BQ) on
     // lse and D rows by cp.async too: a plain load here stalled the warpgroup's next wgmma on its latency
     auto load_query_tile = [&](int qt, int st) {
-        load_tile<BQ, HD, NT>(sQ + st * TILE, qh, HD, qt * BQ, T);
-        load_tile<BQ, HD, NT>(sdO + st * TILE, doh, (size_t)NH * HD, qt * BQ, T);
+        load_panels<BQ, HD, NT>(sQ + st * TILE, qh, HD, qt * BQ, T);
+        load_panels<BQ, HD, NT>(sdO + st * TILE, doh, (size_t)NH * HD, qt * BQ, T);
         if (threadIdx.x < 2 * BQ) {
             int i = threadIdx.x % BQ, t = qt * BQ + i;
             bool ok = t < T, is_lse = threadIdx.x < BQ;
             cp_async4((is_lse ? sLse : sD) + st * BQ + i, (is_lse ? lse : Dsum) + bh * T + (ok ? t : 0), ok);
         }
     };
-    load_tile<BK, HD, NT>(sK, k + bh * T * HD, HD, k0, T);
-    load_tile<BK, HD, NT>(sV, v + bh * T * HD, HD, k0, T);
+    load_panels<BK, HD, NT>(sK, k + bh * T * HD, HD, k0, T);
+    load_panels<BK, HD, NT>(sV, v + bh * T * HD, HD, k0, T);
     int it = k0 / BQ, stage = 0;
     load_query_tile(it, 0);
     cp_async_commit();
 
     const bf16 *wK = sK + wg * TILE, *wV = sV + wg * TILE;
-    bf16 *wdS = sdS + wg * TILE;
+    bf16 *wdS = sdS + wg * DS_TILE;
     const int wk0 = k0 + wg * 64, key_a = wk0 + warp * 16 + g;
-    float dka[8][4] = {}, dva[8][4] = {};
+    float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};
     while (it < ntiles) {
         int nxt = pipeline_step<true>(it, ntiles, stage, load_query_tile);
         const bf16 *cQ = sQ + stage * TILE, *cdO = sdO + stage * TILE;
@@ -616,19 +647,21 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
         uint32_t dsf[4][4];
         dkdv_wgmma_tile(dka, dva, dsf, wK, wV, cQ, cdO, cLse, cD, q0, wk0, key_a, T, sl2);
         if (ATOMIC_DQ) {
-            float dq[8][4];
+            float dq[HD / 8][4];
             dq_wgmma_issue(dq, wdS, dsf, wK, wg);
             wgmma_wait<0>();
+            if constexpr (HD != 64) { wgmma_fence_operands(dq); wgmma_fence_operands(dka); wgmma_fence_operands(dva); }
 #pragma unroll
             for (int i = 0; i < 2; i++) {
                 int t = q0 + warp * 16 + g + 8 * i;
                 if (t >= T) { continue; }
                 float *dst = dqacc + (bh * T + t) * HD + 2 * c;
 #pragma unroll
-                for (int j = 0; j < 8; j++) { atomicAdd(reinterpret_cast<float2 *>(dst + j * 8), make_float2(dq[j][2 * i], dq[j][2 * i + 1])); }
+                for (int j = 0; j < HD / 8; j++) { atomicAdd(reinterpret_cast<float2 *>(dst + j * 8), make_float2(dq[j][2 * i], dq[j][2 * i + 1])); }
             }
         } else {
             wgmma_wait<0>();
+            if constexpr (HD != 64) { wgmma_fence_operands(dka); wgmma_fence_operands(dva); }
         }
         stage ^= 1;
         it = nxt;
@@ -636,16 +669,18 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? 3 : 1) dkdv_wgmma_kernel(b
     store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
-// Backward dQ on warpgroup MMA, dense causal, HD 64, no atomics (the deterministic path, and with
-// dkdv_wgmma_kernel<KW, false> a backward without fp32 atomics at all): a CTA of QW warpgroups owns
+// Backward dQ on warpgroup MMA, dense causal, HD 64 or 128 (QW = 1; panels as dkdv_wgmma_kernel), no
+// atomics (the deterministic path, and with dkdv_wgmma_kernel<KW, false> a backward without fp32 atomics
+// at all): a CTA of QW warpgroups owns
 // queries [q0, q0 + 64 QW), warpgroup wg the 64 from q0 + 64 wg, and walks the 64-key tiles 0..diagonal,
 // sharing each K / V tile: S = Q K^T and dP = dO V^T (operands in shared memory), dS = P (dP - D) in
 // registers, dQ += dS K (A from registers, K MN-major); dQ written once. grid (ceil(T / (64 QW)), B*NH),
 // heaviest tiles first. Redoes S and dP (2 of the backward's 5 GEMMs) instead of adding dQ atomically.
-template <int QW>
+template <int QW, int HD = 64>
 __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                                                              const float *lse, const float *Dsum, int NH, int T, float scale) {
-    constexpr int HD = 64, BQ = 64 * QW, BK = 64, TILE = 64 * 64;
+    static_assert(HD == 64 || QW == 1, "head dim 128: one warpgroup per CTA (Q / dO panels of 64 rows)");
+    constexpr int BQ = 64 * QW, BK = 64, TILE = 64 * HD, PANEL = 64 * 64;
     extern __shared__ unsigned char smem_raw[];
     bf16 *sQ = swizzle_base(smem_raw), *sdO = sQ + QW * TILE, *sK = sdO + QW * TILE, *sV = sK + 2 * TILE;
     const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
@@ -655,22 +690,25 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
     const bf16 *wQ = sQ + wg * TILE, *wdO = sdO + wg * TILE;
     const int wq0 = q0 + wg * 64, qa = wq0 + warp * 16 + g;
 
-    load_tile<BQ, HD, 128 * QW>(sQ, q + bh * T * HD, HD, q0, T);
-    load_tile<BQ, HD, 128 * QW>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
+    load_panels<BQ, HD, 128 * QW>(sQ, q + bh * T * HD, HD, q0, T);
+    load_panels<BQ, HD, 128 * QW>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
     float lrow[2], drow[2];
     for (int i = 0; i < 2; i++) {
         bool ok = qa + 8 * i < T;
         lrow[i] = ok ? lse[bh * T + qa + 8 * i] * LOG2E : 0.0f;
         drow[i] = ok ? Dsum[bh * T + qa + 8 * i] : 0.0f;
     }
-    float dqa[8][4] = {};
-    walk_key_tiles<QW>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, [&](int kt, const bf16 *cK, const bf16 *cV) {
+    float dqa[HD / 8][4] = {};
+    auto pin = [&](auto &...r) { if constexpr (HD != 64) { (wgmma_fence_operands(r), ...); } };  // as dkdv_wgmma_tile
+    walk_key_tiles<QW, HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, [&](int kt, const bf16 *cK, const bf16 *cV) {
         float s[8][4], dp[8][4];
+        pin(dqa);
         wgmma_fence();
-        wg_gemm_abt(s, wQ, cK);
-        wg_gemm_abt(dp, wdO, cV);
+        wg_gemm_abt_panels<64, HD>(s, wQ, PANEL, cK, PANEL);
+        wg_gemm_abt_panels<64, HD>(dp, wdO, PANEL, cV, PANEL);
         wgmma_commit();
         wgmma_wait<0>();
+        pin(s, dp);
         // rows: queries qa (+ 8); columns: keys kt * BK + 8 j + 2 c (+ 1)
         const bool full = kt * BK + 63 <= wq0 && wq0 + 63 < T;
 #pragma unroll
@@ -685,10 +723,12 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
         }
         uint32_t dsf[4][4];
         acc_to_a<8>(dsf, s);
+        pin(dqa, dsf);
         wgmma_fence();
-        wg_gemm_rs(dqa, dsf, cK);
+        wg_gemm_rs_panels<HD, 64>(dqa, dsf, cK);
         wgmma_commit();
         wgmma_wait<0>();
+        pin(dqa, dsf);
     });
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -800,9 +840,26 @@ void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, i
     cudaCheckLaunch();
 }
 
+// kw = KW_WGMMA_HD128: HD 128 on the one-warpgroup warpgroup-MMA kernels (dkdv_wgmma_kernel<1, *, 128>,
+// dq_wgmma_kernel<1, 128>; dev versions 17, 18); at HD 64 the same as kw = 1. Other kw at HD 128: mma.sync.
+constexpr int KW_WGMMA_HD128 = 3;
+
+// The warpgroup-MMA dK/dV kernel with KW warpgroups per CTA: K, V (KW tiles each), Q, dO (2 stages each),
+// dS^T (KW 64 x 64 tiles), lse and D (2 stages each).
+template <int KW, bool ATOMIC_DQ, int HD>
+void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+                       const float *lse, const float *Dsum, int B, int NH, int T, float scale, cudaStream_t stream) {
+    auto kernel = dkdv_wgmma_kernel<KW, ATOMIC_DQ, HD>;
+    size_t bytes = 1024 + (size_t)((2 * KW + 4) * 64 * HD + KW * 64 * 64) * sizeof(bf16) + 4 * 64 * sizeof(float);
+    set_smem(kernel, bytes);
+    kernel<<<dim3(CEIL_DIV(T, 64 * KW), B * NH), 128 * KW, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
+    cudaCheckLaunch();
+}
+
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
 // warpgroups per CTA; kw = KW_TMA (2 stages) or KW_TMA + 1 (3 stages) (HD 64, T >= 128; shorter: kw = 1):
-// the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); otherwise (kw = 0, HD 128) the mma.sync kernel.
+// the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); kw = KW_WGMMA_HD128 (HD 128:
+// the warpgroup-MMA kernel; HD 64: as 1); otherwise (kw = 0, HD 128) the mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
@@ -811,15 +868,16 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
             launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA ? 2 : 3, stream);
             return;
         }
-        if (kw >= KW_TMA) { kw = 1; }  // a TMA box may not exceed the tensor (T < 128 faults): version 7's kernel
+        // T < 128 on the TMA kernel (a TMA box may not exceed the tensor: it faults) and KW_WGMMA_HD128: version 7's kernel
+        if (kw >= KW_TMA || kw == KW_WGMMA_HD128) { kw = 1; }
         if (kw == 1 || kw == 2) {
-            auto kernel = kw == 1 ? dkdv_wgmma_kernel<1, ATOMIC_DQ> : dkdv_wgmma_kernel<2, ATOMIC_DQ>;
-            size_t bytes = 1024 + (size_t)(3 * kw + 4) * 64 * 64 * sizeof(bf16) + 4 * 64 * sizeof(float);
-            set_smem(kernel, bytes);
-            kernel<<<dim3(CEIL_DIV(T, 64 * kw), B * NH), 128 * kw, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
-            cudaCheckLaunch();
+            (kw == 1 ? launch_dkdv_wgmma<1, ATOMIC_DQ, 64> : launch_dkdv_wgmma<2, ATOMIC_DQ, 64>)(dk, dv, dqacc, dout, q, k, v, lse, Dsum,
+                                                                                                B, NH, T, scale, stream);
             return;
         }
+    } else if (kw == KW_WGMMA_HD128) {
+        launch_dkdv_wgmma<1, ATOMIC_DQ, HD>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
+        return;
     }
     size_t bytes = (size_t)(2 * BC + 4 * BRB) * HD * sizeof(bf16) + BC * BRB * sizeof(bf16) + 4 * BRB * sizeof(float);
     set_smem(dkdv_kernel<HD, ATOMIC_DQ>, bytes);
@@ -827,20 +885,31 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
     cudaCheckLaunch();
 }
 
+// The warpgroup-MMA dQ kernel with QW warpgroups per CTA: Q, dO (QW tiles each), K, V (2 stages each).
+template <int QW, int HD>
+void launch_dq_wgmma(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
+                     int B, int NH, int T, float scale, cudaStream_t stream) {
+    auto kernel = dq_wgmma_kernel<QW, HD>;
+    size_t bytes = 1024 + (size_t)(2 * QW + 4) * 64 * HD * sizeof(bf16);
+    set_smem(kernel, bytes);
+    kernel<<<dim3(CEIL_DIV(T, 64 * QW), B * NH), 128 * QW, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
+    cudaCheckLaunch();
+}
+
 // dQ written once (no atomics): the query-centric kernel, on warpgroup MMA with kw warpgroups per CTA for
-// HD 64 with kw = 1 or 2, else the mma.sync one.
+// HD 64 with kw = 1 or 2 and for HD 128 with kw = KW_WGMMA_HD128 (HD 64: as 1), else the mma.sync one.
 template <int HD>
 void launch_dq(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
                int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
     if constexpr (HD == 64) {
+        if (kw == KW_WGMMA_HD128) { kw = 1; }
         if (kw == 1 || kw == 2) {
-            auto kernel = kw == 1 ? dq_wgmma_kernel<1> : dq_wgmma_kernel<2>;
-            size_t bytes = 1024 + (size_t)(2 * kw + 4) * 64 * 64 * sizeof(bf16);
-            set_smem(kernel, bytes);
-            kernel<<<dim3(CEIL_DIV(T, 64 * kw), B * NH), 128 * kw, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
-            cudaCheckLaunch();
+            (kw == 1 ? launch_dq_wgmma<1, 64> : launch_dq_wgmma<2, 64>)(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
             return;
         }
+    } else if (kw == KW_WGMMA_HD128) {
+        launch_dq_wgmma<1, HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
+        return;
     }
     size_t bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16);
     set_smem(dq_kernel<HD>, bytes);
@@ -958,6 +1027,10 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 #ifndef ATTN_BWD_ATOMIC_DQ
 #define ATTN_BWD_ATOMIC_DQ 1
 #endif
+// 1: HD 128 runs the warpgroup-MMA backward too (flash::KW_WGMMA_HD128; dev versions 17, 18), 0: mma.sync.
+#ifndef ATTN_BWD_HD128_WGMMA
+#define ATTN_BWD_HD128_WGMMA 0
+#endif
 
 // deterministic = 1: bit-identical results run to run (no fp32 atomics); 0: the faster path.
 // kw: as ATTN_BWD_WGMMA_KW (the dev programs compare the kernels through it).
@@ -985,8 +1058,8 @@ void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, 
                         const float *lse, const floatX *q, const floatX *k, const floatX *v,
                         float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
                         int deterministic, cudaStream_t stream) {
-    attention_backward_kw(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, deterministic || !ATTN_BWD_ATOMIC_DQ,
-                          ATTN_BWD_WGMMA_KW, stream);
+    int kw = HD == 128 && ATTN_BWD_HD128_WGMMA ? flash::KW_WGMMA_HD128 : ATTN_BWD_WGMMA_KW;
+    attention_backward_kw(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, deterministic || !ATTN_BWD_ATOMIC_DQ, kw, stream);
 }
 
 #endif  // LLMC_FLASH_ATTENTION_CUH

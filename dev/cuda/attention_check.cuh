@@ -14,8 +14,11 @@
  stages, two consumer warpgroups, HD 64 and 128) step by step, with version 7's backward (HD 128: the
  mma.sync one): 13 = 64-key tiles; 14 = 13 + S(j+1) issued with P(j) V(j) (intra-warpgroup overlap);
  15 = 14 with 128-key tiles; 16 = 15 + ping-pong of the two consumer warpgroups.
+ 17, 18: version 16's forward and the warpgroup-MMA backward at HD 128 too (dkdv_wgmma_kernel /
+ dq_wgmma_kernel with rows of 128 as two 64-wide panels, flash::KW_WGMMA_HD128; HD 64 as versions 7, 8):
+ 17 = atomic dQ (version 7's path), 18 = deterministic (version 8's).
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
- relative L2 errors; the deterministic versions (1, 3, 6, 8, 11) must give bit-identical gradients on a rerun.
+ relative L2 errors; the deterministic versions (1, 3, 6, 8, 11, 18) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
 */
 #ifndef DEV_CUDA_ATTENTION_CHECK_CUH
@@ -184,13 +187,13 @@ static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, 
 #endif
 }
 // Versions that promise bit-identical gradients run to run (no fp32 atomics or reductions).
-static bool attention_deterministic(int version) { return version == 1 || version == 3 || version == 6 || version == 8 || version == 11; }
+static bool attention_deterministic(int version) { return version == 1 || version == 3 || version == 6 || version == 8 || version == 11 || version == 18; }
 
 static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }
     else {
         // 13-16 (the forward's versions) use version 7's backward
-        int kw = version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
+        int kw = version >= 17 ? flash::KW_WGMMA_HD128 : version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
         attention_backward_kw(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel,
                               attention_deterministic(version), kw, 0);
     }
@@ -283,7 +286,7 @@ static void time_case(int version, int B, int NH, int T, int HD, int bs, int K) 
 
 static int parse_version(int argc, char **argv) {
     int v = argc > 1 ? atoi(argv[1]) : 0;
-    if (v < 1 || v > 16 || v == 12) { die("usage: %s <version 1..11 or 13..16> check | time ...", argv[0]); }
+    if (v < 1 || v > 18 || v == 12) { die("usage: %s <version 1..11 or 13..18> check | time ...", argv[0]); }
     return v;
 }
 
