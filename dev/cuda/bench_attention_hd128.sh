@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call for the HD-128 warpgroup-MMA backward (attention_dense versions 17, 18; notes in
-# dev/cuda/attention_notes.md, "Session 4 (ATTN-HD128)"). The binaries are built on the dev machine (no GPU):
+# dev/cuda/attention_notes.md, "Session 3 (ATTN-HD128)"). The binaries are built on the dev machine (no GPU):
 #   bash dev/cuda/build_variants.sh gpubin_hd128 attention_dense=build/cuda/attention_dense
 #   mkdir -p gpucarry_hd128 && tar czf gpucarry_hd128/bin.tgz gpubin_hd128 && cp dev/cuda/bench_attention_hd128.sh gpucarry_hd128/
 # and on the device (repository root, carry gpucarry_hd128; ~100-150 s): bash gpucarry_hd128/bench_attention_hd128.sh
