@@ -53,44 +53,6 @@ struct FwdHopperConfig {
 __device__ inline void named_bar_sync(int id, int threads) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory"); }
 __device__ inline void named_bar_arrive(int id, int threads) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory"); }
 
-// Causal mask and online softmax of one warpgroup's 64 x BK score tile s (this thread: rows qa, qa + 8,
-// keys k0 + 8 j + 2 c + {0, 1}): updates m and l, returns the factors alpha by which the output rows must
-// be rescaled, and leaves P = exp(s - m) in s.
-template <int BK>
-__device__ __forceinline__ void softmax_tile(float (&s)[BK / 8][4], float (&m)[2], float (&l)[2], float (&alpha)[2], int qa,
-                                             int k0, int wq0, int T, float sl2) {
-    const int c = threadIdx.x & 3;
-    if (!(k0 + BK - 1 <= wq0 && wq0 + 63 < T)) {  // diagonal or tail tile
-#pragma unroll
-        for (int j = 0; j < BK / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int row = qa + (e >> 1) * 8, key = k0 + j * 8 + 2 * c + (e & 1);
-                if (!(row < T && key <= row)) { s[j][e] = -INFINITY; }
-            }
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++) {  // a quad of 4 threads shares a row
-        float mx = m[i];
-#pragma unroll
-        for (int j = 0; j < BK / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-        float base = mx == -INFINITY ? 0.0f : mx * sl2;
-        alpha[i] = exp2f(m[i] * sl2 - base);
-        m[i] = mx;
-        float sum = 0.0f;
-#pragma unroll
-        for (int j = 0; j < BK / 8; j++) {
-            s[j][2 * i] = exp2f(s[j][2 * i] * sl2 - base);
-            s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] * sl2 - base);
-            sum += s[j][2 * i] + s[j][2 * i + 1];
-        }
-        l[i] = l[i] * alpha[i] + sum;
-    }
-}
-
 template <int HD, int BK, bool OVERLAP, bool PINGPONG, int QW = 2>
 __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
     fwd_hopper_kernel(bf16 *o, float *lse, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,

@@ -339,6 +339,44 @@ __device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const 
     });
 }
 
+// Causal mask and online softmax of one warpgroup's 64 x BK score tile s (this thread: rows qa, qa + 8,
+// keys k0 + 8 j + 2 c + {0, 1}): updates m and l, returns the factors alpha by which the output rows must
+// be rescaled, and leaves P = exp(s - m) in s. Shared by fwd_wgmma_kernel and attention_fwd_hopper.cuh.
+template <int BK>
+__device__ __forceinline__ void softmax_tile(float (&s)[BK / 8][4], float (&m)[2], float (&l)[2], float (&alpha)[2], int qa,
+                                             int k0, int wq0, int T, float sl2) {
+    const int c = threadIdx.x & 3;
+    if (!(k0 + BK - 1 <= wq0 && wq0 + 63 < T)) {  // diagonal or tail tile
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int row = qa + (e >> 1) * 8, key = k0 + j * 8 + 2 * c + (e & 1);
+                if (!(row < T && key <= row)) { s[j][e] = -INFINITY; }
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {  // a quad of 4 threads shares a row
+        float mx = m[i];
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+        float base = mx == -INFINITY ? 0.0f : mx * sl2;
+        alpha[i] = exp2f(m[i] * sl2 - base);
+        m[i] = mx;
+        float sum = 0.0f;
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++) {
+            s[j][2 * i] = exp2f(s[j][2 * i] * sl2 - base);
+            s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] * sl2 - base);
+            sum += s[j][2 * i] + s[j][2 * i + 1];
+        }
+        l[i] = l[i] * alpha[i] + sum;
+    }
+}
+
 // Forward on warpgroup MMA, dense causal, HD 64: a CTA of QW warpgroups owns queries [q0, q0 + 64 QW),
 // warpgroup wg the 64 from q0 + 64 wg, and walks the 64-key tiles 0..diagonal, sharing each K / V tile:
 // S = Q K^T (operands in shared memory), online softmax in registers, O += P V (P from registers, V
@@ -351,7 +389,7 @@ __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse
     bf16 *sQ = swizzle_base(smem_raw), *sK = sQ + QW * TILE, *sV = sK + 2 * TILE;
     const size_t bh = blockIdx.y;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
-    const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2;
     const float sl2 = scale * LOG2E;
     const bf16 *wQ = sQ + wg * TILE;
     const int wq0 = q0 + wg * 64, qa = wq0 + warp * 16 + g;
@@ -359,41 +397,16 @@ __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse
     load_tile<BQ, HD, 128 * QW>(sQ, q + bh * T * HD, HD, q0, T);
     float oacc[8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {};
     walk_key_tiles<QW>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, [&](int kt, const bf16 *cK, const bf16 *cV) {
-        float s[8][4];
+        float s[8][4], alpha[2];
         wgmma_fence();
         wg_gemm_abt(s, wQ, cK);
         wgmma_commit();
         wgmma_wait<0>();
-        if (!(kt * BK + 63 <= wq0 && wq0 + 63 < T)) {  // diagonal or tail tile
+        softmax_tile<BK>(s, m, l, alpha, qa, kt * BK, wq0, T, sl2);
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < 8; j++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int row = qa + (e >> 1) * 8, key = kt * BK + j * 8 + 2 * c + (e & 1);
-                    if (!(row < T && key <= row)) { s[j][e] = -INFINITY; }
-                }
-            }
-        }
-        // online softmax on rows qa (i = 0) and qa + 8 (i = 1); a quad of 4 threads shares a row
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            float mx = m[i];
-#pragma unroll
-            for (int j = 0; j < 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-            float base = mx == -INFINITY ? 0.0f : mx * sl2;
-            float alpha = exp2f(m[i] * sl2 - base);
-            m[i] = mx;
-            l[i] *= alpha;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                oacc[j][2 * i] *= alpha;
-                oacc[j][2 * i + 1] *= alpha;
-                s[j][2 * i] = exp2f(s[j][2 * i] * sl2 - base);
-                s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] * sl2 - base);
-                l[i] += s[j][2 * i] + s[j][2 * i + 1];
-            }
+            for (int e = 0; e < 4; e++) { oacc[j][e] *= alpha[e >> 1]; }
         }
         uint32_t pf[4][4];
         acc_to_a<8>(pf, s);
