@@ -541,35 +541,36 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
     store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
-// One 64-query tile of a warpgroup's dK/dV work on wgmma (dkdv_wgmma_kernel and attention_bwd_hopper.cuh's
-// kernel), head dim HD = 8 NHD (64 or 128): its 64 keys (from wk0; this thread's rows key_a, key_a + 8) in
-// wK / wV, the tile's queries (from q0) in cQ / cdO, their lse (natural log) in cLse and D in cD; rows of
-// 128 are two 64 x 64 panels (wgmma_tiles.cuh), so S^T and dP^T take k-steps 4..7 from the second panels
-// and dV, dK are m64n128 with B over both panels. S^T = K Q^T and dP^T = V dO^T (waited for),
-// P^T = exp(S^T scale - lse) under the causal mask, dS^T = P^T (dP^T - D) into dsf (mma A fragments, for
-// dQ), then dV += P^T dO and dK += dS^T Q issued and committed, not waited for.
-template <int NHD>
-__device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dva)[NHD][4], uint32_t (&dsf)[4][4], const bf16 *wK,
+// One query tile (64 NQ / 8 queries: 64, or 128 in the 128 x 128 step of attention_bwd_hopper.cuh) of a
+// warpgroup's dK/dV work on wgmma (dkdv_wgmma_kernel and attention_bwd_hopper.cuh's kernel), head dim
+// HD = 8 NHD (64 or 128): its 64 keys (from wk0; this thread's rows key_a, key_a + 8) in wK / wV, the tile's
+// queries (from q0) in cQ / cdO, their lse (natural log) in cLse and D in cD; rows of 128 are two 64 x 64
+// panels (wgmma_tiles.cuh), so S^T and dP^T take k-steps 4..7 from the second panels and dV, dK are
+// m64n128 with B over both panels. S^T = K Q^T and dP^T = V dO^T (waited for), P^T = exp(S^T scale - lse)
+// under the causal mask, dS^T = P^T (dP^T - D) into dsf (mma A fragments, for dQ), then dV += P^T dO and
+// dK += dS^T Q issued and committed, not waited for.
+template <int NHD, int NKS>
+__device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dva)[NHD][4], uint32_t (&dsf)[NKS][4], const bf16 *wK,
                                                 const bf16 *wV, const bf16 *cQ, const bf16 *cdO, const float *cLse, const float *cD,
                                                 int q0, int wk0, int key_a, int T, float sl2) {
-    constexpr int HD = NHD * 8, PANEL = 64 * 64;
+    constexpr int HD = NHD * 8, NQ = 2 * NKS, BQ = NQ * 8, PANEL = 64 * 64;  // NKS: 16-query k-steps of dV / dK
     const int c = threadIdx.x & 3;
-    float s[8][4], dp[8][4];
-    uint32_t pf[4][4];
-    // HD 128: the registers a wgmma uses are pinned around its issue and wait (wgmma_fence_operands), as
-    // in the Hopper forward; HD 64 keeps its checked code as it was.
-    auto pin = [&](auto &...r) { if constexpr (HD != 64) { (wgmma_fence_operands(r), ...); } };
+    float s[NQ][4], dp[NQ][4];
+    uint32_t pf[NKS][4];
+    // The registers a wgmma uses are pinned around its issue and wait (wgmma_fence_operands), as in the
+    // Hopper forward; HD 64 with 64-query tiles keeps its checked code as it was.
+    auto pin = [&](auto &...r) { if constexpr (HD != 64 || BQ != 64) { (wgmma_fence_operands(r), ...); } };
     pin(dka, dva);
     wgmma_fence();
-    wg_gemm_abt_panels<64, HD>(s, wK, PANEL, cQ, PANEL);
-    wg_gemm_abt_panels<64, HD>(dp, wV, PANEL, cdO, PANEL);
+    wg_gemm_abt_panels<BQ, HD>(s, wK, PANEL, cQ, BQ * 64);
+    wg_gemm_abt_panels<BQ, HD>(dp, wV, PANEL, cdO, BQ * 64);
     wgmma_commit();
     wgmma_wait<0>();
     pin(s, dp);
     // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
-    const bool full = q0 >= wk0 + 63 && q0 + 64 <= T;
+    const bool full = q0 >= wk0 + 63 && q0 + BQ <= T;
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
+    for (int j = 0; j < NQ; j++) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
@@ -579,12 +580,12 @@ __device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dv
             dp[j][e] = p * (dp[j][e] - cD[qi]);
         }
     }
-    acc_to_a<8>(pf, s);
-    acc_to_a<8>(dsf, dp);
+    acc_to_a<NQ>(pf, s);
+    acc_to_a<NQ>(dsf, dp);
     pin(dka, dva, pf, dsf);
     wgmma_fence();
-    wg_gemm_rs_panels<HD, 64>(dva, pf, cdO);
-    wg_gemm_rs_panels<HD, 64>(dka, dsf, cQ);
+    wg_gemm_rs_panels<HD, BQ>(dva, pf, cdO);
+    wg_gemm_rs_panels<HD, BQ>(dka, dsf, cQ);
     wgmma_commit();
 }
 
@@ -827,7 +828,7 @@ template <typename K> inline void set_smem(K kernel, size_t bytes) {
 }
 }  // namespace flash
 
-#include "attention_bwd_hopper.cuh"  // the TMA / mbarrier dK/dV kernel: launch_dkdv with kw = KW_TMA (+ 1)
+#include "attention_bwd_hopper.cuh"  // the TMA / mbarrier dK/dV kernel: launch_dkdv with kw = KW_TMA (+ 1), KW_FA3
 #include "attention_fwd_hopper.cuh"  // the FlashAttention-3-style forward (TMA producer, mbarriers, HD 64 / 128)
 
 namespace flash {
@@ -871,14 +872,17 @@ void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const
 
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
 // warpgroups per CTA; kw = KW_TMA (2 stages) or KW_TMA + 1 (3 stages) (HD 64, T >= 128; shorter: kw = 1):
+// the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA) with 64-query tiles; kw = KW_FA3:
+// the same kernel with the 128-query step (HD 128: as KW_WGMMA_HD128);
 // the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); kw = KW_WGMMA_HD128 (HD 128:
 // the warpgroup-MMA kernel; HD 64: as 1); otherwise (kw = 0, HD 128) the mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
     if constexpr (HD == 64) {
-        if ((kw == KW_TMA || kw == KW_TMA + 1) && T >= 128) {
-            launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA ? 2 : 3, stream);
+        if ((kw == KW_TMA || kw == KW_TMA + 1 || kw == KW_FA3) && T >= 128) {
+            launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA + 1 ? 3 : 2, kw == KW_FA3 ? 128 : 64,
+                                       stream);
             return;
         }
         // T < 128 on the TMA kernel (a TMA box may not exceed the tensor: it faults) and KW_WGMMA_HD128: version 7's kernel
@@ -888,7 +892,7 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
                                                                                                 B, NH, T, scale, stream);
             return;
         }
-    } else if (kw == KW_WGMMA_HD128) {
+    } else if (kw == KW_WGMMA_HD128 || kw == KW_FA3) {
         launch_dkdv_wgmma<1, ATOMIC_DQ, HD>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
         return;
     }
@@ -936,7 +940,7 @@ void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, con
               int deterministic, int kw, cudaStream_t stream) {
     if (deterministic) {
         launch_dkdv<HD, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
-        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw >= KW_TMA ? 1 : kw, stream);  // TMA dK/dV: v8's dQ
+        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_FA3 ? KW_WGMMA_HD128 : kw >= KW_TMA ? 1 : kw, stream);  // TMA dK/dV: v8's dQ
     } else {
         size_t n = (size_t)B * NH * T * HD;
         cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));

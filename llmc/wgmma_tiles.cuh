@@ -152,13 +152,14 @@ __device__ inline void wg_gemm_rs_panels(float (&d)[N / 8][4], const uint32_t (&
     }
 }
 
-// d (64 x N) = A B, A (64 x 64) stored transposed [k][m] and B [k][n] as N / 64 panels of 64 rows, b_panel
-// elements apart (both MN-major; LBO = the panel stride): dQ = dS K from dS^T at head dim 64 or 128.
-template <int N>
-__device__ inline void wg_gemm_atb_panels(float (&d)[N / 8][4], const bf16 *a, const bf16 *b, int b_panel) {
+// d (64 x N) = A B, A (64 x K) stored transposed [k][m] as K / 64 tiles of 64 rows, a_tile elements apart, and
+// B [k][n] as N / 64 panels of K rows, b_panel elements apart (both MN-major; LBO = the panel stride): dQ = dS K
+// from dS^T at head dim 64 or 128, over 64 or 128 keys.
+template <int N, int K = 64>
+__device__ inline void wg_gemm_atb_panels(float (&d)[N / 8][4], const bf16 *a, const bf16 *b, int b_panel, int a_tile = 0) {
 #pragma unroll
-    for (int ks = 0; ks < 4; ks++) {
-        uint64_t da = sw128_desc(a + ks * 16 * 64, 64 * 64 * 2), db = sw128_desc(b + ks * 16 * 64, b_panel * 2);
+    for (int ks = 0; ks < K / 16; ks++) {
+        uint64_t da = sw128_desc(a + (ks / 4) * a_tile + (ks % 4) * 16 * 64, 64 * 64 * 2), db = sw128_desc(b + ks * 16 * 64, b_panel * 2);
         if constexpr (N == 64) { wgmma64_ss<1, 1>(d, da, db, ks); } else { wgmma128_ss<1, 1>(d, da, db, ks); }
     }
 }

@@ -17,8 +17,12 @@
  17, 18: version 16's forward and the warpgroup-MMA backward at HD 128 too (dkdv_wgmma_kernel /
  dq_wgmma_kernel with rows of 128 as two 64-wide panels, flash::KW_WGMMA_HD128; HD 64 as versions 7, 8):
  17 = atomic dQ (version 7's path), 18 = deterministic (version 8's).
+ 19, 20 (session 4): version 16's forward and the TMA dK/dV kernel with FlashAttention-3's backward step
+ (flash::KW_FA3: 128 queries x 128 keys per step, dS^T shared by the two consumer warpgroups through shared
+ memory, each computing dQ of 64 queries over all 128 keys, added by bulk reductions): 19; 20 = 19 without dQ
+ + version 8's dQ kernel (deterministic). HD 128 and T < 128: version 17's / 18's kernels.
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
- relative L2 errors; the deterministic versions (1, 3, 6, 8, 11, 18) must give bit-identical gradients on a rerun.
+ relative L2 errors; the deterministic versions (1, 3, 6, 8, 11, 18, 20) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
 */
 #ifndef DEV_CUDA_ATTENTION_CHECK_CUH
@@ -187,13 +191,13 @@ static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, 
 #endif
 }
 // Versions that promise bit-identical gradients run to run (no fp32 atomics or reductions).
-static bool attention_deterministic(int version) { return version == 1 || version == 3 || version == 6 || version == 8 || version == 11 || version == 18; }
+static bool attention_deterministic(int version) { return version == 1 || version == 3 || version == 6 || version == 8 || version == 11 || version == 18 || version == 20; }
 
 static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }
     else {
         // 13-16 (the forward's versions) use version 7's backward
-        int kw = version >= 17 ? flash::KW_WGMMA_HD128 : version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
+        int kw = version >= 19 ? flash::KW_FA3 : version >= 17 ? flash::KW_WGMMA_HD128 : version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
         attention_backward_kw(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel,
                               attention_deterministic(version), kw, 0);
     }
@@ -286,7 +290,7 @@ static void time_case(int version, int B, int NH, int T, int HD, int bs, int K) 
 
 static int parse_version(int argc, char **argv) {
     int v = argc > 1 ? atoi(argv[1]) : 0;
-    if (v < 1 || v > 18 || v == 12) { die("usage: %s <version 1..11 or 13..18> check | time ...", argv[0]); }
+    if (v < 1 || v > 20 || v == 12) { die("usage: %s <version 1..11 or 13..20> check | time ...", argv[0]); }
     return v;
 }
 

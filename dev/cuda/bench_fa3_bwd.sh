@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Device script (session 4): FlashAttention-3's backward step (attention_dense versions 19, 20; kw
+# flash::KW_FA3) against the default backward, with prebuilt binaries in BIN:
+#   bash dev/cuda/build_variants.sh gpubin attention_dense=build/cuda/attention_dense \
+#     step_phases=build/cuda/step_phases step_phases_fa3=build/cuda/step_phases:-DATTN_BWD_WGMMA_KW=12
+# First the checks of 19 / 20 under short timeouts (a new barrier scheme may hang: nothing else runs
+# then), then fwd+bwd timings of 16 (version 7's backward), 10, 19, 20 at HD 64 and 17 / 19 at HD 128
+# next to PyTorch's FlashAttention-2 and cuDNN (same call), then the 340M dense step per phase with the
+# default and the KW_FA3 backward. Summary last.   usage: BIN=dir bash dev/cuda/bench_fa3_bwd.sh
+set -u
+cd "$(dirname "$0")/../.."
+BIN=${BIN:?BIN=dir of prebuilt binaries}
+L=${OUT:-/tmp}/fa3_bwd; mkdir -p "$L"
+S=$L/summary.txt; : > "$S"
+nvidia-smi --query-gpu=name,clocks.max.sm --format=csv,noheader >> "$S"
+for v in 19 20; do
+  timeout 25 "$BIN/attention_dense" $v check > "$L/check_v$v.log" 2>&1
+  rc=$?
+  echo "check v$v (rc $rc): $(tail -1 "$L/check_v$v.log")" >> "$S"
+  [ $rc = 124 ] && { grep -E "fail|rel" "$L/check_v$v.log" | tail -5 >> "$S"; cat "$S"; exit 1; }
+done
+{
+  for v in 16 10 19 20; do timeout 60 "$BIN/attention_dense" $v time 64 8192 32768; done
+  for v in 17 19; do timeout 60 "$BIN/attention_dense" $v time 128 16384; done
+  PYTHONUNBUFFERED=1 timeout 100 python3 dev/cuda/attention_anchor.py 64 8192 32768
+  PYTHONUNBUFFERED=1 timeout 60 python3 dev/cuda/attention_anchor.py 128 16384
+} 2>&1 | grep '^|' | sort -t'|' -k4,4n -k5,5n -s >> "$S"
+for s in step_phases step_phases_fa3; do
+  [ -x "$BIN/$s" ] || continue
+  timeout 150 "$BIN/$s" -p 340M -A dense -W 0 -t 8192 -b 4 > "$L/${s}_8192.log" 2>&1
+  { echo "== $s 340M dense step, T 8192 x 4"; grep -E "^\| attention|^\| all events|^step wall" "$L/${s}_8192.log"; } >> "$S"
+done
+cat "$S"
