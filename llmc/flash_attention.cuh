@@ -33,6 +33,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <type_traits>
 #include "cuda_common.cuh"
 #include "mma_tiles.cuh"
 #include "wgmma_tiles.cuh"
@@ -326,8 +327,10 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
     for (int mt = 0; mt < MT; mt++) { store_o_lse<HD>(o, lse, oacc[mt], m[mt], l[mt], bh, NH, T, q0 + mt * BR + warp * 16 + g, scale); }
 }
 
-// Shared memory of the warpgroup-MMA kernels starts at a 1024-byte boundary (128-byte swizzle atoms).
-__device__ inline bf16 *swizzle_base(unsigned char *p) { return (bf16 *)(((uintptr_t)p + 1023) & ~(uintptr_t)1023); }
+// Shared memory of the warpgroup-MMA kernels starts at a 1024-byte boundary (128-byte swizzle atoms). An
+// offset added to p (not integer arithmetic on the pointer) keeps the compiler's knowledge that it points
+// into shared memory, so accesses compile to ld / st.shared instead of generic loads and stores.
+__device__ inline bf16 *swizzle_base(unsigned char *p) { return (bf16 *)(p + ((1024 - (smem_addr(p) & 1023)) & 1023)); }
 
 // The key walk of the query-centric warpgroup-MMA kernels (HD 64; dq_wgmma_kernel also 128): a CTA of QW warpgroups owns queries
 // [q0, q0 + 64 QW); K and V tiles of 64 keys, 0..diagonal (walk_kv_tiles); tile(kt, cK, cV) runs in the
@@ -541,43 +544,54 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
     store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
-// One query tile (64 NQ / 8 queries: 64, or 128 in the 128 x 128 step of attention_bwd_hopper.cuh) of a
-// warpgroup's dK/dV work on wgmma (dkdv_wgmma_kernel and attention_bwd_hopper.cuh's kernel), head dim
-// HD = 8 NHD (64 or 128): its 64 keys (from wk0; this thread's rows key_a, key_a + 8) in wK / wV, the tile's
-// queries (from q0) in cQ / cdO, their lse (natural log) in cLse and D in cD; rows of 128 are two 64 x 64
-// panels (wgmma_tiles.cuh), so S^T and dP^T take k-steps 4..7 from the second panels and dV, dK are
-// m64n128 with B over both panels. S^T = K Q^T and dP^T = V dO^T (waited for), P^T = exp(S^T scale - lse)
-// under the causal mask, dS^T = P^T (dP^T - D) into dsf (mma A fragments, for dQ), then dV += P^T dO and
-// dK += dS^T Q issued and committed, not waited for.
+// One query tile (64 or 128 queries: the 128 x 128 step of attention_bwd_hopper.cuh) of a warpgroup's dK/dV
+// work on wgmma (dkdv_wgmma_kernel and attention_bwd_hopper.cuh's kernel), head dim HD = 8 NHD (64 or 128):
+// its 64 keys (from wk0; this thread's rows key_a, key_a + 8) in wK / wV, the tile's queries (from q0) in
+// cQ / cdO, their lse (natural log) in cLse and D in cD; rows of 128 are two 64 x 64 panels
+// (wgmma_tiles.cuh), so S^T and dP^T take k-steps 4..7 from the second panels and dV, dK are m64n128 with B
+// over both panels. S^T - lse / scale = K Q^T and dP^T - D = V dO^T accumulate onto accumulators that start
+// at - lse / scale and - D (no loads between the wait and the exp, and fewer registers), then
+// P^T = exp2((S^T - lse / scale) scale log2 e) under the causal mask, dS^T = P^T (dP^T - D) into dsf (mma A
+// fragments, for dQ), then dV += P^T dO and dK += dS^T Q issued and committed, not waited for.
 template <int NHD, int NKS>
 __device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dva)[NHD][4], uint32_t (&dsf)[NKS][4], const bf16 *wK,
                                                 const bf16 *wV, const bf16 *cQ, const bf16 *cdO, const float *cLse, const float *cD,
                                                 int q0, int wk0, int key_a, int T, float sl2) {
     constexpr int HD = NHD * 8, NQ = 2 * NKS, BQ = NQ * 8, PANEL = 64 * 64;  // NKS: 16-query k-steps of dV / dK
     const int c = threadIdx.x & 3;
+    const float neg_inv_scale = -LOG2E / sl2;
     float s[NQ][4], dp[NQ][4];
     uint32_t pf[NKS][4];
+    // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
+#pragma unroll
+    for (int j = 0; j < NQ; j++) {
+        const float2 lse2 = *reinterpret_cast<const float2 *>(cLse + j * 8 + 2 * c), d2 = *reinterpret_cast<const float2 *>(cD + j * 8 + 2 * c);
+        s[j][0] = s[j][2] = lse2.x * neg_inv_scale;
+        s[j][1] = s[j][3] = lse2.y * neg_inv_scale;
+        dp[j][0] = dp[j][2] = -d2.x;
+        dp[j][1] = dp[j][3] = -d2.y;
+    }
     // The registers a wgmma uses are pinned around its issue and wait (wgmma_fence_operands), as in the
-    // Hopper forward; HD 64 with 64-query tiles keeps its checked code as it was.
-    auto pin = [&](auto &...r) { if constexpr (HD != 64 || BQ != 64) { (wgmma_fence_operands(r), ...); } };
-    pin(dka, dva);
+    // Hopper forward.
+    auto pin = [&](auto &...r) { (wgmma_fence_operands(r), ...); };
+    pin(dka, dva, s, dp);
     wgmma_fence();
-    wg_gemm_abt_panels<BQ, HD>(s, wK, PANEL, cQ, BQ * 64);
-    wg_gemm_abt_panels<BQ, HD>(dp, wV, PANEL, cdO, BQ * 64);
+    wg_gemm_abt_panels<BQ, HD>(s, wK, PANEL, cQ, BQ * 64, true);
+    wg_gemm_abt_panels<BQ, HD>(dp, wV, PANEL, cdO, BQ * 64, true);
     wgmma_commit();
     wgmma_wait<0>();
     pin(s, dp);
-    // rows: keys key_a (+ 8); columns: queries q0 + 8 j + 2 c (+ 1)
     const bool full = q0 >= wk0 + 63 && q0 + BQ <= T;
 #pragma unroll
     for (int j = 0; j < NQ; j++) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
-            bool ok = full || (q0 + qi < T && key <= q0 + qi);
-            float p = ok ? exp2f(s[j][e] * sl2 - cLse[qi] * LOG2E) : 0.0f;
+            bool ok = full | ((q0 + qi < T) & (key <= q0 + qi));  // branch-free: a select after the exp
+            float p = exp2f(s[j][e] * sl2);
+            p = ok ? p : 0.0f;
             s[j][e] = p;
-            dp[j][e] = p * (dp[j][e] - cD[qi]);
+            dp[j][e] *= p;
         }
     }
     acc_to_a<NQ>(pf, s);

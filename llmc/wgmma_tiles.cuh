@@ -131,14 +131,15 @@ __device__ inline void wgmma_fence_operands(uint32_t (&a)[NT][4]) {
     }
 }
 
-// d (64 x N) = A (64 x K) B^T, A and B K-major in panels (K / 64 of them; a_panel, b_panel: the panel
-// strides in elements), N = 64 or 128 rows of B: S = Q K^T at head dim 64 or 128, 64 or 128 keys.
+// d (64 x N) = A (64 x K) B^T (accumulate: d += A B^T), A and B K-major in panels (K / 64 of them; a_panel,
+// b_panel: the panel strides in elements), N = 64 or 128 rows of B: S = Q K^T at head dim 64 or 128, 64 or
+// 128 keys.
 template <int N, int K>
-__device__ inline void wg_gemm_abt_panels(float (&d)[N / 8][4], const bf16 *a, int a_panel, const bf16 *b, int b_panel) {
+__device__ inline void wg_gemm_abt_panels(float (&d)[N / 8][4], const bf16 *a, int a_panel, const bf16 *b, int b_panel, bool accumulate = false) {
 #pragma unroll
     for (int ks = 0; ks < K / 16; ks++) {
         uint64_t da = sw128_desc(a + (ks / 4) * a_panel + (ks % 4) * 16, 0), db = sw128_desc(b + (ks / 4) * b_panel + (ks % 4) * 16, 0);
-        if constexpr (N == 64) { wgmma64_ss<0, 0>(d, da, db, ks); } else { wgmma128_ss<0, 0>(d, da, db, ks); }
+        if constexpr (N == 64) { wgmma64_ss<0, 0>(d, da, db, accumulate || ks); } else { wgmma128_ss<0, 0>(d, da, db, accumulate || ks); }
     }
 }
 // d (64 x N) += A (64 x K, mma.sync A fragments a[ks] in registers) B, B stored [k][n] (MN-major) as N / 64

@@ -3,8 +3,8 @@
 # flash::KW_FA3) against the default backward, with prebuilt binaries in BIN:
 #   bash dev/cuda/build_variants.sh gpubin attention_dense=build/cuda/attention_dense \
 #     step_phases=build/cuda/step_phases step_phases_fa3=build/cuda/step_phases:-DATTN_BWD_WGMMA_KW=12
-# First the checks of 19 / 20 under short timeouts (a new barrier scheme may hang: nothing else runs
-# then), then fwd+bwd timings of 16 (version 7's backward), 10, 19, 20 at HD 64 and 17 / 19 at HD 128
+# First the checks of 19 / 20 (then of every Hopper version: they share the per-tile code) under short
+# timeouts (a new barrier scheme may hang: nothing else runs then), then fwd+bwd timings of 16 (version 7's backward), 10, 19, 20 at HD 64 and 17 / 19 at HD 128
 # next to PyTorch's FlashAttention-2 and cuDNN (same call), then the 340M dense step per phase with the
 # default and the KW_FA3 backward. Summary last.   usage: BIN=dir bash dev/cuda/bench_fa3_bwd.sh
 set -u
@@ -13,7 +13,7 @@ BIN=${BIN:?BIN=dir of prebuilt binaries}
 L=${OUT:-/tmp}/fa3_bwd; mkdir -p "$L"
 S=$L/summary.txt; : > "$S"
 nvidia-smi --query-gpu=name,clocks.max.sm --format=csv,noheader >> "$S"
-for v in 19 20; do
+for v in 19 20 5 6 7 8 9 10 11 13 14 15 16 17 18; do
   timeout 25 "$BIN/attention_dense" $v check > "$L/check_v$v.log" 2>&1
   rc=$?
   echo "check v$v (rc $rc): $(tail -1 "$L/check_v$v.log")" >> "$S"
