@@ -31,8 +31,8 @@
 namespace flash {
 
 // kw = KW_TMA selects this kernel with 64-query tiles and 2 stages, KW_TMA + 1 with 3 stages, KW_FA3 with
-// the 128-query step (2 stages).
-constexpr int KW_TMA = 10, KW_FA3 = 12;
+// the 128-query step (2 stages), KW_FA3 + 1 the same with OVERLAP_DQ.
+constexpr int KW_TMA = 10, KW_FA3 = 12;  // KW_FA3 + 1: the 128-query step with dQ issued under dV / dK
 
 // The six tensor maps of the backward; passed by value (__grid_constant__) so TMA reads them from the
 // kernel's parameter space.
@@ -52,7 +52,8 @@ template <int NWG, int BQ, int STAGES, bool DQ> struct BwdSmem {
 // Barrier of the NWG consumer warpgroups (named barrier 3; warpgroup_sync uses 1 and 2).
 template <int NWG> __device__ inline void consumers_sync() { asm volatile("bar.sync 3, %0;\n" ::"n"(128 * NWG) : "memory"); }
 
-template <int NWG, int BQ, bool DQ, int STAGES>
+// OVERLAP_DQ (BQ 128): dQ's product is issued while dV / dK still run (12 bytes of spills), else after them.
+template <int NWG, int BQ, bool DQ, int STAGES, bool OVERLAP_DQ = false>
 __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const __grid_constant__ BwdTensorMaps maps,
                                                                      int NH, int T, float scale) {
     static_assert(BQ == 64 || NWG == 2, "the 128-query step splits dQ's queries over two warpgroups");
@@ -171,15 +172,17 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
             }
             fence_proxy_async();
             consumers_sync<NWG>();
-            wgmma_wait<0>();  // dV, dK done: their A fragments (P^T, dS^T) are free before dQ's accumulators are live
+            if constexpr (!OVERLAP_DQ) {
+                wgmma_wait<0>();  // dV, dK done: their A fragments (P^T, dS^T) are free before dQ's accumulators are live
+                mbar_arrive(&empty[st]);
+            }
             wgmma_fence_operands(dka);
             wgmma_fence_operands(dva);
-            mbar_arrive(&empty[st]);
             wgmma_fence();
             wg_gemm_atb_panels<HD, 128>(dq, dS + wg * TILE, sK, 64 * 64, 2 * TILE);
             wgmma_commit();
         }
-        if constexpr (BQ == 64) {
+        if constexpr (BQ == 64 || OVERLAP_DQ) {
             wgmma_wait<1>();  // dV, dK done (groups complete in order): the stage is no longer read
             mbar_arrive(&empty[st]);
         }
@@ -202,10 +205,11 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
 
 // q, k, v (B, NH, T, 64) and dout (B, T, NH, 64) as (64, T, NH, B) maps of 64-wide 128-byte-swizzled rows
 // (box: bq query rows, or the CTA's 64 NWG keys); lse, Dsum (B NH T) as 1-D fp32 maps with bq-row boxes.
-// stages: 2 or 3 shared-memory stages of Q / dO / lse / D; bq: 64 or (2 stages) 128 queries per tile.
+// stages: 2 or 3 shared-memory stages of Q / dO / lse / D; bq: 64 or (2 stages) 128 queries per tile;
+// overlap_dq (bq 128): OVERLAP_DQ.
 template <bool DQ>
 void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
-                     const float *Dsum, int B, int NH, int T, float scale, int stages, int bq, cudaStream_t stream) {
+                     const float *Dsum, int B, int NH, int T, float scale, int stages, int bq, bool overlap_dq, cudaStream_t stream) {
     constexpr int NWG = 2;
     const cuuint64_t row = 64 * sizeof(bf16), dims[4] = {64, (cuuint64_t)T, (cuuint64_t)NH, (cuuint64_t)B};
     const cuuint64_t head_major[3] = {row, T * row, NH * T * row}, time_major[3] = {NH * row, row, T * NH * row};
@@ -224,7 +228,7 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
         cudaCheckLaunch();
     };
     if (bq == 128 && stages == 2) {
-        run(dkdv_tma_kernel<NWG, 128, DQ, 2>, BwdSmem<NWG, 128, 2, DQ>::bytes);
+        run(overlap_dq ? dkdv_tma_kernel<NWG, 128, DQ, 2, true> : dkdv_tma_kernel<NWG, 128, DQ, 2, false>, BwdSmem<NWG, 128, 2, DQ>::bytes);
     } else if (bq == 64 && stages == 2) {
         run(dkdv_tma_kernel<NWG, 64, DQ, 2>, BwdSmem<NWG, 64, 2, DQ>::bytes);
     } else if (bq == 64 && stages == 3) {

@@ -887,16 +887,16 @@ void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
 // warpgroups per CTA; kw = KW_TMA (2 stages) or KW_TMA + 1 (3 stages) (HD 64, T >= 128; shorter: kw = 1):
 // the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA) with 64-query tiles; kw = KW_FA3:
-// the same kernel with the 128-query step (HD 128: as KW_WGMMA_HD128);
+// the same kernel with the 128-query step (+ 1: dQ issued under dV / dK) (HD 128: as KW_WGMMA_HD128);
 // the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); kw = KW_WGMMA_HD128 (HD 128:
 // the warpgroup-MMA kernel; HD 64: as 1); otherwise (kw = 0, HD 128) the mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
     if constexpr (HD == 64) {
-        if ((kw == KW_TMA || kw == KW_TMA + 1 || kw == KW_FA3) && T >= 128) {
-            launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA + 1 ? 3 : 2, kw == KW_FA3 ? 128 : 64,
-                                       stream);
+        if ((kw == KW_TMA || kw == KW_TMA + 1 || kw == KW_FA3 || kw == KW_FA3 + 1) && T >= 128) {
+            launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA + 1 ? 3 : 2, kw >= KW_FA3 ? 128 : 64,
+                                       kw == KW_FA3 + 1, stream);
             return;
         }
         // T < 128 on the TMA kernel (a TMA box may not exceed the tensor: it faults) and KW_WGMMA_HD128: version 7's kernel
@@ -906,7 +906,7 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
                                                                                                 B, NH, T, scale, stream);
             return;
         }
-    } else if (kw == KW_WGMMA_HD128 || kw == KW_FA3) {
+    } else if (kw == KW_WGMMA_HD128 || kw >= KW_FA3) {
         launch_dkdv_wgmma<1, ATOMIC_DQ, HD>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
         return;
     }
@@ -954,7 +954,7 @@ void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, con
               int deterministic, int kw, cudaStream_t stream) {
     if (deterministic) {
         launch_dkdv<HD, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
-        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_FA3 ? KW_WGMMA_HD128 : kw >= KW_TMA ? 1 : kw, stream);  // TMA dK/dV: v8's dQ
+        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw >= KW_FA3 ? KW_WGMMA_HD128 : kw >= KW_TMA ? 1 : kw, stream);  // TMA dK/dV: v8's dQ
     } else {
         size_t n = (size_t)B * NH * T * HD;
         cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));

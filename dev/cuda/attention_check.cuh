@@ -20,7 +20,8 @@
  19, 20 (session 4): version 16's forward and the TMA dK/dV kernel with FlashAttention-3's backward step
  (flash::KW_FA3: 128 queries x 128 keys per step, dS^T shared by the two consumer warpgroups through shared
  memory, each computing dQ of 64 queries over all 128 keys, added by bulk reductions): 19; 20 = 19 without dQ
- + version 8's dQ kernel (deterministic). HD 128 and T < 128: version 17's / 18's kernels.
+ + version 8's dQ kernel (deterministic); 21 = 19 with dQ's product issued while dV / dK still run. HD 128 and
+ T < 128: version 17's / 18's kernels.
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
  relative L2 errors; the deterministic versions (1, 3, 6, 8, 11, 18, 20) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
@@ -197,7 +198,7 @@ static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD,
     if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }
     else {
         // 13-16 (the forward's versions) use version 7's backward
-        int kw = version >= 19 ? flash::KW_FA3 : version >= 17 ? flash::KW_WGMMA_HD128 : version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
+        int kw = version == 21 ? flash::KW_FA3 + 1 : version >= 19 ? flash::KW_FA3 : version >= 17 ? flash::KW_WGMMA_HD128 : version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
         attention_backward_kw(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel,
                               attention_deterministic(version), kw, 0);
     }
@@ -290,7 +291,7 @@ static void time_case(int version, int B, int NH, int T, int HD, int bs, int K) 
 
 static int parse_version(int argc, char **argv) {
     int v = argc > 1 ? atoi(argv[1]) : 0;
-    if (v < 1 || v > 20 || v == 12) { die("usage: %s <version 1..11 or 13..20> check | time ...", argv[0]); }
+    if (v < 1 || v > 21 || v == 12) { die("usage: %s <version 1..11 or 13..21> check | time ...", argv[0]); }
     return v;
 }
 

@@ -13,19 +13,19 @@ BIN=${BIN:?BIN=dir of prebuilt binaries}
 L=${OUT:-/tmp}/fa3_bwd; mkdir -p "$L"
 S=$L/summary.txt; : > "$S"
 nvidia-smi --query-gpu=name,clocks.max.sm --format=csv,noheader >> "$S"
-for v in 19 20 5 6 7 8 9 10 11 13 14 15 16 17 18; do
+for v in 19 21 20 5 6 7 8 9 10 11 13 14 15 16 17 18; do
   timeout 25 "$BIN/attention_dense" $v check > "$L/check_v$v.log" 2>&1
   rc=$?
   echo "check v$v (rc $rc): $(tail -1 "$L/check_v$v.log")" >> "$S"
   [ $rc = 124 ] && { grep -E "fail|rel" "$L/check_v$v.log" | tail -5 >> "$S"; cat "$S"; exit 1; }
 done
 {
-  for v in 16 10 19 20; do timeout 60 "$BIN/attention_dense" $v time 64 8192 32768; done
+  for v in 16 10 19 21 20; do timeout 60 "$BIN/attention_dense" $v time 64 8192 32768; done
   for v in 17 19; do timeout 60 "$BIN/attention_dense" $v time 128 16384; done
   PYTHONUNBUFFERED=1 timeout 100 python3 dev/cuda/attention_anchor.py 64 8192 32768
   PYTHONUNBUFFERED=1 timeout 60 python3 dev/cuda/attention_anchor.py 128 16384
 } 2>&1 | grep '^|' | sort -t'|' -k4,4n -k5,5n -s >> "$S"
-for s in step_phases step_phases_fa3; do
+for s in step_phases step_phases_fa3 step_phases_fa3b; do
   [ -x "$BIN/$s" ] || continue
   timeout 150 "$BIN/$s" -p 340M -A dense -W 0 -t 8192 -b 4 > "$L/${s}_8192.log" 2>&1
   { echo "== $s 340M dense step, T 8192 x 4"; grep -E "^\| attention|^\| all events|^step wall" "$L/${s}_8192.log"; } >> "$S"
