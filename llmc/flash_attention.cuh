@@ -16,10 +16,10 @@
    walks the forward's key tiles and writes dQ directly.
  Hopper path (sm_90a, dense causal, HD 64, the default there; llmc/wgmma_tiles.cuh): the same
  algorithms on warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory: a forward kernel
- (128 queries per CTA), a dK/dV kernel (one warpgroup, 64 keys per CTA by default; two: 128; dQ by fp32
- atomics) and, for the deterministic mode, a query-centric dQ kernel; attention_bwd_hopper.cuh adds a TMA /
- mbarrier dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by bulk reductions;
- slower than the one-warpgroup kernel in its first measurement, so not the default).
+ (128 queries per CTA), a dK/dV kernel (one warpgroup, 64 keys per CTA; two: 128; dQ by fp32 atomics) and,
+ for the deterministic mode, a query-centric dQ kernel; attention_bwd_hopper.cuh adds a TMA / mbarrier
+ dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by bulk reductions) whose
+ 128-query step (FlashAttention-3's) is the default backward at HD 64 since session 4.
  ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
  The forward that attention_forward runs by default (ATTN_FWD_HOPPER = 1), HD 64 and 128: the
  FlashAttention-3-style kernel of attention_fwd_hopper.cuh (TMA producer warpgroup, mbarrier stages,
@@ -1045,15 +1045,15 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 #endif
 }
 
-// Warpgroups per CTA of the Hopper backward kernels (dense HD 64) that attention_backward uses (0 =
-// mma.sync). 1 (64 keys per CTA, 3 CTAs per SM) beat 2 in the 340M step: 90.7K vs 83.1K tok/s on an H200,
-// dev/bench/RESULTS.md; the per-tile CTA-wide barrier keeps two warpgroups of one CTA in lockstep.
-// 10 / 11 (flash::KW_TMA, + 1): the TMA / mbarrier kernel with 2 / 3 stages (fwd+bwd at HD 64 T 8192: 10
-// lost to 1 on an H100, 11.2 vs 10.1 ms; on an H200 later 11 ran 10.01 vs 10.30 ms for 1, not yet checked in
-// test_gpt_moba; RESULTS, session 3). And whether its
-// non-deterministic mode adds dQ with fp32 atomics (1) or runs the dQ kernel of the deterministic mode (0).
+// The Hopper backward kernel (dense HD 64) that attention_backward uses, as flash::launch_dkdv's kw: 12 =
+// flash::KW_FA3, FlashAttention-3's 128-query x 128-key step (attention_bwd_hopper.cuh; dev version 19): fwd+bwd
+// 5.99 vs 7.04 ms for 1 (version 7: one warpgroup, 64 keys and 64 queries per step) at T 8192 on an H200, 340M
+// step 268.9 vs 300.3 ms (dev/bench/RESULTS.md, session 4). 1 / 2: the warpgroup-MMA kernel with 1 / 2
+// warpgroups per CTA, 10 / 11 (flash::KW_TMA, + 1): the TMA kernel with 64-query tiles (2 / 3 stages), 0:
+// mma.sync. T < 128 falls back to 1. And whether the non-deterministic mode adds dQ in the dK/dV kernel (1)
+// or runs the dQ kernel of the deterministic mode (0).
 #ifndef ATTN_BWD_WGMMA_KW
-#define ATTN_BWD_WGMMA_KW 1
+#define ATTN_BWD_WGMMA_KW 12
 #endif
 #ifndef ATTN_BWD_ATOMIC_DQ
 #define ATTN_BWD_ATOMIC_DQ 1
