@@ -229,13 +229,13 @@ __device__ __forceinline__ void online_softmax(float (&s)[BC / 8][4], float (&m)
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
         float base = mx == -INFINITY ? 0.0f : mx * sl2;
-        float alpha = exp2f(m[i] * sl2 - base);
+        float alpha = fast_exp2(m[i] * sl2 - base);
         m[i] = mx;
         l[i] *= alpha;
         for (int j = 0; j < HD / 8; j++) { oacc[j][2 * i] *= alpha; oacc[j][2 * i + 1] *= alpha; }
         for (int j = 0; j < BC / 8; j++) {
             for (int e = 2 * i; e < 2 * i + 2; e++) {
-                s[j][e] = exp2f(s[j][e] * sl2 - base);
+                s[j][e] = fast_exp2(s[j][e] * sl2 - base);
                 l[i] += s[j][e];
             }
         }
@@ -367,13 +367,13 @@ __device__ __forceinline__ void softmax_tile(float (&s)[BK / 8][4], float (&m)[2
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
         float base = mx == -INFINITY ? 0.0f : mx * sl2;
-        alpha[i] = exp2f(m[i] * sl2 - base);
+        alpha[i] = fast_exp2(m[i] * sl2 - base);
         m[i] = mx;
         float sum = 0.0f;
 #pragma unroll
         for (int j = 0; j < BK / 8; j++) {
-            s[j][2 * i] = exp2f(s[j][2 * i] * sl2 - base);
-            s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] * sl2 - base);
+            s[j][2 * i] = fast_exp2(s[j][2 * i] * sl2 - base);
+            s[j][2 * i + 1] = fast_exp2(s[j][2 * i + 1] * sl2 - base);
             sum += s[j][2 * i] + s[j][2 * i + 1];
         }
         l[i] = l[i] * alpha[i] + sum;
@@ -457,7 +457,7 @@ __device__ __forceinline__ void dkdv_step(float (&dka)[HD / 8][4], float (&dva)[
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
-            s[j][e] = visible(qi, key) ? exp2f(s[j][e] * sl2 - cLse[qi]) : 0.0f;
+            s[j][e] = visible(qi, key) ? fast_exp2(s[j][e] * sl2 - cLse[qi]) : 0.0f;
         }
     }
     uint32_t pf[BRB / 16][4];
@@ -581,18 +581,24 @@ __device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dv
     wgmma_commit();
     wgmma_wait<0>();
     pin(s, dp);
-    const bool full = q0 >= wk0 + 63 && q0 + BQ <= T;
+    // tiles off the diagonal and before the tail (most) skip the mask; inside, branch-free (a select after the exp)
+    auto softmax_grad = [&](auto masked) {
 #pragma unroll
-    for (int j = 0; j < NQ; j++) {
+        for (int j = 0; j < NQ; j++) {
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
-            bool ok = full | ((q0 + qi < T) & (key <= q0 + qi));  // branch-free: a select after the exp
-            float p = exp2f(s[j][e] * sl2);
-            p = ok ? p : 0.0f;
-            s[j][e] = p;
-            dp[j][e] *= p;
+            for (int e = 0; e < 4; e++) {
+                int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
+                float p = fast_exp2(s[j][e] * sl2);
+                if constexpr (decltype(masked)::value) { p = (q0 + qi < T) & (key <= q0 + qi) ? p : 0.0f; }
+                s[j][e] = p;
+                dp[j][e] *= p;
+            }
         }
+    };
+    if (q0 >= wk0 + 63 && q0 + BQ <= T) {
+        softmax_grad(std::false_type{});
+    } else {
+        softmax_grad(std::true_type{});
     }
     acc_to_a<NQ>(pf, s);
     acc_to_a<NQ>(dsf, dp);
@@ -745,7 +751,7 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
             for (int e = 0; e < 4; e++) {
                 int row = qa + (e >> 1) * 8, key = kt * BK + j * 8 + 2 * c + (e & 1);
                 bool ok = full || (row < T && key <= row);
-                float p = ok ? exp2f(s[j][e] * sl2 - lrow[e >> 1]) : 0.0f;
+                float p = ok ? fast_exp2(s[j][e] * sl2 - lrow[e >> 1]) : 0.0f;
                 s[j][e] = p * (dp[j][e] - drow[e >> 1]);
             }
         }
@@ -783,7 +789,7 @@ __device__ __forceinline__ void dq_step(float (&dqa)[HD / 8][4], const bf16 *sQ,
     for (int j = 0; j < BC / 8; j++) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            float p = exp2f(s[j][e] * sl2 - lrow[e >> 1]);
+            float p = fast_exp2(s[j][e] * sl2 - lrow[e >> 1]);
             s[j][e] = p * (dp[j][e] - drow[e >> 1]);
         }
     }
