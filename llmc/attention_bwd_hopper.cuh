@@ -1,6 +1,6 @@
 /*
  Dense causal attention backward on Hopper (sm_90a), HD 64, FlashAttention-3 style: dK, dV, and dQ added
- into fp32 dqacc by bulk reductions. Included by flash_attention.cuh (uses its store_dkdv, swizzle_base,
+ into fp32 dqacc by TMA reductions. Included by flash_attention.cuh (uses its store_dkdv, swizzle_base,
  set_smem); launch_dkdv runs it for kw = KW_TMA (+ 1) and KW_FA3.
  A CTA owns 64 NWG keys: NWG consumer warpgroups of 64 keys each plus one producer warpgroup. The producer
  (one thread) loads the CTA's K, V once and then streams the BQ-query tiles from the diagonal on (Q, dO,
@@ -10,9 +10,9 @@
  out of lockstep with each other and with the loads. Per tile a consumer warpgroup does, as
  dkdv_wgmma_kernel: S^T = K Q^T, dP^T = V dO^T (shared-memory operands), P^T = exp(S^T scale - lse),
  dS^T = P^T (dP^T - D) in registers, dV += P^T dO, dK += dS^T Q (A from registers); with DQ, dS^T to shared
- memory and a dQ tile of 64 queries x 64 as fp32 rows in shared memory, handed (mbarrier pair) to a
- producer warp that adds it to dqacc with 64 row-wise cp.reduce.async.bulk (256 bytes each) instead of
- 2048 float2 atomics. BQ = 64: each warpgroup's dQ over its own 64 keys (two dS^T buffers per warpgroup).
+ memory and a dQ tile of 64 queries x 64 in fp32 in shared memory (two 32-column boxes, 128-byte swizzle),
+ handed (mbarrier pair) to a producer warp that adds it to dqacc with two TMA reductions
+ (cp.reduce.async.bulk.tensor) instead of 2048 float2 atomics. BQ = 64: each warpgroup's dQ over its own 64 keys (two dS^T buffers per warpgroup).
  BQ = 128 (FlashAttention-3's step, KW_FA3): S^T and dP^T are m64n128 and dV / dK contract over 128
  queries, twice the work per wgmma round trip (the BQ 64 kernel is latency-bound, dev/cuda/attention_notes.md);
  both warpgroups write their dS^T into one shared 128 x 128 tile, meet at a named barrier, and warpgroup w
@@ -36,7 +36,7 @@ constexpr int KW_TMA = 10, KW_FA3 = 12;  // KW_FA3 + 1: the 128-query step with 
 
 // The six tensor maps of the backward; passed by value (__grid_constant__) so TMA reads them from the
 // kernel's parameter space.
-struct BwdTensorMaps { CUtensorMap q, k, v, dout, lse, dsum; };
+struct BwdTensorMaps { CUtensorMap q, k, v, dout, lse, dsum, dq; };
 
 // Shared-memory layout (byte offsets from a 1024-byte aligned base): 8 KB bf16 64 x 64 tiles first. A query
 // tile is BQ / 64 of them; dS^T: 2 buffers of NWG (BQ 64: per warpgroup) or 4 (BQ 128: 2 x 2 shared) tiles.
@@ -90,14 +90,17 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         const int pw = (tid / 32) % 4, lane = tid % 32;
         if (DQ && pw >= 1 && pw <= NWG) {
             const int w = pw - 1;
-            // one bulk reduction per tile: 64 consecutive rows of dqacc are 16 KB in a row, and so is wdQ
+            // two TMA reductions per tile (32-column boxes of 64 rows, 128-byte swizzle); rows past T are skipped
             const float *wdQ = (const float *)(base + L::dq) + w * 64 * HD;
             for (int it = it0, m = 0; it < ntiles; it++) {
                 if (!active(w, it)) { continue; }
                 const int row0 = dq_row0(w, it);
                 if (lane == 0) {
                     mbar_wait(&dq_full[w], m & 1);
-                    if (row0 < T) { bulk_reduce_add_f32(dqacc + ((size_t)bh * T + row0) * HD, wdQ, min(64, T - row0) * HD * 4); }
+                    if (row0 < T) {
+                        tma_reduce_add_4d(&maps.dq, wdQ, 0, row0, h, b);
+                        tma_reduce_add_4d(&maps.dq, wdQ + 64 * 32, 32, row0, h, b);
+                    }
                     bulk_commit();
                     bulk_wait_read();
                     mbar_arrive(&dq_empty[w]);
@@ -188,13 +191,18 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         }
         wgmma_wait<0>();
         if constexpr (BQ == 128) { wgmma_fence_operands(dq); wgmma_fence_operands(dka); wgmma_fence_operands(dva); }
-        // the fp32 dQ tile to wdQ, for the producer's bulk reduction
+        // the fp32 dQ tile to wdQ, for the producer's TMA reductions: two boxes of 64 rows x 32 columns in the
+        // 128-byte swizzle (16-byte chunk k of row r at chunk k ^ (r & 7)), so a warp's float2 stores of 8 rows
+        // hit 16 different bank groups (plain rows of 256 bytes: 8-way conflicts)
         mbar_wait(&dq_empty[wg], (m & 1) ^ 1);  // the producer has read the previous tile's wdQ
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            float *row = wdQ + (warp * 16 + g + 8 * i) * HD + 2 * c;  // (8-way bank conflicts: ~1% of a tile's time)
+            const int r = warp * 16 + g + 8 * i;
 #pragma unroll
-            for (int j = 0; j < 8; j++) { *reinterpret_cast<float2 *>(row + j * 8) = make_float2(dq[j][2 * i], dq[j][2 * i + 1]); }
+            for (int j = 0; j < 8; j++) {
+                float *chunk = wdQ + (j / 4) * 64 * 32 + r * 32 + ((2 * (j % 4) + c / 2) ^ (r & 7)) * 4;
+                *reinterpret_cast<float2 *>(chunk + 2 * (c % 2)) = make_float2(dq[j][2 * i], dq[j][2 * i + 1]);
+            }
         }
         fence_proxy_async();
         mbar_arrive(&dq_full[wg]);
@@ -219,9 +227,13 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
     const CUtensorMapDataType BF = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, F32 = CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
     const CUtensorMapSwizzle SW = CU_TENSOR_MAP_SWIZZLE_128B, NO = CU_TENSOR_MAP_SWIZZLE_NONE;
     if (T < 64 * NWG) { die("attention: TMA backward needs T >= %d (got %d)", 64 * NWG, T); }
+    const cuuint64_t frow = 64 * sizeof(float), dq_strides[3] = {frow, T * frow, NH * T * frow};
+    const cuuint32_t dqbox[4] = {32, 64, 1, 1};
     BwdTensorMaps maps = {tensor_map_4d(q, BF, dims, head_major, qbox, SW),      tensor_map_4d(k, BF, dims, head_major, kbox, SW),
                           tensor_map_4d(v, BF, dims, head_major, kbox, SW),      tensor_map_4d(dout, BF, dims, time_major, qbox, SW),
-                          tensor_map_4d(lse, F32, rdims, rstrides, rbox, NO),    tensor_map_4d(Dsum, F32, rdims, rstrides, rbox, NO)};
+                          tensor_map_4d(lse, F32, rdims, rstrides, rbox, NO),    tensor_map_4d(Dsum, F32, rdims, rstrides, rbox, NO),
+                          {}};
+    if (DQ) { maps.dq = tensor_map_4d(dqacc, F32, dims, dq_strides, dqbox, SW); }  // dqacc (B, NH, T, 64) fp32
     auto run = [&](auto kernel, size_t bytes) {
         set_smem(kernel, bytes);
         kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale);

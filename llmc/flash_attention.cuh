@@ -18,7 +18,7 @@
  algorithms on warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory: a forward kernel
  (128 queries per CTA), a dK/dV kernel (one warpgroup, 64 keys per CTA; two: 128; dQ by fp32 atomics) and,
  for the deterministic mode, a query-centric dQ kernel; attention_bwd_hopper.cuh adds a TMA / mbarrier
- dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by bulk reductions) whose
+ dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by TMA reductions) whose
  128-query step (FlashAttention-3's) is the default backward at HD 64 since session 4.
  ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
  The forward that attention_forward runs by default (ATTN_FWD_HOPPER = 1), HD 64 and 128: the

@@ -2,7 +2,7 @@
  Hopper (sm_90) asynchronous-copy pipeline pieces: shared-memory mbarriers (arrive, expected transaction
  bytes, parity waits), the producer / consumer register split (setmaxnreg, sm_90a) and the tensor memory accelerator (TMA: cp.async.bulk.tensor) loading 64-column
  boxes of a (rows, columns) bf16 matrix per head into the 128-byte-swizzle layout of wgmma_tiles.cuh,
- and bulk reductions (cp.reduce.async.bulk: fp32 adds into global memory done by the copy engine).
+ and TMA reductions (cp.reduce.async.bulk.tensor: fp32 adds into global memory done by the copy engine).
  Host side: a 3-d tensor map (columns, T, heads) per q / k / v tensor, encoded through the driver's
  cuTensorMapEncodeTiled, reached with cudaGetDriverEntryPointByVersion (no link against libcuda).
  Rows past T read as zeros (out-of-bounds fill), so tails need no masking of the loads.
@@ -58,13 +58,15 @@ __device__ inline void tma_load_4d(void *dst, const void *map, uint64_t *bar, in
                  ::"r"(smem_addr(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar)) : "memory");
 }
 
-// dst[i] += src[i] (fp32, bytes / 4 elements, both 16-byte aligned, bytes a multiple of 16) done by the
-// copy engine in L2: one instruction instead of a warp's worth of atomics. Per-thread bulk groups: the
-// issuing thread commits and waits (wait_read: until the source may be overwritten).
-__device__ inline void bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
-    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(smem_addr(src)), "r"(bytes)
-                 : "memory");
+// The box at coordinates c0..c3 of a 4-D fp32 tensor map += src (the box in shared memory, laid out as the map's
+// swizzle says; 1024-byte aligned for 128-byte swizzle), done by the copy engine in L2; elements outside the
+// tensor are skipped. A bulk group as below.
+__device__ inline void tma_reduce_add_4d(const void *map, const void *src, int c0, int c1, int c2, int c3) {
+    asm volatile("cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group [%0, {%1, %2, %3, %4}], [%5];\n"
+                 ::"l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(src)) : "memory");
 }
+
+// Per-thread bulk groups: the issuing thread commits and waits (wait_read: until the source may be overwritten).
 __device__ inline void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 __device__ inline void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
 __device__ inline void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }

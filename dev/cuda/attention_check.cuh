@@ -19,7 +19,7 @@
  17 = atomic dQ (version 7's path), 18 = deterministic (version 8's).
  19, 20 (session 4): version 16's forward and the TMA dK/dV kernel with FlashAttention-3's backward step
  (flash::KW_FA3: 128 queries x 128 keys per step, dS^T shared by the two consumer warpgroups through shared
- memory, each computing dQ of 64 queries over all 128 keys, added by bulk reductions): 19; 20 = 19 without dQ
+ memory, each computing dQ of 64 queries over all 128 keys, added by TMA reductions): 19; 20 = 19 without dQ
  + version 8's dQ kernel (deterministic); 21 = 19 with dQ's product issued while dV / dK still run. HD 128 and
  T < 128: version 17's / 18's kernels.
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,

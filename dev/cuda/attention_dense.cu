@@ -3,7 +3,7 @@
  Versions (see dev/cuda/attention_check.cuh): 1 simple, 2 flash + atomic dQ, 3 flash deterministic,
  4 = 2 with the one-row-tile-per-warp forward, 5-8 the Hopper (wgmma) backward at HD 64: 5 atomic dQ,
  6 deterministic (dQ from its own kernel), 7, 8 = 5, 6 with one warpgroup per CTA; 9-11 the TMA /
- mbarrier backward (llmc/attention_bwd_hopper.cuh, 128 keys per CTA, dQ by bulk reductions; version 7's
+ mbarrier backward (llmc/attention_bwd_hopper.cuh, 128 keys per CTA, dQ by TMA reductions; version 7's
  forward): 9 = 2 stages, 10 = 3 stages, 11 = 9 deterministic; 13-16 the FlashAttention-3-style forward
  (TMA producer, mbarriers; HD 64 and 128) step by step, version 7's backward; 17, 18 = version 16's forward
  and the warpgroup-MMA backward at HD 128 as well (17 atomic dQ as 7, 18 deterministic as 8); 19, 20 = version 16's

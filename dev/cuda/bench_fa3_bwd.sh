@@ -21,6 +21,10 @@ for v in 19 21 20 5 6 7 8 9 10 11 13 14 15 16 17 18; do
   echo "check v$v (rc $rc): $(tail -1 "$L/check_v$v.log")" >> "$S"
   [ $rc = 124 ] && { grep -E "fail|rel" "$L/check_v$v.log" | tail -5 >> "$S"; cat "$S"; exit 1; }
 done
+# ALT: a second attention_dense build (a variant of the TMA kernels): its checks of the TMA versions, its timings
+if [ -n "${ALT:-}" ]; then
+  for v in 19 21 9 10 11 20; do echo "$ALT check v$v: $(timeout 25 "$BIN/$ALT" $v check 2>&1 | tail -1)" >> "$S"; done
+fi
 if [ -x "$BIN/attention_moba" ]; then
   for v in 1 4 5 6; do timeout 150 "$BIN/attention_moba" $v check > "$L/moba_v$v.log" 2>&1 & done
   wait
@@ -28,11 +32,12 @@ if [ -x "$BIN/attention_moba" ]; then
 fi
 {
   for v in ${TIME_VERSIONS:-16 19 21 20}; do timeout 60 "$BIN/attention_dense" $v time 64 8192 32768; done
+  [ -n "${ALT:-}" ] && for v in 19; do timeout 60 "$BIN/$ALT" $v time 64 8192 32768 | sed "s/ours-v$v/ours-v$v-$ALT/"; done
   for v in 17; do timeout 60 "$BIN/attention_dense" $v time 128 16384 65536; done
   PYTHONUNBUFFERED=1 timeout 100 python3 dev/cuda/attention_anchor.py 64 8192 32768
   PYTHONUNBUFFERED=1 timeout 100 python3 dev/cuda/attention_anchor.py 128 16384 65536
 } 2>&1 | grep '^|' | sort -t'|' -k4,4n -k5,5n -s >> "$S"
-for s in step_phases step_phases_fa3 step_phases_fa3b; do
+for s in step_phases step_phases_fa3 step_phases_fa3b ${ALT_PHASES:-}; do
   [ -x "$BIN/$s" ] || continue
   for t in "8192 -b 4" ${PHASES_32K:+"32768 -b 1"}; do
     timeout 150 "$BIN/$s" -p 340M -A dense -W 0 -t $t > "$L/${s}_${t%% *}.log" 2>&1
