@@ -31,8 +31,8 @@
 namespace flash {
 
 // kw = KW_TMA selects this kernel with 64-query tiles and 2 stages, KW_TMA + 1 with 3 stages, KW_FA3 with
-// the 128-query step (2 stages), KW_FA3 + 1 the same with OVERLAP_DQ.
-constexpr int KW_TMA = 10, KW_FA3 = 12;  // KW_FA3 + 1: the 128-query step with dQ issued under dV / dK
+// the 128-query step (2 stages), KW_FA3 + 1 the same with ALT_DQ.
+constexpr int KW_TMA = 10, KW_FA3 = 12;  // KW_FA3 + 1: the 128-query step with ALT_DQ
 
 // The six tensor maps of the backward; passed by value (__grid_constant__) so TMA reads them from the
 // kernel's parameter space.
@@ -49,11 +49,15 @@ template <int NWG, int BQ, int STAGES, bool DQ> struct BwdSmem {
     static constexpr size_t bytes = 1024 + end;
 };
 
-// Barrier of the NWG consumer warpgroups (named barrier 3; warpgroup_sync uses 1 and 2).
-template <int NWG> __device__ inline void consumers_sync() { asm volatile("bar.sync 3, %0;\n" ::"n"(128 * NWG) : "memory"); }
+// Named barriers of the NWG consumer warpgroups (ids from 3; warpgroup_sync uses 1 and 2): wait for all, or
+// arrive without waiting (release: this thread's earlier shared-memory writes are visible to the waiters).
+template <int NWG> __device__ inline void consumers_sync(int id) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(128 * NWG) : "memory"); }
+template <int NWG> __device__ inline void consumers_arrive(int id) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(128 * NWG) : "memory"); }
 
-// OVERLAP_DQ (BQ 128): dQ's product is issued while dV / dK still run (12 bytes of spills), else after them.
-template <int NWG, int BQ, bool DQ, int STAGES, bool OVERLAP_DQ = false>
+// ALT_DQ (BQ 128): tile n's dQ (all 128 queries) is computed by warpgroup n % 2 alone while the other goes on
+// to its next tile, so the two drift half a tile apart and one's exp work overlaps the other's products;
+// else each computes dQ of its query half and they meet every tile.
+template <int NWG, int BQ, bool DQ, int STAGES, bool ALT_DQ = false>
 __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const __grid_constant__ BwdTensorMaps maps,
                                                                      int NH, int T, float scale) {
     static_assert(BQ == 64 || NWG == 2, "the 128-query step splits dQ's queries over two warpgroups");
@@ -131,7 +135,6 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
     const int warp = (tid / 32) % 4, lane = tid & 31, g = lane >> 2, c = lane & 3;
     const int wk0 = k0 + 64 * wg, key_a = wk0 + warp * 16 + g;
     const bf16 *wK = sK + wg * TILE, *wV = sV + wg * TILE;
-    float *wdQ = (float *)(base + L::dq) + wg * 64 * HD;
     const float sl2 = scale * LOG2E;
     float dka[8][4] = {}, dva[8][4] = {};
     mbar_wait(kv_full, 0);
@@ -152,18 +155,47 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
             mbar_arrive(&empty[st]);
             continue;
         }
-        float dq[8][4];
+        // dQ tile of query half qh (BQ 64: this warpgroup's own 64 x 64 partial, qh = wg) to its fp32 staging
+        // area, for the producer's TMA reductions: two boxes of 64 rows x 32 columns in the 128-byte swizzle
+        // (16-byte chunk k of row r at chunk k ^ (r & 7)), so a warp's float2 stores of 8 rows hit 16 different
+        // bank groups (plain rows of 256 bytes: 8-way conflicts)
+        auto stage_dq = [&](const float (&d)[8][4], int qh) {
+            float *wdQ = (float *)(base + L::dq) + qh * 64 * HD;
+            mbar_wait(&dq_empty[qh], (m & 1) ^ 1);  // the producer has read the previous tile's
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const int r = warp * 16 + g + 8 * i;
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    float *chunk = wdQ + (j / 4) * 64 * 32 + r * 32 + ((2 * (j % 4) + c / 2) ^ (r & 7)) * 4;
+                    *reinterpret_cast<float2 *>(chunk + 2 * (c % 2)) = make_float2(d[j][2 * i], d[j][2 * i + 1]);
+                }
+            }
+            fence_proxy_async();
+            mbar_arrive(&dq_full[qh]);
+        };
         if constexpr (BQ == 64) {
             // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K over its
             // own keys. Two buffers: another warp of the warpgroup may still be in the previous tile's dQ product.
+            float dq[8][4];
             bf16 *wdS = (bf16 *)(base + L::ds) + (2 * wg + (m & 1)) * TILE;
             dq_wgmma_issue(dq, wdS, dsf, wK, wg);
+            wgmma_wait<1>();  // dV, dK done (groups complete in order): the stage is no longer read
+            mbar_arrive(&empty[st]);
+            wgmma_wait<0>();
+            stage_dq(dq, wg);
         } else {
             // dS^T of the CTA's 128 keys x 128 queries as 2 x 2 tiles (key half w, query half q) at (2 w + q)
-            // TILE; both warpgroups write theirs, then warpgroup wg computes dQ of query half wg over all 128
-            // keys. Two buffers: the barrier of tile m + 1 is passed only after the other warpgroup's dQ(m)
-            // product completed, so buffer m & 1 is free again at tile m + 2.
-            bf16 *dS = (bf16 *)(base + L::ds) + (m & 1) * 4 * TILE;
+            // TILE in buffer n & 1; both warpgroups write theirs, then (barrier FULL) dQ = dS K over all 128 keys.
+            // Not ALT_DQ: warpgroup wg takes query half wg; the barrier of tile n + 1 is passed only after the
+            // other warpgroup's dQ(n) completed, so buffer n & 1 is free again at tile n + 2. ALT_DQ: the
+            // warpgroup "mine" takes both halves, the other only arrives at FULL; before it writes buffer n & 1
+            // again (tile n + 2) it waits at FREE, where the dQ warpgroup arrives once its product is done.
+            constexpr int NQH = ALT_DQ ? 2 : 1, BAR_FULL = 3, BAR_FREE = 5;
+            const int nt = ntiles - it0, buf = n & 1;
+            const bool mine = !ALT_DQ || buf == wg;
+            bf16 *dS = (bf16 *)(base + L::ds) + buf * 4 * TILE;
+            if (ALT_DQ && !mine && n >= 2) { consumers_sync<NWG>(BAR_FREE + buf); }
             const int r = warp * 16 + g;
 #pragma unroll
             for (int ks = 0; ks < BQ / 16; ks++) {
@@ -174,38 +206,31 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
                 }
             }
             fence_proxy_async();
-            consumers_sync<NWG>();
-            if constexpr (!OVERLAP_DQ) {
-                wgmma_wait<0>();  // dV, dK done: their A fragments (P^T, dS^T) are free before dQ's accumulators are live
-                mbar_arrive(&empty[st]);
+            if (mine) {
+                consumers_sync<NWG>(BAR_FULL + (ALT_DQ ? buf : 0));
+            } else {
+                consumers_arrive<NWG>(BAR_FULL + buf);
             }
+            wgmma_wait<0>();  // dV, dK done: their A fragments (P^T, dS^T) are free before dQ's accumulators are live
             wgmma_fence_operands(dka);
             wgmma_fence_operands(dva);
-            wgmma_fence();
-            wg_gemm_atb_panels<HD, 128>(dq, dS + wg * TILE, sK, 64 * 64, 2 * TILE);
-            wgmma_commit();
-        }
-        if constexpr (BQ == 64 || OVERLAP_DQ) {
-            wgmma_wait<1>();  // dV, dK done (groups complete in order): the stage is no longer read
             mbar_arrive(&empty[st]);
-        }
-        wgmma_wait<0>();
-        if constexpr (BQ == 128) { wgmma_fence_operands(dq); wgmma_fence_operands(dka); wgmma_fence_operands(dva); }
-        // the fp32 dQ tile to wdQ, for the producer's TMA reductions: two boxes of 64 rows x 32 columns in the
-        // 128-byte swizzle (16-byte chunk k of row r at chunk k ^ (r & 7)), so a warp's float2 stores of 8 rows
-        // hit 16 different bank groups (plain rows of 256 bytes: 8-way conflicts)
-        mbar_wait(&dq_empty[wg], (m & 1) ^ 1);  // the producer has read the previous tile's wdQ
+            if (mine) {
+                float dq[NQH][8][4];
+                wgmma_fence();
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
-            const int r = warp * 16 + g + 8 * i;
+                for (int x = 0; x < NQH; x++) { wg_gemm_atb_panels<HD, 128>(dq[x], dS + (ALT_DQ ? x : wg) * TILE, sK, 64 * 64, 2 * TILE); }
+                wgmma_commit();
+                wgmma_wait<0>();
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                float *chunk = wdQ + (j / 4) * 64 * 32 + r * 32 + ((2 * (j % 4) + c / 2) ^ (r & 7)) * 4;
-                *reinterpret_cast<float2 *>(chunk + 2 * (c % 2)) = make_float2(dq[j][2 * i], dq[j][2 * i + 1]);
+                for (int x = 0; x < NQH; x++) { wgmma_fence_operands(dq[x]); }
+                wgmma_fence_operands(dka);
+                wgmma_fence_operands(dva);
+                if (ALT_DQ && n + 2 < nt) { consumers_arrive<NWG>(BAR_FREE + buf); }
+#pragma unroll
+                for (int x = 0; x < NQH; x++) { stage_dq(dq[x], ALT_DQ ? x : wg); }
             }
         }
-        fence_proxy_async();
-        mbar_arrive(&dq_full[wg]);
         m++;
     }
     store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
@@ -214,10 +239,10 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
 // q, k, v (B, NH, T, 64) and dout (B, T, NH, 64) as (64, T, NH, B) maps of 64-wide 128-byte-swizzled rows
 // (box: bq query rows, or the CTA's 64 NWG keys); lse, Dsum (B NH T) as 1-D fp32 maps with bq-row boxes.
 // stages: 2 or 3 shared-memory stages of Q / dO / lse / D; bq: 64 or (2 stages) 128 queries per tile;
-// overlap_dq (bq 128): OVERLAP_DQ.
+// alt_dq (bq 128): ALT_DQ.
 template <bool DQ>
 void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
-                     const float *Dsum, int B, int NH, int T, float scale, int stages, int bq, bool overlap_dq, cudaStream_t stream) {
+                     const float *Dsum, int B, int NH, int T, float scale, int stages, int bq, bool alt_dq, cudaStream_t stream) {
     constexpr int NWG = 2;
     const cuuint64_t row = 64 * sizeof(bf16), dims[4] = {64, (cuuint64_t)T, (cuuint64_t)NH, (cuuint64_t)B};
     const cuuint64_t head_major[3] = {row, T * row, NH * T * row}, time_major[3] = {NH * row, row, T * NH * row};
@@ -240,7 +265,7 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
         cudaCheckLaunch();
     };
     if (bq == 128 && stages == 2) {
-        run(overlap_dq ? dkdv_tma_kernel<NWG, 128, DQ, 2, true> : dkdv_tma_kernel<NWG, 128, DQ, 2, false>, BwdSmem<NWG, 128, 2, DQ>::bytes);
+        run(alt_dq && DQ ? dkdv_tma_kernel<NWG, 128, DQ, 2, DQ> : dkdv_tma_kernel<NWG, 128, DQ, 2, false>, BwdSmem<NWG, 128, 2, DQ>::bytes);
     } else if (bq == 64 && stages == 2) {
         run(dkdv_tma_kernel<NWG, 64, DQ, 2>, BwdSmem<NWG, 64, 2, DQ>::bytes);
     } else if (bq == 64 && stages == 3) {

@@ -893,7 +893,8 @@ void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
 // warpgroups per CTA; kw = KW_TMA (2 stages) or KW_TMA + 1 (3 stages) (HD 64, T >= 128; shorter: kw = 1):
 // the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA) with 64-query tiles; kw = KW_FA3:
-// the same kernel with the 128-query step (+ 1: dQ issued under dV / dK) (HD 128: as KW_WGMMA_HD128);
+// the same kernel with the 128-query step (+ 1: each tile's dQ by one warpgroup, alternating) (HD 128: as
+// KW_WGMMA_HD128);
 // the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); kw = KW_WGMMA_HD128 (HD 128:
 // the warpgroup-MMA kernel; HD 64: as 1); otherwise (kw = 0, HD 128) the mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>

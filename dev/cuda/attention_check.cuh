@@ -20,7 +20,7 @@
  19, 20 (session 4): version 16's forward and the TMA dK/dV kernel with FlashAttention-3's backward step
  (flash::KW_FA3: 128 queries x 128 keys per step, dS^T shared by the two consumer warpgroups through shared
  memory, each computing dQ of 64 queries over all 128 keys, added by TMA reductions): 19; 20 = 19 without dQ
- + version 8's dQ kernel (deterministic); 21 = 19 with dQ's product issued while dV / dK still run. HD 128 and
+ + version 8's dQ kernel (deterministic); 21 = 19 with dQ of each tile by one warpgroup, alternating (ALT_DQ). HD 128 and
  T < 128: version 17's / 18's kernels.
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
  relative L2 errors; the deterministic versions (1, 3, 6, 8, 11, 18, 20) must give bit-identical gradients on a rerun.

@@ -8,7 +8,7 @@
  (TMA producer, mbarriers; HD 64 and 128) step by step, version 7's backward; 17, 18 = version 16's forward
  and the warpgroup-MMA backward at HD 128 as well (17 atomic dQ as 7, 18 deterministic as 8); 19, 20 = version 16's
  forward and FlashAttention-3's backward step (128 queries x 128 keys, dS^T shared by two warpgroups; 20 deterministic;
- 21 = 19 with dQ issued under dV / dK).
+ 21 = 19 with each tile's dQ by one warpgroup, alternating).
    ./build/cuda/attention_dense <v> check           CPU-reference checks (T = 1000 and other tails)
    ./build/cuda/attention_dense <v> time HD T...    fwd and fwd+bwd at batch 2, d_model 2048 (NH = 2048/HD)
  FLOPs as anchors.md: causal fwd = 2 B NH T^2 HD, fwd+bwd = 3.5x.
