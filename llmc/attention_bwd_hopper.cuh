@@ -38,14 +38,14 @@ constexpr int KW_TMA = 10, KW_FA3 = 12;  // KW_FA3 + 1: the 128-query step with 
 // kernel's parameter space.
 struct BwdTensorMaps { CUtensorMap q, k, v, dout, lse, dsum, dq; };
 
-// Shared-memory layout (byte offsets from a 1024-byte aligned base): 8 KB bf16 64 x 64 tiles first. A query
-// tile is BQ / 64 of them; dS^T: 2 buffers of NWG (BQ 64: per warpgroup) or 4 (BQ 128: 2 x 2 shared) tiles.
-template <int NWG, int BQ, int STAGES, bool DQ> struct BwdSmem {
-    static constexpr int TILE = 64 * 64 * 2, QT = BQ / 64 * TILE;
-    static constexpr size_t k = 0, v = k + NWG * TILE, q = v + NWG * TILE, dout = q + STAGES * QT,
-                            ds = dout + STAGES * QT, dq = ds + (DQ ? 2 * NWG * QT : 0),
-                            lse = dq + (DQ ? NWG * 64 * 64 * 4 : 0), dsum = lse + STAGES * BQ * 4,
-                            bar = dsum + STAGES * BQ * 4, end = bar + (2 * STAGES + 1 + 2 * NWG) * 8;
+// Shared-memory layout (byte offsets from a 1024-byte aligned base) in 8 KB bf16 64 x 64 tiles: K, V (64 NWG
+// rows x HD: HD / 64 panels), STAGES query tiles of Q and dO (BQ x HD), dS^T (2 buffers of NWG BQ / 64 tiles:
+// one per (key half, query half)), the fp32 dQ staging (NWG parts of 64 x 64), lse, D, barriers.
+template <int NWG, int BQ, int HD, int STAGES, bool DQ> struct BwdSmem {
+    static constexpr int TILE = 64 * 64 * 2, KV = NWG * HD / 64 * TILE, QT = BQ / 64 * HD / 64 * TILE;
+    static constexpr size_t k = 0, v = k + KV, q = v + KV, dout = q + STAGES * QT, ds = dout + STAGES * QT,
+                            dq = ds + (DQ ? 2 * NWG * BQ / 64 * TILE : 0), lse = dq + (DQ ? NWG * 64 * 64 * 4 : 0),
+                            dsum = lse + STAGES * BQ * 4, bar = dsum + STAGES * BQ * 4, end = bar + (2 * STAGES + 1 + 2 * NWG) * 8;
     static constexpr size_t bytes = 1024 + end;
 };
 
@@ -57,12 +57,17 @@ template <int NWG> __device__ inline void consumers_arrive(int id) { asm volatil
 // ALT_DQ (BQ 128): tile n's dQ (all 128 queries) is computed by warpgroup n % 2 alone while the other goes on
 // to its next tile, so the two drift half a tile apart and one's exp work overlaps the other's products;
 // else each computes dQ of its query half and they meet every tile.
-template <int NWG, int BQ, bool DQ, int STAGES, bool ALT_DQ = false>
+template <int NWG, int BQ, int HD, bool DQ, int STAGES, bool ALT_DQ = false>
 __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const __grid_constant__ BwdTensorMaps maps,
                                                                      int NH, int T, float scale) {
-    static_assert(BQ == 64 || NWG == 2, "the 128-query step splits dQ's queries over two warpgroups");
-    using L = BwdSmem<NWG, BQ, STAGES, DQ>;
-    constexpr int HD = 64, TILE = 64 * 64, QT = BQ * 64;
+    // SHARED_DS: the warpgroups share dS^T and split dQ (BQ 128: by query half; HD 128: by column half);
+    // else (BQ 64, HD 64) each warpgroup adds dQ over its own keys
+    constexpr bool SHARED_DS = BQ == 128 || HD == 128;
+    static_assert(!SHARED_DS || NWG == 2, "dQ is split over two warpgroups");
+    static_assert(HD == 64 || BQ == 64, "head dim 128: 64-query tiles (registers)");
+    static_assert(!ALT_DQ || (BQ == 128 && HD == 64), "ALT_DQ: the 128-query step at head dim 64");
+    using L = BwdSmem<NWG, BQ, HD, STAGES, DQ>;
+    constexpr int TILE = 64 * 64, QT = BQ * HD, KV_PANEL = 64 * NWG * 64, NQH = BQ / 64;
     extern __shared__ unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)swizzle_base(smem_raw);
     bf16 *sK = (bf16 *)(base + L::k), *sV = (bf16 *)(base + L::v), *sQ = (bf16 *)(base + L::q), *sdO = (bf16 *)(base + L::dout);
@@ -82,12 +87,13 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
     __syncthreads();
 
     // the consumer warpgroup w's 64 keys exist and some query of tile it sees them (warpgroup-uniform);
-    // the 128-query step keeps both warpgroups on every tile (they share dS^T through a barrier)
-    auto active = [&](int w, int it) { return BQ == 128 || (k0 + 64 * w < T && it * 64 + 63 >= k0 + 64 * w); };
-    // the first query of consumer w's dQ tile: BQ 64, all of the tile (over its own keys); BQ 128, half w
-    auto dq_row0 = [&](int w, int it) { return it * BQ + (BQ == 128 ? 64 * w : 0); };
-    // registers: the producer keeps 40 (BQ 128: 24), the consumers share the rest (232 / 240 each at NWG 2)
-    constexpr int PRODUCER_REGS = BQ == 128 ? 24 : 40, FREE = (65536 - 128 * PRODUCER_REGS) / (128 * NWG) / 8 * 8;
+    // with SHARED_DS both warpgroups take every tile (they meet at a barrier)
+    auto active = [&](int w, int it) { return SHARED_DS || (k0 + 64 * w < T && it * 64 + 63 >= k0 + 64 * w); };
+    // dQ part p (staging area p, reduced by producer warp 1 + p): 64 rows from dq_row0 x 64 columns from dq_col0
+    auto dq_row0 = [&](int p, int it) { return it * BQ + (BQ == 128 ? 64 * p : 0); };
+    auto dq_col0 = [&](int p) { return HD == 128 ? 64 * p : 0; };
+    // registers: the producer keeps 40 (SHARED_DS: 24), the consumers share the rest (232 / 240 each at NWG 2)
+    constexpr int PRODUCER_REGS = SHARED_DS ? 24 : 40, FREE = (65536 - 128 * PRODUCER_REGS) / (128 * NWG) / 8 * 8;
     constexpr int CONSUMER_REGS = FREE > 240 ? 240 : FREE;
     if (wg == NWG) {  // producer warpgroup: warp 0 loads, warp 1 + w adds consumer w's dQ tiles to dqacc
         warpgroup_reg_dealloc<PRODUCER_REGS>();
@@ -95,15 +101,15 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         if (DQ && pw >= 1 && pw <= NWG) {
             const int w = pw - 1;
             // two TMA reductions per tile (32-column boxes of 64 rows, 128-byte swizzle); rows past T are skipped
-            const float *wdQ = (const float *)(base + L::dq) + w * 64 * HD;
+            const float *wdQ = (const float *)(base + L::dq) + w * 64 * 64;
             for (int it = it0, m = 0; it < ntiles; it++) {
                 if (!active(w, it)) { continue; }
-                const int row0 = dq_row0(w, it);
+                const int row0 = dq_row0(w, it), col0 = dq_col0(w);
                 if (lane == 0) {
                     mbar_wait(&dq_full[w], m & 1);
                     if (row0 < T) {
-                        tma_reduce_add_4d(&maps.dq, wdQ, 0, row0, h, b);
-                        tma_reduce_add_4d(&maps.dq, wdQ + 64 * 32, 32, row0, h, b);
+                        tma_reduce_add_4d(&maps.dq, wdQ, col0, row0, h, b);
+                        tma_reduce_add_4d(&maps.dq, wdQ + 64 * 32, col0 + 32, row0, h, b);
                     }
                     bulk_commit();
                     bulk_wait_read();
@@ -112,18 +118,22 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
                 m++;
             }
             bulk_wait();
-            return;  // (so the loader's values are not live across this loop: the producer keeps 24 registers at BQ 128)
+            return;  // (so the loader's values are not live across this loop: the producer keeps 24 registers)
         }
         if (tid == 128 * NWG) {
             mbar_arrive_expect_tx(kv_full, 2 * NWG * 64 * HD * 2);
-            tma_load_4d(sK, &maps.k, kv_full, 0, k0, h, b);
-            tma_load_4d(sV, &maps.v, kv_full, 0, k0, h, b);
+            for (int p = 0; p < HD / 64; p++) {  // 64-column panels
+                tma_load_4d(sK + p * KV_PANEL, &maps.k, kv_full, 64 * p, k0, h, b);
+                tma_load_4d(sV + p * KV_PANEL, &maps.v, kv_full, 64 * p, k0, h, b);
+            }
             for (int it = it0, n = 0; it < ntiles; it++, n++) {
                 const int st = n % STAGES;
                 mbar_wait(&empty[st], ((n / STAGES) & 1) ^ 1);
                 mbar_arrive_expect_tx(&full[st], 2 * QT * 2 + 2 * BQ * 4);
-                tma_load_4d(sQ + st * QT, &maps.q, &full[st], 0, it * BQ, h, b);
-                tma_load_4d(sdO + st * QT, &maps.dout, &full[st], 0, it * BQ, h, b);
+                for (int p = 0; p < HD / 64; p++) {
+                    tma_load_4d(sQ + st * QT + p * BQ * 64, &maps.q, &full[st], 64 * p, it * BQ, h, b);
+                    tma_load_4d(sdO + st * QT + p * BQ * 64, &maps.dout, &full[st], 64 * p, it * BQ, h, b);
+                }
                 tma_load_4d(sLse + st * BQ, &maps.lse, &full[st], bh * T + it * BQ, 0, 0, 0);
                 tma_load_4d(sD + st * BQ, &maps.dsum, &full[st], bh * T + it * BQ, 0, 0, 0);
             }
@@ -136,7 +146,7 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
     const int wk0 = k0 + 64 * wg, key_a = wk0 + warp * 16 + g;
     const bf16 *wK = sK + wg * TILE, *wV = sV + wg * TILE;
     const float sl2 = scale * LOG2E;
-    float dka[8][4] = {}, dva[8][4] = {};
+    float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};
     mbar_wait(kv_full, 0);
     for (int it = it0, n = 0, m = 0; it < ntiles; it++, n++) {  // n: tiles (stages), m: active tiles (hand-offs)
         const int st = n % STAGES, q0 = it * BQ;
@@ -148,10 +158,10 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
             continue;
         }
         uint32_t dsf[BQ / 16][4];
-        dkdv_wgmma_tile(dka, dva, dsf, wK, wV, cQ, cdO, cLse, cD, q0, wk0, key_a, T, sl2);
+        dkdv_wgmma_tile(dka, dva, dsf, wK, wV, cQ, cdO, cLse, cD, q0, wk0, key_a, T, sl2, KV_PANEL);
         if (!DQ) {
             wgmma_wait<0>();
-            if constexpr (BQ == 128) { wgmma_fence_operands(dka); wgmma_fence_operands(dva); }
+            if constexpr (SHARED_DS) { wgmma_fence_operands(dka); wgmma_fence_operands(dva); }
             mbar_arrive(&empty[st]);
             continue;
         }
@@ -160,7 +170,7 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
         // (16-byte chunk k of row r at chunk k ^ (r & 7)), so a warp's float2 stores of 8 rows hit 16 different
         // bank groups (plain rows of 256 bytes: 8-way conflicts)
         auto stage_dq = [&](const float (&d)[8][4], int qh) {
-            float *wdQ = (float *)(base + L::dq) + qh * 64 * HD;
+            float *wdQ = (float *)(base + L::dq) + qh * 64 * 64;
             mbar_wait(&dq_empty[qh], (m & 1) ^ 1);  // the producer has read the previous tile's
 #pragma unroll
             for (int i = 0; i < 2; i++) {
@@ -174,7 +184,7 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
             fence_proxy_async();
             mbar_arrive(&dq_full[qh]);
         };
-        if constexpr (BQ == 64) {
+        if constexpr (!SHARED_DS) {
             // dS^T (keys x queries) into this warpgroup's swizzled tile: the MN-major A of dQ = dS K over its
             // own keys. Two buffers: another warp of the warpgroup may still be in the previous tile's dQ product.
             float dq[8][4];
@@ -185,23 +195,24 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
             wgmma_wait<0>();
             stage_dq(dq, wg);
         } else {
-            // dS^T of the CTA's 128 keys x 128 queries as 2 x 2 tiles (key half w, query half q) at (2 w + q)
-            // TILE in buffer n & 1; both warpgroups write theirs, then (barrier FULL) dQ = dS K over all 128 keys.
-            // Not ALT_DQ: warpgroup wg takes query half wg; the barrier of tile n + 1 is passed only after the
-            // other warpgroup's dQ(n) completed, so buffer n & 1 is free again at tile n + 2. ALT_DQ: the
+            // dS^T of the CTA's 128 keys x BQ queries as tiles (key half w, query half q) at (NQH w + q) TILE in
+            // buffer n & 1; both warpgroups write theirs, then (barrier FULL) dQ = dS K over all 128 keys. Not
+            // ALT_DQ: warpgroup wg takes dQ part wg (BQ 128: query half wg; HD 128: column half wg, B = K's panel
+            // wg); the barrier of tile n + 1 is passed only after the other warpgroup's dQ(n) completed, so
+            // buffer n & 1 is free again at tile n + 2. ALT_DQ: the
             // warpgroup "mine" takes both halves, the other only arrives at FULL; before it writes buffer n & 1
             // again (tile n + 2) it waits at FREE, where the dQ warpgroup arrives once its product is done.
-            constexpr int NQH = ALT_DQ ? 2 : 1, BAR_FULL = 3, BAR_FREE = 5;
+            constexpr int NDQ = ALT_DQ ? 2 : 1, BAR_FULL = 3, BAR_FREE = 5;
             const int nt = ntiles - it0, buf = n & 1;
             const bool mine = !ALT_DQ || buf == wg;
-            bf16 *dS = (bf16 *)(base + L::ds) + buf * 4 * TILE;
+            bf16 *dS = (bf16 *)(base + L::ds) + buf * NWG * NQH * TILE;
             if (ALT_DQ && !mine && n >= 2) { consumers_sync<NWG>(BAR_FREE + buf); }
             const int r = warp * 16 + g;
 #pragma unroll
             for (int ks = 0; ks < BQ / 16; ks++) {
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
-                    bf16 *tile = dS + (2 * wg + ks / 4) * TILE;
+                    bf16 *tile = dS + (NQH * wg + ks / 4) * TILE;
                     *reinterpret_cast<uint32_t *>(tile + swz<64>(r + (i & 1) * 8, 2 * (ks % 4) + (i >> 1)) + 2 * c) = dsf[ks][i];
                 }
             }
@@ -216,19 +227,22 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
             wgmma_fence_operands(dva);
             mbar_arrive(&empty[st]);
             if (mine) {
-                float dq[NQH][8][4];
+                float dq[NDQ][8][4];
                 wgmma_fence();
 #pragma unroll
-                for (int x = 0; x < NQH; x++) { wg_gemm_atb_panels<HD, 128>(dq[x], dS + (ALT_DQ ? x : wg) * TILE, sK, 64 * 64, 2 * TILE); }
+                for (int x = 0; x < NDQ; x++) {
+                    const int qh = ALT_DQ ? x : BQ == 128 ? wg : 0;
+                    wg_gemm_atb_panels<64, 128>(dq[x], dS + qh * TILE, sK + (HD == 128 ? wg : 0) * KV_PANEL, 64 * 64, NQH * TILE);
+                }
                 wgmma_commit();
                 wgmma_wait<0>();
 #pragma unroll
-                for (int x = 0; x < NQH; x++) { wgmma_fence_operands(dq[x]); }
+                for (int x = 0; x < NDQ; x++) { wgmma_fence_operands(dq[x]); }
                 wgmma_fence_operands(dka);
                 wgmma_fence_operands(dva);
                 if (ALT_DQ && n + 2 < nt) { consumers_arrive<NWG>(BAR_FREE + buf); }
 #pragma unroll
-                for (int x = 0; x < NQH; x++) { stage_dq(dq[x], ALT_DQ ? x : wg); }
+                for (int x = 0; x < NDQ; x++) { stage_dq(dq[x], ALT_DQ ? x : wg); }
             }
         }
         m++;
@@ -236,15 +250,16 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
     store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
-// q, k, v (B, NH, T, 64) and dout (B, T, NH, 64) as (64, T, NH, B) maps of 64-wide 128-byte-swizzled rows
-// (box: bq query rows, or the CTA's 64 NWG keys); lse, Dsum (B NH T) as 1-D fp32 maps with bq-row boxes.
-// stages: 2 or 3 shared-memory stages of Q / dO / lse / D; bq: 64 or (2 stages) 128 queries per tile;
-// alt_dq (bq 128): ALT_DQ.
-template <bool DQ>
+// q, k, v (B, NH, T, HD) and dout (B, T, NH, HD) as (HD, T, NH, B) maps with 64-column 128-byte-swizzled boxes
+// (bq query rows, or the CTA's 64 NWG keys; HD 128: two per row, one per panel); lse, Dsum (B NH T) as 1-D fp32
+// maps with bq-row boxes; dqacc (B, NH, T, HD) fp32 with 64-row x 32-column 128-byte-swizzled boxes.
+// stages: 2 or 3 shared-memory stages of Q / dO / lse / D; bq: 64 or (2 stages, HD 64) 128 queries per tile;
+// alt_dq (bq 128): ALT_DQ. HD 128: bq 64, 2 stages.
+template <int HD, bool DQ>
 void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
                      const float *Dsum, int B, int NH, int T, float scale, int stages, int bq, bool alt_dq, cudaStream_t stream) {
     constexpr int NWG = 2;
-    const cuuint64_t row = 64 * sizeof(bf16), dims[4] = {64, (cuuint64_t)T, (cuuint64_t)NH, (cuuint64_t)B};
+    const cuuint64_t row = HD * sizeof(bf16), dims[4] = {HD, (cuuint64_t)T, (cuuint64_t)NH, (cuuint64_t)B};
     const cuuint64_t head_major[3] = {row, T * row, NH * T * row}, time_major[3] = {NH * row, row, T * NH * row};
     const cuuint32_t qbox[4] = {64, (cuuint32_t)bq, 1, 1}, kbox[4] = {64, 64 * NWG, 1, 1}, rbox[4] = {(cuuint32_t)bq, 1, 1, 1};
     const cuuint64_t rows = (cuuint64_t)B * NH * T, rbytes = CEIL_DIV(rows * 4, 16) * 16;
@@ -252,24 +267,27 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
     const CUtensorMapDataType BF = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, F32 = CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
     const CUtensorMapSwizzle SW = CU_TENSOR_MAP_SWIZZLE_128B, NO = CU_TENSOR_MAP_SWIZZLE_NONE;
     if (T < 64 * NWG) { die("attention: TMA backward needs T >= %d (got %d)", 64 * NWG, T); }
-    const cuuint64_t frow = 64 * sizeof(float), dq_strides[3] = {frow, T * frow, NH * T * frow};
+    const cuuint64_t frow = HD * sizeof(float), dq_strides[3] = {frow, T * frow, NH * T * frow};
     const cuuint32_t dqbox[4] = {32, 64, 1, 1};
     BwdTensorMaps maps = {tensor_map_4d(q, BF, dims, head_major, qbox, SW),      tensor_map_4d(k, BF, dims, head_major, kbox, SW),
                           tensor_map_4d(v, BF, dims, head_major, kbox, SW),      tensor_map_4d(dout, BF, dims, time_major, qbox, SW),
                           tensor_map_4d(lse, F32, rdims, rstrides, rbox, NO),    tensor_map_4d(Dsum, F32, rdims, rstrides, rbox, NO),
                           {}};
-    if (DQ) { maps.dq = tensor_map_4d(dqacc, F32, dims, dq_strides, dqbox, SW); }  // dqacc (B, NH, T, 64) fp32
+    if (DQ) { maps.dq = tensor_map_4d(dqacc, F32, dims, dq_strides, dqbox, SW); }
     auto run = [&](auto kernel, size_t bytes) {
         set_smem(kernel, bytes);
         kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale);
         cudaCheckLaunch();
     };
-    if (bq == 128 && stages == 2) {
-        run(alt_dq && DQ ? dkdv_tma_kernel<NWG, 128, DQ, 2, DQ> : dkdv_tma_kernel<NWG, 128, DQ, 2, false>, BwdSmem<NWG, 128, 2, DQ>::bytes);
+    if constexpr (HD == 128) {
+        if (bq != 64 || stages != 2) { die("attention: TMA backward at head dim 128 takes 2 stages of 64 queries"); }
+        run(dkdv_tma_kernel<NWG, 64, 128, DQ, 2>, BwdSmem<NWG, 64, 128, 2, DQ>::bytes);
+    } else if (bq == 128 && stages == 2) {
+        run(alt_dq && DQ ? dkdv_tma_kernel<NWG, 128, 64, DQ, 2, DQ> : dkdv_tma_kernel<NWG, 128, 64, DQ, 2, false>, BwdSmem<NWG, 128, 64, 2, DQ>::bytes);
     } else if (bq == 64 && stages == 2) {
-        run(dkdv_tma_kernel<NWG, 64, DQ, 2>, BwdSmem<NWG, 64, 2, DQ>::bytes);
+        run(dkdv_tma_kernel<NWG, 64, 64, DQ, 2>, BwdSmem<NWG, 64, 64, 2, DQ>::bytes);
     } else if (bq == 64 && stages == 3) {
-        run(dkdv_tma_kernel<NWG, 64, DQ, 3>, BwdSmem<NWG, 64, 3, DQ>::bytes);
+        run(dkdv_tma_kernel<NWG, 64, 64, DQ, 3>, BwdSmem<NWG, 64, 64, 3, DQ>::bytes);
     } else {
         die("attention: TMA backward with %d stages of %d queries (2 or 3 of 64, 2 of 128)", stages, bq);
     }

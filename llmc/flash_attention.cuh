@@ -547,17 +547,17 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
 // One query tile (64 or 128 queries: the 128 x 128 step of attention_bwd_hopper.cuh) of a warpgroup's dK/dV
 // work on wgmma (dkdv_wgmma_kernel and attention_bwd_hopper.cuh's kernel), head dim HD = 8 NHD (64 or 128):
 // its 64 keys (from wk0; this thread's rows key_a, key_a + 8) in wK / wV, the tile's queries (from q0) in
-// cQ / cdO, their lse (natural log) in cLse and D in cD; rows of 128 are two 64 x 64 panels
-// (wgmma_tiles.cuh), so S^T and dP^T take k-steps 4..7 from the second panels and dV, dK are m64n128 with B
-// over both panels. S^T - lse / scale = K Q^T and dP^T - D = V dO^T accumulate onto accumulators that start
+// cQ / cdO, their lse (natural log) in cLse and D in cD; rows of 128 are two 64-wide panels (wgmma_tiles.cuh;
+// K / V panels kv_panel elements apart), so S^T and dP^T take k-steps 4..7 from the second panels and dV, dK
+// are m64n128 with B over both panels. S^T - lse / scale = K Q^T and dP^T - D = V dO^T accumulate onto accumulators that start
 // at - lse / scale and - D (no loads between the wait and the exp, and fewer registers), then
 // P^T = exp2((S^T - lse / scale) scale log2 e) under the causal mask, dS^T = P^T (dP^T - D) into dsf (mma A
 // fragments, for dQ), then dV += P^T dO and dK += dS^T Q issued and committed, not waited for.
 template <int NHD, int NKS>
 __device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dva)[NHD][4], uint32_t (&dsf)[NKS][4], const bf16 *wK,
                                                 const bf16 *wV, const bf16 *cQ, const bf16 *cdO, const float *cLse, const float *cD,
-                                                int q0, int wk0, int key_a, int T, float sl2) {
-    constexpr int HD = NHD * 8, NQ = 2 * NKS, BQ = NQ * 8, PANEL = 64 * 64;  // NKS: 16-query k-steps of dV / dK
+                                                int q0, int wk0, int key_a, int T, float sl2, int kv_panel = 64 * 64) {
+    constexpr int HD = NHD * 8, NQ = 2 * NKS, BQ = NQ * 8;  // NKS: 16-query k-steps of dV / dK
     const int c = threadIdx.x & 3;
     const float neg_inv_scale = -LOG2E / sl2;
     float s[NQ][4], dp[NQ][4];
@@ -576,8 +576,8 @@ __device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dv
     auto pin = [&](auto &...r) { (wgmma_fence_operands(r), ...); };
     pin(dka, dva, s, dp);
     wgmma_fence();
-    wg_gemm_abt_panels<BQ, HD>(s, wK, PANEL, cQ, BQ * 64, true);
-    wg_gemm_abt_panels<BQ, HD>(dp, wV, PANEL, cdO, BQ * 64, true);
+    wg_gemm_abt_panels<BQ, HD>(s, wK, kv_panel, cQ, BQ * 64, true);
+    wg_gemm_abt_panels<BQ, HD>(dp, wV, kv_panel, cdO, BQ * 64, true);
     wgmma_commit();
     wgmma_wait<0>();
     pin(s, dp);
@@ -893,8 +893,8 @@ void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
 // warpgroups per CTA; kw = KW_TMA (2 stages) or KW_TMA + 1 (3 stages) (HD 64, T >= 128; shorter: kw = 1):
 // the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA) with 64-query tiles; kw = KW_FA3:
-// the same kernel with the 128-query step (+ 1: each tile's dQ by one warpgroup, alternating) (HD 128: as
-// KW_WGMMA_HD128);
+// the same kernel with the 128-query step (+ 1: each tile's dQ by one warpgroup, alternating), at HD 128
+// with 64-query tiles, the warpgroups sharing dS^T and splitting dQ by columns (T < 128: KW_WGMMA_HD128);
 // the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); kw = KW_WGMMA_HD128 (HD 128:
 // the warpgroup-MMA kernel; HD 64: as 1); otherwise (kw = 0, HD 128) the mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>
@@ -902,8 +902,8 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
     if constexpr (HD == 64) {
         if ((kw == KW_TMA || kw == KW_TMA + 1 || kw == KW_FA3 || kw == KW_FA3 + 1) && T >= 128) {
-            launch_dkdv_tma<ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA + 1 ? 3 : 2, kw >= KW_FA3 ? 128 : 64,
-                                       kw == KW_FA3 + 1, stream);
+            launch_dkdv_tma<64, ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA + 1 ? 3 : 2,
+                                           kw >= KW_FA3 ? 128 : 64, kw == KW_FA3 + 1, stream);
             return;
         }
         // T < 128 on the TMA kernel (a TMA box may not exceed the tensor: it faults) and KW_WGMMA_HD128: version 7's kernel
@@ -913,6 +913,9 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
                                                                                                 B, NH, T, scale, stream);
             return;
         }
+    } else if (kw >= KW_FA3 && T >= 128) {  // (KW_FA3 + 1 too: ALT_DQ is for the 128-query step only)
+        launch_dkdv_tma<HD, ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, 2, 64, false, stream);
+        return;
     } else if (kw == KW_WGMMA_HD128 || kw >= KW_FA3) {
         launch_dkdv_wgmma<1, ATOMIC_DQ, HD>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
         return;

@@ -33,6 +33,7 @@ fi
 {
   for v in ${TIME_VERSIONS:-16 19 21 20}; do timeout 60 "$BIN/attention_dense" $v time 64 8192 32768; done
   [ -n "${ALT:-}" ] && for v in 19 21; do timeout 60 "$BIN/$ALT" $v time 64 8192 32768 | sed "s/ours-v$v/ours-v$v-$ALT/"; done
+  [ -n "${ALT:-}" ] && timeout 90 "$BIN/$ALT" 19 time 128 16384 65536 | sed "s/ours-v19/ours-v19-$ALT/"
   for v in 17; do timeout 60 "$BIN/attention_dense" $v time 128 16384 65536; done
   PYTHONUNBUFFERED=1 timeout 100 python3 dev/cuda/attention_anchor.py 64 8192 32768
   PYTHONUNBUFFERED=1 timeout 100 python3 dev/cuda/attention_anchor.py 128 16384 65536
