@@ -19,7 +19,7 @@
  (128 queries per CTA), a dK/dV kernel (one warpgroup, 64 keys per CTA; two: 128; dQ by fp32 atomics) and,
  for the deterministic mode, a query-centric dQ kernel; attention_bwd_hopper.cuh adds a TMA / mbarrier
  dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by TMA reductions) whose
- 128-query step (FlashAttention-3's) is the default backward at HD 64 since session 4.
+ 128-query step (FlashAttention-3's; 64-query tiles at HD 128) is the default backward since session 4.
  ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
  The forward that attention_forward runs by default (ATTN_FWD_HOPPER = 1), HD 64 and 128: the
  FlashAttention-3-style kernel of attention_fwd_hopper.cuh (TMA producer warpgroup, mbarrier stages,
@@ -1055,25 +1055,21 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 #endif
 }
 
-// The Hopper backward kernel (dense HD 64) that attention_backward uses, as flash::launch_dkdv's kw: 12 =
-// flash::KW_FA3, FlashAttention-3's 128-query x 128-key step (attention_bwd_hopper.cuh; dev version 19): fwd+bwd
-// 5.99 vs 7.04 ms for 1 (version 7: one warpgroup, 64 keys and 64 queries per step) at T 8192 on an H200, 340M
-// step 268.9 vs 300.3 ms (dev/bench/RESULTS.md, session 4). 1 / 2: the warpgroup-MMA kernel with 1 / 2
-// warpgroups per CTA, 10 / 11 (flash::KW_TMA, + 1): the TMA kernel with 64-query tiles (2 / 3 stages), 0:
-// mma.sync. T < 128 falls back to 1. And whether the non-deterministic mode adds dQ in the dK/dV kernel (1)
-// or runs the dQ kernel of the deterministic mode (0).
+// The Hopper backward kernel that attention_backward uses, as flash::launch_dkdv's kw: 13 = flash::KW_FA3 + 1,
+// FlashAttention-3's 128-query x 128-key step with each tile's dQ by one warpgroup, alternating (ALT_DQ;
+// attention_bwd_hopper.cuh, dev version 21); at HD 128 the same kernel with 64-query tiles (dev version 19's HD
+// 128 path); T < 128: the one-warpgroup kernels (versions 7 / 17). H200, session 4 (dev/bench/RESULTS.md):
+// fwd+bwd at HD 64 T 8192 4.87 ms (12: 5.06, 1: 6.30), at HD 128 T 16384 15.20 ms (version 17's kernel 23.51);
+// 340M step 247.1 ms (12: 252.2). Others: 12 = KW_FA3 (each warpgroup computes dQ of its query half every
+// tile), 1 / 2: the warpgroup-MMA kernel with 1 / 2 warpgroups per CTA (64 queries per step), 10 / 11
+// (flash::KW_TMA, + 1): the TMA kernel with 64-query tiles (2 / 3 stages), flash::KW_WGMMA_HD128: version 17's
+// kernel at HD 128, 0: mma.sync. And whether the non-deterministic mode adds dQ in the dK/dV kernel (1) or
+// runs the dQ kernel of the deterministic mode (0).
 #ifndef ATTN_BWD_WGMMA_KW
-#define ATTN_BWD_WGMMA_KW 12
+#define ATTN_BWD_WGMMA_KW 13
 #endif
 #ifndef ATTN_BWD_ATOMIC_DQ
 #define ATTN_BWD_ATOMIC_DQ 1
-#endif
-// 1: HD 128 runs the warpgroup-MMA backward too (flash::KW_WGMMA_HD128; dev versions 17, 18), 0: mma.sync.
-// 1 since versions 17 / 18 passed their checks and 17 ran fwd+bwd 6% faster (H100: 29.90 vs 31.92 ms at T
-// 16384, 471.6 vs 502.5 at 65536; dev/bench/RESULTS.md). No preset has HD 128, so test_gpt_moba's states do
-// not cover it; the attention_dense checks (HD 128 at T 1000, 77, 3) do.
-#ifndef ATTN_BWD_HD128_WGMMA
-#define ATTN_BWD_HD128_WGMMA 1
 #endif
 
 // deterministic = 1: bit-identical results run to run (no fp32 atomics); 0: the faster path.
@@ -1102,8 +1098,8 @@ void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, 
                         const float *lse, const floatX *q, const floatX *k, const floatX *v,
                         float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
                         int deterministic, cudaStream_t stream) {
-    int kw = HD == 128 && ATTN_BWD_HD128_WGMMA ? flash::KW_WGMMA_HD128 : ATTN_BWD_WGMMA_KW;
-    attention_backward_kw(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, deterministic || !ATTN_BWD_ATOMIC_DQ, kw, stream);
+    attention_backward_kw(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, deterministic || !ATTN_BWD_ATOMIC_DQ,
+                          ATTN_BWD_WGMMA_KW, stream);
 }
 
 #endif  // LLMC_FLASH_ATTENTION_CUH
