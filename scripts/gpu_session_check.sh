@@ -2,7 +2,7 @@
 # Every GPU check of the project in one device call, with binaries prebuilt elsewhere (the device time
 # goes to running, not compiling). Steps in priority order; a step starts only while the elapsed time is
 # under $DEADLINE seconds, so a call with a hard limit still returns the most important results:
-#  1. kernel checks vs the CPU reference: attention_dense versions 1-11, 13-18, attention_moba 1/4/5/6, moba_gate
+#  1. kernel checks vs the CPU reference: attention_dense versions 1-11, 13-21, attention_moba 1/4/5/6, moba_gate
 #  2. scripts/test_gpu.sh: CPU debug states -> test_gpt_moba (bf16 and fp32), GPU training, CPU<->GPU
 #     checkpoints, exact resume; BENCH=1: 340M tokens/s (dense T 8192 x 4, MoBA T 32768 x 1, ...)
 #  3. scripts/test_multi_gpu.sh on the GPUs present (world 1 on a single-GPU machine; SCALING=1: its scaling table)
@@ -18,7 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${BIN:?BIN=dir of prebuilt binaries}")
 LOG=${LOG:-${OUT:-/tmp}/session}; DEADLINE=${DEADLINE:-480}
-DENSE_VERSIONS="1 2 3 4 5 6 7 8 9 10 11 13 14 15 16 17 18"  # attention_dense's versions (12 is unused)
+DENSE_VERSIONS="1 2 3 4 5 6 7 8 9 10 11 13 14 15 16 17 18 19 20 21"  # attention_dense's versions (12 is unused)
 mkdir -p "$LOG"
 S=$LOG/summary.txt
 : > "$S"
