@@ -1,27 +1,31 @@
 /*
- Dense causal attention backward on Hopper (sm_90a), HD 64, FlashAttention-3 style: dK, dV, and dQ added
- into fp32 dqacc by TMA reductions. Included by flash_attention.cuh (uses its store_dkdv, swizzle_base,
- set_smem); launch_dkdv runs it for kw = KW_TMA (+ 1) and KW_FA3.
+ Dense causal attention backward on Hopper (sm_90a), HD 64 and 128, FlashAttention-3 style: dK, dV, and dQ
+ added into fp32 dqacc by TMA reductions. Included by flash_attention.cuh (uses its store_dkdv, swizzle_base,
+ set_smem, dkdv_wgmma_tile); launch_dkdv runs it for kw = KW_TMA (+ 1) and KW_FA3 (+ 1, the default).
  A CTA owns 64 NWG keys: NWG consumer warpgroups of 64 keys each plus one producer warpgroup. The producer
  (one thread) loads the CTA's K, V once and then streams the BQ-query tiles from the diagonal on (Q, dO,
  lse, D) into STAGES shared-memory stages with TMA (tensor maps encoded on the host, 128-byte swizzle =
- the wgmma layout of wgmma_tiles.cuh, rows past T zero-filled); each stage has a full barrier (TMA bytes)
- and an empty barrier (all consumer threads arrive once they no longer read it), so the warpgroups run
- out of lockstep with each other and with the loads. Per tile a consumer warpgroup does, as
- dkdv_wgmma_kernel: S^T = K Q^T, dP^T = V dO^T (shared-memory operands), P^T = exp(S^T scale - lse),
- dS^T = P^T (dP^T - D) in registers, dV += P^T dO, dK += dS^T Q (A from registers); with DQ, dS^T to shared
- memory and a dQ tile of 64 queries x 64 in fp32 in shared memory (two 32-column boxes, 128-byte swizzle),
- handed (mbarrier pair) to a producer warp that adds it to dqacc with two TMA reductions
- (cp.reduce.async.bulk.tensor) instead of 2048 float2 atomics. BQ = 64: each warpgroup's dQ over its own 64 keys (two dS^T buffers per warpgroup).
- BQ = 128 (FlashAttention-3's step, KW_FA3): S^T and dP^T are m64n128 and dV / dK contract over 128
- queries, twice the work per wgmma round trip (the BQ 64 kernel is latency-bound, dev/cuda/attention_notes.md);
- both warpgroups write their dS^T into one shared 128 x 128 tile, meet at a named barrier, and warpgroup w
- computes dQ of query half w over all 128 keys, so each (query, key block) pair is reduced once, not twice.
+ the wgmma layout of wgmma_tiles.cuh, 64-column panels, rows past T zero-filled); each stage has a full
+ barrier (TMA bytes) and an empty barrier (all consumer threads arrive once they no longer read it). Per
+ tile a consumer warpgroup does (dkdv_wgmma_tile): S^T = K Q^T, dP^T = V dO^T (shared-memory operands,
+ accumulated onto -lse / scale and -D), P^T = exp2(.), dS^T = P^T (dP^T - D) in registers, dV += P^T dO,
+ dK += dS^T Q (A from registers); with DQ, dS^T to shared memory, dQ = dS K, and dQ tiles of 64 x 64 fp32
+ staged in shared memory (two 32-column boxes, 128-byte swizzle: no bank conflicts) and handed (mbarrier
+ pair) to a producer warp that adds them to dqacc with TMA reductions (cp.reduce.async.bulk.tensor)
+ instead of 2048 float2 atomics each.
+ BQ = 64, HD 64 (KW_TMA): each warpgroup adds dQ over its own 64 keys (two dS^T buffers per warpgroup).
+ BQ = 128, HD 64 (KW_FA3, FlashAttention-3's step): S^T and dP^T are m64n128 and dV / dK contract over
+ 128 queries, twice the work per wgmma round trip; both warpgroups write their dS^T into one shared
+ 128 x 128 tile and meet at a named barrier; warpgroup w computes dQ of query half w over all 128 keys, so
+ each (query, key block) pair is reduced once. ALT_DQ (KW_FA3 + 1): tile n's whole dQ by warpgroup n % 2,
+ the other runs ahead, so the two drift and one's exp work hides under the other's products.
+ HD 128 (KW_FA3): BQ = 64 (the dK, dV accumulators take 128 registers), dS^T shared, dQ split by column
+ halves (warpgroup w: dS K[:, 64 w .. 64 w + 63]).
  TMA boxes may not exceed the tensor: T >= 128 (flash_attention.cuh's launch_dkdv falls back below).
- Traffic per CTA: K, V once (16 NWG KB); Q, dO, lse, D once per query tile (257 B per query, shared by the
- warpgroups: L2 reads per FLOP fall as 1 / NWG); dQ: 256 B of fp32 reduction per query and (BQ 64)
- warpgroup or (BQ 128) CTA. grid (ceil(T / (64 NWG)), B*NH), 1 CTA per SM (smem 134 KB at NWG 2 BQ 64,
- 199 KB at BQ 128).
+ Traffic per CTA: K, V once (NWG HD / 4 KB); Q, dO, lse, D once per query tile (4 HD + 8 B per query,
+ shared by the warpgroups: L2 reads per FLOP fall as 1 / NWG); dQ: 4 HD B of fp32 reduction per query
+ and (BQ 64, HD 64) warpgroup or (otherwise) CTA. grid (ceil(T / (64 NWG)), B*NH), 1 CTA per SM (smem
+ 134 KB at BQ 64 HD 64, ~199 KB at BQ 128, ~193 KB at HD 128).
 */
 #ifndef LLMC_ATTENTION_BWD_HOPPER_CUH
 #define LLMC_ATTENTION_BWD_HOPPER_CUH
