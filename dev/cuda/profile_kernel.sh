@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Device script: Nsight Compute profile of one kernel launch of a dev program, for the "why is it slow"
 # step of a kernel's history: speed-of-light / occupancy / warp-state sections as text, the per-SASS-line
-# stall samples as CSV (top lines by samples kept), and the kernel's SASS.
+# stall samples as CSV, and the SASS of the matching kernels.
 # KERNEL is matched against the kernel's plain function name (e.g. dkdv_tma_kernel), not the mangled one; the
 # clocks are left alone (--clock-control none), as the device README asks.
 #   usage: KERNEL=regex OUT=dir bash dev/cuda/profile_kernel.sh <program> <args...>
