@@ -1,7 +1,7 @@
 /*
  Dense causal attention backward on Hopper (sm_90a), HD 64 and 128, FlashAttention-3 style: dK, dV, and dQ
  added into fp32 dqacc by TMA reductions. Included by flash_attention.cuh (uses its store_dkdv, swizzle_base,
- set_smem, dkdv_wgmma_tile); launch_dkdv runs it for kw = KW_TMA (+ 1) and KW_FA3 (+ 1, the default).
+ set_smem, dkdv_wgmma_tile, store_ds_transposed); launch_dkdv runs it for kw = KW_TMA (+ 1) and KW_FA3 (+ 1, the default).
  A CTA owns 64 NWG keys: NWG consumer warpgroups of 64 keys each plus one producer warpgroup. The producer
  (one thread) loads the CTA's K, V once and then streams the BQ-query tiles from the diagonal on (Q, dO,
  lse, D) into STAGES shared-memory stages with TMA (tensor maps encoded on the host, 128-byte swizzle =
@@ -203,23 +203,15 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
             // buffer n & 1; both warpgroups write theirs, then (barrier FULL) dQ = dS K over all 128 keys. Not
             // ALT_DQ: warpgroup wg takes dQ part wg (BQ 128: query half wg; HD 128: column half wg, B = K's panel
             // wg); the barrier of tile n + 1 is passed only after the other warpgroup's dQ(n) completed, so
-            // buffer n & 1 is free again at tile n + 2. ALT_DQ: the
-            // warpgroup "mine" takes both halves, the other only arrives at FULL; before it writes buffer n & 1
-            // again (tile n + 2) it waits at FREE, where the dQ warpgroup arrives once its product is done.
+            // buffer n & 1 is free again at tile n + 2. ALT_DQ: the warpgroup "mine" takes both halves, the other
+            // only arrives at FULL; before it writes buffer n & 1 again (tile n + 2) it waits at FREE, where the
+            // dQ warpgroup arrives once its product is done.
             constexpr int NDQ = ALT_DQ ? 2 : 1, BAR_FULL = 3, BAR_FREE = 5;
             const int nt = ntiles - it0, buf = n & 1;
             const bool mine = !ALT_DQ || buf == wg;
             bf16 *dS = (bf16 *)(base + L::ds) + buf * NWG * NQH * TILE;
             if (ALT_DQ && !mine && n >= 2) { consumers_sync<NWG>(BAR_FREE + buf); }
-            const int r = warp * 16 + g;
-#pragma unroll
-            for (int ks = 0; ks < BQ / 16; ks++) {
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    bf16 *tile = dS + (NQH * wg + ks / 4) * TILE;
-                    *reinterpret_cast<uint32_t *>(tile + swz<64>(r + (i & 1) * 8, 2 * (ks % 4) + (i >> 1)) + 2 * c) = dsf[ks][i];
-                }
-            }
+            store_ds_transposed(dS + NQH * wg * TILE, TILE, dsf);
             fence_proxy_async();
             if (mine) {
                 consumers_sync<NWG>(BAR_FULL + (ALT_DQ ? buf : 0));

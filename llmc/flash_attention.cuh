@@ -549,8 +549,8 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
 // its 64 keys (from wk0; this thread's rows key_a, key_a + 8) in wK / wV, the tile's queries (from q0) in
 // cQ / cdO, their lse (natural log) in cLse and D in cD; rows of 128 are two 64-wide panels (wgmma_tiles.cuh;
 // K / V panels kv_panel elements apart), so S^T and dP^T take k-steps 4..7 from the second panels and dV, dK
-// are m64n128 with B over both panels. S^T - lse / scale = K Q^T and dP^T - D = V dO^T accumulate onto accumulators that start
-// at - lse / scale and - D (no loads between the wait and the exp, and fewer registers), then
+// are m64n128 with B over both panels. K Q^T and V dO^T accumulate onto accumulators that start at
+// -lse / scale and -D (no loads between the wait and the exp, and fewer registers), then
 // P^T = exp2((S^T - lse / scale) scale log2 e) under the causal mask, dS^T = P^T (dP^T - D) into dsf (mma A
 // fragments, for dQ), then dV += P^T dO and dK += dS^T Q issued and committed, not waited for.
 template <int NHD, int NKS>
@@ -609,19 +609,27 @@ __device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dv
     wgmma_commit();
 }
 
+// dS^T (this warpgroup's 64 keys x 16 NKS queries, dsf from dkdv_wgmma_tile) into swizzled 64 x 64 tiles,
+// queries 64 t.. in tiles + t tile_stride: the MN-major A operand of dQ = dS K.
+template <int NKS>
+__device__ __forceinline__ void store_ds_transposed(bf16 *tiles, int tile_stride, const uint32_t (&dsf)[NKS][4]) {
+    const int r = (threadIdx.x / 32) % 4 * 16 + (threadIdx.x & 31) / 4, c = threadIdx.x & 3;
+#pragma unroll
+    for (int ks = 0; ks < NKS; ks++) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            bf16 *tile = tiles + (ks / 4) * tile_stride;
+            *reinterpret_cast<uint32_t *>(tile + swz<64>(r + (i & 1) * 8, 2 * (ks % 4) + (i >> 1)) + 2 * c) = dsf[ks][i];
+        }
+    }
+}
+
 // dQ (64 queries x HD) = dS K of one tile after dkdv_wgmma_tile: dS^T (dsf) into the warpgroup's
 // swizzled tile wdS, the MN-major A operand, then the product (m64n128 over K's two panels at HD 128)
 // issued and committed, not waited for.
 template <int NHD>
 __device__ __forceinline__ void dq_wgmma_issue(float (&dq)[NHD][4], bf16 *wdS, const uint32_t (&dsf)[4][4], const bf16 *wK, int wg) {
-    const int r = (threadIdx.x / 32) % 4 * 16 + (threadIdx.x & 31) / 4, c = threadIdx.x & 3;
-#pragma unroll
-    for (int ks = 0; ks < 4; ks++) {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            *reinterpret_cast<uint32_t *>(wdS + swz<64>(r + (i & 1) * 8, 2 * ks + (i >> 1)) + 2 * c) = dsf[ks][i];
-        }
-    }
+    store_ds_transposed(wdS, 0, dsf);
     fence_proxy_async();
     warpgroup_sync(wg);
     wgmma_fence();
@@ -895,8 +903,8 @@ void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const
 // the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA) with 64-query tiles; kw = KW_FA3:
 // the same kernel with the 128-query step (+ 1: each tile's dQ by one warpgroup, alternating), at HD 128
 // with 64-query tiles, the warpgroups sharing dS^T and splitting dQ by columns (T < 128: KW_WGMMA_HD128);
-// the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA); kw = KW_WGMMA_HD128 (HD 128:
-// the warpgroup-MMA kernel; HD 64: as 1); otherwise (kw = 0, HD 128) the mma.sync kernel.
+// kw = KW_WGMMA_HD128 (HD 128: the warpgroup-MMA kernel; HD 64: as 1); otherwise (kw = 0, HD 128) the
+// mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
