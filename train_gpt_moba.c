@@ -117,29 +117,39 @@ void matmul_backward(real *dinp, real *dw, const real *dout, const real *inp, co
     }
 }
 
-// Causal depthwise convolution over time, per channel: out_t[c] = sum_w a[c][w] * in_{t-w}[c].
+static inline real silu(real z) { return z / (1 + exp(-z)); }
+
+// The paper's key convolution, per channel c: z_t = sum_{w<W} a[c][w] * k_{t-w} (0 before t = 0, so causal
+// and depthwise), out_t = k_t + SiLU(z_t).
+static real kconv_preact(const real *inp, const real *a, size_t b, int t, int c, int T, int C, int W) {
+    real z = 0;
+    for (int w = 0; w < W && w <= t; w++) { z += a[c * W + w] * inp[((size_t)b * T + t - w) * C + c]; }
+    return z;
+}
+
 void kconv_forward(real *out, const real *inp, const real *a, int B, int T, int C, int W) {
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
-            real *o = out + ((size_t)b * T + t) * C;
-            for (int c = 0; c < C; c++) {
-                real sum = 0;
-                for (int w = 0; w < W && w <= t; w++) { sum += a[c * W + w] * inp[((size_t)b * T + t - w) * C + c]; }
-                o[c] = sum;
-            }
+            size_t row = ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) { out[row + c] = inp[row + c] + silu(kconv_preact(inp, a, b, t, c, T, C, W)); }
         }
     }
 }
 
+// dinp += dout (residual) + the transposed convolution of dz; da += dz_t * k_{t-w}, with
+// dz_t = dout_t * SiLU'(z_t), SiLU'(z) = s (1 + z (1 - s)), s = sigmoid(z); z is recomputed.
 void kconv_backward(real *dinp, real *da, const real *dout, const real *inp, const real *a, int B, int T, int C, int W) {
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
-            const real *g = dout + ((size_t)b * T + t) * C;
+            size_t row = ((size_t)b * T + t) * C;
             for (int c = 0; c < C; c++) {
+                real z = kconv_preact(inp, a, b, t, c, T, C, W), s = 1 / (1 + exp(-z));
+                real dz = dout[row + c] * s * (1 + z * (1 - s));
+                dinp[row + c] += dout[row + c];
                 for (int w = 0; w < W && w <= t; w++) {
-                    size_t src = ((size_t)b * T + t - w) * C + c;
-                    dinp[src] += a[c * W + w] * g[c];
-                    da[c * W + w] += g[c] * inp[src];
+                    size_t src = row - (size_t)w * C + c;
+                    dinp[src] += a[c * W + w] * dz;
+                    da[c * W + w] += dz * inp[src];
                 }
             }
         }
@@ -207,9 +217,10 @@ void moba_gate_head(int *sel, const real *q, const real *k, int T, int row_strid
     free(cent); free(score); free(taken);
 }
 
-// Key ranges [start, end) visible to query t: dense = [0, t], MoBA = its selected blocks, causal.
-static int visible_ranges(int ranges[][2], int t, const int *sel, int K, int bs) {
-    if (sel == NULL) { ranges[0][0] = 0; ranges[0][1] = t + 1; return 1; }
+// Key ranges [start, end) visible to query t: dense = [0, t], sliding window (window > 0) = [t - window + 1, t],
+// MoBA = its selected blocks, causal.
+static int visible_ranges(int ranges[][2], int t, const int *sel, int K, int bs, int window) {
+    if (sel == NULL) { ranges[0][0] = window > 0 && t + 1 > window ? t + 1 - window : 0; ranges[0][1] = t + 1; return 1; }
     int n = 0;
     for (int i = 0; i < K && sel[i] >= 0; i++) {
         int start = sel[i] * bs, end = start + bs < t + 1 ? start + bs : t + 1;
@@ -219,9 +230,10 @@ static int visible_ranges(int ranges[][2], int t, const int *sel, int K, int bs)
 }
 
 // Attention on (B, T, NH, HD) q, k, v -> out (B, T, NH, HD), lse (B, NH, T). With sel != NULL (MoBA)
-// the gate runs first and writes sel (B, NH, T, K); the softmax covers only the selected keys.
+// the gate runs first and writes sel (B, NH, T, K); the softmax covers only the selected keys. Without
+// sel, window > 0 is sliding-window attention over the last `window` keys, 0 dense causal.
 void attention_forward(real *out, real *lse, int *sel, const real *q, const real *k, const real *v,
-                       int B, int T, int NH, int HD, int bs, int K) {
+                       int B, int T, int NH, int HD, int bs, int K, int window) {
     int C = NH * HD;
     real scale = 1 / sqrt((real)HD);
     #pragma omp parallel for collapse(2)
@@ -234,7 +246,7 @@ void attention_forward(real *out, real *lse, int *sel, const real *q, const real
             int (*ranges)[2] = malloc_check((size_t)(K > 1 ? K : 1) * sizeof(*ranges));
             for (int t = 0; t < T; t++) {
                 const real *qt = q + off + (size_t)t * C;
-                int nr = visible_ranges(ranges, t, hsel ? hsel + (size_t)t * K : NULL, K, bs);
+                int nr = visible_ranges(ranges, t, hsel ? hsel + (size_t)t * K : NULL, K, bs, window);
                 real mx = -INFINITY;
                 for (int r = 0; r < nr; r++) {
                     for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
@@ -266,7 +278,8 @@ void attention_forward(real *out, real *lse, int *sel, const real *q, const real
 
 // Recomputes probabilities from lse; accumulates into dq, dk, dv. No gradient through the gate.
 void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *q, const real *k, const real *v,
-                        const real *out, const real *lse, const int *sel, int B, int T, int NH, int HD, int bs, int K) {
+                        const real *out, const real *lse, const int *sel, int B, int T, int NH, int HD, int bs, int K,
+                        int window) {
     int C = NH * HD;
     real scale = 1 / sqrt((real)HD);
     #pragma omp parallel for collapse(2)
@@ -281,7 +294,7 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
                 real Dt = 0;
                 for (int d = 0; d < HD; d++) { Dt += dot[d] * ot[d]; }
                 real l = lse[((size_t)b * NH + h) * T + t];
-                int nr = visible_ranges(ranges, t, hsel ? hsel + (size_t)t * K : NULL, K, bs);
+                int nr = visible_ranges(ranges, t, hsel ? hsel + (size_t)t * K : NULL, K, bs, window);
                 for (int r = 0; r < nr; r++) {
                     for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
                         const real *kj = k + off + (size_t)j * C, *vj = v + off + (size_t)j * C;
@@ -302,8 +315,6 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
         }
     }
 }
-
-static inline real silu(real z) { return z / (1 + exp(-z)); }
 
 // gu (N, 2F): gate | up -> h (N, F) = silu(gate) * up
 void swiglu_forward(real *h, const real *gu, int N, int F) {
@@ -514,11 +525,17 @@ void model_forward(Model *m, const int *inputs, const int *targets, int B, int T
             memcpy(k + n * C, qkv + n * 3 * C + C, C * sizeof(real));
             memcpy(v + n * C, qkv + n * 3 * C + 2 * C, C * sizeof(real));
         }
-        if (W > 0) { kconv_forward(kc, k, m->p[P_KCONVW] + (size_t)l * C * W, B, T, C, W); }
+        int slab = kconv_slab(c, l);
+        if (slab >= 0) { kconv_forward(kc, k, m->p[P_KCONVW] + (size_t)slab * C * W, B, T, C, W); }
         else { memcpy(kc, k, NC * sizeof(real)); }
-        rope_apply(qr, q, B, T, NH, HD, c->rope_theta, +1);
-        rope_apply(kr, kc, B, T, NH, HD, c->rope_theta, +1);
-        attention_forward(atty, lse, sel, qr, kr, v, B, T, NH, HD, c->moba_block, K);
+        if (layer_has_rope(c, l)) {
+            rope_apply(qr, q, B, T, NH, HD, c->rope_theta, +1);
+            rope_apply(kr, kc, B, T, NH, HD, c->rope_theta, +1);
+        } else {
+            memcpy(qr, q, NC * sizeof(real));
+            memcpy(kr, kc, NC * sizeof(real));
+        }
+        attention_forward(atty, lse, sel, qr, kr, v, B, T, NH, HD, c->moba_block, K, layer_window(c, l));
         matmul_forward(x2, atty, m->p[P_WO] + (size_t)l * C * C, (int)N, C, C);
         for (size_t i = 0; i < NC; i++) { x2[i] += x[i]; }
         rmsnorm_forward(ln2, ln2r, x2, m->p[P_LN2W] + (size_t)l * C, (int)N, C);
@@ -580,12 +597,18 @@ void model_backward(Model *m, real loss_scale) {
         memset(datty, 0, NC * sizeof(real));
         matmul_backward(datty, m->g[P_WO] + (size_t)l * C * C, dresid, atty, m->p[P_WO] + (size_t)l * C * C, (int)N, C, C);
         memset(dqr, 0, NC * sizeof(real)); memset(dkr, 0, NC * sizeof(real)); memset(dv, 0, NC * sizeof(real));
-        attention_backward(dqr, dkr, dv, datty, qr, kr, v, atty, lse, sel, B, T, NH, HD, c->moba_block, K);
-        rope_apply(dq, dqr, B, T, NH, HD, c->rope_theta, -1);
-        rope_apply(dkc, dkr, B, T, NH, HD, c->rope_theta, -1);
-        if (W > 0) {
+        attention_backward(dqr, dkr, dv, datty, qr, kr, v, atty, lse, sel, B, T, NH, HD, c->moba_block, K, layer_window(c, l));
+        if (layer_has_rope(c, l)) {
+            rope_apply(dq, dqr, B, T, NH, HD, c->rope_theta, -1);
+            rope_apply(dkc, dkr, B, T, NH, HD, c->rope_theta, -1);
+        } else {
+            memcpy(dq, dqr, NC * sizeof(real));
+            memcpy(dkc, dkr, NC * sizeof(real));
+        }
+        int slab = kconv_slab(c, l);
+        if (slab >= 0) {
             memset(dk, 0, NC * sizeof(real));
-            kconv_backward(dk, m->g[P_KCONVW] + (size_t)l * C * W, dkc, k, m->p[P_KCONVW] + (size_t)l * C * W, B, T, C, W);
+            kconv_backward(dk, m->g[P_KCONVW] + (size_t)slab * C * W, dkc, k, m->p[P_KCONVW] + (size_t)slab * C * W, B, T, C, W);
         } else {
             memcpy(dk, dkc, NC * sizeof(real));
         }

@@ -20,31 +20,42 @@
 #define CKPT_MAGIC 0x43424F4Du     // "MOBC"
 #define DEBUG_MAGIC 0x44424F4Du    // "MOBD"
 #define END_MAGIC 0x45424F4Du      // "MOBE", the last 4 bytes of both files
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u            // 1: the all-global RoPE model with a 48-byte config (still read, see below)
 #define CKPT_HEADER_BYTES 256
 #define CKPT_HAS_OPTIMIZER 1u
 
 typedef struct {
     uint32_t magic, version, header_bytes, flags;   //   0
-    ModelConfig cfg;                                //  16: 11 x i32 + f32 = 48 bytes
-    uint64_t step;                                  //  64: optimizer steps completed
-    uint64_t num_params;                            //  72
-    uint64_t rng_state;                             //  80: sampling RNG
-    uint64_t loader_epoch, loader_shard, loader_batch; //  88: position of the next training batch
-    int32_t batch_size, seq_len, grad_accum, world_size; // 112: what the loader position assumes
-    uint64_t seed;                                  // 128
-    uint8_t reserved[CKPT_HEADER_BYTES - 136];
+    ModelConfig cfg;                                //  16: 15 x i32 + f32 = 64 bytes
+    uint64_t step;                                  //  80: optimizer steps completed
+    uint64_t num_params;                            //  88
+    uint64_t rng_state;                             //  96: sampling RNG
+    uint64_t loader_epoch, loader_shard, loader_batch; // 104: position of the next training batch
+    int32_t batch_size, seq_len, grad_accum, world_size; // 128: what the loader position assumes
+    uint64_t seed;                                  // 144
+    uint8_t reserved[CKPT_HEADER_BYTES - 152];
 } CheckpointHeader;
-STATIC_ASSERT(sizeof(ModelConfig) == 48, "ModelConfig must be 48 bytes");
+STATIC_ASSERT(sizeof(ModelConfig) == 64, "ModelConfig must be 64 bytes");
 STATIC_ASSERT(sizeof(CheckpointHeader) == CKPT_HEADER_BYTES, "checkpoint header must be 256 bytes");
+
+// Version 1: the same fields with the first 48 bytes of ModelConfig (no layout fields), so 16 bytes earlier.
+typedef struct {
+    uint32_t magic, version, header_bytes, flags;
+    uint8_t cfg[48];
+    uint64_t step, num_params, rng_state, loader_epoch, loader_shard, loader_batch;
+    int32_t batch_size, seq_len, grad_accum, world_size;
+    uint64_t seed;
+    uint8_t reserved[CKPT_HEADER_BYTES - 136];
+} CheckpointHeaderV1;
+STATIC_ASSERT(sizeof(CheckpointHeaderV1) == CKPT_HEADER_BYTES, "version-1 checkpoint header must be 256 bytes");
 
 typedef struct {
     uint32_t magic, version, header_bytes, reserved0;  //   0
     ModelConfig cfg;                                   //  16
-    int32_t B, T, num_steps, num_moba_layers;          //  64
-    float lr, beta1, beta2, eps, weight_decay, grad_clip; // 80
-    uint64_t num_params, seed;                         // 104
-    uint8_t reserved[CKPT_HEADER_BYTES - 120];
+    int32_t B, T, num_steps, num_moba_layers;          //  80
+    float lr, beta1, beta2, eps, weight_decay, grad_clip; // 96
+    uint64_t num_params, seed;                         // 120
+    uint8_t reserved[CKPT_HEADER_BYTES - 136];
 } DebugStateHeader;
 STATIC_ASSERT(sizeof(DebugStateHeader) == CKPT_HEADER_BYTES, "debug state header must be 256 bytes");
 
@@ -62,14 +73,38 @@ static inline void checkpoint_write(const char *path, const CheckpointHeader *h,
     atomic_close(&af);
 }
 
-// Reads and validates the header; the stream is left at the start of the parameters.
+// A version-1 header as version 2: its model is the all-global RoPE layout. Version 1's key convolution
+// was a linear filter, a different function from k + SiLU(conv(k)): such a checkpoint cannot be loaded.
+static inline CheckpointHeader checkpoint_header_from_v1(const char *path, const CheckpointHeaderV1 *o) {
+    CheckpointHeader h;
+    memset(&h, 0, sizeof(h));
+    h.magic = o->magic; h.version = CKPT_VERSION; h.header_bytes = o->header_bytes; h.flags = o->flags;
+    memcpy(&h.cfg, o->cfg, sizeof(o->cfg));  // layout GLOBAL, window 0, RoPE in every layer
+    if (h.cfg.kconv != 0) {
+        die("checkpoint '%s' (format version 1) was trained with the linear key convolution (width %d) that this build "
+            "replaced by the paper's k + SiLU(conv(k)); it cannot be loaded as the same model", path, h.cfg.kconv);
+    }
+    h.step = o->step; h.num_params = o->num_params; h.rng_state = o->rng_state;
+    h.loader_epoch = o->loader_epoch; h.loader_shard = o->loader_shard; h.loader_batch = o->loader_batch;
+    h.batch_size = o->batch_size; h.seq_len = o->seq_len; h.grad_accum = o->grad_accum; h.world_size = o->world_size;
+    h.seed = o->seed;
+    return h;
+}
+
+// Reads and validates the header (a version-1 header is converted); the stream is left at the start of
+// the parameters.
 static inline FILE *checkpoint_open(const char *path, CheckpointHeader *h) {
     FILE *f = fopen_check(path, "rb");
     long long size = file_size_check(f, path);
     if (size < CKPT_HEADER_BYTES) { die("checkpoint '%s' is truncated: %lld bytes, smaller than its header", path, size); }
     fread_check(h, sizeof(*h), 1, f, path);
     if (h->magic != CKPT_MAGIC) { die("'%s' is not a moba.c checkpoint (magic 0x%08X)", path, h->magic); }
-    if (h->version != CKPT_VERSION) { die("checkpoint '%s' has version %u; this build reads %u", path, h->version, CKPT_VERSION); }
+    if (h->version == 1) {
+        CheckpointHeaderV1 old;
+        memcpy(&old, h, sizeof(old));
+        *h = checkpoint_header_from_v1(path, &old);
+    }
+    if (h->version != CKPT_VERSION) { die("checkpoint '%s' has version %u; this build reads versions 1 and %u", path, h->version, CKPT_VERSION); }
     if (h->header_bytes != CKPT_HEADER_BYTES) { die("checkpoint '%s' has a %u-byte header; expected %d", path, h->header_bytes, CKPT_HEADER_BYTES); }
     config_validate(&h->cfg);
     if (h->num_params != param_count(&h->cfg)) {

@@ -12,11 +12,20 @@
 #include "utils.h"
 
 enum { ATTN_DENSE = 0, ATTN_MOBA = 1 };
+// Layer layouts. GLOBAL: every layer is global attention (dense or MoBA). PAPER (the FlashMoBA paper's
+// hybrid stack): layers 1, 3, 5, ... counted from 1 (0-based l even) are sliding-window attention with
+// RoPE and no key convolution; layers 2, 4, ... are global attention (dense or MoBA).
+enum { LAYOUT_GLOBAL = 0, LAYOUT_PAPER = 1 };
 
+// Zero in the fields after rope_theta means the all-global RoPE model (a config written before they existed).
 typedef struct {
     int32_t vocab_size, n_layer, d_model, n_head, ffn, max_seq_len;
     int32_t attn, moba_block, moba_topk, kconv, n_dense_last;
     float rope_theta;
+    int32_t layout;       // LAYOUT_GLOBAL or LAYOUT_PAPER
+    int32_t swa_window;   // PAPER: a sliding-window layer's query t sees keys [t - w + 1, t]; 0 in GLOBAL
+    int32_t global_nope;  // 1: global layers use no positional encoding (NoPE); 0: RoPE
+    int32_t reserved;     // 0
 } ModelConfig;
 
 typedef struct {
@@ -25,13 +34,14 @@ typedef struct {
     const char *what;
 } ModelPreset;
 
-// MoBA defaults follow the FlashMoBA paper's recommendation (small blocks, key conv 3).
+// Every preset is the FlashMoBA paper's layout (sliding-window RoPE layers interleaved with global NoPE
+// layers) with its MoBA recommendation (small blocks, key conv 3); the small ones are scaled down.
 static const ModelPreset model_presets[] = {
-    {"test", {64, 2, 16, 2, 40, 256, ATTN_MOBA, 4, 2, 3, 0, 10000.0f}, "gradient-check size: L2 d16 2 heads"},
-    {"tiny", {512, 4, 128, 2, 352, 4096, ATTN_MOBA, 32, 3, 3, 0, 10000.0f}, "CPU main job: L4 d128 2 heads (HD 64), ~0.9M params"},
-    {"small", {512, 6, 256, 4, 704, 65536, ATTN_MOBA, 64, 4, 3, 0, 10000.0f}, "L6 d256 4 heads (HD 64)"},
-    {"340M", {32000, 24, 1024, 16, 2816, 1 << 20, ATTN_MOBA, 128, 8, 3, 0, 10000.0f}, "paper's 340M: L24 d1024 16 heads ffn 2816"},
-    {"1B", {32000, 16, 2048, 32, 8192, 1 << 20, ATTN_MOBA, 128, 8, 3, 0, 10000.0f}, "paper's 1B: L16 d2048 32 heads ffn 8192"},
+    {"test", {64, 2, 16, 2, 40, 256, ATTN_MOBA, 4, 2, 3, 0, 10000.0f, LAYOUT_PAPER, 8, 1, 0}, "gradient-check size: L2 d16 2 heads, window 8"},
+    {"tiny", {512, 4, 128, 2, 352, 4096, ATTN_MOBA, 32, 3, 3, 0, 10000.0f, LAYOUT_PAPER, 64, 1, 0}, "CPU main job: L4 d128 2 heads (HD 64), window 64"},
+    {"small", {512, 6, 256, 4, 704, 65536, ATTN_MOBA, 64, 4, 3, 0, 10000.0f, LAYOUT_PAPER, 64, 1, 0}, "L6 d256 4 heads (HD 64), window 64"},
+    {"340M", {32000, 24, 1024, 16, 2816, 1 << 20, ATTN_MOBA, 128, 8, 3, 0, 10000.0f, LAYOUT_PAPER, 256, 1, 0}, "paper's 340M: L24 d1024 16 heads ffn 2816, window 256"},
+    {"1B", {32000, 24, 2048, 32, 8192, 1 << 20, ATTN_MOBA, 128, 8, 3, 0, 10000.0f, LAYOUT_PAPER, 256, 1, 0}, "paper's 1B: L24 d2048 32 heads ffn 8192, window 256"},
 };
 #define NUM_MODEL_PRESETS ((int)(sizeof(model_presets) / sizeof(model_presets[0])))
 
@@ -47,7 +57,30 @@ static inline ModelConfig preset_config(const char *name) {
 
 static inline int is_power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
-static inline int layer_is_moba(const ModelConfig *c, int l) { return c->attn == ATTN_MOBA && l < c->n_layer - c->n_dense_last; }
+// Per-layer attention. A sliding-window layer has RoPE and no key convolution; a global layer is MoBA
+// (unless it is one of the last n_dense_last layers) or dense, with RoPE unless global_nope.
+static inline int layer_is_swa(const ModelConfig *c, int l) { return c->layout == LAYOUT_PAPER && l % 2 == 0; }
+static inline int layer_is_moba(const ModelConfig *c, int l) {
+    return !layer_is_swa(c, l) && c->attn == ATTN_MOBA && l < c->n_layer - c->n_dense_last;
+}
+static inline int layer_has_rope(const ModelConfig *c, int l) { return layer_is_swa(c, l) || !c->global_nope; }
+static inline int layer_has_kconv(const ModelConfig *c, int l) { return c->kconv > 0 && !layer_is_swa(c, l); }
+// The window of layer l's attention: keys [t - w + 1, t]; 0 = all keys up to t (global layers).
+static inline int layer_window(const ModelConfig *c, int l) { return layer_is_swa(c, l) ? c->swa_window : 0; }
+
+// kconvw holds one (C, W) slab per layer with a key convolution, in layer order: layer l's slab index,
+// or -1 when it has none.
+static inline int kconv_slab(const ModelConfig *c, int l) {
+    if (!layer_has_kconv(c, l)) { return -1; }
+    int n = 0;
+    for (int i = 0; i < l; i++) { n += layer_has_kconv(c, i); }
+    return n;
+}
+static inline int num_kconv_layers(const ModelConfig *c) {
+    int n = 0;
+    for (int l = 0; l < c->n_layer; l++) { n += layer_has_kconv(c, l); }
+    return n;
+}
 
 // Every inconsistent configuration gets one clear line and exit(1).
 static inline void config_validate(const ModelConfig *c) {
@@ -62,6 +95,16 @@ static inline void config_validate(const ModelConfig *c) {
     if (!(c->rope_theta > 1.0f)) { die("rope theta %g: must be > 1", c->rope_theta); }
     if (c->kconv != 0 && c->kconv != 3 && c->kconv != 5) { die("key conv width %d: must be 0 (off), 3 or 5", c->kconv); }
     if (c->attn != ATTN_DENSE && c->attn != ATTN_MOBA) { die("attention kind %d: must be dense or moba", c->attn); }
+    if (c->layout == LAYOUT_PAPER) {
+        if (c->n_layer < 2) { die("layers %d: the paper layout needs at least 2 (sliding-window and global layers alternate)", c->n_layer); }
+        if (c->swa_window < 1) { die("sliding window %d: must be at least 1 key (-w)", c->swa_window); }
+    } else if (c->layout == LAYOUT_GLOBAL) {
+        if (c->swa_window != 0) { die("sliding window %d given with the global layout: only the paper layout (-Y paper) has sliding-window layers", c->swa_window); }
+    } else {
+        die("layer layout %d: must be global (0) or paper (1)", c->layout);
+    }
+    if (c->global_nope != 0 && c->global_nope != 1) { die("global NoPE flag %d: must be 0 or 1", c->global_nope); }
+    if (c->reserved != 0) { die("model config reserved field is %d: must be 0", c->reserved); }
     if (c->attn == ATTN_MOBA) {
         if (!is_power_of_two(c->moba_block)) { die("MoBA block size %d: must be a power of two", c->moba_block); }
         if (c->moba_topk < 1) { die("MoBA top-k %d: must be at least 1", c->moba_topk); }
@@ -91,7 +134,7 @@ static inline void param_sizes(const ModelConfig *c, size_t sizes[NUM_PARAM_TENS
     sizes[P_WTE] = V * C;
     sizes[P_LN1W] = L * C;
     sizes[P_WQKV] = L * 3 * C * C;
-    sizes[P_KCONVW] = L * C * W;
+    sizes[P_KCONVW] = (size_t)num_kconv_layers(c) * C * W;
     sizes[P_WO] = L * C * C;
     sizes[P_LN2W] = L * C;
     sizes[P_WFC] = L * 2 * F * C;
@@ -108,7 +151,8 @@ static inline size_t param_count(const ModelConfig *c) {
 }
 
 // GPT-style init into fp32 params: matrices N(0, 0.02), output projections (wo, wproj) N(0, 0.02/sqrt(2L)),
-// norm weights 1, key conv identity (tap 0 = 1). Normals drawn tensor by tensor in layout order.
+// norm weights 1, key conv taps uniform in [-1/sqrt(W), 1/sqrt(W)) (PyTorch's default for a depthwise
+// Conv1d: fan-in W). Random values drawn tensor by tensor in layout order, element by element.
 static inline void params_init(float *params, const ModelConfig *c, uint64_t seed) {
     size_t sizes[NUM_PARAM_TENSORS];
     param_sizes(c, sizes);
@@ -120,7 +164,8 @@ static inline void params_init(float *params, const ModelConfig *c, uint64_t see
             float std = (t == P_WO || t == P_WPROJ) ? 0.02f / sqrtf(2.0f * c->n_layer) : 0.02f;
             for (size_t i = 0; i < sizes[t]; i++) { p[i] = rng_normal(&rng, 0.0f, std); }
         } else if (t == P_KCONVW) {
-            for (size_t i = 0; i < sizes[t]; i++) { p[i] = (i % c->kconv == 0) ? 1.0f : 0.0f; }
+            float bound = 1.0f / sqrtf((float)c->kconv);
+            for (size_t i = 0; i < sizes[t]; i++) { p[i] = bound * (2.0f * rng_uniform(&rng) - 1.0f); }
         } else {
             for (size_t i = 0; i < sizes[t]; i++) { p[i] = 1.0f; }
         }
@@ -141,18 +186,30 @@ static inline const char *config_mismatch(const ModelConfig *a, const ModelConfi
     if (a->kconv != b->kconv) return "kconv";
     if (a->n_dense_last != b->n_dense_last) return "n_dense_last";
     if (a->rope_theta != b->rope_theta) return "rope_theta";
+    if (a->layout != b->layout) return "layer layout";
+    if (a->swa_window != b->swa_window) return "swa_window";
+    if (a->global_nope != b->global_nope) return "global_nope";
     return NULL;
 }
 
 static inline void config_print(const ModelConfig *c, FILE *f) {
     fprintf(f, "model: vocab %d, layers %d, d_model %d, heads %d (head dim %d), ffn %d, max T %d, rope theta %g\n",
             c->vocab_size, c->n_layer, c->d_model, c->n_head, c->d_model / c->n_head, c->ffn, c->max_seq_len, c->rope_theta);
-    if (c->attn == ATTN_MOBA) {
-        fprintf(f, "attention: MoBA block %d top-k %d, key conv %d, last %d layers dense\n", c->moba_block, c->moba_topk, c->kconv, c->n_dense_last);
+    if (c->layout == LAYOUT_PAPER) {
+        fprintf(f, "layout: paper: layers 1, 3, ... sliding window %d with RoPE; layers 2, 4, ... global, %s\n", c->swa_window,
+                c->global_nope ? "no positional encoding (NoPE)" : "RoPE");
     } else {
-        fprintf(f, "attention: dense causal, key conv %d\n", c->kconv);
+        fprintf(f, "layout: global: every layer global attention, %s\n", c->global_nope ? "no positional encoding (NoPE)" : "RoPE");
     }
-    fprintf(f, "parameters: %zu\n", param_count(c));
+    if (c->attn == ATTN_MOBA) {
+        fprintf(f, "global attention: MoBA block %d top-k %d, key conv %d, last %d layers dense\n", c->moba_block, c->moba_topk, c->kconv, c->n_dense_last);
+    } else {
+        fprintf(f, "global attention: dense causal, key conv %d\n", c->kconv);
+    }
+    size_t sizes[NUM_PARAM_TENSORS];
+    param_sizes(c, sizes);
+    size_t n = param_count(c);
+    fprintf(f, "parameters: %zu (%.1fM; %.1fM without the embedding tables)\n", n, n / 1e6, (n - sizes[P_WTE] - sizes[P_WLM]) / 1e6);
 }
 
 #endif // LLMC_CONFIG_H

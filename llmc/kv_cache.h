@@ -4,14 +4,17 @@
  Include after train_gpt_moba.c (it uses Model, `real` and the layer functions; programs get them with
  `#define TESTING` + `#include "train_gpt_moba.c"`).
 
- Cache, per layer: keys as attention sees them (after key conv and RoPE) and values, (cap, C) each; the
- last W raw keys (before the key conv) in a ring, which is all the causal conv of width W needs; and for
- MoBA layers the running per-block key sums (fp32, added in position order, exactly as the training gate
- sums them), so a block's centroid is sum / length at any time without rereading keys.
+ Cache, per layer: keys as attention sees them (after key conv and RoPE, where the layer has them) and
+ values, (slots, C) each, position p in slot p % slots: a global layer has slots = cap, a sliding-window
+ layer only its window (slots = w), since no query sees further back. Also the last W raw keys (before
+ the key conv) in a ring, which is all the causal conv of width W needs; and for MoBA layers the running
+ per-block key sums (fp32, added in position order, exactly as the training gate sums them), so a
+ block's centroid is sum / length at any time without rereading keys.
  Decode of the token at position t: MoBA selects its own (partial) block t/B plus the top-(K-1) complete
  past blocks by q_t . centroid (fp32, ties to the lower index), the rule of doc/model.md; dense sees
- [0, t]. Each step does the same arithmetic in the same order as model_forward does for row t, so its
- logits equal the full recompute's (dev/test/test_eval.c checks dense, MoBA and MoBA + key conv).
+ [0, t], sliding window [t - w + 1, t]. Each step does the same arithmetic in the same order as
+ model_forward does for row t, so its logits equal the full recompute's (dev/test/test_eval.c checks the
+ global and paper layouts, dense, MoBA and MoBA + key conv).
  Prefill runs model_forward on the prompt (the batched training path) and copies its keys and values.
 */
 #ifndef LLMC_KV_CACHE_H
@@ -23,7 +26,9 @@
 typedef struct {
     int L, C, NH, HD, W, V, F, cap, nb_cap;
     int pos;                 // tokens held
-    real *k, *v;             // (L, cap, C)
+    int *slots;              // (L): keys layer l keeps; position p lives in slot p % slots[l]
+    size_t *layer_off;       // (L): where layer l's keys and values start in k, v (rows of C)
+    real *k, *v;             // (sum of slots, C)
     real *kraw;              // (L, W, C) ring: raw key of position p at slot p % W
     float *ksum;             // (L, nb_cap, C) per-block sums of cached keys (MoBA layers)
     // one token's scratch
@@ -40,9 +45,17 @@ static inline void kv_init(KVCache *c, const ModelConfig *cfg, int cap) {
     c->V = cfg->vocab_size; c->F = cfg->ffn; c->cap = cap;
     int bs = cfg->attn == ATTN_MOBA ? cfg->moba_block : cap;
     c->nb_cap = (cap + bs - 1) / bs;
-    size_t LC = (size_t)c->L * cap * c->C;
-    c->k = (real *)calloc_check(LC, sizeof(real));
-    c->v = (real *)calloc_check(LC, sizeof(real));
+    c->slots = (int *)calloc_check(c->L, sizeof(int));
+    c->layer_off = (size_t *)calloc_check(c->L, sizeof(size_t));
+    size_t rows = 0;
+    for (int l = 0; l < c->L; l++) {
+        int w = layer_window(cfg, l);
+        c->slots[l] = w > 0 && w < cap ? w : cap;
+        c->layer_off[l] = rows;
+        rows += c->slots[l];
+    }
+    c->k = (real *)calloc_check(rows * c->C, sizeof(real));
+    c->v = (real *)calloc_check(rows * c->C, sizeof(real));
     c->kraw = (real *)calloc_check((size_t)c->L * (c->W ? c->W : 1) * c->C, sizeof(real));
     c->ksum = (float *)calloc_check((size_t)c->L * c->nb_cap * c->C, sizeof(float));
     c->x = (real *)calloc_check(c->C, sizeof(real)); c->h = (real *)calloc_check(c->C, sizeof(real));
@@ -59,7 +72,7 @@ static inline void kv_init(KVCache *c, const ModelConfig *cfg, int cap) {
 static inline void kv_free(KVCache *c) {
     real *bufs[] = {c->k, c->v, c->kraw, c->x, c->h, c->rstd, c->qkv, c->qr, c->kc, c->att, c->x2, c->fc, c->fch, c->logits, c->sc};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { free(bufs[i]); }
-    free(c->ksum); free(c->score); free(c->sel); free(c->taken);
+    free(c->ksum); free(c->score); free(c->sel); free(c->taken); free(c->slots); free(c->layer_off);
     memset(c, 0, sizeof(*c));
 }
 
@@ -106,6 +119,9 @@ static inline void kv_add_key_sum(KVCache *c, int l, int t, int bs, const real *
     for (int i = 0; i < c->C; i++) { s[i] += (float)kr[i]; }
 }
 
+// Key (or value) row of position p in layer l's cache.
+static inline real *kv_row(const KVCache *c, real *base, int l, int p) { return base + (c->layer_off[l] + (size_t)(p % c->slots[l])) * c->C; }
+
 // Makes the model's activations hold a B x T forward (model_forward allocates only on its first call).
 static inline void model_reserve(Model *m, int B, int T) {
     if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T) { return; }
@@ -123,13 +139,15 @@ static inline const real *kv_prefill(KVCache *c, Model *m, const int *tokens, in
     int bs = cfg->attn == ATTN_MOBA ? cfg->moba_block : c->cap;
     memset(c->ksum, 0, (size_t)c->L * c->nb_cap * c->C * sizeof(float));
     for (int l = 0; l < c->L; l++) {
-        memcpy(c->k + (size_t)l * c->cap * c->C, m->a.kr + l * slab, (size_t)n * c->C * sizeof(real));
-        memcpy(c->v + (size_t)l * c->cap * c->C, m->a.v + l * slab, (size_t)n * c->C * sizeof(real));
+        for (int t = n > c->slots[l] ? n - c->slots[l] : 0; t < n; t++) {
+            memcpy(kv_row(c, c->k, l, t), m->a.kr + l * slab + (size_t)t * c->C, c->C * sizeof(real));
+            memcpy(kv_row(c, c->v, l, t), m->a.v + l * slab + (size_t)t * c->C, c->C * sizeof(real));
+        }
         for (int t = (c->W && n > c->W ? n - c->W : 0); c->W && t < n; t++) {
             memcpy(c->kraw + ((size_t)l * c->W + t % c->W) * c->C, m->a.k + l * slab + (size_t)t * c->C, c->C * sizeof(real));
         }
         if (layer_is_moba(cfg, l)) {
-            for (int t = 0; t < n; t++) { kv_add_key_sum(c, l, t, bs, c->k + ((size_t)l * c->cap + t) * c->C); }
+            for (int t = 0; t < n; t++) { kv_add_key_sum(c, l, t, bs, kv_row(c, c->k, l, t)); }
         }
     }
     c->pos = n;
@@ -139,15 +157,14 @@ static inline const real *kv_prefill(KVCache *c, Model *m, const int *tokens, in
 
 // Attention of one query (all heads) at position t over the cache of layer l, into c->att.
 static inline void kv_attend(KVCache *c, const ModelConfig *cfg, int l, int t) {
-    int C = c->C, HD = c->HD, moba = layer_is_moba(cfg, l), bs = cfg->moba_block;
+    int HD = c->HD, moba = layer_is_moba(cfg, l), bs = cfg->moba_block, w = layer_window(cfg, l);
     real scale = 1 / sqrt((real)HD);
-    const real *K = c->k + (size_t)l * c->cap * C, *Vv = c->v + (size_t)l * c->cap * C;
     int ranges[64][2];
     if (moba && cfg->moba_topk > 64) { die("KV cache decoding supports MoBA top-k up to 64 (got %d)", cfg->moba_topk); }
     for (int h = 0; h < c->NH; h++) {
         const real *q = c->qr + h * HD;
         int nr = 1;
-        ranges[0][0] = 0; ranges[0][1] = t + 1;
+        ranges[0][0] = w > 0 && t + 1 > w ? t + 1 - w : 0; ranges[0][1] = t + 1;
         if (moba) {
             nr = kv_moba_select(c, cfg, l, h, q, t);
             for (int r = 0; r < nr; r++) {
@@ -158,7 +175,7 @@ static inline void kv_attend(KVCache *c, const ModelConfig *cfg, int l, int t) {
         real mx = -INFINITY;
         for (int r = 0; r < nr; r++) {
             for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
-                const real *kj = K + (size_t)j * C + h * HD;
+                const real *kj = kv_row(c, c->k, l, j) + h * HD;
                 real s = 0;
                 for (int d = 0; d < HD; d++) { s += q[d] * kj[d]; }
                 c->sc[j] = s * scale;
@@ -171,7 +188,7 @@ static inline void kv_attend(KVCache *c, const ModelConfig *cfg, int l, int t) {
             for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
                 real p = exp(c->sc[j] - mx);
                 sum += p;
-                const real *vj = Vv + (size_t)j * C + h * HD;
+                const real *vj = kv_row(c, c->v, l, j) + h * HD;
                 for (int d = 0; d < HD; d++) { o[d] += p * vj[d]; }
             }
         }
@@ -191,23 +208,26 @@ static inline const real *kv_step(KVCache *c, Model *m, int token) {
         rmsnorm_forward(c->h, c->rstd, c->x, m->p[P_LN1W] + (size_t)l * C, 1, C);
         matmul_forward(c->qkv, c->h, m->p[P_WQKV] + (size_t)l * 3 * C * C, 1, C, 3 * C);
         const real *kraw = c->qkv + C, *v = c->qkv + 2 * C;
-        if (W > 0) {
+        int slab = kconv_slab(cfg, l);
+        if (slab >= 0) {  // kconv_forward for row t: k + SiLU(sum of the taps)
             real *ring = c->kraw + (size_t)l * W * C;
             memcpy(ring + (size_t)(t % W) * C, kraw, C * sizeof(real));
-            const real *a = m->p[P_KCONVW] + (size_t)l * C * W;
+            const real *a = m->p[P_KCONVW] + (size_t)slab * C * W;
             for (int ch = 0; ch < C; ch++) {
                 real sum = 0;
                 for (int w = 0; w < W && w <= t; w++) { sum += a[ch * W + w] * ring[(size_t)((t - w) % W) * C + ch]; }
-                c->kc[ch] = sum;
+                c->kc[ch] = kraw[ch] + silu(sum);
             }
         } else {
             memcpy(c->kc, kraw, C * sizeof(real));
         }
         memcpy(c->qr, c->qkv, C * sizeof(real));
-        rope_at(c->qr, t, c->NH, c->HD, cfg->rope_theta);
-        rope_at(c->kc, t, c->NH, c->HD, cfg->rope_theta);
-        memcpy(c->k + ((size_t)l * c->cap + t) * C, c->kc, C * sizeof(real));
-        memcpy(c->v + ((size_t)l * c->cap + t) * C, v, C * sizeof(real));
+        if (layer_has_rope(cfg, l)) {
+            rope_at(c->qr, t, c->NH, c->HD, cfg->rope_theta);
+            rope_at(c->kc, t, c->NH, c->HD, cfg->rope_theta);
+        }
+        memcpy(kv_row(c, c->k, l, t), c->kc, C * sizeof(real));
+        memcpy(kv_row(c, c->v, l, t), v, C * sizeof(real));
         if (layer_is_moba(cfg, l)) { kv_add_key_sum(c, l, t, bs, c->kc); }
         kv_attend(c, cfg, l, t);
         matmul_forward(c->x2, c->att, m->p[P_WO] + (size_t)l * C * C, 1, C, C);

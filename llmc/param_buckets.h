@@ -2,10 +2,10 @@
  The parameter array of doc/model.md cut for data-parallel training (host only, C11 and C++): slices,
  the buckets the backward reduces while it runs, and the ZeRO-1 shard layout.
 
- Slices. The array is tensor-major (wte, ln1w[L], wqkv[L], kconvw[L], wo[L], ln2w[L], wfc[L], wproj[L],
- lnfw, wlm), so one layer's weights are spread over seven tensors. A slice is one layer's part of a
- per-layer tensor, or a whole tensor (wte, lnfw, wlm); slices are listed in array order and cover it
- exactly once (an empty kconvw, kconv 0, has none).
+ Slices. The array is tensor-major (wte, ln1w[L], wqkv[L], kconvw[layers with a key conv], wo[L], ln2w[L],
+ wfc[L], wproj[L], lnfw, wlm), so one layer's weights are spread over six or seven tensors. A slice is one
+ layer's part of a per-layer tensor, or a whole tensor (wte, lnfw, wlm); slices are listed in array order
+ and cover it exactly once (an empty kconvw, kconv 0, has none).
 
  Buckets. Bucket 0 = {lnfw, wlm} (their gradients are final first in the backward), bucket 1 + l = layer
  l's 6-7 slices, bucket L + 1 = {wte} (final last). The backward hands a bucket to the communication
@@ -58,8 +58,10 @@ static inline void param_buckets_init(ParamBuckets *pb, const ModelConfig *c, in
     pb->slices = (ParamSlice *)malloc_check(sizeof(ParamSlice) * (size_t)NUM_PARAM_TENSORS * (size_t)L);
     size_t offset = 0;
     for (int t = 0; t < NUM_PARAM_TENSORS; t++) {
-        int parts = param_is_per_layer(t) ? L : 1;
-        for (int l = 0; l < parts && sizes[t] > 0; l++) {
+        int parts = t == P_KCONVW ? num_kconv_layers(c) : param_is_per_layer(t) ? L : 1;
+        for (int l = 0, part = 0; part < parts && sizes[t] > 0; l++) {
+            if (t == P_KCONVW && !layer_has_kconv(c, l)) { continue; }
+            part++;
             ParamSlice *s = &pb->slices[pb->num_slices++];
             s->tensor = t; s->layer = param_is_per_layer(t) ? l : -1;
             s->offset = offset; s->count = sizes[t] / (size_t)parts; s->decay = param_is_matrix[t];

@@ -27,6 +27,8 @@
 
 typedef struct {
     const char *train_pattern, *val_pattern, *out_dir, *preset, *attn, *schedule, *init_ckpt, *debug_state, *tokenizer;
+    const char *layout, *global_pos;  // -Y, -E; NULL: the preset's
+    int swa_window;                   // -w; -1: the preset's
     int B, T, total_batch, warmup, steps, val_every, val_batches, ckpt_every, resume, debug_steps, vocab_override;
     int moba_block, moba_topk, kconv, n_dense_last, sample_tokens, keep_ckpts;
     int recompute, deterministic;  // CUDA trainer only
@@ -48,10 +50,14 @@ static inline void print_usage(const char *program, const TrainArgs *d) {
     printf("  -p  preset:");
     for (int i = 0; i < NUM_MODEL_PRESETS; i++) { printf(" %s", model_presets[i].name); }
     printf("   default %s\n", d->preset);
-    printf("  -A  attention: dense | moba          default: the preset's (moba)\n");
+    printf("  -Y  layer layout: paper (layers 1,3,.. sliding window + RoPE; 2,4,.. global) | global (all global)\n");
+    printf("                                       default: the preset's (paper)\n");
+    printf("  -w  sliding window in keys (paper)   default: the preset's (340M/1B: 256)\n");
+    printf("  -E  global layers' positions: nope | rope   default: nope with -Y paper, rope with -Y global\n");
+    printf("  -A  global attention: dense | moba   default: the preset's (moba)\n");
     printf("  -B  MoBA block size (power of two)   default: the preset's\n");
     printf("  -K  MoBA top-k blocks (>= 1)         default: the preset's\n");
-    printf("  -W  key conv width: 0, 3 or 5       default: the preset's\n");
+    printf("  -W  key conv width: 0, 3 or 5 (global layers)  default: the preset's with moba, 0 with -A dense\n");
     printf("  -N  last N layers dense (hybrid)     default %d\n", d->n_dense_last);
     printf("  -V  vocab size                       default: the preset's\n");
     printf("training\n");
@@ -110,6 +116,7 @@ static inline TrainArgs default_args(void) {
     a.preset = "tiny"; a.attn = NULL; a.schedule = "cosine";
     a.B = 8; a.T = 256; a.total_batch = 0; a.warmup = 20; a.steps = 200; a.val_every = 50; a.val_batches = 4;
     a.ckpt_every = 0; a.debug_steps = 3; a.sample_tokens = 32; a.keep_ckpts = 2;
+    a.layout = NULL; a.global_pos = NULL; a.swa_window = -1;
     a.moba_block = -1; a.moba_topk = -1; a.kconv = -1; a.n_dense_last = 0; a.vocab_override = -1;
     a.lr = 3e-3f; a.final_frac = 0.1f; a.weight_decay = 0.1f; a.grad_clip = 1.0f; a.seed = 1337;
     a.process_group = "auto"; a.run_tag = NULL; a.zero_stage = 1; a.collective_timeout_s = 300.0f;
@@ -130,6 +137,9 @@ static inline TrainArgs parse_args(int argc, char **argv) {
             case 'o': a.out_dir = v; break;
             case 'p': a.preset = v; break;
             case 'A': a.attn = v; break;
+            case 'Y': a.layout = v; break;
+            case 'w': a.swa_window = parse_int(f, v); break;
+            case 'E': a.global_pos = v; break;
             case 'B': a.moba_block = parse_int(f, v); break;
             case 'K': a.moba_topk = parse_int(f, v); break;
             case 'W': a.kconv = parse_int(f, v); break;
@@ -199,6 +209,23 @@ static inline ModelConfig config_from_args(const TrainArgs *a) {
         if (strcmp(a->attn, "dense") == 0) { c.attn = ATTN_DENSE; }
         else if (strcmp(a->attn, "moba") == 0) { c.attn = ATTN_MOBA; }
         else { die("attention -A '%s': must be dense or moba", a->attn); }
+        if (c.attn == ATTN_DENSE && a->kconv == -1) { c.kconv = 0; }  // the presets' key conv belongs to MoBA
+    }
+    if (a->layout) {
+        if (strcmp(a->layout, "paper") == 0) { c.layout = LAYOUT_PAPER; }
+        else if (strcmp(a->layout, "global") == 0) { c.layout = LAYOUT_GLOBAL; c.swa_window = 0; c.global_nope = 0; }
+        else { die("layer layout -Y '%s': must be paper or global", a->layout); }
+    }
+    if (a->swa_window != -1) {
+        if (c.layout != LAYOUT_PAPER) { die("sliding window -w %d: only the paper layout (-Y paper) has sliding-window layers", a->swa_window); }
+        if (a->swa_window < 1) { die("sliding window -w %d: must be at least 1 key", a->swa_window); }
+        c.swa_window = a->swa_window;
+    }
+    if (c.layout == LAYOUT_PAPER && c.swa_window == 0) { die("the paper layout (-Y paper) needs a sliding window: give -w"); }
+    if (a->global_pos) {
+        if (strcmp(a->global_pos, "nope") == 0) { c.global_nope = 1; }
+        else if (strcmp(a->global_pos, "rope") == 0) { c.global_nope = 0; }
+        else { die("global layers' positions -E '%s': must be nope or rope", a->global_pos); }
     }
     if (a->moba_block != -1) { c.moba_block = a->moba_block; }
     if (a->moba_topk != -1) { c.moba_topk = a->moba_topk; }

@@ -54,10 +54,12 @@ static void test_metrics(void) {
 // ---------------------------------------------------------------------------------------------------
 // KV cache == full recompute
 
-static int hybrid_last;  // n_dense_last of the next small_config with MoBA
+static int hybrid_last;   // n_dense_last of the next small_config with MoBA
+static int paper_window;  // > 0: the next small_config has the paper layout with this window (NoPE global layers)
 
 static ModelConfig small_config(int attn, int kconv) {
-    ModelConfig c = {64, 2, 16, 2, 40, 96, attn, 4, 2, kconv, attn == ATTN_MOBA ? hybrid_last : 0, 10000.0f};
+    ModelConfig c = {64, 2, 16, 2, 40, 96, attn, 4, 2, kconv, attn == ATTN_MOBA ? hybrid_last : 0, 10000.0f,
+                     paper_window ? LAYOUT_PAPER : LAYOUT_GLOBAL, paper_window, paper_window ? 1 : 0, 0};
     return c;
 }
 
@@ -383,6 +385,11 @@ int main(void) {
     hybrid_last = 1;
     test_kv_cache("moba+kconv3 hybrid (last layer dense)", ATTN_MOBA, 3);
     hybrid_last = 0;
+    paper_window = 7;  // the sliding-window layer's cache wraps many times over 61 tokens
+    test_kv_cache("paper dense", ATTN_DENSE, 0);
+    test_kv_cache("paper moba+kconv3", ATTN_MOBA, 3);
+    test_kv_cache("paper moba+kconv5", ATTN_MOBA, 5);
+    paper_window = 0;
     test_sampling();
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_eval_XXXXXX");
     if (!mkdtemp(tmpdir)) { die("mkdtemp failed"); }

@@ -1,8 +1,11 @@
 /*
  Finite-difference gradient checks, in double precision (this file compiles the CPU reference with
- REAL=double), for every layer alone and for the whole model in dense, MoBA, MoBA+kconv and hybrid
- modes; plus the MoBA invariants (k >= #blocks is dense, own block always and future blocks never
- selected, ties to the lower index, causality of MoBA and key conv).
+ REAL=double), for every layer alone (sliding-window, dense and MoBA attention, the key convolution
+ k + SiLU(conv(k)), RoPE, ...) and for the whole model in both layer layouts (paper: sliding-window RoPE
+ layers interleaved with global NoPE layers; global: every layer global with RoPE) in dense, MoBA,
+ MoBA+kconv and hybrid modes; plus the invariants (MoBA k >= #blocks is dense, own block always and
+ future blocks never selected, ties to the lower index; a window >= T is dense and a window of 1 sees
+ only its own key; causality of every layout).
  Each check perturbs inputs by +-eps, forms L = sum(G * out) for a fixed random G, and compares
  (L+ - L-)/2eps with the analytic gradient: relative L2 error over all checked elements must be < 1e-6.
 */
@@ -55,7 +58,7 @@ static void check_grad(const char *name, real *x, const real *analytic, size_t n
 }
 
 // ---- per-layer contexts -------------------------------------------------------------------------------
-typedef struct { int B, T, C, NH, HD, W, V, N, F, bs, K; real *x, *w, *out, *rstd; int *tok, *sel; real *q, *k, *v, *lse; float theta; } LayerCtx;
+typedef struct { int B, T, C, NH, HD, W, V, N, F, bs, K, window; real *x, *w, *out, *rstd; int *tok, *sel; real *q, *k, *v, *lse; float theta; } LayerCtx;
 
 static void run_rmsnorm(void *c) { LayerCtx *l = c; rmsnorm_forward(l->out, l->rstd, l->x, l->w, l->N, l->C); }
 static void run_matmul(void *c) { LayerCtx *l = c; matmul_forward(l->out, l->x, l->w, l->N, l->C, l->V); }
@@ -65,7 +68,7 @@ static void run_swiglu(void *c) { LayerCtx *l = c; swiglu_forward(l->out, l->x, 
 static void run_encoder(void *c) { LayerCtx *l = c; encoder_forward(l->out, l->tok, l->w, l->N, l->C); }
 static void run_attention(void *c) {
     LayerCtx *l = c;
-    attention_forward(l->out, l->lse, l->sel, l->q, l->k, l->v, l->B, l->T, l->NH, l->HD, l->bs, l->K);
+    attention_forward(l->out, l->lse, l->sel, l->q, l->k, l->v, l->B, l->T, l->NH, l->HD, l->bs, l->K, l->window);
 }
 static void run_xent(void *c) {
     LayerCtx *l = c;
@@ -108,6 +111,28 @@ static void test_kconv(int W) {
     snprintf(name, sizeof(name), "kconv W%d dinp", W); check_grad(name, l.x, dx, n, &p);
     snprintf(name, sizeof(name), "kconv W%d dweight", W); check_grad(name, l.w, da, 4 * W, &p);
     free(l.x); free(l.w); free(l.out); free(G); free(dx); free(da);
+}
+
+// The forward is the paper's formula: out_t = k_t + SiLU(sum_{w<W} a_w k_{t-w}), zero before t = 0.
+static void test_kconv_formula(int W) {
+    int B = 2, T = 7, C = 3;
+    size_t n = (size_t)B * T * C;
+    real *x = rand_buf(n, 1), *a = rand_buf((size_t)C * W, 1), *out = zero_buf(n);
+    kconv_forward(out, x, a, B, T, C, W);
+    double maxd = 0;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int c = 0; c < C; c++) {
+                double z = 0;
+                for (int w = 0; w < W; w++) { z += t - w >= 0 ? a[c * W + w] * x[((size_t)b * T + t - w) * C + c] : 0.0; }
+                double expect = x[((size_t)b * T + t) * C + c] + z / (1.0 + exp(-z));
+                maxd = fmax(maxd, fabs(expect - out[((size_t)b * T + t) * C + c]));
+            }
+        }
+    }
+    CHECK(maxd < 1e-12, "kconv W%d forward differs from k + SiLU(conv(k)) by %.3e", W, maxd);
+    printf("ok   kconv W%d forward == k + SiLU(conv(k)): max diff %.1e\n", W, maxd);
+    free(x); free(a); free(out);
 }
 
 static void test_rope(void) {
@@ -155,9 +180,9 @@ static void test_crossentropy(void) {
     free(l.x); free(l.out); free(G); free(probs); free(dx);
 }
 
-// Attention alone; bs/K = 0 means dense.
-static void test_attention(const char *name, int T, int bs, int K) {
-    LayerCtx l = {.B = 2, .T = T, .NH = 2, .HD = 4, .bs = bs, .K = K};
+// Attention alone; bs/K = 0 means dense, or sliding-window when window > 0.
+static void test_attention(const char *name, int T, int bs, int K, int window) {
+    LayerCtx l = {.B = 2, .T = T, .NH = 2, .HD = 4, .bs = bs, .K = K, .window = window};
     size_t n = (size_t)2 * T * 8;
     l.q = rand_buf(n, 1); l.k = rand_buf(n, 1); l.v = rand_buf(n, 1); l.out = zero_buf(n);
     l.lse = zero_buf((size_t)2 * 2 * T);
@@ -165,10 +190,16 @@ static void test_attention(const char *name, int T, int bs, int K) {
     real *G = rand_buf(n, 1), *dq = zero_buf(n), *dk = zero_buf(n), *dv = zero_buf(n);
     Probe p = {run_attention, &l, l.out, n, G};
     run_attention(&l);
-    attention_backward(dq, dk, dv, G, l.q, l.k, l.v, l.out, l.lse, l.sel, l.B, l.T, l.NH, l.HD, bs, K);
+    attention_backward(dq, dk, dv, G, l.q, l.k, l.v, l.out, l.lse, l.sel, l.B, l.T, l.NH, l.HD, bs, K, window);
     char nm[96];
-    snprintf(nm, sizeof(nm), "%s dq", name); check_grad(nm, l.q, dq, n, &p);
-    snprintf(nm, sizeof(nm), "%s dk", name); check_grad(nm, l.k, dk, n, &p);
+    if (window == 1) {  // a softmax over one key does not depend on the score: dq = dk = 0 exactly
+        int zero = 1;
+        for (size_t i = 0; i < n; i++) { zero &= dq[i] == 0 && dk[i] == 0; }
+        CHECK(zero, "%s: dq / dk not zero with a window of one key", name);
+    } else {
+        snprintf(nm, sizeof(nm), "%s dq", name); check_grad(nm, l.q, dq, n, &p);
+        snprintf(nm, sizeof(nm), "%s dk", name); check_grad(nm, l.k, dk, n, &p);
+    }
     snprintf(nm, sizeof(nm), "%s dv", name); check_grad(nm, l.v, dv, n, &p);
     free(l.q); free(l.k); free(l.v); free(l.out); free(l.lse); free(l.sel); free(G); free(dq); free(dk); free(dv);
 }
@@ -270,13 +301,45 @@ static void test_moba_all_blocks_is_dense(int T, int bs) {
     real *q = rand_buf(n, 1), *k = rand_buf(n, 1), *v = rand_buf(n, 1);
     real *o1 = zero_buf(n), *o2 = zero_buf(n), *l1 = zero_buf((size_t)B * NH * T), *l2 = zero_buf((size_t)B * NH * T);
     int *sel = (int *)calloc_check((size_t)B * NH * T * nb, sizeof(int));
-    attention_forward(o1, l1, NULL, q, k, v, B, T, NH, HD, bs, 1);
-    attention_forward(o2, l2, sel, q, k, v, B, T, NH, HD, bs, nb);
+    attention_forward(o1, l1, NULL, q, k, v, B, T, NH, HD, bs, 1, 0);
+    attention_forward(o2, l2, sel, q, k, v, B, T, NH, HD, bs, nb, 0);
     double maxd = 0;
     for (size_t i = 0; i < n; i++) { maxd = fmax(maxd, fabs(o1[i] - o2[i])); }
     CHECK(maxd < 1e-12, "MoBA with k >= #blocks differs from dense by %.3e (T %d, B %d)", maxd, T, bs);
     printf("ok   MoBA k=#blocks == dense (T %d, block %d): max diff %.1e\n", T, bs, maxd);
     free(q); free(k); free(v); free(o1); free(o2); free(l1); free(l2); free(sel);
+}
+
+// A window of at least T keys is dense causal attention, bit for bit; a window of 1 sees only its own
+// key, so the output is v_t exactly and the log-sum-exp is q_t . k_t / sqrt(HD).
+static void test_window_limits(int T) {
+    int B = 2, NH = 2, HD = 4, C = 8;
+    size_t n = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    real *q = rand_buf(n, 1), *k = rand_buf(n, 1), *v = rand_buf(n, 1);
+    real *o1 = zero_buf(n), *o2 = zero_buf(n), *l1 = zero_buf(nl), *l2 = zero_buf(nl);
+    attention_forward(o1, l1, NULL, q, k, v, B, T, NH, HD, 0, 1, 0);
+    int same = 1;
+    for (int window = T; window <= T + 5; window += 5) {
+        attention_forward(o2, l2, NULL, q, k, v, B, T, NH, HD, 0, 1, window);
+        same &= memcmp(o1, o2, n * sizeof(real)) == 0 && memcmp(l1, l2, nl * sizeof(real)) == 0;
+    }
+    CHECK(same, "sliding window >= T (%d) is not bit-identical to dense causal attention", T);
+    attention_forward(o2, l2, NULL, q, k, v, B, T, NH, HD, 0, 1, 1);
+    int own = memcmp(o2, v, n * sizeof(real)) == 0;
+    double maxd = 0;
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                size_t row = ((size_t)b * T + t) * C + (size_t)h * HD;
+                double s = 0;
+                for (int d = 0; d < HD; d++) { s += q[row + d] * k[row + d]; }
+                maxd = fmax(maxd, fabs(s / sqrt((double)HD) - l2[((size_t)b * NH + h) * T + t]));
+            }
+        }
+    }
+    CHECK(own && maxd < 1e-12, "window 1: output is not v_t (%d) or lse differs by %.3e", own, maxd);
+    printf("ok   window >= T == dense (bit-exact), window 1 == own key (T %d)\n", T);
+    free(q); free(k); free(v); free(o1); free(o2); free(l1); free(l2);
 }
 
 // Changing the token at position p must leave every logit before p unchanged, bit for bit.
@@ -315,38 +378,60 @@ int main(void) {
     test_matmul();
     test_kconv(3);
     test_kconv(5);
+    test_kconv_formula(3);
+    test_kconv_formula(5);
     test_rope();
     test_swiglu();
     test_crossentropy();
-    test_attention("dense attention T13", 13, 0, 0);
-    test_attention("moba B4 k2 T13 (partial block)", 13, 4, 2);
-    test_attention("moba B4 k1 T16 (block-local)", 16, 4, 1);
-    test_attention("moba B2 k3 T11", 11, 2, 3);
-    test_attention("moba B8 k9 T20 (k >= #blocks)", 20, 8, 9);
-    test_attention("moba B1 k4 T9", 9, 1, 4);
+    test_attention("dense attention T13", 13, 0, 0, 0);
+    test_attention("sliding window 1 T9", 9, 0, 0, 1);
+    test_attention("sliding window 3 T13", 13, 0, 0, 3);
+    test_attention("sliding window 5 T12", 12, 0, 0, 5);
+    test_attention("sliding window 20 T13 (>= T)", 13, 0, 0, 20);
+    test_attention("moba B4 k2 T13 (partial block)", 13, 4, 2, 0);
+    test_attention("moba B4 k1 T16 (block-local)", 16, 4, 1, 0);
+    test_attention("moba B2 k3 T11", 11, 2, 3, 0);
+    test_attention("moba B8 k9 T20 (k >= #blocks)", 20, 8, 9, 0);
+    test_attention("moba B1 k4 T9", 9, 1, 4, 0);
 
-    ModelConfig base = preset_config("test");
-    ModelConfig dense = base; dense.attn = ATTN_DENSE; dense.kconv = 0;
-    ModelConfig moba = base; moba.kconv = 0;
-    ModelConfig moba_kconv = base;
-    ModelConfig moba_kconv5 = base; moba_kconv5.kconv = 5;
-    ModelConfig hybrid = base; hybrid.n_dense_last = 1;
-    ModelConfig dense_kconv = base; dense_kconv.attn = ATTN_DENSE;
-    test_model("model dense", dense, 11);
-    test_model("model moba", moba, 11);
-    test_model("model moba+kconv3", moba_kconv, 11);
-    test_model("model moba+kconv5", moba_kconv5, 10);
-    test_model("model hybrid", hybrid, 11);
-    test_model("model dense+kconv3", dense_kconv, 9);
+    // the paper layout (the test preset: layer 1 sliding window 8 + RoPE, layer 2 global NoPE)
+    ModelConfig paper = preset_config("test");
+    paper.swa_window = 5;  // shorter than T, so the window cuts
+    ModelConfig p_dense = paper; p_dense.attn = ATTN_DENSE; p_dense.kconv = 0;
+    ModelConfig p_moba = paper; p_moba.kconv = 0;
+    ModelConfig p_moba_kconv5 = paper; p_moba_kconv5.kconv = 5;
+    ModelConfig p_dense_kconv = paper; p_dense_kconv.attn = ATTN_DENSE;
+    ModelConfig p_rope = paper; p_rope.global_nope = 0;
+    ModelConfig p_hybrid = paper; p_hybrid.n_layer = 4; p_hybrid.n_dense_last = 1; p_hybrid.swa_window = 2;
+    test_model("paper dense", p_dense, 11);
+    test_model("paper moba (partial block)", p_moba, 11);
+    test_model("paper moba+kconv3", paper, 11);
+    test_model("paper moba+kconv5", p_moba_kconv5, 10);
+    test_model("paper dense+kconv3", p_dense_kconv, 9);
+    test_model("paper moba+kconv3 global RoPE", p_rope, 9);
+    test_model("paper hybrid L4 window 2", p_hybrid, 10);
+    // the all-global RoPE layout
+    ModelConfig global = paper; global.layout = LAYOUT_GLOBAL; global.swa_window = 0; global.global_nope = 0;
+    ModelConfig dense = global; dense.attn = ATTN_DENSE; dense.kconv = 0;
+    ModelConfig moba = global; moba.kconv = 0;
+    ModelConfig hybrid = global; hybrid.n_dense_last = 1;
+    test_model("global dense", dense, 11);
+    test_model("global moba", moba, 11);
+    test_model("global moba+kconv3", global, 11);
+    test_model("global hybrid", hybrid, 11);
 
     test_moba_selection_rules();
     test_moba_all_blocks_is_dense(23, 4);
     test_moba_all_blocks_is_dense(32, 8);
-    test_causality("dense", dense);
-    test_causality("moba", moba);
-    test_causality("moba+kconv3", moba_kconv);
-    test_causality("moba+kconv5 hybrid", (ModelConfig){.vocab_size = 64, .n_layer = 2, .d_model = 16, .n_head = 2, .ffn = 40,
+    test_window_limits(13);
+    test_window_limits(32);
+    test_causality("paper dense", p_dense);
+    test_causality("paper moba+kconv3", paper);
+    test_causality("paper moba+kconv5 hybrid L4", (ModelConfig){.vocab_size = 64, .n_layer = 4, .d_model = 16, .n_head = 2, .ffn = 40,
                                                        .max_seq_len = 256, .attn = ATTN_MOBA, .moba_block = 4, .moba_topk = 2,
-                                                       .kconv = 5, .n_dense_last = 1, .rope_theta = 10000.0f});
+                                                       .kconv = 5, .n_dense_last = 1, .rope_theta = 10000.0f,
+                                                       .layout = LAYOUT_PAPER, .swa_window = 3, .global_nope = 1});
+    test_causality("global dense", dense);
+    test_causality("global moba+kconv3", global);
     return test_summary();
 }

@@ -33,11 +33,11 @@ static void check_layout(const char *preset, int kconv, int world) {
             compact += s->count / (size_t)world;
         }
         ok &= offset == P && pb.num_params == P && pb.shard_total * (size_t)world == P && compact == pb.shard_total;
-        ok &= pb.num_slices == 3 + (kconv ? 7 : 6) * L && pb.num_buckets == L + 2;
+        ok &= pb.num_slices == 3 + 6 * L + num_kconv_layers(&c) && pb.num_buckets == L + 2;
         int *seen = (int *)calloc_check((size_t)pb.num_slices, sizeof(int));
         for (int b = 0; b < pb.num_buckets; b++) {
             int n = pb.bucket_first[b + 1] - pb.bucket_first[b];
-            ok &= n == (b == 0 ? 2 : b == L + 1 ? 1 : (kconv ? 7 : 6));
+            ok &= n == (b == 0 ? 2 : b == L + 1 ? 1 : 6 + layer_has_kconv(&c, b - 1));
             for (int k = pb.bucket_first[b]; k < pb.bucket_first[b + 1]; k++) {
                 const ParamSlice *s = &pb.slices[pb.bucket_slice[k]];
                 seen[pb.bucket_slice[k]]++;
