@@ -4,7 +4,8 @@
  measurement modes.
    ./eval_gpt_moba_cu -c CHECKPOINT [flags]    evaluation, flags as build/eval (-h); scripts/eval.sh
    ./eval_gpt_moba_cu check DIR                KV-cache decoding vs full recompute on small random models
-                                               (dense, dense + kconv3, MoBA, MoBA + kconv3, hybrid),
+                                               (paper layout: dense, MoBA + kconv3, hybrid + kconv5, window
+                                               24; global layout: dense + kconv3, MoBA),
                                                checkpoints of them written to DIR for the CPU comparison
    ./eval_gpt_moba_cu speed [T] [steps]        340M preset, random init, dense vs MoBA B128 K8 kconv3:
                                                prefill tokens/s at T (32768) and decode tokens/s at
@@ -135,13 +136,18 @@ static int check_case(GPT *m, const char *name, int B, int p, int total, uint64_
 
 static int check_main(const char *dir) {
     syn_mkdir_p(dir);
-    struct { const char *name; int attn, W, dense_last; } cases[] = {
-        {"dense", ATTN_DENSE, 0, 0}, {"dense_kconv3", ATTN_DENSE, 3, 0}, {"moba", ATTN_MOBA, 0, 0},
-        {"moba_kconv3", ATTN_MOBA, 3, 0}, {"hybrid_kconv5", ATTN_MOBA, 5, 2}};
+    // window 0: the all-global RoPE layout; else the paper layout with that window (NoPE global layers)
+    struct { const char *name; int window, attn, W, dense_last; } cases[] = {
+        {"paper_dense", 64, ATTN_DENSE, 0, 0}, {"paper_moba_kconv3", 64, ATTN_MOBA, 3, 0},
+        {"paper_hybrid_kconv5_w24", 24, ATTN_MOBA, 5, 2}, {"global_dense_kconv3", 0, ATTN_DENSE, 3, 0},
+        {"global_moba", 0, ATTN_MOBA, 0, 0}};
     int passed = 0, failed = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ModelConfig cfg = preset_config("tiny");  // V 512, L 4, C 128, 2 heads of 64; MoBA block 32, top-3
         cfg.attn = cases[i].attn; cfg.kconv = cases[i].W; cfg.n_dense_last = cases[i].dense_last;
+        cfg.layout = cases[i].window ? LAYOUT_PAPER : LAYOUT_GLOBAL;
+        cfg.swa_window = cases[i].window;
+        cfg.global_nope = cases[i].window ? 1 : 0;
         GPT m;
         gpt_init(&m, &cfg, 42, 0, 0);
         random_params(&m, 42 + i);
@@ -167,11 +173,12 @@ static int check_main(const char *dir) {
 // Copies sequence 0 of src into every sequence of dst (same capacity): a long context for a batch
 // without a batch-sized prefill.
 static void kv_gpu_replicate(GpuKVCache *dst, const GpuKVCache *src, int L) {
-    size_t X = sizeof(floatX), kvrow = src->layer_kv / src->B, ring = src->layer_ring / src->B, sum = src->layer_sum / src->B;
+    size_t X = sizeof(floatX), ring = src->layer_ring / src->B, sum = src->layer_sum / src->B;
     for (int l = 0; l < L; l++) {
+        size_t kvrow = (src->kv_off[l + 1] - src->kv_off[l]) / src->B;  // one sequence of layer l
         for (int b = 0; b < dst->B; b++) {
-            cudaCheck(cudaMemcpy(dst->k + l * dst->layer_kv + b * kvrow, src->k + l * src->layer_kv, kvrow * X, cudaMemcpyDeviceToDevice));
-            cudaCheck(cudaMemcpy(dst->v + l * dst->layer_kv + b * kvrow, src->v + l * src->layer_kv, kvrow * X, cudaMemcpyDeviceToDevice));
+            cudaCheck(cudaMemcpy(dst->k + dst->kv_off[l] + b * kvrow, src->k + src->kv_off[l], kvrow * X, cudaMemcpyDeviceToDevice));
+            cudaCheck(cudaMemcpy(dst->v + dst->kv_off[l] + b * kvrow, src->v + src->kv_off[l], kvrow * X, cudaMemcpyDeviceToDevice));
             cudaCheck(cudaMemcpy(dst->kraw + l * dst->layer_ring + b * ring, src->kraw + l * src->layer_ring, ring * X, cudaMemcpyDeviceToDevice));
             cudaCheck(cudaMemcpy(dst->ksum + l * dst->layer_sum + b * sum, src->ksum + l * src->layer_sum, sum * sizeof(float), cudaMemcpyDeviceToDevice));
         }
@@ -216,7 +223,7 @@ static int speed_main(int T, int steps) {
         // batch 8: sequence 0's context of T tokens copied to all 8 (the prefill's activations freed first)
         kv_gpu_prefill(&kv1, &m, prompt.data(), T);
         gpt_release_activations(&m);
-        size_t free_b, total_b, need = 8 * 2 * kv1.layer_kv * cfg.n_layer * sizeof(floatX);
+        size_t free_b, total_b, need = 8 * 2 * kv1.kv_off[cfg.n_layer] * sizeof(floatX);
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
         if (need + ((size_t)2 << 30) < free_b) {
             GpuKVCache kv8;

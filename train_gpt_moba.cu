@@ -106,7 +106,7 @@ typedef struct {
     floatX *ln1, *ln2;          // (L, N, C); one layer's worth under -R 2
     float *ln1_rstd, *ln2_rstd; // (L, N)
     floatX *qkv;                // (L, N, 3C); one layer under -R 2
-    floatX *q, *k, *v;          // (L, B, NH, T, HD) after kconv and RoPE; one layer under -R 2
+    floatX *q, *k, *v;          // (L, B, NH, T, HD) after kconv and RoPE (where the layer has them); one layer under -R 2
     float *lse;                 // (L, B, NH, T)
     int *sel;                   // (L, B, NH, T, K) MoBA selections (MoBA layers' slabs only are used)
     floatX *atty;               // (L, N, C) attention output
@@ -358,7 +358,10 @@ static void activations_free(Activations *a) {
 typedef struct {
     floatX *x, *x2, *xout, *ln1, *ln2, *qkv, *q, *k, *v, *atty, *fc, *fch;
     float *ln1r, *ln2r, *lse;
-    int *sel;  // NULL for a dense layer
+    int *sel;  // NULL for a dense or sliding-window layer
+    int window;  // sliding-window layer: keys [t - window + 1, t]; 0: global
+    int kconv;   // key conv width of this layer (0: none)
+    const float *rope;  // the RoPE table, NULL for a NoPE layer
     const floatX *ln1w, *wqkv, *kconvw, *wo, *ln2w, *wfc, *wproj;
     floatX *dln1w, *dwqkv, *dkconvw, *dwo, *dln2w, *dwfc, *dwproj;
 } LayerView;
@@ -387,8 +390,12 @@ static LayerView layer_view(GPT *m, int l) {
     v.sel = layer_is_moba(c, l) ? a->sel + l * cap * NH * c->moba_topk : NULL;
     v.ln1w = m->p[P_LN1W] + l * C;           v.dln1w = m->g[P_LN1W] + l * C;
     v.wqkv = m->p[P_WQKV] + l * 3 * C * C;   v.dwqkv = m->g[P_WQKV] + l * 3 * C * C;
-    v.kconvw = W ? m->p[P_KCONVW] + l * C * W : NULL;
-    v.dkconvw = W ? m->g[P_KCONVW] + l * C * W : NULL;
+    int slab = kconv_slab(c, l);
+    v.kconv = slab >= 0 ? (int)W : 0;
+    v.kconvw = slab >= 0 ? m->p[P_KCONVW] + slab * C * W : NULL;
+    v.dkconvw = slab >= 0 ? m->g[P_KCONVW] + slab * C * W : NULL;
+    v.window = layer_window(c, l);
+    v.rope = layer_has_rope(c, l) ? m->rope : NULL;
     v.wo = m->p[P_WO] + l * C * C;           v.dwo = m->g[P_WO] + l * C * C;
     v.ln2w = m->p[P_LN2W] + l * C;           v.dln2w = m->g[P_LN2W] + l * C;
     v.wfc = m->p[P_WFC] + l * 2 * F * C;     v.dwfc = m->g[P_WFC] + l * 2 * F * C;
@@ -396,12 +403,12 @@ static LayerView layer_view(GPT *m, int l) {
     return v;
 }
 
-// qkv = ln1 wqkv^T, then q, k, v (B, NH, T, HD) with kconv and RoPE.
+// qkv = ln1 wqkv^T, then q, k, v (B, NH, T, HD) with the layer's kconv and RoPE.
 static void attention_inputs(GPT *m, const LayerView *lv, int B, int T) {
     const ModelConfig *c = &m->cfg;
     int C = c->d_model, NH = c->n_head, N = B * T;
     matmul_forward(lv->qkv, lv->ln1, lv->wqkv, N, C, 3 * C, main_stream);
-    qkv_prep_forward(lv->q, lv->k, lv->v, lv->qkv, lv->kconvw, m->rope, B, T, NH, C / NH, c->kconv, main_stream);
+    qkv_prep_forward(lv->q, lv->k, lv->v, lv->qkv, lv->kconvw, lv->rope, B, T, NH, C / NH, lv->kconv, main_stream);
 }
 
 static MobaSelection layer_selection(const GPT *m, const LayerView *lv) {
@@ -445,7 +452,7 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
             moba_index++;
         }
         if (lv.sel) { moba_attention_forward(lv.atty, lv.lse, lv.q, lv.k, lv.v, &s, a->scratch, B, NH, T, HD, main_stream); }
-        else { attention_forward(lv.atty, lv.lse, lv.q, lv.k, lv.v, B, NH, T, HD, NULL, main_stream); }
+        else { attention_forward(lv.atty, lv.lse, lv.q, lv.k, lv.v, B, NH, T, HD, NULL, main_stream, lv.window); }
         matmul_forward(a->proj, lv.atty, lv.wo, N, C, C, main_stream);
         fused_residual_rmsnorm_forward(lv.x2, lv.ln2, lv.ln2r, lv.x, a->proj, lv.ln2w, N, C, main_stream);
         matmul_forward(lv.fc, lv.ln2, lv.wfc, N, C, 2 * F, main_stream);
@@ -532,10 +539,10 @@ void gpt_backward_micro(GPT *m, float loss_scale, int last_micro) {
                                     HD, m->deterministic, main_stream);
         } else {
             attention_backward(a->dq, a->dk, a->dv, a->datty, lv.atty, lv.lse, lv.q, lv.k, lv.v, fscratch, B, NH, T, HD, NULL,
-                               m->deterministic, main_stream);
+                               m->deterministic, main_stream, lv.window);
         }
-        qkv_prep_backward(a->dqkv, lv.dkconvw, fscratch, a->dq, a->dk, a->dv, lv.qkv, lv.kconvw, m->rope, B, T, NH, HD,
-                          c->kconv, true, main_stream);
+        qkv_prep_backward(a->dqkv, lv.dkconvw, fscratch, a->dq, a->dk, a->dv, lv.qkv, lv.kconvw, lv.rope, B, T, NH, HD,
+                          lv.kconv, true, main_stream);
         matmul_backward(a->dln, lv.dwqkv, a->dqkv, lv.ln1, lv.wqkv, N, C, 3 * C, false, true, main_stream);
         rmsnorm_backward(a->dresid, lv.dln1w, fscratch, a->dln, lv.x, lv.ln1w, lv.ln1r, N, C, main_stream);
         reduce_bucket(m, 1 + l, last_micro);
@@ -740,11 +747,29 @@ void generate(GPT *m, int *tokens, int prompt_len, int total_len) {
     free(pred);
 }
 
-// Model FLOPs per token (anchors.md): 6 x non-embedding parameters + 6 L T d (dense-attention count).
+// Keys a query of layer l attends to, averaged over the positions of a length-T sequence: what the
+// attention kernels compute (dense (T + 1) / 2; a window w: min(t + 1, w); MoBA: its own block up to t plus
+// up to K - 1 whole past blocks).
+static double attention_keys_per_query(const ModelConfig *c, int l, int T) {
+    double sum = 0;
+    for (int t = 0; t < T; t++) {
+        if (layer_is_swa(c, l)) { sum += t + 1 < c->swa_window ? t + 1 : c->swa_window; }
+        else if (layer_is_moba(c, l)) {
+            int bs = c->moba_block, past = t / bs < c->moba_topk - 1 ? t / bs : c->moba_topk - 1;
+            sum += t % bs + 1 + (double)past * bs;
+        } else { sum += t + 1; }
+    }
+    return sum / T;
+}
+
+// Model FLOPs per token, counting only what runs: 6 x non-embedding parameters (matmuls, forward and
+// backward) + per layer 12 d x (keys per query) for attention (QK^T and PV, forward and backward; the
+// MoBA gate's scores are left out). For dense causal attention this is the usual 6 L T d.
 static double flops_per_token(const GPT *m, int T) {
     const ModelConfig *c = &m->cfg;
-    double non_embedding = (double)m->num_params - (double)m->sizes[P_WTE];
-    return 6.0 * non_embedding + 6.0 * c->n_layer * (double)T * c->d_model;
+    double flops = 6.0 * ((double)m->num_params - (double)m->sizes[P_WTE]);
+    for (int l = 0; l < c->n_layer; l++) { flops += 12.0 * c->d_model * attention_keys_per_query(c, l, T); }
+    return flops;
 }
 
 #define PEAK_BF16_FLOPS 989e12  // H100 SXM dense bf16 datasheet peak, the MFU denominator of anchors.md
@@ -813,7 +838,7 @@ int train_main(int argc, char **argv) {
     printf("batch %d x %d tokens x %d GPUs, grad accum %d, %d steps\n", args.B, args.T, mg.world, grad_accum, args.steps);
 
     double flops_tok = flops_per_token(&model, args.T), peak_mem = 0;
-    printf("MFU counts %.4g FLOPs per token (6 x non-embedding params + 6 L T d: attention counted dense) against %.0f TFLOP/s\n",
+    printf("MFU counts %.4g FLOPs per token (6 x non-embedding params + the attention FLOPs executed: windows and selected blocks) against %.0f TFLOP/s\n",
            flops_tok, PEAK_BF16_FLOPS / 1e12);
     double t_run = now_seconds();
     int step = run.start_step;

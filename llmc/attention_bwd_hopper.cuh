@@ -3,7 +3,8 @@
  added into fp32 dqacc by TMA reductions. Included by flash_attention.cuh (uses its store_dkdv, swizzle_base,
  set_smem, dkdv_wgmma_tile, store_ds_transposed); launch_dkdv runs it for kw = KW_TMA (+ 1) and KW_FA3 (+ 1, the default).
  A CTA owns 64 NWG keys: NWG consumer warpgroups of 64 keys each plus one producer warpgroup. The producer
- (one thread) loads the CTA's K, V once and then streams the BQ-query tiles from the diagonal on (Q, dO,
+ (one thread) loads the CTA's K, V once and then streams the BQ-query tiles from the diagonal on (with a
+ sliding window, window > 0: up to the last tile whose queries see the CTA's keys) (Q, dO,
  lse, D) into STAGES shared-memory stages with TMA (tensor maps encoded on the host, 128-byte swizzle =
  the wgmma layout of wgmma_tiles.cuh, 64-column panels, rows past T zero-filled); each stage has a full
  barrier (TMA bytes) and an empty barrier (all consumer threads arrive once they no longer read it). Per
@@ -63,7 +64,7 @@ template <int NWG> __device__ inline void consumers_arrive(int id) { asm volatil
 // else each computes dQ of its query half and they meet every tile.
 template <int NWG, int BQ, int HD, bool DQ, int STAGES, bool ALT_DQ = false>
 __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const __grid_constant__ BwdTensorMaps maps,
-                                                                     int NH, int T, float scale) {
+                                                                     int NH, int T, float scale, int window) {
     // SHARED_DS: the warpgroups share dS^T and split dQ (BQ 128: by query half; HD 128: by column half);
     // else (BQ 64, HD 64) each warpgroup adds dQ over its own keys
     constexpr bool SHARED_DS = BQ == 128 || HD == 128;
@@ -79,7 +80,7 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
     uint64_t *full = (uint64_t *)(base + L::bar), *empty = full + STAGES, *kv_full = empty + STAGES;
     uint64_t *dq_full = kv_full + 1, *dq_empty = dq_full + NWG;  // per consumer warpgroup: its wdQ tile
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
-    const int k0 = blockIdx.x * 64 * NWG, it0 = k0 / BQ, ntiles = CEIL_DIV(T, BQ);
+    const int k0 = blockIdx.x * 64 * NWG, it0 = k0 / BQ, ntiles = query_tiles_end(T, BQ, k0 + 64 * NWG - 1, window);
     const int tid = threadIdx.x, wg = tid / 128;
 
     if (tid == 0) {
@@ -162,7 +163,7 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
             continue;
         }
         uint32_t dsf[BQ / 16][4];
-        dkdv_wgmma_tile(dka, dva, dsf, wK, wV, cQ, cdO, cLse, cD, q0, wk0, key_a, T, sl2, KV_PANEL);
+        dkdv_wgmma_tile(dka, dva, dsf, wK, wV, cQ, cdO, cLse, cD, q0, wk0, key_a, T, sl2, window, KV_PANEL);
         if (!DQ) {
             wgmma_wait<0>();
             if constexpr (SHARED_DS) { wgmma_fence_operands(dka); wgmma_fence_operands(dva); }
@@ -253,7 +254,8 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
 // alt_dq (bq 128): ALT_DQ. HD 128: bq 64, 2 stages.
 template <int HD, bool DQ>
 void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
-                     const float *Dsum, int B, int NH, int T, float scale, int stages, int bq, bool alt_dq, cudaStream_t stream) {
+                     const float *Dsum, int B, int NH, int T, float scale, int stages, int bq, bool alt_dq, int window,
+                     cudaStream_t stream) {
     constexpr int NWG = 2;
     const cuuint64_t row = HD * sizeof(bf16), dims[4] = {HD, (cuuint64_t)T, (cuuint64_t)NH, (cuuint64_t)B};
     const cuuint64_t head_major[3] = {row, T * row, NH * T * row}, time_major[3] = {NH * row, row, T * NH * row};
@@ -272,7 +274,7 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
     if (DQ) { maps.dq = tensor_map_4d(dqacc, F32, dims, dq_strides, dqbox, SW); }
     auto run = [&](auto kernel, size_t bytes) {
         set_smem(kernel, bytes);
-        kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale);
+        kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale, window);
         cudaCheckLaunch();
     };
     if constexpr (HD == 128) {

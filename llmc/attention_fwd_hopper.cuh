@@ -2,7 +2,9 @@
  Dense causal attention forward on Hopper, FlashAttention-3 style (sm_90a), head dim 64 or 128.
  o = softmax(q k^T / sqrt(HD), causal) v and lse per query, layouts as flash_attention.cuh: q, k, v
  (B, NH, T, HD), o (B, T, NH, HD), lse (B, NH, T).
- A CTA owns 64 QW queries and walks the key tiles (BK keys) 0..diagonal. Warp specialization: warpgroup
+ A CTA owns 64 QW queries and walks the key tiles (BK keys) 0..diagonal; with a sliding window (window > 0:
+ query t sees keys [t - window + 1, t]) only the tiles from the one holding key q0 - window + 1, so the
+ cost is linear in T. Warp specialization: warpgroup
  QW, one thread of it, is the producer (its registers go to the consumers, setmaxnreg): it loads the CTA's Q once and K / V tile by tile with TMA into a ring
  of STAGES shared-memory stages, each with a `full` mbarrier (TMA transaction bytes) and an `empty` one
  (every consumer thread arrives when done with the stage). Warpgroups 0..QW-1 are the consumers, 64
@@ -56,7 +58,7 @@ __device__ inline void named_bar_arrive(int id, int threads) { asm volatile("bar
 template <int HD, int BK, bool OVERLAP, bool PINGPONG, int QW = 2>
 __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
     fwd_hopper_kernel(bf16 *o, float *lse, const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                      const __grid_constant__ CUtensorMap tv, int NH, int T, float scale) {
+                      const __grid_constant__ CUtensorMap tv, int NH, int T, float scale, int window) {
     static_assert(OVERLAP || !PINGPONG, "the ping-pong turns are the overlapped GEMM pairs");
     using C = FwdHopperConfig<HD, BK, QW>;
     constexpr int BQ = C::BQ, STAGES = C::STAGES;
@@ -65,7 +67,7 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
     uint64_t *full = (uint64_t *)(sKV + STAGES * C::STAGE), *empty = full + STAGES, *qfull = empty + STAGES;
     const int bh = blockIdx.y;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * BQ;  // heaviest query tiles first
-    const int ntiles = (min(q0 + BQ, T) - 1) / BK + 1;  // 0..diagonal
+    const int kt0 = key_tiles_begin(q0, BK, window), ntiles = (min(q0 + BQ, T) - 1) / BK + 1 - kt0;  // kt0..diagonal
     const int wg = threadIdx.x / 128;
 
     if (threadIdx.x == 0) {
@@ -93,8 +95,8 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
                 bf16 *cK = sKV + st * C::STAGE, *cV = cK + BK * HD;
                 for (int p = 0; p < HD / 64; p++) {
                     for (int r = 0; r < BK; r += 64) {
-                        tma_load_box(cK + p * BK * 64 + r * 64, &tk, p * 64, box_row(kt * BK + r), bh, &full[st]);
-                        tma_load_box(cV + p * BK * 64 + r * 64, &tv, p * 64, box_row(kt * BK + r), bh, &full[st]);
+                        tma_load_box(cK + p * BK * 64 + r * 64, &tk, p * 64, box_row((kt0 + kt) * BK + r), bh, &full[st]);
+                        tma_load_box(cV + p * BK * 64 + r * 64, &tv, p * 64, box_row((kt0 + kt) * BK + r), bh, &full[st]);
                     }
                 }
             }
@@ -146,7 +148,7 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
         wgmma_commit();
         turn_end(false);
         wait_s();
-        softmax_tile<BK>(s, m, l, alpha, qa, 0, wq0, T, sl2);
+        softmax_tile<BK>(s, m, l, alpha, qa, kt0 * BK, wq0, T, sl2, window);
         acc_to_a<BK / 8>(pf, s);
         for (int kt = 1; kt < ntiles; kt++) {
             wait_tile(kt);
@@ -159,7 +161,7 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
             turn_end(false);
             wgmma_wait<1>();  // S(kt) is in; P(kt-1) V(kt-1) may still run
             wgmma_fence_operands(s);
-            softmax_tile<BK>(s, m, l, alpha, qa, kt * BK, wq0, T, sl2);
+            softmax_tile<BK>(s, m, l, alpha, qa, (kt0 + kt) * BK, wq0, T, sl2, window);
             wait_pv();
             mbar_arrive(&empty[(kt - 1) % STAGES]);
             rescale_and_pack();
@@ -178,7 +180,7 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
             issue_s(kt);
             wgmma_commit();
             wait_s();
-            softmax_tile<BK>(s, m, l, alpha, qa, kt * BK, wq0, T, sl2);
+            softmax_tile<BK>(s, m, l, alpha, qa, (kt0 + kt) * BK, wq0, T, sl2, window);
             rescale_and_pack();
             begin_issue();
             issue_pv(kt);
@@ -194,13 +196,13 @@ __global__ void __launch_bounds__(FwdHopperConfig<HD, BK, QW>::THREADS, 1)
 // The launch: tensor maps of q, k, v (64-row boxes), grid (ceil(T / (64 QW)), B*NH).
 template <int HD, int BK, bool OVERLAP, bool PINGPONG>
 void forward_hopper(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int NH, int T, float scale,
-                    cudaStream_t stream) {
+                    int window, cudaStream_t stream) {
     using C = FwdHopperConfig<HD, BK>;
     CUtensorMap tq = make_head_tensor_map(q, B * NH, T, HD, 64), tk = make_head_tensor_map(k, B * NH, T, HD, 64),
                 tv = make_head_tensor_map(v, B * NH, T, HD, 64);
     auto kernel = fwd_hopper_kernel<HD, BK, OVERLAP, PINGPONG>;
     set_smem(kernel, C::SMEM_BYTES);
-    kernel<<<dim3(CEIL_DIV(T, C::BQ), B * NH), C::THREADS, C::SMEM_BYTES, stream>>>(o, lse, tq, tk, tv, NH, T, scale);
+    kernel<<<dim3(CEIL_DIV(T, C::BQ), B * NH), C::THREADS, C::SMEM_BYTES, stream>>>(o, lse, tq, tk, tv, NH, T, scale, window);
     cudaCheckLaunch();
 }
 

@@ -53,9 +53,10 @@ typedef struct {
 // ---------------------------------------------------------------------------------------------------
 // Simple path: one thread per query (forward, dQ) or per key (dK, dV). Used by the fp32 build and as
 // version 1 of the dev programs. Visible keys of query t come as ranges [lo, hi]: one per block.
+// Without a selection, window > 0 limits the keys to [t - window + 1, t] (sliding-window attention).
 template <typename F>
-__device__ void for_each_visible_key(const MobaSelection &sel, size_t bh, int T, int t, F f) {
-    if (sel.blocks == NULL) { for (int j = 0; j <= t; j++) { f(j); } return; }
+__device__ void for_each_visible_key(const MobaSelection &sel, int window, size_t bh, int T, int t, F f) {
+    if (sel.blocks == NULL) { for (int j = window > 0 ? max(0, t - window + 1) : 0; j <= t; j++) { f(j); } return; }
     const int *list = sel.blocks + (bh * T + t) * sel.topk;  // the key blocks query t of head bh selected
     for (int s = 0; s < sel.topk; s++) {
         int b = list[s];
@@ -73,16 +74,16 @@ __device__ inline float dot_rows(const T *a, const T *b, int HD) {
 
 template <typename T>
 __global__ void attention_forward_simple_kernel(T *o, float *lse, const T *q, const T *k, const T *v,
-                                                int NH, int T_, int HD, MobaSelection sel, float scale) {
+                                                int NH, int T_, int HD, MobaSelection sel, int window, float scale) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= T_) { return; }
     size_t bh = blockIdx.y;
     const T *qt = q + (bh * T_ + t) * HD;
     float m = -INFINITY;
-    for_each_visible_key(sel, bh, T_, t, [&](int j) { m = fmaxf(m, scale * dot_rows(qt, k + (bh * T_ + j) * HD, HD)); });
+    for_each_visible_key(sel, window, bh, T_, t, [&](int j) { m = fmaxf(m, scale * dot_rows(qt, k + (bh * T_ + j) * HD, HD)); });
     float acc[128], l = 0.0f;
     for (int d = 0; d < HD; d++) { acc[d] = 0.0f; }
-    for_each_visible_key(sel, bh, T_, t, [&](int j) {
+    for_each_visible_key(sel, window, bh, T_, t, [&](int j) {
         float p = expf(scale * dot_rows(qt, k + (bh * T_ + j) * HD, HD) - m);
         l += p;
         for (int d = 0; d < HD; d++) { acc[d] += p * to_float(v[(bh * T_ + j) * HD + d]); }
@@ -97,14 +98,14 @@ __global__ void attention_forward_simple_kernel(T *o, float *lse, const T *q, co
 template <typename T>
 __global__ void attention_backward_dq_simple_kernel(T *dq, const T *dout, const float *lse, const float *Dsum,
                                                     const T *q, const T *k, const T *v, int NH, int T_, int HD,
-                                                    MobaSelection sel, float scale) {
+                                                    MobaSelection sel, int window, float scale) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= T_) { return; }
     size_t bh = blockIdx.y, b = bh / NH, h = bh % NH; int t = idx;
     const T *qt = q + (bh * T_ + t) * HD, *dot = dout + ((b * T_ + t) * NH + h) * HD;
     float acc[128];
     for (int d = 0; d < HD; d++) { acc[d] = 0.0f; }
-    for_each_visible_key(sel, bh, T_, t, [&](int j) {
+    for_each_visible_key(sel, window, bh, T_, t, [&](int j) {
         const T *kj = k + (bh * T_ + j) * HD;
         float p = expf(scale * dot_rows(qt, kj, HD) - lse[bh * T_ + t]);
         float ds = p * (dot_rows(dot, v + (bh * T_ + j) * HD, HD) - Dsum[bh * T_ + t]);
@@ -117,14 +118,14 @@ __global__ void attention_backward_dq_simple_kernel(T *dq, const T *dout, const 
 template <typename T>
 __global__ void attention_backward_dkdv_simple_kernel(T *dk, T *dv, const T *dout, const float *lse, const float *Dsum,
                                                       const T *q, const T *k, const T *v, int NH, int T_, int HD,
-                                                      MobaSelection sel, float scale) {
+                                                      MobaSelection sel, int window, float scale) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= T_) { return; }
     size_t bh = blockIdx.y, b = bh / NH, h = bh % NH; int j = idx;
     const T *kj = k + (bh * T_ + j) * HD, *vj = v + (bh * T_ + j) * HD;
     float ak[128], av[128];
     for (int d = 0; d < HD; d++) { ak[d] = 0.0f; av[d] = 0.0f; }
-    for (int t = j; t < T_; t++) {
+    for (int t = j; t < (window > 0 ? min(T_, j + window) : T_); t++) {
         if (sel.blocks != NULL) {
             const int *list = sel.blocks + (bh * T_ + t) * sel.topk;
             bool hit = false;
@@ -332,30 +333,45 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const
 // into shared memory, so accesses compile to ld / st.shared instead of generic loads and stores.
 __device__ inline bf16 *swizzle_base(unsigned char *p) { return (bf16 *)(p + ((1024 - (smem_addr(p) & 1023)) & 1023)); }
 
+// The first key tile (of bk keys) that queries from q0 see: 0, or with a sliding window the tile of key
+// q0 - window + 1.
+__host__ __device__ inline int key_tiles_begin(int q0, int bk, int window) { return window > 0 ? max(0, q0 - window + 1) / bk : 0; }
+// One past the last query tile (of bq queries) that sees a key up to last_key: every tile to the end, or
+// with a sliding window up to the tile of query last_key + window - 1.
+__host__ __device__ inline int query_tiles_end(int T, int bq, int last_key, int window) {
+    const int all = (T + bq - 1) / bq;
+    return window > 0 ? min(all, (last_key + window - 1) / bq + 1) : all;
+}
+
 // The key walk of the query-centric warpgroup-MMA kernels (HD 64; dq_wgmma_kernel also 128): a CTA of QW warpgroups owns queries
-// [q0, q0 + 64 QW); K and V tiles of 64 keys, 0..diagonal (walk_kv_tiles); tile(kt, cK, cV) runs in the
-// warpgroups whose queries (from wq0) see keys of tile kt (warpgroup-uniform, as wgmma needs).
+// [q0, q0 + 64 QW); K and V tiles of 64 keys, from the first the window lets q0 see to the diagonal
+// (walk_kv_tiles); tile(kt, cK, cV) runs in the warpgroups whose queries (from wq0) see keys of tile kt
+// (warpgroup-uniform, as wgmma needs).
 template <int QW, int HD = 64, typename F>
-__device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const bf16 *vh, int T, int q0, int wq0, F tile) {
-    walk_kv_tiles<HD, 128 * QW, true>(sK, sV, kh, vh, T, 0, (min(q0 + 64 * QW, T) - 1) / BC + 1, [&](int kt, const bf16 *cK, const bf16 *cV) {
-        if (kt * BC <= wq0 + 63) { tile(kt, cK, cV); }
+__device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const bf16 *vh, int T, int q0, int wq0, int window, F tile) {
+    const int first = key_tiles_begin(q0, BC, window);
+    walk_kv_tiles<HD, 128 * QW, true>(sK, sV, kh, vh, T, first * BC, (min(q0 + 64 * QW, T) - 1) / BC + 1 - first,
+                                      [&](int n, const bf16 *cK, const bf16 *cV) {
+        if ((first + n) * BC <= wq0 + 63) { tile(first + n, cK, cV); }
     });
 }
 
-// Causal mask and online softmax of one warpgroup's 64 x BK score tile s (this thread: rows qa, qa + 8,
-// keys k0 + 8 j + 2 c + {0, 1}): updates m and l, returns the factors alpha by which the output rows must
-// be rescaled, and leaves P = exp(s - m) in s. Shared by fwd_wgmma_kernel and attention_fwd_hopper.cuh.
+// Causal (and, window > 0, sliding-window: key > row - window) mask and online softmax of one warpgroup's
+// 64 x BK score tile s (this thread: rows qa, qa + 8, keys k0 + 8 j + 2 c + {0, 1}): updates m and l,
+// returns the factors alpha by which the output rows must be rescaled, and leaves P = exp(s - m) in s. A
+// row with no visible key yet keeps m = -inf and l = 0. Shared by fwd_wgmma_kernel and attention_fwd_hopper.cuh.
 template <int BK>
 __device__ __forceinline__ void softmax_tile(float (&s)[BK / 8][4], float (&m)[2], float (&l)[2], float (&alpha)[2], int qa,
-                                             int k0, int wq0, int T, float sl2) {
+                                             int k0, int wq0, int T, float sl2, int window = 0) {
     const int c = threadIdx.x & 3;
-    if (!(k0 + BK - 1 <= wq0 && wq0 + 63 < T)) {  // diagonal or tail tile
+    // diagonal, tail or window-edge tile
+    if (!(k0 + BK - 1 <= wq0 && wq0 + 63 < T && (window == 0 || wq0 + 63 - k0 < window))) {
 #pragma unroll
         for (int j = 0; j < BK / 8; j++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int row = qa + (e >> 1) * 8, key = k0 + j * 8 + 2 * c + (e & 1);
-                if (!(row < T && key <= row)) { s[j][e] = -INFINITY; }
+                if (!(row < T && key <= row && (window == 0 || row - key < window))) { s[j][e] = -INFINITY; }
             }
         }
     }
@@ -399,7 +415,7 @@ __global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse
 
     load_tile<BQ, HD, 128 * QW>(sQ, q + bh * T * HD, HD, q0, T);
     float oacc[8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {};
-    walk_key_tiles<QW>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, [&](int kt, const bf16 *cK, const bf16 *cV) {
+    walk_key_tiles<QW>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, 0, [&](int kt, const bf16 *cK, const bf16 *cV) {
         float s[8][4], alpha[2];
         wgmma_fence();
         wg_gemm_abt(s, wQ, cK);
@@ -551,12 +567,13 @@ __global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float
 // K / V panels kv_panel elements apart), so S^T and dP^T take k-steps 4..7 from the second panels and dV, dK
 // are m64n128 with B over both panels. K Q^T and V dO^T accumulate onto accumulators that start at
 // -lse / scale and -D (no loads between the wait and the exp, and fewer registers), then
-// P^T = exp2((S^T - lse / scale) scale log2 e) under the causal mask, dS^T = P^T (dP^T - D) into dsf (mma A
-// fragments, for dQ), then dV += P^T dO and dK += dS^T Q issued and committed, not waited for.
+// P^T = exp2((S^T - lse / scale) scale log2 e) under the causal mask (window > 0: also query - key < window),
+// dS^T = P^T (dP^T - D) into dsf (mma A fragments, for dQ), then dV += P^T dO and dK += dS^T Q issued and
+// committed, not waited for.
 template <int NHD, int NKS>
 __device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dva)[NHD][4], uint32_t (&dsf)[NKS][4], const bf16 *wK,
                                                 const bf16 *wV, const bf16 *cQ, const bf16 *cdO, const float *cLse, const float *cD,
-                                                int q0, int wk0, int key_a, int T, float sl2, int kv_panel = 64 * 64) {
+                                                int q0, int wk0, int key_a, int T, float sl2, int window, int kv_panel = 64 * 64) {
     constexpr int HD = NHD * 8, NQ = 2 * NKS, BQ = NQ * 8;  // NKS: 16-query k-steps of dV / dK
     const int c = threadIdx.x & 3;
     const float neg_inv_scale = -LOG2E / sl2;
@@ -589,13 +606,15 @@ __device__ __forceinline__ void dkdv_wgmma_tile(float (&dka)[NHD][4], float (&dv
             for (int e = 0; e < 4; e++) {
                 int qi = j * 8 + 2 * c + (e & 1), key = key_a + (e >> 1) * 8;
                 float p = fast_exp2(s[j][e] * sl2);
-                if constexpr (decltype(masked)::value) { p = (q0 + qi < T) & (key <= q0 + qi) ? p : 0.0f; }
+                if constexpr (decltype(masked)::value) {
+                    p = (q0 + qi < T) & (key <= q0 + qi) & (window == 0 || q0 + qi - key < window) ? p : 0.0f;
+                }
                 s[j][e] = p;
                 dp[j][e] *= p;
             }
         }
     };
-    if (q0 >= wk0 + 63 && q0 + BQ <= T) {
+    if (q0 >= wk0 + 63 && q0 + BQ <= T && (window == 0 || q0 + BQ - 1 - wk0 < window)) {
         softmax_grad(std::false_type{});
     } else {
         softmax_grad(std::true_type{});
@@ -647,7 +666,7 @@ __device__ __forceinline__ void dq_wgmma_issue(float (&dq)[NHD][4], bf16 *wdS, c
 template <int KW, bool ATOMIC_DQ, int HD = 64>
 __global__ void __launch_bounds__(128 * KW, KW == 1 ? (HD == 64 ? 3 : 2) : 1)
     dkdv_wgmma_kernel(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-                      const float *lse, const float *Dsum, int NH, int T, float scale) {
+                      const float *lse, const float *Dsum, int NH, int T, float scale, int window) {
     static_assert(HD == 64 || KW == 1, "head dim 128: one warpgroup per CTA (K / V panels of 64 rows)");
     constexpr int BK = 64 * KW, BQ = 64, NT = 128 * KW, TILE = 64 * HD, DS_TILE = 64 * 64;
     extern __shared__ unsigned char smem_raw[];
@@ -659,7 +678,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? (HD == 64 ? 3 : 2) : 1)
     const bf16 *qh = q + bh * T * HD, *doh = dout + (b * T * NH + h) * HD;
     const float sl2 = scale * LOG2E;
 
-    const int ntiles = CEIL_DIV(T, BQ);  // query tiles from the diagonal (k0 / BQ) on
+    const int ntiles = query_tiles_end(T, BQ, k0 + BK - 1, window);  // query tiles from the diagonal (k0 / BQ) on
     // lse and D rows by cp.async too: a plain load here stalled the warpgroup's next wgmma on its latency
     auto load_query_tile = [&](int qt, int st) {
         load_panels<BQ, HD, NT>(sQ + st * TILE, qh, HD, qt * BQ, T);
@@ -687,7 +706,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? (HD == 64 ? 3 : 2) : 1)
         const int q0 = it * BQ;
 
         uint32_t dsf[4][4];
-        dkdv_wgmma_tile(dka, dva, dsf, wK, wV, cQ, cdO, cLse, cD, q0, wk0, key_a, T, sl2);
+        dkdv_wgmma_tile(dka, dva, dsf, wK, wV, cQ, cdO, cLse, cD, q0, wk0, key_a, T, sl2, window);
         if (ATOMIC_DQ) {
             float dq[HD / 8][4];
             dq_wgmma_issue(dq, wdS, dsf, wK, wg);
@@ -720,7 +739,7 @@ __global__ void __launch_bounds__(128 * KW, KW == 1 ? (HD == 64 ? 3 : 2) : 1)
 // heaviest tiles first. Redoes S and dP (2 of the backward's 5 GEMMs) instead of adding dQ atomically.
 template <int QW, int HD = 64>
 __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-                                                             const float *lse, const float *Dsum, int NH, int T, float scale) {
+                                                             const float *lse, const float *Dsum, int NH, int T, float scale, int window) {
     static_assert(HD == 64 || QW == 1, "head dim 128: one warpgroup per CTA (Q / dO panels of 64 rows)");
     constexpr int BQ = 64 * QW, BK = 64, TILE = 64 * HD, PANEL = 64 * 64;
     extern __shared__ unsigned char smem_raw[];
@@ -742,7 +761,7 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
     }
     float dqa[HD / 8][4] = {};
     auto pin = [&](auto &...r) { if constexpr (HD != 64) { (wgmma_fence_operands(r), ...); } };  // as dkdv_wgmma_tile
-    walk_key_tiles<QW, HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, [&](int kt, const bf16 *cK, const bf16 *cV) {
+    walk_key_tiles<QW, HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, window, [&](int kt, const bf16 *cK, const bf16 *cV) {
         float s[8][4], dp[8][4];
         pin(dqa);
         wgmma_fence();
@@ -752,13 +771,13 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
         wgmma_wait<0>();
         pin(s, dp);
         // rows: queries qa (+ 8); columns: keys kt * BK + 8 j + 2 c (+ 1)
-        const bool full = kt * BK + 63 <= wq0 && wq0 + 63 < T;
+        const bool full = kt * BK + 63 <= wq0 && wq0 + 63 < T && (window == 0 || wq0 + 63 - kt * BK < window);
 #pragma unroll
         for (int j = 0; j < 8; j++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int row = qa + (e >> 1) * 8, key = kt * BK + j * 8 + 2 * c + (e & 1);
-                bool ok = full || (row < T && key <= row);
+                bool ok = full || (row < T && key <= row && (window == 0 || row - key < window));
                 float p = ok ? fast_exp2(s[j][e] * sl2 - lrow[e >> 1]) : 0.0f;
                 s[j][e] = p * (dp[j][e] - drow[e >> 1]);
             }
@@ -890,12 +909,17 @@ constexpr int KW_WGMMA_HD128 = 3;
 // dS^T (KW 64 x 64 tiles), lse and D (2 stages each).
 template <int KW, bool ATOMIC_DQ, int HD>
 void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-                       const float *lse, const float *Dsum, int B, int NH, int T, float scale, cudaStream_t stream) {
+                       const float *lse, const float *Dsum, int B, int NH, int T, float scale, int window, cudaStream_t stream) {
     auto kernel = dkdv_wgmma_kernel<KW, ATOMIC_DQ, HD>;
     size_t bytes = 1024 + (size_t)((2 * KW + 4) * 64 * HD + KW * 64 * 64) * sizeof(bf16) + 4 * 64 * sizeof(float);
     set_smem(kernel, bytes);
-    kernel<<<dim3(CEIL_DIV(T, 64 * KW), B * NH), 128 * KW, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
+    kernel<<<dim3(CEIL_DIV(T, 64 * KW), B * NH), 128 * KW, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale, window);
     cudaCheckLaunch();
+}
+
+// A sliding window (window > 0) runs only on the warpgroup-MMA and TMA kernels.
+inline void require_no_window(int window, const char *kernel) {
+    if (window > 0) { die("attention: the %s kernel has no sliding window (window %d)", kernel, window); }
 }
 
 // dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
@@ -907,27 +931,28 @@ void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const
 // mma.sync kernel.
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-                 const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
+                 const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, int window, cudaStream_t stream) {
     if constexpr (HD == 64) {
         if ((kw == KW_TMA || kw == KW_TMA + 1 || kw == KW_FA3 || kw == KW_FA3 + 1) && T >= 128) {
             launch_dkdv_tma<64, ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA + 1 ? 3 : 2,
-                                           kw >= KW_FA3 ? 128 : 64, kw == KW_FA3 + 1, stream);
+                                           kw >= KW_FA3 ? 128 : 64, kw == KW_FA3 + 1, window, stream);
             return;
         }
         // T < 128 on the TMA kernel (a TMA box may not exceed the tensor: it faults) and KW_WGMMA_HD128: version 7's kernel
         if (kw >= KW_TMA || kw == KW_WGMMA_HD128) { kw = 1; }
         if (kw == 1 || kw == 2) {
             (kw == 1 ? launch_dkdv_wgmma<1, ATOMIC_DQ, 64> : launch_dkdv_wgmma<2, ATOMIC_DQ, 64>)(dk, dv, dqacc, dout, q, k, v, lse, Dsum,
-                                                                                                B, NH, T, scale, stream);
+                                                                                                B, NH, T, scale, window, stream);
             return;
         }
     } else if (kw >= KW_FA3 && T >= 128) {  // (KW_FA3 + 1 too: ALT_DQ is for the 128-query step only)
-        launch_dkdv_tma<HD, ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, 2, 64, false, stream);
+        launch_dkdv_tma<HD, ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, 2, 64, false, window, stream);
         return;
     } else if (kw == KW_WGMMA_HD128 || kw >= KW_FA3) {
-        launch_dkdv_wgmma<1, ATOMIC_DQ, HD>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
+        launch_dkdv_wgmma<1, ATOMIC_DQ, HD>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
         return;
     }
+    require_no_window(window, "mma.sync dK/dV");
     size_t bytes = (size_t)(2 * BC + 4 * BRB) * HD * sizeof(bf16) + BC * BRB * sizeof(bf16) + 4 * BRB * sizeof(float);
     set_smem(dkdv_kernel<HD, ATOMIC_DQ>, bytes);
     dkdv_kernel<HD, ATOMIC_DQ><<<dim3(CEIL_DIV(T, BC), B * NH), THREADS, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
@@ -937,11 +962,11 @@ void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 
 // The warpgroup-MMA dQ kernel with QW warpgroups per CTA: Q, dO (QW tiles each), K, V (2 stages each).
 template <int QW, int HD>
 void launch_dq_wgmma(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
-                     int B, int NH, int T, float scale, cudaStream_t stream) {
+                     int B, int NH, int T, float scale, int window, cudaStream_t stream) {
     auto kernel = dq_wgmma_kernel<QW, HD>;
     size_t bytes = 1024 + (size_t)(2 * QW + 4) * 64 * HD * sizeof(bf16);
     set_smem(kernel, bytes);
-    kernel<<<dim3(CEIL_DIV(T, 64 * QW), B * NH), 128 * QW, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
+    kernel<<<dim3(CEIL_DIV(T, 64 * QW), B * NH), 128 * QW, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale, window);
     cudaCheckLaunch();
 }
 
@@ -949,17 +974,18 @@ void launch_dq_wgmma(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, c
 // HD 64 with kw = 1 or 2 and for HD 128 with kw = KW_WGMMA_HD128 (HD 64: as 1), else the mma.sync one.
 template <int HD>
 void launch_dq(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
-               int B, int NH, int T, float scale, int kw, cudaStream_t stream) {
+               int B, int NH, int T, float scale, int kw, int window, cudaStream_t stream) {
     if constexpr (HD == 64) {
         if (kw == KW_WGMMA_HD128) { kw = 1; }
         if (kw == 1 || kw == 2) {
-            (kw == 1 ? launch_dq_wgmma<1, 64> : launch_dq_wgmma<2, 64>)(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
+            (kw == 1 ? launch_dq_wgmma<1, 64> : launch_dq_wgmma<2, 64>)(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
             return;
         }
     } else if (kw == KW_WGMMA_HD128) {
-        launch_dq_wgmma<1, HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, stream);
+        launch_dq_wgmma<1, HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
         return;
     }
+    require_no_window(window, "mma.sync dQ");
     size_t bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16);
     set_smem(dq_kernel<HD>, bytes);
     dq_kernel<HD><<<dim3(CEIL_DIV(T, BR), B * NH), THREADS, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
@@ -969,14 +995,14 @@ void launch_dq(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const b
 template <int HD>
 void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
               const float *lse, const float *Dsum, float *dqacc, int B, int NH, int T, float scale,
-              int deterministic, int kw, cudaStream_t stream) {
+              int deterministic, int kw, int window, cudaStream_t stream) {
     if (deterministic) {
-        launch_dkdv<HD, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
-        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw >= KW_FA3 ? KW_WGMMA_HD128 : kw >= KW_TMA ? 1 : kw, stream);  // TMA dK/dV: v8's dQ
+        launch_dkdv<HD, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, window, stream);
+        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw >= KW_FA3 ? KW_WGMMA_HD128 : kw >= KW_TMA ? 1 : kw, window, stream);  // TMA dK/dV: v8's dQ
     } else {
         size_t n = (size_t)B * NH * T * HD;
         cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
-        launch_dkdv<HD, true>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, stream);
+        launch_dkdv<HD, true>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, window, stream);
         dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq, dqacc, n, scale);
         cudaCheckLaunch();
     }
@@ -1004,16 +1030,16 @@ inline size_t attention_backward_scratch_bytes(int B, int NH, int T, int HD) {
 // The simple kernels (fp32 build, also of moba_attention.cuh; dev version 1).
 template <typename T>
 void attention_forward_simple(T *o, float *lse, const T *q, const T *k, const T *v, int B, int NH, int T_, int HD,
-                              const MobaSelection *sel, cudaStream_t stream) {
+                              const MobaSelection *sel, cudaStream_t stream, int window = 0) {
     attention_check_args(B, NH, T_, HD, sel);
     MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
-    attention_forward_simple_kernel<<<dim3(CEIL_DIV(T_, 64), B * NH), 64, 0, stream>>>(o, lse, q, k, v, NH, T_, HD, s, 1.0f / sqrtf((float)HD));
+    attention_forward_simple_kernel<<<dim3(CEIL_DIV(T_, 64), B * NH), 64, 0, stream>>>(o, lse, q, k, v, NH, T_, HD, s, window, 1.0f / sqrtf((float)HD));
     cudaCheckLaunch();
 }
 template <typename T>
 void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, const float *lse, const T *q, const T *k,
                                const T *v, float *scratch, int B, int NH, int T_, int HD, const MobaSelection *sel,
-                               cudaStream_t stream) {
+                               cudaStream_t stream, int window = 0) {
     attention_check_args(B, NH, T_, HD, sel);
     MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
     float *Dsum = scratch + (size_t)B * NH * T_ * HD, scale = 1.0f / sqrtf((float)HD);
@@ -1021,9 +1047,9 @@ void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, c
     attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(Dsum, dout, o, NH, T_, HD, rows);
     cudaCheckLaunch();
     dim3 grid(CEIL_DIV(T_, 64), B * NH);
-    attention_backward_dq_simple_kernel<<<grid, 64, 0, stream>>>(dq, dout, lse, Dsum, q, k, v, NH, T_, HD, s, scale);
+    attention_backward_dq_simple_kernel<<<grid, 64, 0, stream>>>(dq, dout, lse, Dsum, q, k, v, NH, T_, HD, s, window, scale);
     cudaCheckLaunch();
-    attention_backward_dkdv_simple_kernel<<<grid, 64, 0, stream>>>(dk, dv, dout, lse, Dsum, q, k, v, NH, T_, HD, s, scale);
+    attention_backward_dkdv_simple_kernel<<<grid, 64, 0, stream>>>(dk, dv, dout, lse, Dsum, q, k, v, NH, T_, HD, s, window, scale);
     cudaCheckLaunch();
 }
 
@@ -1046,15 +1072,16 @@ inline void attention_check_dense(int B, int NH, int T, int HD, const MobaSelect
     attention_check_args(B, NH, T, HD, NULL);
 }
 
+// Dense causal attention, or with window > 0 sliding-window attention (query t sees keys [t - window + 1, t]).
 void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                       int B, int NH, int T, int HD, const MobaSelection *sel, cudaStream_t stream) {
+                       int B, int NH, int T, int HD, const MobaSelection *sel, cudaStream_t stream, int window = 0) {
     attention_check_dense(B, NH, T, HD, sel);
 #if defined(ENABLE_FP32)
-    attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, NULL, stream);
+    attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, NULL, stream, window);
 #else
     float scale = 1.0f / sqrtf((float)HD);
-    if (ATTN_FWD_HOPPER) {
-        (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, stream);
+    if (ATTN_FWD_HOPPER || window > 0) {
+        (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, window, stream);
     } else if (HD == 64) {
         flash::forward<64>(o, lse, q, k, v, B, NH, T, scale, stream, ATTN_FWD_WGMMA_QW);
     } else {
@@ -1085,10 +1112,10 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 void attention_backward_kw(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *o,
                            const float *lse, const floatX *q, const floatX *k, const floatX *v,
                            float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
-                           int deterministic, int kw, cudaStream_t stream) {
+                           int deterministic, int kw, cudaStream_t stream, int window = 0) {
     attention_check_dense(B, NH, T, HD, sel);
 #if defined(ENABLE_FP32)
-    attention_backward_simple(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, NULL, stream);
+    attention_backward_simple(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, NULL, stream, window);
 #else
     float scale = 1.0f / sqrtf((float)HD);
     float *dqacc = scratch, *Dsum = scratch + (size_t)B * NH * T * HD;
@@ -1096,18 +1123,18 @@ void attention_backward_kw(floatX *dq, floatX *dk, floatX *dv, const floatX *dou
     attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(Dsum, dout, o, NH, T, HD, rows);
     cudaCheckLaunch();
     if (HD == 64) {
-        flash::backward<64>(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, scale, deterministic, kw, stream);
+        flash::backward<64>(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, scale, deterministic, kw, window, stream);
     } else {
-        flash::backward<128>(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, scale, deterministic, kw, stream);
+        flash::backward<128>(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, scale, deterministic, kw, window, stream);
     }
 #endif
 }
 void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *o,
                         const float *lse, const floatX *q, const floatX *k, const floatX *v,
                         float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
-                        int deterministic, cudaStream_t stream) {
+                        int deterministic, cudaStream_t stream, int window = 0) {
     attention_backward_kw(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, deterministic || !ATTN_BWD_ATOMIC_DQ,
-                          ATTN_BWD_WGMMA_KW, stream);
+                          ATTN_BWD_WGMMA_KW, stream, window);
 }
 
 #endif  // LLMC_FLASH_ATTENTION_CUH

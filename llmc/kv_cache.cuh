@@ -5,15 +5,19 @@
  kernels); generation goes through llmc/sampling.h.
 
  Cache, per layer l (floatX unless noted):
-   k, v   (B, NH, cap, HD)   keys after key conv + RoPE (what attention sees) and values
+   k, v   (B, NH, slots, HD) keys after key conv + RoPE where the layer has them (what attention sees) and
+                             values, position p in slot p % slots: slots = cap for a global layer, the
+                             window w for a sliding-window layer (no query sees further back)
    kraw   (B, W, C)          ring of the last W raw keys (slot p % W): all the causal conv needs
    ksum   (B, NH, nb, HD)    fp32 per-block key sums (MoBA layers), added in position order as each key
                              is appended (as llmc/kv_cache.h), so a centroid is sum / bs at any time
  Decode of B tokens at position t, per layer (M = B rows):
-   rmsnorm -> qkv matmul (cuBLASLt) -> kv_prep (kconv over the ring, RoPE at t, append k, v; q out)
+   rmsnorm -> qkv matmul (cuBLASLt) -> kv_prep (k + SiLU(kconv) over the ring, RoPE at t unless NoPE,
+   append k, v; q out)
    -> MoBA gate (own block t/bs + top-(K-1) complete past blocks by q . centroid, fp32, ties to the lower
    index: doc/model.md; the training gate's scores differ from these by rounding only)
-   -> split-K flash decoding over the visible keys (dense: [0, t]; MoBA: the selected blocks)
+   -> split-K flash decoding over the visible keys (dense: [0, t]; sliding window: [t - w + 1, t]; MoBA:
+   the selected blocks)
    -> wo -> residual + rmsnorm -> SwiGLU MLP -> residual + next norm; then the head.
  Every kernel of a step but kv_prep, the gate and attention is the training one with N = B.
  Traffic of a step: the weights once, plus per layer and row the visible keys and values once.
@@ -34,7 +38,9 @@ typedef struct {
     int B, cap, nb, splits_cap;   // rows, positions held per row, blocks per row, most split-K partials
     int sms;                      // the GPU's SM count (split-K sizing)
     int pos;                      // tokens held per row
-    size_t layer_kv, layer_ring, layer_sum;  // elements of one layer's slab
+    size_t layer_ring, layer_sum; // elements of one layer's slab
+    int *slots;                   // (L) host: positions layer l keeps (p in slot p % slots[l])
+    size_t *kv_off;               // (L) host: where layer l's keys / values start in k, v; kv_off[L]: the total
     floatX *k, *v, *kraw;
     float *ksum;
     float *rope;                  // (cap, HD/2) cos/sin, the table qkv_prep uses, for positions up to cap
@@ -58,12 +64,19 @@ static void kv_gpu_init(GpuKVCache *c, const GPT *m, int B, int cap) {
     c->nb = moba ? CEIL_DIV(cap, cfg->moba_block) : 0;
     c->splits_cap = CEIL_DIV(cap, 32);
     cudaCheck(cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, 0));
-    c->layer_kv = (size_t)B * NH * cap * HD;
+    c->slots = (int *)malloc_check(L * sizeof(int));
+    c->kv_off = (size_t *)malloc_check((L + 1) * sizeof(size_t));
+    c->kv_off[0] = 0;
+    for (size_t l = 0; l < L; l++) {
+        int w = layer_window(cfg, (int)l);
+        c->slots[l] = w > 0 && w < cap ? w : cap;
+        c->kv_off[l + 1] = c->kv_off[l] + (size_t)B * NH * c->slots[l] * HD;
+    }
     c->layer_ring = (size_t)B * W * C;
     c->layer_sum = (size_t)B * NH * c->nb * HD;
     size_t X = sizeof(floatX);
-    c->k = (floatX *)cuda_alloc(L * c->layer_kv * X, NULL);
-    c->v = (floatX *)cuda_alloc(L * c->layer_kv * X, NULL);
+    c->k = (floatX *)cuda_alloc(c->kv_off[L] * X, NULL);
+    c->v = (floatX *)cuda_alloc(c->kv_off[L] * X, NULL);
     c->kraw = (floatX *)cuda_alloc(L * c->layer_ring * X, NULL);
     c->ksum = (float *)cuda_alloc(L * c->layer_sum * sizeof(float), NULL);
     c->rope = (float *)cuda_alloc(rope_table_bytes(cap, (int)HD), NULL);
@@ -86,7 +99,7 @@ static void kv_gpu_free(GpuKVCache *c) {
     void *bufs[] = {c->k, c->v, c->kraw, c->ksum, c->rope, c->x, c->x2, c->ln, c->qkv, c->q, c->att, c->proj, c->fc,
                     c->fch, c->logits, c->rstd, c->part, c->tokens, c->sel};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaFree(bufs[i])); }
-    free(c->host_raw); free(c->host_logits);
+    free(c->host_raw); free(c->host_logits); free(c->slots); free(c->kv_off);
     memset(c, 0, sizeof(*c));
 }
 
@@ -94,7 +107,7 @@ static void kv_gpu_free(GpuKVCache *c) {
 static void kv_gpu_poison(GpuKVCache *c, const ModelConfig *cfg) {
     size_t L = cfg->n_layer, C = cfg->d_model, F = cfg->ffn, V = cfg->vocab_size, B = c->B, X = sizeof(floatX);
     struct { void *p; size_t bytes; } bufs[] = {
-        {c->k, L * c->layer_kv * X}, {c->v, L * c->layer_kv * X}, {c->kraw, L * c->layer_ring * X},
+        {c->k, c->kv_off[L] * X}, {c->v, c->kv_off[L] * X}, {c->kraw, L * c->layer_ring * X},
         {c->ksum, L * c->layer_sum * 4}, {c->x, B * C * X}, {c->x2, B * C * X}, {c->ln, B * C * X}, {c->q, B * C * X},
         {c->att, B * C * X}, {c->proj, B * C * X}, {c->qkv, B * 3 * C * X}, {c->fc, B * 2 * F * X}, {c->fch, B * F * X},
         {c->logits, B * V * X}, {c->part, B * cfg->n_head * c->splits_cap * (C / cfg->n_head + 2) * 4}};
@@ -112,38 +125,39 @@ static void gpt_reserve(GPT *m, int B, int T) {
 // Kernels
 
 // One thread per rotation pair (b, h, i < HD/2): the raw key goes into the ring slot t % W, the key conv
-// reads the ring (taps w <= t), then RoPE at t on q and k; k and v are appended at t, q goes to q (B, C).
-// The same arithmetic in the same order as qkv_prep_forward_kernel for row t.
-// MoBA layers (ksum != NULL) add the key to its block's sum.
+// reads the ring (taps w <= t) and k' = k + SiLU(z), then RoPE at t on q and k (rope NULL: NoPE); k and v
+// go to slot t % slots, q to q (B, C). The same arithmetic in the same order as qkv_prep_forward_kernel for
+// row t. MoBA layers (ksum != NULL) add the key to its block's sum.
 template <int W>
 __global__ void kv_prep_kernel(floatX *q, floatX *kc, floatX *vc, floatX *ring, float *ksum, const floatX *qkv,
-                               const floatX *kconvw, const float *rope, int B, int NH, int HD, int cap, int nb, int bs, int t) {
+                               const floatX *kconvw, const float *rope, int B, int NH, int HD, int slots, int nb, int bs, int t) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x, half = HD / 2, C = NH * HD;
     if (idx >= B * NH * half) { return; }
     int b = idx / (NH * half), h = (idx / half) % NH, i = idx % half, c1 = h * HD + i, c2 = c1 + half;
     const floatX *row = qkv + (size_t)b * 3 * C;
     float x1[1] = {to_float(row[c1])}, x2[1] = {to_float(row[c2])};
-    rotate<false>(x1, x2, rope, t, i, half);
+    if (rope) { rotate<false>(x1, x2, rope, t, i, half); }
     q[(size_t)b * C + c1] = from_float<floatX>(x1[0]);
     q[(size_t)b * C + c2] = from_float<floatX>(x2[0]);
-    if constexpr (W == 0) {
-        x1[0] = to_float(row[C + c1]);
-        x2[0] = to_float(row[C + c2]);
-    } else {
+    x1[0] = to_float(row[C + c1]);
+    x2[0] = to_float(row[C + c2]);
+    if constexpr (W > 0) {
         floatX *rb = ring + (size_t)b * W * C;
         rb[(size_t)(t % W) * C + c1] = row[C + c1];
         rb[(size_t)(t % W) * C + c2] = row[C + c2];
-        x1[0] = 0.0f; x2[0] = 0.0f;
+        float z1 = 0.0f, z2 = 0.0f;
 #pragma unroll
         for (int w = 0; w < W; w++) {
             if (t - w < 0) { break; }
             const floatX *prev = rb + (size_t)((t - w) % W) * C;
-            x1[0] += to_float(kconvw[c1 * W + w]) * to_float(prev[c1]);
-            x2[0] += to_float(kconvw[c2 * W + w]) * to_float(prev[c2]);
+            z1 += to_float(kconvw[c1 * W + w]) * to_float(prev[c1]);
+            z2 += to_float(kconvw[c2 * W + w]) * to_float(prev[c2]);
         }
+        x1[0] += silu_f(z1);
+        x2[0] += silu_f(z2);
     }
-    rotate<false>(x1, x2, rope, t, i, half);
-    size_t out = (((size_t)b * NH + h) * cap + t) * HD + i;
+    if (rope) { rotate<false>(x1, x2, rope, t, i, half); }
+    size_t out = (((size_t)b * NH + h) * slots + t % slots) * HD + i;
     kc[out] = from_float<floatX>(x1[0]);
     kc[out + half] = from_float<floatX>(x2[0]);
     if (ksum) {
@@ -207,21 +221,22 @@ __global__ void __launch_bounds__(KV_GATE_THREADS) kv_gate_kernel(int *sel, cons
 }
 
 // Split-K flash decoding, one CTA per (split s, b*NH + h): the query against visible keys
-// [s*chunk, (s+1)*chunk) of the head's visible list (dense: position j; MoBA: block sel[j/bs], offset
-// j % bs, every selected past block complete and the own block last). G = HD/VEC lanes share a key
+// [s*chunk, (s+1)*chunk) of the head's visible list (dense / sliding window: position first + j; MoBA:
+// block sel[j/bs], offset j % bs, every selected past block complete and the own block last), position p
+// in cache slot p % slots. G = HD/VEC lanes share a key
 // (VEC elements = 16 bytes each), so a warp handles 32/G keys at a time; each lane group keeps an online
 // softmax; the CTA merges its groups into one partial (o[HD], max, sum) in fp32.
 template <int HD>
 __global__ void __launch_bounds__(KV_ATTN_THREADS) kv_attn_partial_kernel(float *part, const floatX *q, const floatX *kc,
-                                                                          const floatX *vc, const int *sel, int NH, int cap,
-                                                                          int nvis, int chunk, int splits_cap, int bs, int K,
-                                                                          float scale) {
+                                                                          const floatX *vc, const int *sel, int NH, int slots,
+                                                                          int first, int nvis, int chunk, int splits_cap, int bs,
+                                                                          int K, float scale) {
     constexpr int VEC = 16 / sizeof(floatX), G = HD / VEC, KPW = 32 / G, GROUPS = KV_ATTN_THREADS / 32 * KPW;
     __shared__ float sm[GROUPS], sl[GROUPS], so[GROUPS][HD];
     int s = blockIdx.x, bh = blockIdx.y, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int grp = warp * KPW + lane / G, sub = lane % G, C = NH * HD;
     const floatX *qh = q + (size_t)(bh / NH) * C + (bh % NH) * HD + sub * VEC;
-    const floatX *kh = kc + (size_t)bh * cap * HD + sub * VEC, *vh = vc + (size_t)bh * cap * HD + sub * VEC;
+    const floatX *kh = kc + (size_t)bh * slots * HD + sub * VEC, *vh = vc + (size_t)bh * slots * HD + sub * VEC;
     const int *list = sel ? sel + (size_t)bh * K : NULL;
     float qv[VEC], o[VEC], m = -INFINITY, l = 0.0f;
     for (int u = 0; u < VEC; u++) { qv[u] = to_float(qh[u]) * scale; o[u] = 0.0f; }
@@ -230,7 +245,7 @@ __global__ void __launch_bounds__(KV_ATTN_THREADS) kv_attn_partial_kernel(float 
     for (int j0 = s * chunk + warp * KPW; j0 < end; j0 += GROUPS) {
         int j = j0 + lane / G;
         bool live = j < end;
-        int p = !live ? 0 : list ? list[j / bs] * bs + j % bs : j;
+        int p = !live ? 0 : (list ? list[j / bs] * bs + j % bs : first + j) % slots;
         float sc = 0.0f;
         if (live) {
             Packed128<floatX> kv = load128(kh + (size_t)p * HD);
@@ -277,6 +292,16 @@ __global__ void kv_attn_combine_kernel(floatX *att, const float *part, int NH, i
     att[(size_t)(bh / NH) * NH * HD + (bh % NH) * HD + d] = from_float<floatX>(acc / L);
 }
 
+// Layer l's cache from a prefill's (BH, n, HD) keys or values: positions [n - slots, n) (all when n <= slots)
+// into slot p % slots of (BH, slots, HD). One thread per element.
+__global__ void kv_fill_kernel(floatX *dst, const floatX *src, int BH, int HD, int n, int slots) {
+    int kept = min(n, slots);
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)BH * kept * HD) { return; }
+    int d = (int)(idx % HD), bh = (int)(idx / HD / kept), p = n - kept + (int)(idx / HD % kept);
+    dst[((size_t)bh * slots + p % slots) * HD + d] = src[((size_t)bh * n + p) * HD + d];
+}
+
 // One thread per (b*NH + h, block < nblk, d): the sum of the block's keys at positions < n, in order.
 __global__ void kv_block_sums_kernel(float *ksum, const floatX *k, int BH, int HD, int cap, int nb, int bs, int nblk, int n) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -297,7 +322,7 @@ static void kv_gpu_block_sums(GpuKVCache *c, const ModelConfig *cfg, int l, int 
     float *sum = c->ksum + l * c->layer_sum;
     cudaCheck(cudaMemsetAsync(sum, 0, c->layer_sum * sizeof(float), main_stream));
     size_t threads = (size_t)c->B * NH * nblk * HD;
-    kv_block_sums_kernel<<<(unsigned)CEIL_DIV(threads, (size_t)256), 256, 0, main_stream>>>(sum, c->k + l * c->layer_kv, c->B * NH, HD, c->cap, c->nb, cfg->moba_block, nblk, n);
+    kv_block_sums_kernel<<<(unsigned)CEIL_DIV(threads, (size_t)256), 256, 0, main_stream>>>(sum, c->k + c->kv_off[l], c->B * NH, HD, c->slots[l], c->nb, cfg->moba_block, nblk, n);
     cudaCheckLaunch();
 }
 
@@ -310,7 +335,7 @@ static const float *kv_gpu_logits_to_host(GpuKVCache *c, int V) {
 // logits of their last positions (B, V) fp32 host, valid until the next call.
 static const float *kv_gpu_prefill(GpuKVCache *c, GPT *m, const int *tokens, int n) {
     const ModelConfig *cfg = &m->cfg;
-    int B = c->B, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, W = cfg->kconv, V = cfg->vocab_size;
+    int B = c->B, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, V = cfg->vocab_size;
     if (n < 1 || n > c->cap) { die("prefill of %d tokens: must be 1..%d (the cache capacity)", n, c->cap); }
     if (m->recompute != 0) { die("KV cache prefill needs every layer's keys: build the model with recompute 0"); }
     gpt_reserve(m, B, n);
@@ -318,8 +343,13 @@ static const float *kv_gpu_prefill(GpuKVCache *c, GPT *m, const int *tokens, int
     size_t X = sizeof(floatX);
     for (int l = 0; l < cfg->n_layer; l++) {
         LayerView lv = layer_view(m, l);
-        cudaCheck(cudaMemcpy2DAsync(c->k + l * c->layer_kv, (size_t)c->cap * HD * X, lv.k, (size_t)n * HD * X, (size_t)n * HD * X, (size_t)B * NH, cudaMemcpyDeviceToDevice, main_stream));
-        cudaCheck(cudaMemcpy2DAsync(c->v + l * c->layer_kv, (size_t)c->cap * HD * X, lv.v, (size_t)n * HD * X, (size_t)n * HD * X, (size_t)B * NH, cudaMemcpyDeviceToDevice, main_stream));
+        size_t elems = (size_t)B * NH * (n < c->slots[l] ? n : c->slots[l]) * HD;
+        for (int kv = 0; kv < 2; kv++) {
+            kv_fill_kernel<<<(unsigned)CEIL_DIV(elems, (size_t)256), 256, 0, main_stream>>>((kv ? c->v : c->k) + c->kv_off[l], kv ? lv.v : lv.k,
+                                                                                          B * NH, HD, n, c->slots[l]);
+            cudaCheckLaunch();
+        }
+        int W = lv.kconv;
         for (int t = n > W ? n - W : 0; t < n; t++) {  // raw keys of the last W positions, one row per sequence
             cudaCheck(cudaMemcpy2DAsync(c->kraw + l * c->layer_ring + (size_t)(t % W) * C, (size_t)W * C * X, lv.qkv + (size_t)t * 3 * C + C,
                                         (size_t)n * 3 * C * X, C * X, B, cudaMemcpyDeviceToDevice, main_stream));
@@ -334,8 +364,8 @@ static const float *kv_gpu_prefill(GpuKVCache *c, GPT *m, const int *tokens, int
 // Attention of the B queries in c->q over layer l's cache at position t, into c->att.
 static void kv_gpu_attend(GpuKVCache *c, const ModelConfig *cfg, int l, int t) {
     int B = c->B, NH = cfg->n_head, HD = cfg->d_model / NH, K = cfg->moba_topk, bs = cfg->moba_block, BH = B * NH;
-    const floatX *kc = c->k + l * c->layer_kv, *vc = c->v + l * c->layer_kv;
-    int moba = layer_is_moba(cfg, l), nvis = t + 1;
+    const floatX *kc = c->k + c->kv_off[l], *vc = c->v + c->kv_off[l];
+    int moba = layer_is_moba(cfg, l), w = layer_window(cfg, l), first = w > 0 && t + 1 > w ? t + 1 - w : 0, nvis = t + 1 - first;
     if (moba) {
         int ob = t / bs, nsel = K - 1 < ob ? K : ob + 1;
         nvis = (nsel - 1) * bs + t - ob * bs + 1;
@@ -352,8 +382,8 @@ static void kv_gpu_attend(GpuKVCache *c, const ModelConfig *cfg, int l, int t) {
     dim3 grid(splits, BH);
     float scale = 1.0f / sqrtf((float)HD);
     const int *sel = moba ? c->sel : NULL;
-    if (HD == 64) { kv_attn_partial_kernel<64><<<grid, KV_ATTN_THREADS, 0, main_stream>>>(c->part, c->q, kc, vc, sel, NH, c->cap, nvis, chunk, c->splits_cap, bs, K, scale); }
-    else { kv_attn_partial_kernel<128><<<grid, KV_ATTN_THREADS, 0, main_stream>>>(c->part, c->q, kc, vc, sel, NH, c->cap, nvis, chunk, c->splits_cap, bs, K, scale); }
+    auto partial = HD == 64 ? kv_attn_partial_kernel<64> : kv_attn_partial_kernel<128>;
+    partial<<<grid, KV_ATTN_THREADS, 0, main_stream>>>(c->part, c->q, kc, vc, sel, NH, c->slots[l], first, nvis, chunk, c->splits_cap, bs, K, scale);
     cudaCheckLaunch();
     kv_attn_combine_kernel<<<BH, HD, 0, main_stream>>>(c->att, c->part, NH, HD, splits, c->splits_cap);
     cudaCheckLaunch();
@@ -369,15 +399,18 @@ static const float *kv_gpu_step(GpuKVCache *c, GPT *m, const int *tokens) {
     encoder_forward(c->x, c->tokens, m->p[P_WTE], B, C, V, main_stream);
     rmsnorm_forward(c->ln, c->rstd, c->x, m->p[P_LN1W], B, C, main_stream);
     for (int l = 0; l < L; l++) {  // weights as layer_view has them (which needs the activations)
-        const floatX *wqkv = m->p[P_WQKV] + (size_t)l * 3 * C * C, *kconvw = W ? m->p[P_KCONVW] + (size_t)l * C * W : NULL;
+        const int slab = kconv_slab(cfg, l);
+        const floatX *wqkv = m->p[P_WQKV] + (size_t)l * 3 * C * C, *kconvw = slab >= 0 ? m->p[P_KCONVW] + (size_t)slab * C * W : NULL;
         const floatX *wo = m->p[P_WO] + (size_t)l * C * C, *ln2w = m->p[P_LN2W] + (size_t)l * C;
         const floatX *wfc = m->p[P_WFC] + (size_t)l * 2 * F * C, *wproj = m->p[P_WPROJ] + (size_t)l * C * F;
         matmul_forward(c->qkv, c->ln, wqkv, B, C, 3 * C, main_stream);
-        floatX *kc = c->k + l * c->layer_kv, *vc = c->v + l * c->layer_kv, *ring = c->kraw + l * c->layer_ring;
+        floatX *kc = c->k + c->kv_off[l], *vc = c->v + c->kv_off[l], *ring = c->kraw + l * c->layer_ring;
         int threads = B * NH * HD / 2, grid = CEIL_DIV(threads, 256);
         float *ksum = layer_is_moba(cfg, l) ? c->ksum + l * c->layer_sum : NULL;
-        auto prep = W == 0 ? kv_prep_kernel<0> : W == 3 ? kv_prep_kernel<3> : kv_prep_kernel<5>;
-        prep<<<grid, 256, 0, main_stream>>>(c->q, kc, vc, ring, ksum, c->qkv, kconvw, c->rope, B, NH, HD, c->cap, c->nb, cfg->moba_block, t);
+        int lw = slab >= 0 ? W : 0;
+        auto prep = lw == 0 ? kv_prep_kernel<0> : lw == 3 ? kv_prep_kernel<3> : kv_prep_kernel<5>;
+        const float *rope = layer_has_rope(cfg, l) ? c->rope : NULL;
+        prep<<<grid, 256, 0, main_stream>>>(c->q, kc, vc, ring, ksum, c->qkv, kconvw, rope, B, NH, HD, c->slots[l], c->nb, cfg->moba_block, t);
         cudaCheckLaunch();
         kv_gpu_attend(c, cfg, l, t);
         matmul_forward(c->proj, c->att, wo, B, C, C, main_stream);

@@ -1,17 +1,20 @@
 /*
  Attention input preparation, fused: split the q|k|v projection into per-head tensors, apply the key
- convolution to k, then RoPE to q and k (doc/model.md).
+ convolution to k, then RoPE to q and k where the layer has it (doc/model.md).
    forward:  qkv (B*T, 3C) floatX, kconvw (C, W) floatX (W in {0, 3, 5}; absent when 0), key channel
              c = h*HD + d  ->  q, k, v (B, NH, T, HD) floatX
-             k'_t[c] = sum_{w<W} kconvw[c][w] * k_{t-w}[c]  (0 before t = 0; k' = k when W = 0)
-             rope per head on pairs (i, i + HD/2): angle t * theta^(-2i/HD) (cos/sin table in fp32)
-   backward: dq, dk, dv (B, NH, T, HD) -> dqkv (B*T, 3C) (overwritten): inverse rotation, then the
-             transposed convolution dk_t = sum_w kconvw[.][w] * dk'_{t+w}; and dkconvw (C, W)
-             (+)= sum_{b,t} dk'_t[c] * k_{t-w}[c], reduced deterministically: fixed chunks of rows write
-             fp32 partials to scratch, then one kernel sums the chunks in order.
+             z_t[c] = sum_{w<W} kconvw[c][w] * k_{t-w}[c] (0 before t = 0), k'_t = k_t + SiLU(z_t)
+             (k' = k when W = 0)
+             rope (rope != NULL) per head on pairs (i, i + HD/2): angle t * theta^(-2i/HD) (cos/sin
+             table in fp32); NULL: no positional encoding (NoPE)
+   backward: dq, dk, dv (B, NH, T, HD) -> dqkv (B*T, 3C) (overwritten): inverse rotation to dk', then
+             dz_t = dk'_t SiLU'(z_t) and dk_t = dk'_t + sum_w kconvw[.][w] * dz_{t+w} (z recomputed
+             from qkv); and dkconvw (C, W) (+)= sum_{b,t} dz_t[c] * k_{t-w}[c], reduced
+             deterministically: fixed chunks of rows write fp32 partials to scratch, then one kernel
+             sums the chunks in order.
  One thread per VW consecutive rotation pairs (row, head, i..i+VW-1), VW-wide loads and stores: reads 3C
- and writes 3C elements per row; the W taps of the convolution re-read earlier rows of k (dk in the
- backward), which the caches serve.
+ and writes 3C elements per row; the W taps of the convolution re-read earlier rows of k (the backward:
+ W later rows of dk and their W x W taps of k), which the caches serve.
 */
 #ifndef LLMC_QKV_PREP_CUH
 #define LLMC_QKV_PREP_CUH
@@ -88,6 +91,28 @@ __device__ inline void rotate(float (&x1)[VW], float (&x2)[VW], const float *rop
     }
 }
 
+// z_t of the key convolution at the group's channels c1 + u, c2 + u, from row (the qkv row of position t).
+template <int W, int VW>
+__device__ inline void kconv_preact(float (&z1)[VW], float (&z2)[VW], const floatX *row, const QkvGroup &g, int t, int C,
+                                    const floatX *kconvw) {
+    for (int u = 0; u < VW; u++) { z1[u] = 0.0f; z2[u] = 0.0f; }
+#pragma unroll
+    for (int w = 0; w < W; w++) {
+        if (t - w < 0) { break; }
+        const floatX *prev = row - (size_t)w * 3 * C;
+        float p1[VW], p2[VW];
+        load_vec(p1, prev + C + g.c1);
+        load_vec(p2, prev + C + g.c2);
+        for (int u = 0; u < VW; u++) {
+            z1[u] += to_float(kconvw[(g.c1 + u) * W + w]) * p1[u];
+            z2[u] += to_float(kconvw[(g.c2 + u) * W + w]) * p2[u];
+        }
+    }
+}
+
+__device__ inline float silu_f(float z) { return z / (1.0f + expf(-z)); }
+__device__ inline float silu_grad_f(float z) { const float s = 1.0f / (1.0f + expf(-z)); return s * (1.0f + z * (1.0f - s)); }
+
 template <int W, int VW>
 __global__ void qkv_prep_forward_kernel(floatX *q, floatX *k, floatX *v, const floatX *qkv, const floatX *kconvw,
                                         const float *rope, int N, int T, int NH, int HD) {
@@ -99,28 +124,17 @@ __global__ void qkv_prep_forward_kernel(floatX *q, floatX *k, floatX *v, const f
     float x1[VW], x2[VW];
     load_vec(x1, row + g.c1);
     load_vec(x2, row + g.c2);
-    rotate<false>(x1, x2, rope, g.t, g.i, half);
+    if (rope) { rotate<false>(x1, x2, rope, g.t, g.i, half); }
     store_vec(q + g.out, x1);
     store_vec(q + g.out + half, x2);
-    if (W == 0) {
-        load_vec(x1, row + C + g.c1);
-        load_vec(x2, row + C + g.c2);
-    } else {
-        for (int u = 0; u < VW; u++) { x1[u] = 0.0f; x2[u] = 0.0f; }
+    load_vec(x1, row + C + g.c1);
+    load_vec(x2, row + C + g.c2);
+    if (W > 0) {
+        float z1[VW], z2[VW];
+        kconv_preact<W>(z1, z2, row, g, g.t, C, kconvw);
+        for (int u = 0; u < VW; u++) { x1[u] += silu_f(z1[u]); x2[u] += silu_f(z2[u]); }
     }
-#pragma unroll
-    for (int w = 0; w < W; w++) {
-        if (g.t - w < 0) { break; }
-        const floatX *prev = row - (size_t)w * 3 * C;
-        float p1[VW], p2[VW];
-        load_vec(p1, prev + C + g.c1);
-        load_vec(p2, prev + C + g.c2);
-        for (int u = 0; u < VW; u++) {
-            x1[u] += to_float(kconvw[(g.c1 + u) * W + w]) * p1[u];
-            x2[u] += to_float(kconvw[(g.c2 + u) * W + w]) * p2[u];
-        }
-    }
-    rotate<false>(x1, x2, rope, g.t, g.i, half);
+    if (rope) { rotate<false>(x1, x2, rope, g.t, g.i, half); }
     store_vec(k + g.out, x1);
     store_vec(k + g.out + half, x2);
     load_vec(x1, row + 2 * C + g.c1);
@@ -130,37 +144,35 @@ __global__ void qkv_prep_forward_kernel(floatX *q, floatX *k, floatX *v, const f
 }
 
 template <int W, int VW>
-__global__ void qkv_prep_backward_kernel(floatX *dqkv, const floatX *dq, const floatX *dk, const floatX *dv,
+__global__ void qkv_prep_backward_kernel(floatX *dqkv, const floatX *dq, const floatX *dk, const floatX *dv, const floatX *qkv,
                                          const floatX *kconvw, const float *rope, int N, int T, int NH, int HD) {
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int C = NH * HD, half = HD / 2;
     if (idx >= (size_t)N * C / (2 * VW)) { return; }
     const QkvGroup g = qkv_group<VW>(idx, T, NH, HD);
     floatX *row = dqkv + g.row;
+    const floatX *in_row = qkv + g.row;
     float x1[VW], x2[VW];
     load_vec(x1, dq + g.out);
     load_vec(x2, dq + g.out + half);
-    rotate<true>(x1, x2, rope, g.t, g.i, half);
+    if (rope) { rotate<true>(x1, x2, rope, g.t, g.i, half); }
     store_vec(row + g.c1, x1);
     store_vec(row + g.c2, x2);
-    if (W == 0) {
-        load_vec(x1, dk + g.out);
-        load_vec(x2, dk + g.out + half);
-        rotate<true>(x1, x2, rope, g.t, g.i, half);
-    } else {
-        for (int u = 0; u < VW; u++) { x1[u] = 0.0f; x2[u] = 0.0f; }
-    }
-    // k_t feeds k'_{t+w} through tap w: gather the un-rotated gradients of the later positions
+    load_vec(x1, dk + g.out);  // the residual path: dk_t = dk'_t + ...
+    load_vec(x2, dk + g.out + half);
+    if (rope) { rotate<true>(x1, x2, rope, g.t, g.i, half); }
+    // k_t feeds z_{t+w} through tap w: gather dz of the later positions (their dk', un-rotated, times SiLU'(z))
 #pragma unroll
     for (int w = 0; w < W; w++) {
         if (g.t + w >= T) { break; }
-        float g1[VW], g2[VW];
+        float g1[VW], g2[VW], z1[VW], z2[VW];
         load_vec(g1, dk + g.out + (size_t)w * HD);
         load_vec(g2, dk + g.out + (size_t)w * HD + half);
-        rotate<true>(g1, g2, rope, g.t + w, g.i, half);
+        if (rope) { rotate<true>(g1, g2, rope, g.t + w, g.i, half); }
+        kconv_preact<W>(z1, z2, in_row + (size_t)w * 3 * C, g, g.t + w, C, kconvw);
         for (int u = 0; u < VW; u++) {
-            x1[u] += to_float(kconvw[(g.c1 + u) * W + w]) * g1[u];
-            x2[u] += to_float(kconvw[(g.c2 + u) * W + w]) * g2[u];
+            x1[u] += to_float(kconvw[(g.c1 + u) * W + w]) * g1[u] * silu_grad_f(z1[u]);
+            x2[u] += to_float(kconvw[(g.c2 + u) * W + w]) * g2[u] * silu_grad_f(z2[u]);
         }
     }
     store_vec(row + C + g.c1, x1);
@@ -171,11 +183,11 @@ __global__ void qkv_prep_backward_kernel(floatX *dqkv, const floatX *dq, const f
     store_vec(row + 2 * C + g.c2, x2);
 }
 
-// partials[chunk][c][w] = sum over the chunk's rows of dk'_t[c] * k_{t-w}[c]; one thread per pair (h, i),
+// partials[chunk][c][w] = sum over the chunk's rows of dz_t[c] * k_{t-w}[c]; one thread per pair (h, i),
 // consecutive threads on consecutive channels.
 template <int W>
-__global__ void kconv_dweight_partials_kernel(float *partials, const floatX *dk, const floatX *qkv, const float *rope,
-                                              int N, int T, int NH, int HD, int rows_per_chunk) {
+__global__ void kconv_dweight_partials_kernel(float *partials, const floatX *dk, const floatX *qkv, const floatX *kconvw,
+                                              const float *rope, int N, int T, int NH, int HD, int rows_per_chunk) {
     const int pair = blockIdx.y * blockDim.x + threadIdx.x, C = NH * HD, half = HD / 2;
     if (pair >= C / 2) { return; }
     float acc1[W], acc2[W];
@@ -184,10 +196,13 @@ __global__ void kconv_dweight_partials_kernel(float *partials, const floatX *dk,
     const int n_end = min(N, (blockIdx.x + 1) * rows_per_chunk);
     for (int n = blockIdx.x * rows_per_chunk; n < n_end; n++) {
         const QkvGroup g = qkv_group<1>((size_t)n * (C / 2) + pair, T, NH, HD);
-        float g1[1], g2[1];
+        float g1[1], g2[1], z1[1], z2[1];
         load_vec(g1, dk + g.out);
         load_vec(g2, dk + g.out + half);
-        rotate<true>(g1, g2, rope, g.t, g.i, half);
+        if (rope) { rotate<true>(g1, g2, rope, g.t, g.i, half); }
+        kconv_preact<W>(z1, z2, qkv + g.row, g, g.t, C, kconvw);
+        g1[0] *= silu_grad_f(z1[0]);
+        g2[0] *= silu_grad_f(z2[0]);
 #pragma unroll
         for (int w = 0; w < W; w++) {
             if (g.t - w < 0) { break; }
@@ -246,8 +261,8 @@ static inline int qkv_prep_blocks(int N, int C, int vw) { return (int)CEIL_DIV((
 // Bytes of fp32 scratch qkv_prep_backward needs (0 when W = 0).
 static inline size_t qkv_prep_backward_scratch_bytes(int C, int W) { return (size_t)QKV_KCONV_CHUNKS * C * W * sizeof(float); }
 
-// q, k, v (B, NH, T, HD) from qkv (B*T, 3C); rope from rope_table_init with max_T >= T; kconvw (C, W) or
-// NULL when W = 0.
+// q, k, v (B, NH, T, HD) from qkv (B*T, 3C); rope from rope_table_init with max_T >= T, or NULL for no
+// positional encoding; kconvw (C, W) or NULL when W = 0.
 static inline void qkv_prep_forward(floatX *q, floatX *k, floatX *v, const floatX *qkv, const floatX *kconvw,
                                     const float *rope, int B, int T, int NH, int HD, int W, cudaStream_t stream) {
     qkv_prep_check_shape(B, T, NH, HD, W, "qkv_prep_forward");
@@ -266,12 +281,12 @@ static inline void qkv_prep_backward(floatX *dqkv, floatX *dkconvw, float *scrat
     qkv_prep_check_shape(B, T, NH, HD, W, "qkv_prep_backward");
     const int N = B * T, C = NH * HD;
     qkv_prep_dispatch(HD, W, [&](auto vw, auto w) {
-        qkv_prep_backward_kernel<w, vw><<<qkv_prep_blocks(N, C, vw), QKV_THREADS, 0, stream>>>(dqkv, dq, dk, dv, kconvw, rope, N, T, NH, HD);
+        qkv_prep_backward_kernel<w, vw><<<qkv_prep_blocks(N, C, vw), QKV_THREADS, 0, stream>>>(dqkv, dq, dk, dv, qkv, kconvw, rope, N, T, NH, HD);
         cudaCheckLaunch();
         if constexpr (w > 0) {
             const int rows_per_chunk = CEIL_DIV(N, QKV_KCONV_CHUNKS), num_chunks = CEIL_DIV(N, rows_per_chunk);
             const dim3 grid(num_chunks, CEIL_DIV(C / 2, QKV_THREADS));
-            kconv_dweight_partials_kernel<w><<<grid, QKV_THREADS, 0, stream>>>(scratch, dk, qkv, rope, N, T, NH, HD, rows_per_chunk);
+            kconv_dweight_partials_kernel<w><<<grid, QKV_THREADS, 0, stream>>>(scratch, dk, qkv, kconvw, rope, N, T, NH, HD, rows_per_chunk);
             cudaCheckLaunch();
             kconv_dweight_reduce_kernel<<<CEIL_DIV(C * W, 256), 256, 0, stream>>>(dkconvw, scratch, num_chunks, C * W, accumulate_dkconvw);
             cudaCheckLaunch();

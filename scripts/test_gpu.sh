@@ -2,14 +2,17 @@
 # GPU checks of the CUDA trainer, in one device call (run from the repo root on a machine with a GPU):
 #  1. build the CPU reference and the CUDA trainer + test (bf16, and the fp32 test when FP32=1);
 #     prebuilt binaries in $BIN (train_gpt_moba_cu, test_gpt_moba_cu, test_gpt_moba_fp32) are used instead
-#  2. CPU debug states for dense, dense+kconv3, MoBA, MoBA with a partial last block, MoBA k=1, hybrid;
+#  2. CPU debug states of the paper layout (sliding-window RoPE layers + global NoPE layers: dense; MoBA
+#     B128 K8 kconv3 at T 2048; MoBA B64 with a partial last block; kconv5; windows smaller than a tile and
+#     not a multiple of one; T < 128; global RoPE) and of the all-global layout (dense, MoBA, MoBA k=1);
 #     test_gpt_moba_cu on each
 #  3. a 30-step GPU training run on the synthetic corpus (loss must fall); GPU checkpoint -> CPU eval;
 #     CPU checkpoint -> GPU resume; GPU resume of a GPU checkpoint is exact (-z 1)
-#  4. with BENCH=1: 340M benchmarks (dense T 8192 B 4; MoBA B128 K8 kconv3 T 32768 B 1); with ANCHOR=1
-#     the PyTorch end-to-end anchor (dev/bench/e2e_anchor.py) in the same session
+#  4. with BENCH=1: 340M paper layout at T 8192 B 4 (dense; MoBA B128 K8 kconv3), 1B paper layout T 8192
+#     (dense, MoBA); with ANCHOR=1 the PyTorch end-to-end anchor (dev/bench/e2e_anchor.py, the same paper
+#     layout: FlexAttention sliding window + cuDNN) in the same session
 # Logs go to $LOG (default /tmp/moba_gpu); a table of results is printed last (also $LOG/table.txt).
-#   usage: [BIN=dir] [FP32=1] [BENCH=1] [ANCHOR=1] bash scripts/test_gpu.sh
+#   usage: [BIN=dir] [FP32=1] [BENCH=1] [ANCHOR=1] [CHECKS=0] bash scripts/test_gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=${LOG:-/tmp/moba_gpu}
@@ -37,16 +40,25 @@ else
 fi
 nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv,noheader | tee "$LOG/device.txt"
 
+# CHECKS=0 skips steps 2 and 3 (a benchmark-only call)
+if [ "${CHECKS:-1}" = 1 ]; then
 # ---- 2. debug states and the GPU test on each
 declare -A CASES=(
-  [dense]="-A dense -W 0 -b 2 -t 256"
-  [dense_kconv3]="-A dense -W 3 -b 2 -t 256"
-  [moba_b32_k3]="-A moba -B 32 -K 3 -W 3 -b 2 -t 256"
-  [moba_partial]="-A moba -B 64 -K 2 -W 3 -b 3 -t 200"
-  [moba_k1]="-A moba -B 32 -K 1 -W 0 -b 2 -t 256"
-  [hybrid_n2]="-A moba -B 32 -K 3 -W 5 -N 2 -b 4 -t 256"
+  [paper_dense]="-A dense -b 2 -t 256"
+  [paper_dense_w24]="-A dense -w 24 -b 2 -t 256"
+  [paper_moba_b128_k8_kconv3]="-A moba -B 128 -K 8 -W 3 -b 1 -t 2048"
+  [paper_moba_b128_k8_w100]="-A moba -B 128 -K 8 -W 3 -w 100 -b 1 -t 1024"
+  [paper_moba_partial]="-A moba -B 64 -K 2 -W 3 -b 3 -t 200"
+  [paper_moba_kconv5]="-A moba -B 32 -K 3 -W 5 -b 2 -t 256"
+  [paper_short_t100]="-A moba -B 32 -K 2 -W 3 -w 40 -b 4 -t 100"
+  [paper_hybrid_n2]="-A moba -B 32 -K 3 -W 5 -N 2 -b 4 -t 256"
+  [paper_rope]="-A moba -B 32 -K 3 -W 3 -E rope -b 2 -t 256"
+  [global_dense]="-Y global -A dense -W 0 -b 2 -t 256"
+  [global_moba_b32_k3]="-Y global -A moba -B 32 -K 3 -W 3 -b 2 -t 256"
+  [global_moba_k1]="-Y global -A moba -B 32 -K 1 -W 0 -b 2 -t 256"
 )
-for name in dense dense_kconv3 moba_b32_k3 moba_partial moba_k1 hybrid_n2; do
+for name in paper_dense paper_dense_w24 paper_moba_b128_k8_kconv3 paper_moba_b128_k8_w100 paper_moba_partial paper_moba_kconv5 \
+            paper_short_t100 paper_hybrid_n2 paper_rope global_dense global_moba_b32_k3 global_moba_k1; do
   ./train_gpt_moba -p tiny -V 512 ${CASES[$name]} -D "$W/$name.bin" > "$LOG/cpu_$name.log" 2>&1 \
     || { row "state $name" "CPU debug state FAILED"; continue; }
   ./test_gpt_moba_cu "$W/$name.bin" > "$LOG/test_$name.log" 2>&1
@@ -87,18 +99,19 @@ row "GPU resume exact (-z 1)" "step 20 loss,norm A: $a20 | B: $b20 | $([ -n "$a2
 row "grad accum: b8 vs b4 x 2" "step 1,5 loss: $(grep -E '^step (1|5) train' "$W/accum1/log.txt" | awk '{printf "%s ", $4}')| $(grep -E '^step (1|5) train' "$W/accum2/log.txt" | awk '{printf "%s ", $4}')"
 ./train_gpt_moba_cu -p tiny -A moba -B 16 > "$LOG/err.log" 2>&1; row "error: block 16" "exit $? $(head -c 120 "$LOG/err.log")"
 ./train_gpt_moba_cu -p test > "$LOG/err.log" 2>&1; row "error: test preset (HD 8)" "exit $? $(head -c 120 "$LOG/err.log")"
+fi
 
 # ---- 4. benchmarks (340M): tokens/s, MFU, memory from the trainer's own step lines
 if [ "${BENCH:-0}" = 1 ]; then
-  bench() {  # name, flags
-    ./train_gpt_moba_cu -p 340M -x 8 -v 0 -s 0 -u 1 -m 1 -o "$W/bench_$1" $2 > "$LOG/bench_$1.log" 2>&1
+  bench() {  # name, flags (the preset first)
+    ./train_gpt_moba_cu -x 8 -v 0 -s 0 -u 1 -m 1 -o "$W/bench_$1" $2 > "$LOG/bench_$1.log" 2>&1
     rm -f "$W/bench_$1"/ckpt_*.bin
     row "bench $1" "$(grep '^step     8/8' "$LOG/bench_$1.log" | awk -F'|' '{print $5 $6 $7 $8}') $(grep -o 'error.*' "$LOG/bench_$1.log" | head -1)"
   }
-  bench dense_T8192_B4 "-A dense -W 0 -b 4 -t 8192"
-  bench moba_B128K8_kconv3_T32768_B1 "-A moba -B 128 -K 8 -W 3 -b 1 -t 32768"
-  bench moba_B128K8_kconv3_T32768_B1_R1 "-A moba -B 128 -K 8 -W 3 -b 1 -t 32768 -R 1"
-  bench dense_T32768_B1 "-A dense -W 0 -b 1 -t 32768"
+  bench 340M_paper_dense_T8192_B4 "-p 340M -A dense -b 4 -t 8192"
+  bench 340M_paper_moba_B128K8_kconv3_T8192_B4 "-p 340M -A moba -B 128 -K 8 -W 3 -b 4 -t 8192"
+  bench 1B_paper_dense_T8192_B2 "-p 1B -A dense -b 2 -t 8192"
+  bench 1B_paper_moba_B128K8_kconv3_T8192_B2 "-p 1B -A moba -b 2 -t 8192"
 fi
 if [ "${ANCHOR:-0}" = 1 ]; then  # PyTorch end-to-end anchor, same device and session
   PYTHONUNBUFFERED=1 timeout 300 python3 dev/bench/e2e_anchor.py 8192 4 10 > "$LOG/anchor.log" 2>&1

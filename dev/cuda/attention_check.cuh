@@ -84,11 +84,12 @@ static int *random_selection(int BH, int T, int bs, int K, uint64_t seed) {
     return d;
 }
 
-// Double-precision reference. sel_blocks empty = dense causal. q, k, v (BH, T, HD); o, dout (B, T, NH, HD).
+// Double-precision reference. sel_blocks empty = dense causal, or with window > 0 sliding-window (keys
+// [t - window + 1, t]). q, k, v (BH, T, HD); o, dout (B, T, NH, HD).
 struct AttnRef { std::vector<float> o, lse, dq, dk, dv; };
 static AttnRef cpu_attention(const std::vector<float> &q, const std::vector<float> &k, const std::vector<float> &v,
                              const std::vector<float> &dout, const std::vector<int> &sel_blocks, int bs, int K,
-                             int B, int NH, int T, int HD) {
+                             int B, int NH, int T, int HD, int window = 0) {
     size_t n = (size_t)B * NH * T * HD;
     AttnRef r{std::vector<float>(n), std::vector<float>((size_t)B * NH * T), std::vector<float>(n), std::vector<float>(n), std::vector<float>(n)};
     std::vector<double> dk(n, 0.0), dv(n, 0.0);
@@ -100,7 +101,7 @@ static AttnRef cpu_attention(const std::vector<float> &q, const std::vector<floa
         const float *qt = &q[(bh * T + t) * HD];
         const float *dot = &dout[(((size_t)b * T + t) * NH + h) * HD];
         vis.clear();
-        for (int j = 0; j <= t; j++) {
+        for (int j = window > 0 ? std::max(0, t - window + 1) : 0; j <= t; j++) {
             bool ok = sel_blocks.empty();
             for (int s = 0; s < K && !ok; s++) { ok = sel_blocks[(bh * T + t) * K + s] == j / bs; }
             if (ok) { vis.push_back(j); }
@@ -166,10 +167,10 @@ struct AttnBufs {
 template <int HD>
 static void forward_fa3_step(int version, AttnBufs &a, int B, int NH, int T, float scale) {
     switch (version) {
-    case 13: flash::forward_hopper<HD, 64, false, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
-    case 14: flash::forward_hopper<HD, 64, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
-    case 15: flash::forward_hopper<HD, 128, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
-    default: flash::forward_hopper<HD, 128, true, true>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0); break;
+    case 13: flash::forward_hopper<HD, 64, false, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0); break;
+    case 14: flash::forward_hopper<HD, 64, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0); break;
+    case 15: flash::forward_hopper<HD, 128, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0); break;
+    default: flash::forward_hopper<HD, 128, true, true>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0); break;
     }
 }
 #endif

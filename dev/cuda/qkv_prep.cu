@@ -1,13 +1,14 @@
 /*
- Fused qkv split + key convolution + RoPE, forward and backward (dqkv, dkconvw overwrite and accumulate)
- vs a double-precision CPU reference written the other way round (the backward scatters along the forward's
- data flow), for W = 0, 3, 5, T not a multiple of anything, a bit-identical rerun of dkconvw, then timing.
+ Fused qkv split + key convolution (k + SiLU(conv(k))) + RoPE, forward and backward (dqkv, dkconvw
+ overwrite and accumulate) vs a double-precision CPU reference written the other way round (the backward
+ scatters along the forward's data flow), for W = 0, 3, 5, with RoPE and without (NoPE), T not a multiple of
+ anything, a bit-identical rerun of dkconvw, then timing.
    make build/cuda/qkv_prep && ./build/cuda/qkv_prep
 */
 #include "dev/cuda/layer_check.h"
 #include "llmc/qkv_prep.cuh"
 
-struct Shape { int B, T, NH, HD, W; };
+struct Shape { int B, T, NH, HD, W; bool rope = true; };
 
 static double rope_angle(int t, int i, int HD, double theta) { return t * pow(theta, -2.0 * i / HD); }
 
@@ -20,13 +21,14 @@ static void qkv_prep_cpu(std::vector<float> &q, std::vector<float> &k, std::vect
     for (int b = 0; b < s.B; b++) for (int t = 0; t < s.T; t++) for (int h = 0; h < s.NH; h++) for (int i = 0; i < half; i++) {
         const size_t n = (size_t)b * s.T + t, o = (((size_t)b * s.NH + h) * s.T + t) * s.HD + i;
         const int c[2] = {h * s.HD + i, h * s.HD + i + half};
-        const double a = rope_angle(t, i, s.HD, theta), cs = cos(a), sn = sin(a);
+        const double a = s.rope ? rope_angle(t, i, s.HD, theta) : 0.0, cs = cos(a), sn = sin(a);
         double x[2] = {qkv[n * 3 * C + c[0]], qkv[n * 3 * C + c[1]]};
         q[o] = (float)(x[0] * cs - x[1] * sn); q[o + half] = (float)(x[1] * cs + x[0] * sn);
-        double kk[2];
+        double kk[2], z[2];
         for (int j = 0; j < 2; j++) {
-            kk[j] = s.W ? 0.0 : qkv[n * 3 * C + C + c[j]];
-            for (int w = 0; w < s.W && t - w >= 0; w++) { kk[j] += (double)kconvw[c[j] * s.W + w] * qkv[(n - w) * 3 * C + C + c[j]]; }
+            z[j] = 0.0;
+            for (int w = 0; w < s.W && t - w >= 0; w++) { z[j] += (double)kconvw[c[j] * s.W + w] * qkv[(n - w) * 3 * C + C + c[j]]; }
+            kk[j] = qkv[n * 3 * C + C + c[j]] + (s.W ? z[j] / (1.0 + exp(-z[j])) : 0.0);
         }
         k[o] = (float)(kk[0] * cs - kk[1] * sn); k[o + half] = (float)(kk[1] * cs + kk[0] * sn);
         v[o] = qkv[n * 3 * C + 2 * C + c[0]]; v[o + half] = qkv[n * 3 * C + 2 * C + c[1]];
@@ -35,10 +37,11 @@ static void qkv_prep_cpu(std::vector<float> &q, std::vector<float> &k, std::vect
         gqkv[n * 3 * C + c[1]] += -dq[o] * sn + dq[o + half] * cs;
         const double gk[2] = {dk[o] * cs + dk[o + half] * sn, -dk[o] * sn + dk[o + half] * cs};
         for (int j = 0; j < 2; j++) {
-            if (s.W == 0) { gqkv[n * 3 * C + C + c[j]] += gk[j]; }
+            gqkv[n * 3 * C + C + c[j]] += gk[j];
+            const double sg = 1.0 / (1.0 + exp(-z[j])), dz = gk[j] * sg * (1.0 + z[j] * (1.0 - sg));
             for (int w = 0; w < s.W && t - w >= 0; w++) {
-                gqkv[(n - w) * 3 * C + C + c[j]] += kconvw[c[j] * s.W + w] * gk[j];
-                gconv[c[j] * s.W + w] += gk[j] * qkv[(n - w) * 3 * C + C + c[j]];
+                gqkv[(n - w) * 3 * C + C + c[j]] += kconvw[c[j] * s.W + w] * dz;
+                gconv[c[j] * s.W + w] += dz * qkv[(n - w) * 3 * C + C + c[j]];
             }
             gqkv[n * 3 * C + 2 * C + c[j]] += dv[o + j * half];
         }
@@ -48,7 +51,7 @@ static void qkv_prep_cpu(std::vector<float> &q, std::vector<float> &k, std::vect
 }
 
 static void check_shape(Shape s, Rng *rng) {
-    printf("check B=%d T=%d NH=%d HD=%d W=%d (%s)\n", s.B, s.T, s.NH, s.HD, s.W, PRECISION_NAME);
+    printf("check B=%d T=%d NH=%d HD=%d W=%d %s (%s)\n", s.B, s.T, s.NH, s.HD, s.W, s.rope ? "RoPE" : "NoPE", PRECISION_NAME);
     const int C = s.NH * s.HD, N = s.B * s.T, max_T = s.T + 100;
     const size_t NC = (size_t)N * C, CW = (size_t)C * s.W;
     const float theta = 10000.0f;
@@ -69,7 +72,8 @@ static void check_shape(Shape s, Rng *rng) {
     cudaCheck(cudaMalloc(&d_q, NC * sizeof(floatX))); cudaCheck(cudaMalloc(&d_k, NC * sizeof(floatX)));
     cudaCheck(cudaMalloc(&d_v, NC * sizeof(floatX))); cudaCheck(cudaMalloc(&d_dqkv, 3 * NC * sizeof(floatX)));
     poison(d_q, NC * sizeof(floatX)); poison(d_k, NC * sizeof(floatX)); poison(d_v, NC * sizeof(floatX));
-    qkv_prep_forward(d_q, d_k, d_v, d_qkv, d_conv, d_rope, s.B, s.T, s.NH, s.HD, s.W, 0);
+    const float *rope = s.rope ? d_rope : NULL;
+    qkv_prep_forward(d_q, d_k, d_v, d_qkv, d_conv, rope, s.B, s.T, s.NH, s.HD, s.W, 0);
     check("fwd q", from_device(d_q, NC), q_ref);
     check("fwd k", from_device(d_k, NC), k_ref);
     check("fwd v", from_device(d_v, NC), v_ref);
@@ -84,7 +88,7 @@ static void check_shape(Shape s, Rng *rng) {
             poison(d_scratch, qkv_prep_backward_scratch_bytes(C, s.W));
         }
         poison(d_dqkv, 3 * NC * sizeof(floatX));
-        qkv_prep_backward(d_dqkv, d_dconv[r], d_scratch, d_dq, d_dk, d_dv, d_qkv, d_conv, d_rope, s.B, s.T, s.NH, s.HD,
+        qkv_prep_backward(d_dqkv, d_dconv[r], d_scratch, d_dq, d_dk, d_dv, d_qkv, d_conv, rope, s.B, s.T, s.NH, s.HD,
                           s.W, r == 2, 0);
     }
     check("bwd dqkv", from_device(d_dqkv, 3 * NC), dqkv_ref);
@@ -104,6 +108,7 @@ int main(void) {
     Rng rng;
     rng_init(&rng, 17);
     for (int W : {0, 3, 5}) { check_shape({2, 1000, 16, 64, W}, &rng); }
+    for (int W : {0, 3, 5}) { check_shape({2, 333, 4, 64, W, false}, &rng); }  // NoPE (the paper's global layers)
     check_shape({3, 37, 2, 8, 3}, &rng);
     check_shape({1, 2, 4, 128, 5}, &rng); // T shorter than the convolution
     check_shape({2, 37, 3, 12, 3}, &rng); // HD/2 = 6: two pairs per thread

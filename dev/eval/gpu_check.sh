@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue 7's GPU measurements in one device call (run from the repo root on a machine with a GPU):
 #  1. eval_gpt_moba_cu check (bf16 and fp32 builds): KV-cache decoding vs full recompute on small random
-#     models (dense, dense+kconv3, MoBA, MoBA+kconv3, hybrid), poisoned caches
+#     models (paper layout: dense, MoBA+kconv3, hybrid+kconv5 window 24; global layout: dense+kconv3, MoBA),
+#     poisoned caches
 #  2. CPU vs GPU greedy tokens on those models (build/eval -G vs eval_gpt_moba_cu -G, compare_greedy.py)
 #  3. 340M speed: prefill tokens/s at 32K, decode tokens/s at context 32K (batch 1 and 8), dense vs MoBA
 #  4. demo: tiny dense and MoBA (kconv 3, same seed) trained on the GPU on the synthetic recall corpus,
@@ -43,7 +44,7 @@ row "check fp32" "$(tail -1 "$LOG/check_fp32.log")"
 stamp checks
 
 # ---- 2. CPU vs GPU greedy tokens (2 random prompts of 128 tokens, 128 greedy tokens each)
-for name in dense dense_kconv3 moba moba_kconv3 hybrid_kconv5; do
+for name in paper_dense paper_moba_kconv3 paper_hybrid_kconv5_w24 global_dense_kconv3 global_moba; do
   want traces || break
   ck="$W/ck32/$name.bin"
   [ -f "$ck" ] || { row "greedy $name" "no checkpoint"; continue; }
