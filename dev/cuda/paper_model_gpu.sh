@@ -52,5 +52,7 @@ if want bench; then
   LOG=$LOG/bench BIN= CHECKS=0 BENCH=1 ANCHOR=1 bash scripts/test_gpu.sh > "$LOG/bench.out" 2>&1
   note "340M / 1B paper layout:"; grep -E '^(bench|anchor)' "$LOG/bench/table.txt" | tee -a "$S"
 fi
+grep -h "FAIL" "$LOG"/test_gpu/test_*.log "$LOG"/swa_check.log "$LOG"/qkv_prep.log 2>/dev/null | head -20 | tee -a "$S"
+tar -czf "${OUT:-/tmp}/paper_logs.tgz" -C "$LOG" . 2>/dev/null
 echo "======== summary ========"
 cat "$S"
