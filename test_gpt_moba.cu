@@ -50,7 +50,7 @@ static DebugState read_debug_state(const char *path) {
     config_validate(&h->cfg);
     size_t P = param_count(&h->cfg), N = (size_t)h->B * h->T, V = h->cfg.vocab_size;
     if (h->num_params != P) { die("debug state '%s' holds %llu parameters but its config needs %zu", path, (unsigned long long)h->num_params, P); }
-    size_t nsel = (size_t)h->num_moba_layers * N * h->cfg.n_head * h->cfg.moba_topk;
+    size_t nsel = debug_state_sel_sets(h) * h->num_moba_layers * N * h->cfg.n_head * h->cfg.moba_topk;
     long long expect = CKPT_HEADER_BYTES + 4LL * (2 * P + 2 * N + N * V + 1 + h->num_steps + nsel + 1);
     if (size != expect) { die("debug state '%s' is %lld bytes, expected %lld", path, size, expect); }
     d.params.resize(P); d.inputs.resize(N); d.targets.resize(N); d.logits.resize(N * V); d.grads.resize(P);
@@ -180,11 +180,15 @@ int main(int argc, char **argv) {
     poison_model(&m);
     gpt_forward(&m, d.inputs.data(), d.targets.data(), B, T);
     long diff = check_selections(&m, d);
+    // the CPU's selections of every step (set s: step s's forward), replayed where the gates differ at near-ties
     int *forced = NULL;
-    if (diff > 0) {
-        printf("  %ld gate rows differ at near-ties: checking logits and gradients with the CPU's selections\n", diff);
+    size_t set_sel = d.sel.size() / debug_state_sel_sets(&d.h);
+    if (d.h.num_moba_layers > 0) {
         cudaCheck(cudaMalloc(&forced, d.sel.size() * sizeof(int)));
         cudaCheck(cudaMemcpy(forced, d.sel.data(), d.sel.size() * sizeof(int), cudaMemcpyHostToDevice));
+    }
+    if (diff > 0) {
+        printf("  %ld gate rows differ at near-ties: checking logits and gradients with the CPU's selections\n", diff);
         m.sel_override = forced;
         poison_model(&m);
         gpt_forward(&m, d.inputs.data(), d.targets.data(), B, T);
@@ -198,10 +202,11 @@ int main(int argc, char **argv) {
     std::vector<float> g0 = grads_host(&m);
     check_grads("R0", g0, d, &m);
 
-    // AdamW steps on the same batch, the gate free again (as the CPU ran them)
-    m.sel_override = NULL;
+    // AdamW steps on the same batch with the CPU's gate of each step (a bf16 near-tie that flips a block
+    // would otherwise send the runs apart after an update; the gate itself is checked above)
     AdamWConfig o = {d.h.lr, d.h.beta1, d.h.beta2, d.h.eps, d.h.weight_decay, d.h.grad_clip};
     for (int s = 0; s < d.h.num_steps; s++) {
+        m.sel_override = forced ? forced + s * set_sel : NULL;
         gpt_forward(&m, d.inputs.data(), d.targets.data(), B, T);
         double e = fabs((double)m.mean_loss - d.step_losses[s]);
         printf("  step %d loss    gpu %.6f  cpu %.6f  diff %.2e  %s\n", s + 1, m.mean_loss, d.step_losses[s], e, e <= TOL_STEP_LOSS ? "OK" : "FAIL");
@@ -210,13 +215,14 @@ int main(int argc, char **argv) {
         gpt_backward(&m, 1.0f);
         gpt_update(&m, &o, d.h.lr, s + 1);
     }
+    m.sel_override = NULL;
     gpt_free(&m);
 
     // -R 2 -z 1: everything recomputable is recomputed, deterministic attention backward
     GPT r;
     gpt_init(&r, c, d.h.seed, 2, 1);
     gpt_set_params(&r, d.params.data(), NULL, NULL);
-    r.sel_override = forced;
+    r.sel_override = diff > 0 ? forced : NULL;
     std::vector<float> g2[2];
     for (int run = 0; run < 2; run++) {
         gpt_forward(&r, d.inputs.data(), d.targets.data(), B, T);

@@ -715,8 +715,8 @@ static int num_moba_layers(const ModelConfig *c) {
     return n;
 }
 
-// The reference the GPU test checks against: one batch's logits, loss, gradients, MoBA selections, and
-// the losses of `steps` AdamW steps on that batch at a constant learning rate.
+// The reference the GPU test checks against: one batch's logits, loss, gradients, and the losses and
+// MoBA selections of `steps` AdamW steps on that batch at a constant learning rate.
 void write_debug_state(Model *m, const char *path, const int *inputs, const int *targets, int B, int T,
                        const AdamWConfig *o, int steps, uint64_t seed) {
     const ModelConfig *c = &m->cfg;
@@ -743,21 +743,22 @@ void write_debug_state(Model *m, const char *path, const int *inputs, const int 
     atomic_write(&af, &loss, sizeof(float), 1);
     write_reals(&af, m->grads, P);
     float *losses = (float *)malloc_check((steps > 0 ? steps : 1) * sizeof(float));
-    int *sel_copy = (int *)malloc_check((size_t)(h.num_moba_layers ? h.num_moba_layers : 1) * N * c->n_head * c->moba_topk * sizeof(int));
-    for (int l = 0, i = 0; l < c->n_layer; l++) {
-        if (!layer_is_moba(c, l)) { continue; }
-        size_t n = N * c->n_head * c->moba_topk;
-        memcpy(sel_copy + i++ * n, m->a.sel + l * n, n * sizeof(int));
-    }
-    for (int s = 0; s < steps; s++) {
-        model_forward(m, inputs, targets, B, T);
+    size_t layer_sel = N * c->n_head * c->moba_topk, set_sel = (size_t)h.num_moba_layers * layer_sel;
+    int *sel_copy = (int *)malloc_check((set_sel ? set_sel : 1) * debug_state_sel_sets(&h) * sizeof(int));
+    // per step: forward (step 0's is the one above), its MoBA selections into set s, its loss, the update
+    for (int s = 0; s < (steps > 0 ? steps : 1); s++) {
+        if (s > 0) { model_forward(m, inputs, targets, B, T); }
+        for (int l = 0, i = 0; l < c->n_layer; l++) {
+            if (layer_is_moba(c, l)) { memcpy(sel_copy + s * set_sel + i++ * layer_sel, m->a.sel + l * layer_sel, layer_sel * sizeof(int)); }
+        }
+        if (steps == 0) { break; }
         losses[s] = (float)m->mean_loss;
         model_zero_grad(m);
         model_backward(m, 1);
         model_update(m, o, o->lr, s + 1);
     }
     atomic_write(&af, losses, sizeof(float), steps);
-    atomic_write(&af, sel_copy, sizeof(int), (size_t)h.num_moba_layers * N * c->n_head * c->moba_topk);
+    atomic_write(&af, sel_copy, sizeof(int), set_sel * debug_state_sel_sets(&h));
     uint32_t end = END_MAGIC;
     atomic_write(&af, &end, sizeof(end), 1);
     atomic_close(&af);

@@ -22,7 +22,8 @@
  the other runs ahead, so the two drift and one's exp work hides under the other's products.
  HD 128 (KW_FA3): BQ = 64 (the dK, dV accumulators take 128 registers), dS^T shared, dQ split by column
  halves (warpgroup w: dS K[:, 64 w .. 64 w + 63]).
- TMA boxes may not exceed the tensor: T >= 128 (flash_attention.cuh's launch_dkdv falls back below).
+ TMA boxes may not exceed the tensor: T >= 128; and the 1-D lse / D boxes of head bh start at element bh T,
+ which must be 16-byte aligned: 4 | T (flash_attention.cuh's launch_dkdv falls back otherwise).
  Traffic per CTA: K, V once (NWG HD / 4 KB); Q, dO, lse, D once per query tile (4 HD + 8 B per query,
  shared by the warpgroups: L2 reads per FLOP fall as 1 / NWG); dQ: 4 HD B of fp32 reduction per query
  and (BQ 64, HD 64) warpgroup or (otherwise) CTA. grid (ceil(T / (64 NWG)), B*NH), 1 CTA per SM (smem
@@ -264,7 +265,7 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
     const cuuint64_t rdims[4] = {rows, 1, 1, 1}, rstrides[3] = {rbytes, rbytes, rbytes};
     const CUtensorMapDataType BF = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, F32 = CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
     const CUtensorMapSwizzle SW = CU_TENSOR_MAP_SWIZZLE_128B, NO = CU_TENSOR_MAP_SWIZZLE_NONE;
-    if (T < 64 * NWG) { die("attention: TMA backward needs T >= %d (got %d)", 64 * NWG, T); }
+    if (T < 64 * NWG || T % 4 != 0) { die("attention: TMA backward needs T >= %d and a multiple of 4 (got %d)", 64 * NWG, T); }
     const cuuint64_t frow = HD * sizeof(float), dq_strides[3] = {frow, T * frow, NH * T * frow};
     const cuuint32_t dqbox[4] = {32, 64, 1, 1};
     BwdTensorMaps maps = {tensor_map_4d(q, BF, dims, head_major, qbox, SW),      tensor_map_4d(k, BF, dims, head_major, kbox, SW),

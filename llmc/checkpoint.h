@@ -7,8 +7,10 @@
  magic u32. Written to "<path>.tmp", fsync'd, renamed: a crash never leaves a half-written checkpoint.
 
  Debug state = 256-byte header | params f32[P] | inputs i32[B*T] | targets i32[B*T] | logits f32[B*T*V]
- | loss f32 | grads f32[P] | step losses f32[S] | MoBA selections i32[Lm*B*NH*T*K] | end magic u32.
+ | loss f32 | grads f32[P] | step losses f32[S] | MoBA selections i32[max(S, 1)*Lm*B*NH*T*K] | end magic u32.
  The GPU test reads it and checks its own logits, loss, gradients, gates and S AdamW steps against it.
+ Selection set s is the gate of step s's forward (set 0: the parameters above); the GPU test replays them
+ in its steps, so a near-tie that flips a block cannot make the two runs drift apart.
 */
 #ifndef LLMC_CHECKPOINT_H
 #define LLMC_CHECKPOINT_H
@@ -134,6 +136,9 @@ static inline void checkpoint_read_arrays(FILE *f, const char *path, const Check
     if (end != END_MAGIC) { die("checkpoint '%s' is corrupt: bad end marker 0x%08X", path, end); }
     fclose(f);
 }
+
+// Selection sets in a debug state: one per AdamW step's forward, at least one (debug_state_sel_sets).
+static inline size_t debug_state_sel_sets(const DebugStateHeader *h) { return h->num_steps > 0 ? (size_t)h->num_steps : 1; }
 
 // Dies naming the first differing field when a checkpoint does not fit the run that loads it.
 static inline void checkpoint_check_config(const char *path, const CheckpointHeader *h, const ModelConfig *want) {

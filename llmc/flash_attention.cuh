@@ -932,20 +932,23 @@ inline void require_no_window(int window, const char *kernel) {
 template <int HD, bool ATOMIC_DQ>
 void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                  const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, int window, cudaStream_t stream) {
+    // The TMA kernel's boxes: none may exceed the tensor (T >= 128), and the lse / D rows of head bh start at
+    // element bh T of a 1-D map, a box origin TMA faults on unless 16-byte aligned (4 | T).
+    const bool tma = T >= 128 && T % 4 == 0;
     if constexpr (HD == 64) {
-        if ((kw == KW_TMA || kw == KW_TMA + 1 || kw == KW_FA3 || kw == KW_FA3 + 1) && T >= 128) {
+        if ((kw == KW_TMA || kw == KW_TMA + 1 || kw == KW_FA3 || kw == KW_FA3 + 1) && tma) {
             launch_dkdv_tma<64, ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA + 1 ? 3 : 2,
                                            kw >= KW_FA3 ? 128 : 64, kw == KW_FA3 + 1, window, stream);
             return;
         }
-        // T < 128 on the TMA kernel (a TMA box may not exceed the tensor: it faults) and KW_WGMMA_HD128: version 7's kernel
+        // T where the TMA kernel cannot run, and KW_WGMMA_HD128: version 7's kernel
         if (kw >= KW_TMA || kw == KW_WGMMA_HD128) { kw = 1; }
         if (kw == 1 || kw == 2) {
             (kw == 1 ? launch_dkdv_wgmma<1, ATOMIC_DQ, 64> : launch_dkdv_wgmma<2, ATOMIC_DQ, 64>)(dk, dv, dqacc, dout, q, k, v, lse, Dsum,
                                                                                                 B, NH, T, scale, window, stream);
             return;
         }
-    } else if (kw >= KW_FA3 && T >= 128) {  // (KW_FA3 + 1 too: ALT_DQ is for the 128-query step only)
+    } else if (kw >= KW_FA3 && tma) {  // (KW_FA3 + 1 too: ALT_DQ is for the 128-query step only)
         launch_dkdv_tma<HD, ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, 2, 64, false, window, stream);
         return;
     } else if (kw == KW_WGMMA_HD128 || kw >= KW_FA3) {

@@ -10,7 +10,7 @@
    time:  B 8, 16 heads, HD 64, T 8192, window 256 (the paper's), forward and forward + backward, with
           dense causal attention at the same shape for comparison. FLOPs counted as executed:
           4 HD x (keys per query) per query and head forward, 2.5x that for the backward.
-   make build/cuda/attention_swa && ./build/cuda/attention_swa [check|time|all]
+   make build/cuda/attention_swa && ./build/cuda/attention_swa [check|time|all|case B NH T HD window deterministic]
 */
 #include "dev/cuda/attention_check.cuh"
 
@@ -89,10 +89,17 @@ static void time_window(int B, int NH, int T, int HD, int window) {
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "all";
     int fails = 0;
+    if (strcmp(mode, "case") == 0) {  // one check: case B NH T HD window deterministic
+        if (argc != 8) { die("usage: %s case B NH T HD window deterministic", argv[0]); }
+        fails = check_window(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7]), 99);
+        printf("attention_swa case: %d failed\n", fails);
+        return fails != 0;
+    }
     if (strcmp(mode, "time") != 0) {
         struct { int B, NH, T, HD, window; } cases[] = {
             {2, 2, 1000, 64, 256}, {2, 2, 1000, 64, 24}, {1, 3, 777, 64, 100}, {2, 2, 300, 64, 1}, {2, 2, 256, 64, 500},
             {3, 2, 100, 64, 40},  // T < 128: the one-warpgroup backward
+            {1, 3, 777, 64, 0},   // window 0 = dense causal; T not a multiple of 4: not the TMA backward
             {1, 2, 1000, 128, 200}, {1, 2, 600, 128, 64},
         };
         uint64_t seed = 31;

@@ -219,7 +219,7 @@ static void test_debug_state_layout(void) {
     fread_check(&h, sizeof(h), 1, f, path);
     size_t P = h.num_params, N = (size_t)h.B * h.T, V = h.cfg.vocab_size;
     long long expect = CKPT_HEADER_BYTES + 4LL * (P + N + N + N * V + 1 + P + h.num_steps +
-                                                  (size_t)h.num_moba_layers * N * h.cfg.n_head * h.cfg.moba_topk) + 4;
+                                                  debug_state_sel_sets(&h) * h.num_moba_layers * N * h.cfg.n_head * h.cfg.moba_topk) + 4;
     CHECK(h.magic == DEBUG_MAGIC && h.B == 2 && h.T == 32 && h.num_steps == 3 && P == param_count(&h.cfg), "debug header wrong");
     CHECK(size == expect, "debug state is %lld bytes, layout says %lld", size, expect);
     // the stored parameters are the seeded init, and the losses decrease over the AdamW steps
