@@ -208,7 +208,7 @@ static inline void mc_add(const JValue *v, const char *path, uint64_t line, void
         it->label = mc_label(v, "answer", path, line) - 1;
     } else if (strcmp(f, "truthfulqa_mc1") == 0 || strcmp(f, "truthfulqa_mc2") == 0) {
         char *q = str_cat3("\n\nQ: ", jv_field(v, "question", JV_STR, path, line)->str, "\nA:"), *c = str_cat3(truthfulqa_primer, q, "");
-        const char *field = f[14] == '1' ? "mc1_targets" : "mc2_targets";
+        const char *field = strcmp(f, "truthfulqa_mc1") == 0 ? "mc1_targets" : "mc2_targets";
         const JValue *t = jv_field(v, field, JV_OBJ, path, line);
         const JValue *choices = jv_field(t, "choices", JV_ARR, path, line), *labels = jv_field(t, "labels", JV_ARR, path, line);
         if (choices->n != labels->n) { die("%s:%llu: '%s' has %d choices and %d labels", path, (unsigned long long)line, field, choices->n, labels->n); }
