@@ -202,10 +202,11 @@ static inline void essay_context(StrBuf *b, const RulerSource *src, int n, char 
     free(sent_end);
 }
 
-// Sentences (noise or random needles) joined by '\n', with the real needles at random sentence indexes.
+// Sentences (noise or random needles) joined by '\n', with the real needles before distinct random
+// sentences.
 static inline void line_context(StrBuf *b, const RulerTask *t, int n, char needles[][320], int nn, Rng *r, KeySet *used) {
     int idx[64];
-    ruler_sample_sorted(r, idx, nn, n + 1, 0);  // several needles may share a gap
+    ruler_sample_sorted(r, idx, nn, n, 1);  // RULER: random.sample(range(n), needles), each before that line
     int k = 0;
     for (int s = 0; s <= n; s++) {
         while (k < nn && idx[k] == s) { sb_puts(b, needles[k++]); sb_puts(b, "\n"); }
@@ -455,10 +456,10 @@ static inline void ruler_build(RulerSample *s, const RulerTask *t, const RulerSo
     s->prompt_tokens = ruler_count_tokens(src->tok, b.s, b.n);
 }
 
-// The smallest haystack of each family: vt needs room for its 5 chain lines, cwe its 10 common words,
-// fwe enough words that ranks 1-5 have distinct counts.
+// The smallest haystack of each family: a line per needle (niah, vt's 5 chain lines), cwe's 10 common
+// words, fwe enough words that ranks 1-5 have distinct counts.
 static inline int ruler_min_haystack(const RulerTask *t) {
-    return t->family == RT_VT ? t->num_v + 1 : t->family == RT_CWE ? t->num_k : t->family == RT_FWE ? 64 : t->family == RT_NIAH ? 1 : 0;
+    return t->family == RT_VT ? t->num_v + 1 : t->family == RT_CWE ? t->num_k : t->family == RT_FWE ? 64 : t->family == RT_NIAH ? t->num_k * t->num_v : 0;
 }
 
 // The sample `index` of task t whose prompt + max_gen fits in `length` tokens, with the largest
