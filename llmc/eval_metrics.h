@@ -96,9 +96,7 @@ static inline CpStr normalize_answer_cps(const char *s) {
 // normalize_answer as UTF-8 (malloc'd).
 static inline char *normalize_answer(const char *s) {
     CpStr n = normalize_answer_cps(s);
-    char *out = cps_to_utf8(n.c, n.n);
-    free(n.c);
-    return out;
+    return cps_release_utf8(&n);
 }
 
 // F1 of two token multisets (Counter(a) & Counter(b)).

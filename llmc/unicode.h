@@ -80,13 +80,19 @@ static inline char *cps_to_utf8(const uint32_t *s, int n) {
     return out;
 }
 
+// s as UTF-8 (malloc'd); frees s.
+static inline char *cps_release_utf8(CpStr *s) {
+    char *out = cps_to_utf8(s->c, s->n);
+    free(s->c);
+    memset(s, 0, sizeof(*s));
+    return out;
+}
+
 // Text with invalid UTF-8 replaced as Python decodes it (malloc'd), so byte-level substring tests agree
 // with Python's str ones.
 static inline char *utf8_clean(const char *text) {
     CpStr s = cps_from_cstr(text);
-    char *out = cps_to_utf8(s.c, s.n);
-    free(s.c);
-    return out;
+    return cps_release_utf8(&s);
 }
 
 #define UC_COUNT(t) ((int)(sizeof(t) / sizeof(t[0])))
@@ -155,9 +161,8 @@ static inline char *utf8_capitalize(const char *text) {
         int k = i == 0 ? uc_title(s.c[0], m) : uc_lower(s.c[i], m);
         for (int j = 0; j < k; j++) { cps_push(&out, m[j]); }
     }
-    char *r = cps_to_utf8(out.c, out.n);
-    free(s.c); free(out.c);
-    return r;
+    free(s.c);
+    return cps_release_utf8(&out);
 }
 
 // The byte length of the whitespace character (str.isspace()) that starts the UTF-8 text p, else 0.

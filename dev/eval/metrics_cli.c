@@ -36,8 +36,8 @@ static void run_case(const JValue *v, const char *path, uint64_t line, void *ctx
     else if (strcmp(f, "normalize") == 0) { print_string(s = normalize_answer(a)); }
     else if (strcmp(f, "lower") == 0) {
         CpStr c = cps_from_cstr(a), l = cps_lower(c.c, c.n);
-        print_string(s = cps_to_utf8(l.c, l.n));
-        free(c.c); free(l.c);
+        print_string(s = cps_release_utf8(&l));
+        free(c.c);
     }
     else if (strcmp(f, "capitalize") == 0) { print_string(s = utf8_capitalize(a)); }
     else if (strcmp(f, "hellaswag") == 0) { print_string(s = hellaswag_preprocess(a)); }

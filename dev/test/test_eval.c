@@ -9,6 +9,7 @@
 #include "train_gpt_moba.c"
 #include "llmc/kv_cache.h"
 #include "llmc/eval_driver.h"
+#include "llmc/eval_cpu.h"
 #include "llmc/plot.h"
 #include "dev/test/testing.h"
 
@@ -532,18 +533,6 @@ static void test_lm_tasks(void) {
 
 // The whole driver on the paper's list with the committed sample files: a tiny random model, a byte
 // tokenizer, every task that the paper reports; the tables come out with every cell filled.
-static Model paper_model;
-static void paper_score(void *ctx, const int *inputs, const int *targets, int B, int T, float *losses, int *argmax) {
-    Model *m = ((KVModel *)ctx)->m;
-    int V = m->cfg.vocab_size;
-    model_reserve(m, B, T);
-    model_forward(m, inputs, targets, B, T);
-    for (size_t n = 0; n < (size_t)B * T; n++) {
-        losses[n] = targets[n] >= 0 ? m->a.losses[n] : 0.0f;
-        if (argmax) { argmax[n] = argmax_logits(m->a.logits + n * V, V); }
-    }
-}
-
 static void test_paper_run(void) {
     uint32_t dummy[2] = {0, 0};
     const char *specials[1] = {TOKENIZER_EOT_NAME};
@@ -556,6 +545,7 @@ static void test_paper_run(void) {
     tokenizer_save(&tok, tokpath);
     tokenizer_free(&tok);
     ModelConfig cfg = {260, 1, 16, 2, 32, 1024, ATTN_DENSE, 4, 2, 0, 0, 10000.0f};
+    Model paper_model;
     model_init(&paper_model, &cfg, 3);
     const char *D = "dev/eval/paper_sample";
     char mc[1024];
@@ -567,12 +557,7 @@ static void test_paper_run(void) {
     char *argv[] = {"eval", "-c", "random", "-o", out, "-k", tokpath, "-w", wiki, "-a", lmb, "-M", mc, "-r", "niah_single_1,niah_single_2,niah_single_3",
                     "-l", "1024", "-n", "1", "-e", essay, "-L", lb, "-N", "1", "-C", "1024"};
     EvalArgs a = parse_eval_args((int)(sizeof(argv) / sizeof(argv[0])), argv);
-    KVCache kv;
-    KVModel km = {&kv, &paper_model};
-    EvalModel em = {&km, paper_model.cfg, eval_capacity(&a, &paper_model.cfg), kv_prefill_fn, kv_step_fn, paper_score, "CPU fp32 (test)"};
-    kv_init(&kv, &em.cfg, em.capacity);
-    eval_run(&a, &em, 0);
-    kv_free(&kv);
+    cpu_eval_run(&a, &paper_model, 0, "CPU fp32 (test)");
     model_free(&paper_model);
     char path[256], buf[65536];
     snprintf(path, sizeof(path), "%s/eval.md", out);
