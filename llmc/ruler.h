@@ -6,7 +6,7 @@
    niah_single_1/2/3   one needle; haystack noise / essay / essay; value number / number / uuid
    niah_multikey_1/2/3 4 keys, one asked; haystack essay / needles / needles (uuid keys and values for 3)
    niah_multivalue     one key holding 4 values; niah_multiquery: 4 keys asked at once
-                       Word keys are pairs word-word of a built-in list of 8192 words (ruler_words.h);
+                       Word keys are pairs word-word of a built-in list of 8192 words (tables/ruler_words.h);
                        every key of a sample (haystack needles included) is distinct.
    vt                  variable tracking: a chain of 4 hops "VAR X = VAR Y" in a noise haystack, after a
                        one-shot example (3-letter variables, at most 500 tokens) with its answer
@@ -31,7 +31,7 @@
 #include "eval_metrics.h"
 #include "json_value.h"
 #include "rng.h"
-#include "ruler_words.h"
+#include "tables/ruler_words.h"
 #include "tokenizer.h"
 #include "utils.h"
 

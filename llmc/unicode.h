@@ -2,7 +2,7 @@
  The text handling the evaluation metrics need, the way Python 3 does it on str: UTF-8 decoding with
  errors="replace" (each maximal invalid subsequence becomes one U+FFFD), the character classes of
  str.isspace(), re's \w and \d, and str.lower() / the title case str.capitalize() puts on the first
- character, over all of Unicode (tables in unicode_tables.h, generated from Python's unicodedata by
+ character, over all of Unicode (tables in tables/unicode_tables.h, generated from Python's unicodedata by
  dev/eval/gen_unicode_tables.py). Text is held as code point arrays (CpStr).
  Not reproduced: the context-dependent lower case of capital sigma (Python writes a final sigma at the
  end of a word; here it is always U+03C3).
@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "unicode_tables.h"
+#include "tables/unicode_tables.h"
 #include "utils.h"
 
 typedef struct { uint32_t *c; int n, cap; } CpStr;

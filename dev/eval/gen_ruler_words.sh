@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Writes llmc/ruler_words.h: 8192 common-looking English words for RULER's keys and common-word lists,
+# Writes llmc/tables/ruler_words.h: 8192 common-looking English words for RULER's keys and common-word lists,
 # drawn deterministically from Debian's wamerican list (installed here if missing; the product only
 # reads the committed header). Kept: lowercase a-z words of 4-9 letters, without the inflected forms
 # that end in s, ed or ing, so that no answer word is another one plus a suffix; then every k-th word.
-#   bash dev/eval/gen_ruler_words.sh > llmc/ruler_words.h
+#   bash dev/eval/gen_ruler_words.sh > llmc/tables/ruler_words.h
 set -euo pipefail
 dict=/usr/share/dict/american-english
 if [ ! -f "$dict" ]; then

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Writes llmc/unicode_tables.h: the character classes and case mappings of this Python's str methods
+"""Writes llmc/tables/unicode_tables.h: the character classes and case mappings of this Python's str methods
 and `re` module that the evaluation metrics need (llmc/unicode.h), over all of Unicode, as small range
 tables. Data-prep time only; the product reads the committed header.
-    python3 dev/eval/gen_unicode_tables.py > llmc/unicode_tables.h
+    python3 dev/eval/gen_unicode_tables.py > llmc/tables/unicode_tables.h
 """
 import sys
 import unicodedata
