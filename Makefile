@@ -23,7 +23,7 @@ CPU_TESTS = $(patsubst dev/test/%.c,$(BUILD)/%,$(wildcard dev/test/*.c))
 DATA_TOOLS = $(patsubst data/%.c,$(BUILD)/%,$(wildcard data/*.c))
 EVAL_TOOLS = $(patsubst dev/eval/%.c,$(BUILD)/%,$(wildcard dev/eval/*.c))
 CUDA_DEV = $(patsubst dev/cuda/%.cu,$(BUILD)/cuda/%,$(wildcard dev/cuda/*.cu))
-HEADERS = $(wildcard llmc/*.h) $(wildcard dev/test/*.h)
+HEADERS = $(wildcard llmc/*.h) $(wildcard llmc/tables/*.h) $(wildcard dev/test/*.h)
 CUDA_HEADERS = $(HEADERS) $(wildcard llmc/*.cuh)
 
 .PHONY: all cpu cuda run test clean

@@ -6,7 +6,9 @@
  trace (CPU vs GPU tokens). Writes <out>/eval.json, <out>/eval.md and per-sample predictions
  (<out>/ruler_pred.jsonl, <out>/longbench_pred/<dataset>.jsonl in LongBench's pred format).
  A program parses the flags (parse_eval_args), opens its model as an EvalModel with eval_capacity()
- tokens of cache, and calls eval_run. doc/eval.md has the details.
+ tokens of cache, and calls eval_run. Whenever a task of the FlashMoBA paper's list ran (WikiText-2,
+ LAMBADA, the zero-shot sets, RULER S-NIAH-1/2/3, the 12 LongBench subsets), eval.md ends with the
+ paper's tables for this checkpoint. doc/eval.md has the details.
  Include after the model (train_gpt_moba.c or train_gpt_moba.cu), which brings config, checkpoint,
  data loader, argument and synthetic-corpus headers.
 */
@@ -14,6 +16,7 @@
 #define LLMC_EVAL_DRIVER_H
 
 #include <sys/stat.h>
+#include "lm_tasks.h"
 #include "longbench.h"
 #include "mc_tasks.h"
 #include "ruler.h"
@@ -34,7 +37,7 @@ typedef struct {
 } EvalModel;
 
 typedef struct {
-    const char *ckpt, *out, *tokenizer, *ruler, *lengths, *essay, *squad, *hotpot, *syn, *lb_dir, *lb_sets, *val, *mc, *trace;
+    const char *ckpt, *out, *tokenizer, *ruler, *lengths, *essay, *squad, *hotpot, *syn, *lb_dir, *lb_sets, *val, *mc, *trace, *wikitext, *lambada;
     int samples, lb_max, T, B, batches, buckets, context;
     uint64_t seed;
 } EvalArgs;
@@ -42,7 +45,7 @@ typedef struct {
 static void usage(void) {
     printf("usage: build/eval (CPU) or ./eval_gpt_moba_cu (GPU) -c CHECKPOINT [-flag value]...\n"
            "  -c  checkpoint (required)                 -o  output folder (default: the checkpoint's)\n"
-           "  -k  tokenizer file (RULER, LongBench, multiple choice)\n"
+           "  -k  tokenizer file (RULER, LongBench, WikiText, LAMBADA, multiple choice)\n"
            "  -j  val shards glob: LM accuracy           -t  its sequence length (256)  -b  batch (4)\n"
            "  -m  val batches (8)                        -P  position buckets (8)\n"
            "  -s  synthetic needle tasks: all | syn_single,syn_multikey,syn_multiquery\n"
@@ -51,7 +54,10 @@ static void usage(void) {
            "  -q  SQuAD v2 JSON (qa_1)                   -Q  HotpotQA JSON (qa_2)\n"
            "  -L  LongBench data folder (<dataset>.jsonl)  -d  datasets, comma list (every English one present)\n"
            "  -N  max LongBench records per dataset (all)  -C  context for LongBench (model max, at most 32768)\n"
-           "  -M  multiple choice: format:file.jsonl[,...] (hellaswag, piqa, arc, winogrande)\n"
+           "  -M  multiple choice: format:file.jsonl[,...] (hellaswag, piqa, arc, arc_easy, arc_challenge,\n"
+           "      openbookqa, winogrande, truthfulqa_mc1, truthfulqa_mc2; lm-eval's HF JSONL fields)\n"
+           "  -w  WikiText-2 document-level JSONL ({\"page\"}): rolling log-likelihood perplexity\n"
+           "  -a  LAMBADA JSONL ({\"text\"}): last-word accuracy and perplexity\n"
            "  -G  greedy trace file: -n random prompts of L/2 tokens (L: first -l), L/2 greedy tokens each,\n"
            "      one line per token with the top-2 logits (CPU vs GPU: dev/eval/compare_greedy.py)\n"
            "  -g  seed (1)\n");
@@ -88,6 +94,8 @@ static EvalArgs parse_eval_args(int argc, char **argv) {
         case 'N': a.lb_max = parse_int(f, v); break;
         case 'C': a.context = parse_int(f, v); break;
         case 'M': a.mc = v; break;
+        case 'w': a.wikitext = v; break;
+        case 'a': a.lambada = v; break;
         case 'G': a.trace = v; break;
         case 'g': a.seed = (uint64_t)parse_int(f, v); break;
         default: die("unknown flag %s (see -h)", f);
@@ -118,6 +126,88 @@ static int parse_lengths(const char *s, int *lengths, int cap, int max_len) {
     }
     free(buf);
     return n;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The FlashMoBA paper's evaluation list: its scores as tasks run (NAN: not run), printed at the end in
+// the shape of the paper's tables. Zero-shot columns use acc_norm for OpenBookQA, HellaSwag and ARC-c,
+// acc for the others, mc2 for TruthfulQA.
+
+#define PAPER_LB 12
+static const char *const paper_lb_sets[PAPER_LB] = {"qasper", "multifieldqa_en", "hotpotqa", "2wikimqa", "musique", "gov_report",
+                                                    "qmsum", "multi_news", "triviaqa", "samsum", "lcc", "repobench-p"};
+static const char *const paper_lb_names[PAPER_LB] = {"Qasper", "MFQA", "HotpotQA", "2WikiMQA", "MuSiQue", "GovReport",
+                                                     "QMSum", "MultiNews", "TriviaQA", "SAMSum", "LCC", "RepoBench-P"};
+#define PAPER_MC 7
+static const struct { const char *set, *name; int norm; } paper_mc[PAPER_MC] = {
+    {"openbookqa", "OBQA", 1}, {"piqa", "PIQA", 0}, {"hellaswag", "Hella", 1}, {"winogrande", "Wino", 0},
+    {"arc_easy", "ARC-e", 0}, {"arc_challenge", "ARC-c", 1}, {"truthfulqa_mc2", "TQA", 0}};
+
+typedef struct {
+    double wiki_ppl, lmb_ppl, lmb_acc, mc[PAPER_MC], lb[PAPER_LB], niah[3][64];
+    int nl, lengths[64];
+} PaperScores;
+
+static PaperScores paper;
+
+static void paper_reset(void) {
+    double *all[] = {&paper.wiki_ppl, &paper.lmb_ppl, &paper.lmb_acc};
+    for (int i = 0; i < 3; i++) { *all[i] = NAN; }
+    for (int i = 0; i < PAPER_MC; i++) { paper.mc[i] = NAN; }
+    for (int i = 0; i < PAPER_LB; i++) { paper.lb[i] = NAN; }
+    for (int t = 0; t < 3; t++) { for (int l = 0; l < 64; l++) { paper.niah[t][l] = NAN; } }
+    paper.nl = 0;
+}
+
+// A table cell: the value, or "-" when not run; *sum and *count collect the values for an average.
+static void paper_cell(StrBuf *md, double v, int decimals, double *sum, int *count) {
+    if (isnan(v)) { sb_puts(md, " - |"); return; }
+    sb_printf(md, " %.*f |", decimals, v);
+    if (sum) { *sum += v; (*count)++; }
+}
+
+static void paper_tables(StrBuf *md) {
+    int any = !isnan(paper.wiki_ppl) || !isnan(paper.lmb_ppl);
+    for (int i = 0; i < PAPER_MC; i++) { any |= !isnan(paper.mc[i]); }
+    for (int i = 0; i < PAPER_LB; i++) { any |= !isnan(paper.lb[i]); }
+    for (int t = 0; t < 3; t++) { for (int l = 0; l < paper.nl; l++) { any |= !isnan(paper.niah[t][l]); } }
+    if (!any) { return; }
+    sb_puts(md, "## The paper's tables\n\nLanguage modelling and zero-shot (WikiText-2 word perplexity; acc_norm for OBQA, Hella, ARC-c; "
+                "acc for PIQA, Wino, ARC-e, LAMBADA; TruthfulQA mc2; Avg over the accuracy columns that ran):\n\n"
+                "| Wiki ppl | LMB ppl | LMB acc |");
+    for (int i = 0; i < PAPER_MC; i++) { sb_printf(md, " %s |", paper_mc[i].name); }
+    sb_puts(md, " Avg |\n|");
+    for (int i = 0; i < PAPER_MC + 4; i++) { sb_puts(md, " --- |"); }
+    sb_puts(md, "\n|");
+    double sum = 0;
+    int count = 0;
+    paper_cell(md, paper.wiki_ppl, 2, NULL, NULL);
+    paper_cell(md, paper.lmb_ppl, 2, NULL, NULL);
+    paper_cell(md, paper.lmb_acc, 1, &sum, &count);
+    for (int i = 0; i < PAPER_MC; i++) { paper_cell(md, paper.mc[i], 1, &sum, &count); }
+    paper_cell(md, count ? sum / count : NAN, 1, NULL, NULL);
+    sb_puts(md, "\n\nRULER S-NIAH (score %):\n\n| task |");
+    for (int l = 0; l < paper.nl; l++) {
+        int len = paper.lengths[l];
+        if (len % 1024 == 0) { sb_printf(md, " %dK |", len / 1024); } else { sb_printf(md, " %d |", len); }
+    }
+    sb_puts(md, " Avg |\n| --- |");
+    for (int l = 0; l <= paper.nl; l++) { sb_puts(md, " --- |"); }
+    for (int t = 0; t < 3; t++) {
+        sb_printf(md, "\n| S-NIAH-%d |", t + 1);
+        sum = 0; count = 0;
+        for (int l = 0; l < paper.nl; l++) { paper_cell(md, paper.niah[t][l], 1, &sum, &count); }
+        paper_cell(md, count ? sum / count : NAN, 1, NULL, NULL);
+    }
+    sb_puts(md, "\n\nLongBench (score):\n\n|");
+    for (int i = 0; i < PAPER_LB; i++) { sb_printf(md, " %s |", paper_lb_names[i]); }
+    sb_puts(md, " Avg |\n|");
+    for (int i = 0; i <= PAPER_LB; i++) { sb_puts(md, " --- |"); }
+    sb_puts(md, "\n|");
+    sum = 0; count = 0;
+    for (int i = 0; i < PAPER_LB; i++) { paper_cell(md, paper.lb[i], 2, &sum, &count); }
+    paper_cell(md, count ? sum / count : NAN, 2, NULL, NULL);
+    sb_puts(md, "\n\n");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -217,7 +307,9 @@ static void eval_syn(EvalModel *em, const EvalArgs *a, const int *lengths, int n
 // Text generation (tokenizer tasks)
 
 // Greedy continuation of a text prompt, the prompt cut in the middle to fit context - max_gen.
-static char *generate_text(EvalModel *em, const Tokenizer *tok, const char *prompt, int context, int max_gen, int stop_newline) {
+// newline_rule: LongBench pred.py's samsum generation: stop at a newline, and the first token may be
+// neither EOT nor a newline (min_length = prompt + 1).
+static char *generate_text(EvalModel *em, const Tokenizer *tok, const char *prompt, int context, int max_gen, int newline_rule) {
     size_t len = strlen(prompt);
     uint32_t *ids = (uint32_t *)malloc_check((len ? len : 1) * sizeof(uint32_t));
     int n = (int)tokenizer_encode(tok, (const unsigned char *)prompt, len, ids, len);
@@ -229,7 +321,7 @@ static char *generate_text(EvalModel *em, const Tokenizer *tok, const char *prom
     int nl = (int)tokenizer_encode(tok, (const unsigned char *)"\n", 1, nl_ids, 8), nl_tok = (int)nl_ids[0];
     const int *stops[1] = {&nl_tok};
     int stop_len[1] = {1};
-    GenConfig g = {max_gen, 0.0f, 1.0f, 1, (int)tokenizer_eot(tok), stops, stop_len, stop_newline && nl == 1};
+    GenConfig g = {max_gen, 0.0f, 1.0f, 1, (int)tokenizer_eot(tok), stops, stop_len, newline_rule && nl == 1, newline_rule};
     int got = generate_tokens(em->ctx, em->prefill, em->step, em->cfg.vocab_size, em->capacity, in, n, &g, out);
     uint32_t *gen = (uint32_t *)malloc_check((size_t)(got ? got : 1) * sizeof(uint32_t));
     for (int i = 0; i < got; i++) { gen[i] = (uint32_t)out[i]; }
@@ -261,6 +353,8 @@ static void eval_ruler(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, c
     sb_puts(md, "## RULER (score %)\n\n");
     md_length_header(md, lengths, nl);
     double *avg = (double *)calloc_check((size_t)nl, sizeof(double));
+    paper.nl = nl;
+    memcpy(paper.lengths, lengths, (size_t)nl * sizeof(int));
     for (int ti = 0; ti < nt; ti++) {
         const RulerTask *t = all ? &ruler_tasks[ti] : ruler_task(names[ti]);
         const RulerSource *s = strcmp(t->name, "qa_2") == 0 ? &hot : &src;
@@ -282,6 +376,7 @@ static void eval_ruler(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, c
                 ruler_sample_free(&smp);
             }
             avg[li] += 100 * score / a->samples / nt;
+            if (strncmp(t->name, "niah_single_", 12) == 0) { paper.niah[t->name[12] - '1'][li] = 100 * score / a->samples; }
             put_cell(js, md, "ruler", t->name, li, lengths[li], 100 * score / a->samples);
         }
         sb_puts(js, "}");
@@ -340,6 +435,7 @@ static void eval_longbench(EvalModel *em, const Tokenizer *tok, const EvalArgs *
         sb_printf(md, "| %s | %s | %d | %.2f |\n", d->name, longbench_metric_names[d->metric], n, score);
         printf("longbench %s: %.2f over %d records\n", d->name, score, n);
         total += score; done++;
+        for (int k = 0; k < PAPER_LB; k++) { if (strcmp(paper_lb_sets[k], d->name) == 0) { paper.lb[k] = score; } }
         longbench_free(&rs);
     }
     if (done == 0) { die("no LongBench <dataset>.jsonl files in '%s'", a->lb_dir); }
@@ -351,23 +447,46 @@ static void eval_longbench(EvalModel *em, const Tokenizer *tok, const EvalArgs *
 // ---------------------------------------------------------------------------------------------------
 // Multiple choice
 
-// Sum of log p(continuation | context), the context cut from the left to fit the model.
-static double continuation_logprob(EvalModel *em, const Tokenizer *tok, const char *ctx, const char *cont) {
-    size_t lc = strlen(ctx), ln = strlen(cont);
-    uint32_t *ids = (uint32_t *)malloc_check((lc + ln + 1) * sizeof(uint32_t));
-    ids[0] = tokenizer_eot(tok);  // the document boundary the model saw in training
-    int nc = 1 + (int)tokenizer_encode(tok, (const unsigned char *)ctx, lc, ids + 1, lc);
-    int nn = (int)tokenizer_encode(tok, (const unsigned char *)cont, ln, ids + nc, ln);
-    int total = nc + nn, start = total - 1 > em->cfg.max_seq_len ? total - 1 - em->cfg.max_seq_len : 0, T = total - 1 - start;
-    if (nn == 0) { free(ids); return 0; }
-    if (T < nn) { die("multiple choice: a %d-token continuation does not fit the model's %d-token context", nn, em->cfg.max_seq_len); }
-    int *in = (int *)malloc_check((size_t)T * sizeof(int)), *tg = (int *)malloc_check((size_t)T * sizeof(int));
-    for (int t = 0; t < T; t++) { in[t] = (int)ids[start + t]; tg[t] = start + t + 1 >= nc ? (int)ids[start + t + 1] : -1; }
+// Scores tokens[0..n) of a text in one forward: the targets at positions [first, n) (position p predicts
+// tokens[p + 1]); returns their summed log-probability, and in *greedy (unless NULL) whether each was the
+// argmax.
+static double score_span(EvalModel *em, const uint32_t *tokens, int n, int first, int *greedy) {
+    int T = n - 1;
+    int *in = (int *)malloc_check((size_t)T * sizeof(int)), *tg = (int *)malloc_check((size_t)T * sizeof(int)), *am = NULL;
+    for (int t = 0; t < T; t++) { in[t] = (int)tokens[t]; tg[t] = t >= first ? (int)tokens[t + 1] : -1; }
     float *losses = (float *)malloc_check((size_t)T * sizeof(float));
-    em->score(em->ctx, in, tg, 1, T, losses, NULL);
+    if (greedy) { am = (int *)malloc_check((size_t)T * sizeof(int)); }
+    em->score(em->ctx, in, tg, 1, T, losses, am);
     double lp = 0;
-    for (int t = 0; t < T; t++) { if (tg[t] >= 0) { lp -= losses[t]; } }
-    free(ids); free(in); free(tg); free(losses);
+    int all = 1;
+    for (int t = first; t < T; t++) { lp -= losses[t]; if (am) { all &= am[t] == tg[t]; } }
+    if (greedy) { *greedy = all; }
+    free(in); free(tg); free(losses); free(am);
+    return lp;
+}
+
+// log p(continuation | context) as lm-eval computes it: trailing whitespace of the context moves to the
+// continuation; an EOT (the document boundary the model saw in training) comes first; the context is
+// cut from the left to fit the model. *greedy (unless NULL): every continuation token is the argmax.
+static double continuation_logprob(EvalModel *em, const Tokenizer *tok, const char *ctx, const char *cont, int *greedy) {
+    CpStr c = cps_from_cstr(ctx);
+    int keep = c.n;
+    while (keep > 0 && uc_is_space(c.c[keep - 1])) { keep--; }
+    char *ctx2 = keep < c.n ? cps_to_utf8(c.c, keep) : str_dup(ctx), *moved = keep < c.n ? cps_to_utf8(c.c + keep, c.n - keep) : str_dup("");
+    char *cont2 = str_cat3(moved, cont, "");
+    size_t lc = strlen(ctx2), ln = strlen(cont2);
+    uint32_t *ids = (uint32_t *)malloc_check((lc + ln + 1) * sizeof(uint32_t));
+    ids[0] = tokenizer_eot(tok);
+    int nc = 1 + (int)tokenizer_encode(tok, (const unsigned char *)ctx2, lc, ids + 1, lc);
+    int nn = (int)tokenizer_encode(tok, (const unsigned char *)cont2, ln, ids + nc, ln);
+    int total = nc + nn, start = total - 1 > em->cfg.max_seq_len ? total - 1 - em->cfg.max_seq_len : 0;
+    double lp = 0;
+    if (greedy) { *greedy = 1; }
+    if (nn > 0) {
+        if (total - 1 - start < nn) { die("a %d-token continuation does not fit the model's %d-token context", nn, em->cfg.max_seq_len); }
+        lp = score_span(em, ids + start, total - start, nc - 1 - start, greedy);
+    }
+    free(c.c); free(ctx2); free(moved); free(cont2); free(ids);
     return lp;
 }
 
@@ -375,33 +494,92 @@ static void eval_mc(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, StrB
     char *items[16], *buf;
     int n = split_list(a->mc, items, 16, &buf);
     sb_puts(js, "  \"mc\": {");
-    sb_puts(md, "## Multiple choice (zero-shot log-likelihood)\n\n| set | items | acc | acc_norm |\n| --- | --- | --- | --- |\n");
+    sb_puts(md, "## Multiple choice (zero-shot log-likelihood, lm-eval's rules)\n\n| set | items | acc | acc_norm |\n| --- | --- | --- | --- |\n");
     for (int k = 0; k < n; k++) {
         char *colon = strchr(items[k], ':');
         if (!colon) { die("-M wants format:file.jsonl, got '%s'", items[k]); }
         *colon = '\0';
-        MCSet set = mc_load(items[k], colon + 1);
-        int acc = 0, accn = 0;
+        const char *name = items[k], *format = strncmp(name, "arc_", 4) == 0 ? "arc" : name;
+        MCSet set = mc_load(format, colon + 1);
+        double acc = 0, accn = 0;
         for (int i = 0; i < set.n; i++) {
             const MCItem *it = &set.items[i];
-            int best = 0, bestn = 0;
-            double bs = -INFINITY, bn = -INFINITY;
+            double lp[MC_MAX_CHOICES], mx = -INFINITY, z = 0, ztrue = 0;
             for (int c = 0; c < it->n; c++) {
-                double lp = continuation_logprob(em, tok, it->ctx[c], it->cont[c]), norm = lp / (double)(strlen(it->cont[c]) ? strlen(it->cont[c]) : 1);
-                if (lp > bs) { bs = lp; best = c; }
-                if (norm > bn) { bn = norm; bestn = c; }
+                lp[c] = continuation_logprob(em, tok, it->ctx[c], it->cont[c], NULL);
+                if (lp[c] > mx) { mx = lp[c]; }
             }
-            acc += best == it->label; accn += bestn == it->label;
+            // mc2: the true choices' share of the probability mass (shifted by the max against underflow)
+            for (int c = 0; c < it->n; c++) { double p = exp(lp[c] - mx); z += p; ztrue += it->truth[c] ? p : 0; }
+            acc += set.metric == MC_MC2 ? ztrue / z : mc_argmax(lp, NULL, it->n) == it->label;
+            accn += mc_argmax(lp, it->chars, it->n) == it->label;
         }
         double pa = set.n ? 100.0 * acc / set.n : 0, pn = set.n ? 100.0 * accn / set.n : 0;
-        sb_printf(js, "%s\"%s\": {\"acc\": %.2f, \"acc_norm\": %.2f, \"n\": %d}", k ? ", " : "", items[k], pa, pn, set.n);
-        sb_printf(md, "| %s | %d | %.2f | %.2f |\n", items[k], set.n, pa, pn);
-        printf("mc %s: acc %.2f acc_norm %.2f over %d\n", items[k], pa, pn, set.n);
+        sb_printf(js, "%s\"%s\": {\"acc\": %.2f", k ? ", " : "", name, pa);
+        if (set.metric == MC_ACC_NORM) { sb_printf(js, ", \"acc_norm\": %.2f", pn); }
+        sb_printf(js, ", \"n\": %d}", set.n);
+        sb_printf(md, "| %s | %d | %.2f |", name, set.n, pa);
+        if (set.metric == MC_ACC_NORM) { sb_printf(md, " %.2f |\n", pn); } else { sb_puts(md, " - |\n"); }
+        printf("mc %s: %s %.2f", name, set.metric == MC_MC2 ? "mc2" : "acc", pa);
+        if (set.metric == MC_ACC_NORM) { printf(" acc_norm %.2f", pn); }
+        printf(" over %d\n", set.n);
+        for (int m = 0; m < PAPER_MC; m++) { if (strcmp(paper_mc[m].set, name) == 0) { paper.mc[m] = paper_mc[m].norm && set.metric == MC_ACC_NORM ? pn : pa; } }
         mc_free(&set);
     }
     sb_puts(js, "},\n");
     sb_puts(md, "\n");
     free(buf);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// WikiText-2 and LAMBADA (llmc/lm_tasks.h)
+
+static void eval_wikitext(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
+    TextSet docs = text_load(a->wikitext, "page");
+    int L = em->cfg.max_seq_len;
+    double ll = 0;
+    long words = 0, bytes = 0, tokens = 0;
+    for (int d = 0; d < docs.n; d++) {
+        char *text = wikitext_detokenize(docs.s[d]);
+        size_t len = strlen(text);
+        uint32_t *ids = (uint32_t *)malloc_check((len + 1) * sizeof(uint32_t));
+        ids[0] = tokenizer_eot(tok);
+        int n = (int)tokenizer_encode(tok, (const unsigned char *)text, len, ids + 1, len);
+        RollWindow w;
+        for (int k = 0; rolling_window(n, L, k, &w); k++) { ll += score_span(em, ids + w.start, w.len + 1, w.len - w.scored, NULL); }
+        words += wikitext_words(docs.s[d]);
+        bytes += (long)strlen(docs.s[d]);
+        tokens += n;
+        free(text); free(ids);
+    }
+    double word_ppl = exp(-ll / words), byte_ppl = exp(-ll / bytes), bpb = -ll / bytes / log(2.0);
+    sb_printf(js, "  \"wikitext\": {\"word_perplexity\": %.4f, \"byte_perplexity\": %.4f, \"bits_per_byte\": %.4f, \"documents\": %d, \"tokens\": %ld},\n",
+              word_ppl, byte_ppl, bpb, docs.n, tokens);
+    sb_printf(md, "## WikiText-2 (lm-eval's wikitext: rolling log-likelihood, %d-token windows)\n\n%d documents, %ld tokens: word perplexity %.4f, "
+              "byte perplexity %.4f, bits per byte %.4f\n\n", L, docs.n, tokens, word_ppl, byte_ppl, bpb);
+    printf("wikitext: word ppl %.4f, byte ppl %.4f, bpb %.4f over %d documents\n", word_ppl, byte_ppl, bpb, docs.n);
+    paper.wiki_ppl = word_ppl;
+    text_free(&docs);
+}
+
+static void eval_lambada(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
+    TextSet docs = text_load(a->lambada, "text");
+    double ll = 0;
+    int hits = 0;
+    for (int d = 0; d < docs.n; d++) {
+        char *ctx, *cont;
+        int greedy;
+        lambada_split(docs.s[d], &ctx, &cont);
+        ll += continuation_logprob(em, tok, ctx, cont, &greedy);
+        hits += greedy;
+        free(ctx); free(cont);
+    }
+    double ppl = exp(-ll / docs.n), acc = 100.0 * hits / docs.n;
+    sb_printf(js, "  \"lambada\": {\"perplexity\": %.4f, \"acc\": %.2f, \"n\": %d},\n", ppl, acc, docs.n);
+    sb_printf(md, "## LAMBADA (lm-eval's lambada_openai)\n\n%d texts: last-word accuracy %.2f%%, perplexity %.4f\n\n", docs.n, acc, ppl);
+    printf("lambada: acc %.2f, ppl %.4f over %d\n", acc, ppl, docs.n);
+    paper.lmb_ppl = ppl; paper.lmb_acc = acc;
+    text_free(&docs);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -481,7 +659,7 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     printf("eval %s (step %llu) on %s -> %s\n", a->ckpt, step, em->device, a->out);
     config_print(c, stdout);
     int lengths[64], nl = eval_lengths(a, c, lengths), context = eval_context(a, c);
-    if ((a->ruler || a->lb_dir || a->mc) && !a->tokenizer) { die("RULER, LongBench and multiple choice need a tokenizer (-k FILE)"); }
+    if ((a->ruler || a->lb_dir || a->mc || a->wikitext || a->lambada) && !a->tokenizer) { die("RULER, LongBench, WikiText, LAMBADA and multiple choice need a tokenizer (-k FILE)"); }
     Tokenizer tok;
     if (a->tokenizer) {
         tokenizer_load(&tok, a->tokenizer);
@@ -500,13 +678,19 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     else { sb_printf(&md, "dense attention, key conv %d; ", c->kconv); }
     sb_printf(&md, "%d layers, d_model %d, %d heads, %zu parameters. Evaluated on %s.\n\n", c->n_layer, c->d_model, c->n_head, param_count(c), em->device);
 
+    paper_reset();
     double t0 = now_seconds();
     if (a->val) { eval_lm(em, a, &js, &md); }
     if (a->syn) { eval_syn(em, a, lengths, nl, &js, &md); }
     if (a->ruler) { eval_ruler(em, &tok, a, lengths, nl, &js, &md); }
     if (a->lb_dir) { eval_longbench(em, &tok, a, context, &js, &md); }
+    if (a->wikitext) { eval_wikitext(em, &tok, a, &js, &md); }
+    if (a->lambada) { eval_lambada(em, &tok, a, &js, &md); }
     if (a->mc) { eval_mc(em, &tok, a, &js, &md); }
     if (a->trace) { eval_trace(em, a, lengths[0]); }
+    size_t before = md.n;
+    paper_tables(&md);
+    if (md.n > before) { printf("\n%s", md.s + before); }
     sb_printf(&js, "  \"seconds\": %.1f\n}\n", now_seconds() - t0);
     char path[1200];
     snprintf(path, sizeof(path), "%s/eval.json", a->out);

@@ -1,24 +1,28 @@
 /*
- Answer-scoring metrics of LongBench (THUDM/LongBench metrics.py) and RULER, on byte strings.
+ Answer-scoring metrics of LongBench (THUDM/LongBench metrics.py) and RULER, computed on text the way
+ the official Python computes them on str (code points; llmc/unicode.h: str.lower(), str.split(), re's
+ \\w and \\d over all of Unicode; invalid UTF-8 decoded as Python's errors="replace" does).
  Each returns a score in [0, 1] for one prediction against one ground truth; a dataset score is the max
  over its ground truths, averaged over records, times 100 (longbench.h does that).
- - qa_f1_score: token F1 after normalize_answer (lowercase, drop ASCII punctuation, drop the words
-   a/an/the, collapse whitespace), counting repeated tokens as a multiset (Python Counter &).
+ - qa_f1_score: token F1 after normalize_answer (str.lower(), drop string.punctuation (ASCII), replace
+   the words a/an/the (re \\b(a|an|the)\\b) by a space, " ".join(split())), counting repeated tokens as a
+   multiset (Python Counter &).
  - rouge_l_score: ROUGE-L "f" of the `rouge` package LongBench uses (pltrdy/rouge, summary level):
-   sentences split at '.', words at ' ', m / n = distinct words of reference / prediction, overlap =
-   distinct words of the union of each (reference sentence, prediction sentence) LCS; f = 2pr/(p+r+1e-8).
-   Case-sensitive, like the package. An empty prediction scores 0 (the package raises; LongBench catches).
+   sentences split at '.', words at ' ' after " ".join(sentence.split()), m / n = distinct words of
+   reference / prediction, overlap = distinct words of the union of each (reference sentence, prediction
+   sentence) LCS; f = 2pr/(p+r+1e-8). Case-sensitive, like the package. An empty prediction scores 0 (the
+   package raises; LongBench catches).
  - classification_score: the classes that occur in the prediction, minus those that are a proper
    substring of the ground truth (with Python's skip-after-remove loop quirk kept), 1/count if the
    ground truth is among them, else 0.
- - retrieval_score / count_score: the fraction of the numbers in the prediction that equal the ground
-   truth's paragraph id ("Paragraph N") / the ground truth.
+ - retrieval_score / count_score: the fraction of the numbers (re \\d+) in the prediction that equal the
+   ground truth's paragraph id ("Paragraph N") / the ground truth.
  - code_sim_score: the first line of the prediction without '`', '#' or "//", compared to the ground
-   truth with fuzzywuzzy's fuzz.ratio as computed with python-Levenshtein: round(100 * 2*LCS/(|a|+|b|))
-   / 100 over characters (bytes here), 0 if either string is empty.
- - RULER: string match of each expected answer inside the prediction, both lowercased: all-match is the
-   fraction found, part-match is 1 if any is found.
- Text is treated as bytes: lowercase and punctuation are ASCII only (LongBench's English subsets).
+   truth with fuzzywuzzy's fuzz.ratio as computed with python-Levenshtein: 100 for equal strings (two
+   empty ones too), 0 if either is empty, else round(100 * 2*LCS/(|a|+|b|)) (half to even) / 100 over
+   code points.
+ - RULER: string match of each expected answer inside the prediction, both str.lower()ed: all-match is
+   the fraction found, part-match is 1 if any is found.
 */
 #ifndef LLMC_EVAL_METRICS_H
 #define LLMC_EVAL_METRICS_H
@@ -26,13 +30,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "unicode.h"
 #include "utils.h"
 
-// A word: a slice of a string.
-typedef struct { const char *s; int n; } Span;
+// A word: a slice of a code point string.
+typedef struct { const uint32_t *s; int n; } Span;
 typedef struct { Span *w; int n, cap; } SpanList;
 
-static inline void spans_push(SpanList *l, const char *s, int n) {
+static inline void spans_push(SpanList *l, const uint32_t *s, int n) {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 16;
         l->w = (Span *)realloc(l->w, (size_t)l->cap * sizeof(Span));
@@ -41,55 +46,57 @@ static inline void spans_push(SpanList *l, const char *s, int n) {
     l->w[l->n].s = s; l->w[l->n].n = n; l->n++;
 }
 
-static inline int span_eq(Span a, Span b) { return a.n == b.n && memcmp(a.s, b.s, (size_t)a.n) == 0; }
+static inline int span_eq(Span a, Span b) { return a.n == b.n && memcmp(a.s, b.s, (size_t)a.n * sizeof(uint32_t)) == 0; }
 
-static inline int metric_is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
-static inline int metric_is_punct(unsigned char c) { return c < 0x80 && strchr("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", c) && c != 0; }
-// \w of Python's regex, approximated on bytes: ASCII letters, digits, '_' and every non-ASCII byte
-static inline int metric_is_word(unsigned char c) { return c >= 0x80 || c == '_' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+static inline int metric_is_punct(uint32_t c) { return c > 0 && c < 0x80 && strchr("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", (int)c); }
 
 // Python str.split(): runs of non-whitespace.
-static inline void split_whitespace(SpanList *out, const char *s, int n) {
+static inline void split_whitespace(SpanList *out, const uint32_t *s, int n) {
     out->n = 0;
     for (int i = 0; i < n;) {
-        while (i < n && metric_is_space((unsigned char)s[i])) { i++; }
+        while (i < n && uc_is_space(s[i])) { i++; }
         int start = i;
-        while (i < n && !metric_is_space((unsigned char)s[i])) { i++; }
+        while (i < n && !uc_is_space(s[i])) { i++; }
         if (i > start) { spans_push(out, s + start, i - start); }
     }
 }
 
-// LongBench's normalize_answer into out (room for strlen(s) + 1): lower, remove punctuation, replace the
-// words a/an/the by a space, collapse whitespace. Returns the length.
-static inline int normalize_answer(char *out, const char *s) {
-    int n = 0, len = (int)strlen(s);
-    char *tmp = (char *)malloc_check((size_t)len + 1);
-    for (int i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (metric_is_punct(c)) { continue; }
-        tmp[n++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+// " ".join(words) appended to out.
+static inline void join_words(CpStr *out, const SpanList *words) {
+    for (int k = 0; k < words->n; k++) {
+        if (k) { cps_push(out, ' '); }
+        for (int i = 0; i < words->w[k].n; i++) { cps_push(out, words->w[k].s[i]); }
     }
-    // articles: a maximal run of word characters equal to a, an or the
-    for (int i = 0; i < n;) {
-        if (!metric_is_word((unsigned char)tmp[i])) { i++; continue; }
+}
+
+// LongBench's normalize_answer as code points: lower, remove punctuation, replace the words a/an/the
+// by a space, collapse whitespace.
+static inline CpStr normalize_answer_cps(const char *s) {
+    CpStr text = cps_from_cstr(s), low = cps_lower(text.c, text.n), tmp = {NULL, 0, 0}, out = {NULL, 0, 0};
+    for (int i = 0; i < low.n; i++) { if (!metric_is_punct(low.c[i])) { cps_push(&tmp, low.c[i]); } }
+    // articles: a maximal run of word characters equal to a, an or the becomes one space
+    static const uint32_t the[3] = {'t', 'h', 'e'}, an[2] = {'a', 'n'};
+    CpStr art = {NULL, 0, 0};
+    for (int i = 0; i < tmp.n;) {
+        if (!uc_is_word(tmp.c[i])) { cps_push(&art, tmp.c[i++]); continue; }
         int start = i;
-        while (i < n && metric_is_word((unsigned char)tmp[i])) { i++; }
+        while (i < tmp.n && uc_is_word(tmp.c[i])) { i++; }
         int w = i - start;
-        if ((w == 1 && tmp[start] == 'a') || (w == 2 && memcmp(tmp + start, "an", 2) == 0) || (w == 3 && memcmp(tmp + start, "the", 3) == 0)) {
-            memset(tmp + start, ' ', (size_t)w);
-        }
+        const uint32_t *p = tmp.c + start;
+        if ((w == 1 && p[0] == 'a') || (w == 2 && memcmp(p, an, sizeof(an)) == 0) || (w == 3 && memcmp(p, the, sizeof(the)) == 0)) { cps_push(&art, ' '); }
+        else { for (int k = start; k < i; k++) { cps_push(&art, tmp.c[k]); } }
     }
     SpanList words = {0};
-    split_whitespace(&words, tmp, n);
-    int m = 0;
-    for (int k = 0; k < words.n; k++) {
-        if (k) { out[m++] = ' '; }
-        memcpy(out + m, words.w[k].s, (size_t)words.w[k].n);
-        m += words.w[k].n;
-    }
-    out[m] = '\0';
-    free(words.w); free(tmp);
-    return m;
+    split_whitespace(&words, art.c, art.n);
+    join_words(&out, &words);
+    free(words.w); free(text.c); free(low.c); free(tmp.c); free(art.c);
+    return out;
+}
+
+// normalize_answer as UTF-8 (malloc'd).
+static inline char *normalize_answer(const char *s) {
+    CpStr n = normalize_answer_cps(s);
+    return cps_release_utf8(&n);
 }
 
 // F1 of two token multisets (Counter(a) & Counter(b)).
@@ -104,42 +111,40 @@ static inline double token_f1(const SpanList *a, const SpanList *b) {
     }
     free(used);
     if (same == 0) { return 0.0; }
-    double p = (double)same / a->n, r = (double)same / b->n;
+    double p = 1.0 * same / a->n, r = 1.0 * same / b->n;
     return 2 * p * r / (p + r);
 }
 
 static inline double qa_f1_score(const char *pred, const char *gt) {
-    char *np = (char *)malloc_check(strlen(pred) + 1), *ng = (char *)malloc_check(strlen(gt) + 1);
-    int lp = normalize_answer(np, pred), lg = normalize_answer(ng, gt);
+    CpStr np = normalize_answer_cps(pred), ng = normalize_answer_cps(gt);
     SpanList a = {0}, b = {0};
-    split_whitespace(&a, np, lp);
-    split_whitespace(&b, ng, lg);
+    split_whitespace(&a, np.c, np.n);
+    split_whitespace(&b, ng.c, ng.n);
     double f = token_f1(&a, &b);
-    free(a.w); free(b.w); free(np); free(ng);
+    free(a.w); free(b.w); free(np.c); free(ng.c);
     return f;
 }
 
 // ---------------------------------------------------------------------------------------------------
 // ROUGE-L (pltrdy/rouge summary level, exclusive = sets of words)
 
-// Sentences of s: split at '.', non-empty pieces, each with whitespace collapsed to single spaces
-// (" ".join(piece.split())). Writes the collapsed sentences into buf, their spans into out.
-static inline void rouge_sentences(SpanList *out, char *buf, const char *s) {
-    int len = (int)strlen(s), m = 0;
+// Sentences of s: split at '.', non-empty pieces, each as " ".join(piece.split()). The sentences are
+// written one after the other into buf, reserved up front (they are never longer than s) so that the
+// spans put into out stay valid.
+static inline void rouge_sentences(SpanList *out, CpStr *buf, const CpStr *s) {
     SpanList words = {0};
     out->n = 0;
-    for (int i = 0; i <= len;) {
+    buf->n = 0;
+    buf->cap = s->n + 1;
+    buf->c = (uint32_t *)malloc_check((size_t)buf->cap * sizeof(uint32_t));
+    for (int i = 0; i <= s->n;) {
         int start = i;
-        while (i < len && s[i] != '.') { i++; }
+        while (i < s->n && s->c[i] != '.') { i++; }
         if (i > start) {
-            split_whitespace(&words, s + start, i - start);
-            int begin = m;
-            for (int k = 0; k < words.n; k++) {
-                if (k) { buf[m++] = ' '; }
-                memcpy(buf + m, words.w[k].s, (size_t)words.w[k].n);
-                m += words.w[k].n;
-            }
-            spans_push(out, buf + begin, m - begin);
+            split_whitespace(&words, s->c + start, i - start);
+            int begin = buf->n;
+            join_words(buf, &words);
+            spans_push(out, buf->c + begin, buf->n - begin);
         }
         i++;
     }
@@ -182,10 +187,10 @@ static inline void lcs_words_into(SpanList *set, const SpanList *x, const SpanLi
 }
 
 static inline double rouge_l_score(const char *pred, const char *gt) {
-    char *bp = (char *)malloc_check(strlen(pred) + 1), *bg = (char *)malloc_check(strlen(gt) + 1);
+    CpStr cp = cps_from_cstr(pred), cg = cps_from_cstr(gt), bp = {NULL, 0, 0}, bg = {NULL, 0, 0};
     SpanList hs = {0}, rs = {0}, hw = {0}, rw = {0}, hset = {0}, rset = {0}, uni = {0};
-    rouge_sentences(&hs, bp, pred);
-    rouge_sentences(&rs, bg, gt);
+    rouge_sentences(&hs, &bp, &cp);
+    rouge_sentences(&rs, &bg, &cg);
     double f = 0.0;
     if (hs.n > 0 && rs.n > 0) {
         for (int i = 0; i < rs.n; i++) { split_space(&rw, rs.w[i]); for (int k = 0; k < rw.n; k++) { span_set_add(&rset, rw.w[k]); } }
@@ -197,7 +202,8 @@ static inline double rouge_l_score(const char *pred, const char *gt) {
         double r = (double)uni.n / rset.n, p = (double)uni.n / hset.n;
         f = 2.0 * (p * r / (p + r + 1e-8));
     }
-    free(hs.w); free(rs.w); free(hw.w); free(rw.w); free(hset.w); free(rset.w); free(uni.w); free(bp); free(bg);
+    free(hs.w); free(rs.w); free(hw.w); free(rw.w); free(hset.w); free(rset.w); free(uni.w);
+    free(cp.c); free(cg.c); free(bp.c); free(bg.c);
     return f;
 }
 
@@ -205,9 +211,10 @@ static inline double rouge_l_score(const char *pred, const char *gt) {
 // classification, retrieval, count, code similarity
 
 static inline double classification_score(const char *pred, const char *gt, const char *const *classes, int nclasses) {
+    char *p = utf8_clean(pred);
     const char **match = (const char **)malloc_check((size_t)(nclasses > 0 ? nclasses : 1) * sizeof(char *));
     int n = 0;
-    for (int c = 0; c < nclasses; c++) { if (strstr(pred, classes[c])) { match[n++] = classes[c]; } }
+    for (int c = 0; c < nclasses; c++) { if (strstr(p, classes[c])) { match[n++] = classes[c]; } }
     // Python removes from the list it iterates: after a removal the next element is skipped
     for (int i = 0; i < n; i++) {
         if (strstr(gt, match[i]) && strcmp(match[i], gt) != 0) {
@@ -217,39 +224,49 @@ static inline double classification_score(const char *pred, const char *gt, cons
     }
     double score = 0.0;
     for (int i = 0; i < n; i++) { if (strcmp(match[i], gt) == 0) { score = 1.0 / n; break; } }
-    free(match);
+    free(match); free(p);
     return score;
 }
 
-// The fraction of the digit runs in pred equal to `number` (a digit string); 0 if pred has none.
-static inline double number_match_fraction(const char *pred, const char *number, int number_len) {
+// The fraction of the decimal digit runs (re \d+) in pred equal to `number`; 0 if pred has none.
+static inline double number_match_fraction(const char *pred, const uint32_t *number, int number_len) {
+    CpStr s = cps_from_cstr(pred);
     int total = 0, right = 0;
-    for (const char *p = pred; *p;) {
-        if (*p < '0' || *p > '9') { p++; continue; }
-        const char *start = p;
-        while (*p >= '0' && *p <= '9') { p++; }
+    for (int i = 0; i < s.n;) {
+        if (!uc_is_decimal(s.c[i])) { i++; continue; }
+        int start = i;
+        while (i < s.n && uc_is_decimal(s.c[i])) { i++; }
         total++;
-        right += (p - start == number_len && memcmp(start, number, (size_t)number_len) == 0);
+        right += i - start == number_len && memcmp(s.c + start, number, (size_t)number_len * sizeof(uint32_t)) == 0;
     }
+    free(s.c);
     return total ? (double)right / total : 0.0;
 }
 
-static inline double count_score(const char *pred, const char *gt) { return number_match_fraction(pred, gt, (int)strlen(gt)); }
-
-static inline double retrieval_score(const char *pred, const char *gt) {
-    const char *m = gt;
-    while ((m = strstr(m, "Paragraph ")) != NULL) {
-        m += 10;
-        if (*m >= '0' && *m <= '9') { break; }
-    }
-    if (m == NULL) { die("retrieval_score: ground truth '%s' has no 'Paragraph N'", gt); }
-    int len = 0;
-    while (m[len] >= '0' && m[len] <= '9') { len++; }
-    return number_match_fraction(pred, m, len);
+static inline double count_score(const char *pred, const char *gt) {
+    CpStr g = cps_from_cstr(gt);
+    double r = number_match_fraction(pred, g.c, g.n);
+    free(g.c);
+    return r;
 }
 
-// Length of the longest common subsequence of two byte strings (two rows of the DP table).
-static inline int lcs_bytes(const char *a, int n, const char *b, int m) {
+static inline double retrieval_score(const char *pred, const char *gt) {
+    static const uint32_t key[10] = {'P', 'a', 'r', 'a', 'g', 'r', 'a', 'p', 'h', ' '};
+    CpStr g = cps_from_cstr(gt);
+    int at = -1;
+    for (int i = 0; at < 0 && i + 10 < g.n; i++) {
+        if (memcmp(g.c + i, key, sizeof(key)) == 0 && uc_is_decimal(g.c[i + 10])) { at = i + 10; }
+    }
+    if (at < 0) { die("retrieval_score: ground truth '%s' has no 'Paragraph N'", gt); }
+    int len = 0;
+    while (at + len < g.n && uc_is_decimal(g.c[at + len])) { len++; }
+    double r = number_match_fraction(pred, g.c + at, len);
+    free(g.c);
+    return r;
+}
+
+// Length of the longest common subsequence of two code point strings (two rows of the DP table).
+static inline int lcs_length(const uint32_t *a, int n, const uint32_t *b, int m) {
     int *prev = (int *)calloc_check((size_t)m + 1, sizeof(int)), *cur = (int *)calloc_check((size_t)m + 1, sizeof(int));
     for (int i = 1; i <= n; i++) {
         for (int j = 1; j <= m; j++) {
@@ -262,45 +279,47 @@ static inline int lcs_bytes(const char *a, int n, const char *b, int m) {
     return r;
 }
 
-// fuzz.ratio(a, b) / 100 (python-Levenshtein: indel similarity, rounded to a whole percent).
-static inline double fuzz_ratio(const char *a, int n, const char *b, int m) {
-    if (n == 0 || m == 0) { return 0.0; }
-    if (n == m && memcmp(a, b, (size_t)n) == 0) { return 1.0; }
-    return nearbyint(100.0 * 2.0 * lcs_bytes(a, n, b, m) / (n + m)) / 100.0;
+// fuzz.ratio(a, b) / 100 with python-Levenshtein: 100 for equal strings (checked before emptiness), 0 if
+// either is empty, else round(100 * indel similarity) with Python's half-to-even rounding.
+static inline double fuzz_ratio(const char *a, const char *b) {
+    if (strcmp(a, b) == 0) { return 1.0; }
+    CpStr x = cps_from_cstr(a), y = cps_from_cstr(b);
+    double r = 0.0;
+    if (x.n > 0 && y.n > 0) {
+        double sim = (double)(x.n + y.n - (x.n + y.n - 2 * lcs_length(x.c, x.n, y.c, y.n))) / (double)(x.n + y.n);
+        r = nearbyint(100 * sim) / 100;
+    }
+    free(x.c); free(y.c);
+    return r;
 }
 
 static inline double code_sim_score(const char *pred, const char *gt) {
-    while (*pred == '\n') { pred++; }
-    const char *line = "";
-    int len = 0;
-    for (const char *p = pred;;) {
-        const char *e = strchr(p, '\n');
-        int n = e ? (int)(e - p) : (int)strlen(p);
-        int bad = memchr(p, '`', (size_t)n) || memchr(p, '#', (size_t)n);
-        for (int i = 0; i + 1 < n && !bad; i++) { bad = p[i] == '/' && p[i + 1] == '/'; }
-        if (!bad) { line = p; len = n; break; }
+    char *p = utf8_clean(pred), *s = p;
+    while (*s == '\n') { s++; }
+    char *line = NULL;
+    for (char *q = s;;) {
+        char *e = strchr(q, '\n');
+        if (e) { *e = '\0'; }
+        if (!strchr(q, '`') && !strchr(q, '#') && !strstr(q, "//")) { line = q; break; }
         if (!e) { break; }
-        p = e + 1;
+        q = e + 1;
     }
-    return fuzz_ratio(line, len, gt, (int)strlen(gt));
+    double r = fuzz_ratio(line ? line : "", gt);
+    free(p);
+    return r;
 }
 
 // ---------------------------------------------------------------------------------------------------
 // RULER string match
 
+// Whether needle.lower() in hay.lower() (Python str semantics).
 static inline int contains_nocase(const char *hay, const char *needle) {
-    size_t n = strlen(needle), h = strlen(hay);
-    if (n == 0) { return 1; }
-    for (size_t i = 0; i + n <= h; i++) {
-        size_t k = 0;
-        while (k < n) {
-            unsigned char a = (unsigned char)hay[i + k], b = (unsigned char)needle[k];
-            if ((a >= 'A' && a <= 'Z' ? a + 32 : a) != (b >= 'A' && b <= 'Z' ? b + 32 : b)) { break; }
-            k++;
-        }
-        if (k == n) { return 1; }
-    }
-    return 0;
+    CpStr h0 = cps_from_cstr(hay), n0 = cps_from_cstr(needle);
+    CpStr h = cps_lower(h0.c, h0.n), n = cps_lower(n0.c, n0.n);
+    int found = n.n == 0;
+    for (int i = 0; !found && i + n.n <= h.n; i++) { found = memcmp(h.c + i, n.c, (size_t)n.n * sizeof(uint32_t)) == 0; }
+    free(h0.c); free(n0.c); free(h.c); free(n.c);
+    return found;
 }
 
 static inline double ruler_all_match(const char *pred, const char *const *refs, int nrefs) {

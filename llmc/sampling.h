@@ -1,7 +1,8 @@
 /*
  Token sampling and the generation loop, shared by the CPU KV cache (llmc/kv_cache.h) and the GPU one
  (llmc/kv_cache.cuh): greedy or temperature + top-p sampling from fp32 logits, stop sequences, a stop
- token and a token budget. The model is reached through two callbacks (prefill a prompt, append one
+ token, a token budget and a minimum length before which the stop token and one-token stop sequences
+ cannot be chosen (Hugging Face's min_length, which LongBench's pred.py sets for samsum). The model is reached through two callbacks (prefill a prompt, append one
  token), each returning the V logits of the next position.
 */
 #ifndef LLMC_SAMPLING_H
@@ -23,6 +24,7 @@ typedef struct {
     const int *const *stops;     // stop sequences of token ids (emitted, then generation ends)
     const int *stop_lens;
     int num_stops;
+    int min_new_tokens;          // the first min_new_tokens tokens are never eot or a one-token stop
 } GenConfig;
 
 // Index of the largest logit, ties to the lower index.
@@ -80,14 +82,22 @@ static inline int generate_tokens(void *ctx, PrefillFn prefill, StepFn step, int
     Rng rng;
     rng_init(&rng, g->seed);
     const float *logits = prefill(ctx, prompt, n);
+    float *masked = g->min_new_tokens > 0 ? (float *)malloc_check((size_t)V * sizeof(float)) : NULL;
     int count = 0;
     while (count < g->max_new_tokens) {
+        if (count < g->min_new_tokens) {  // the stop tokens' logits to -inf, as Hugging Face's MinLengthLogitsProcessor
+            memcpy(masked, logits, (size_t)V * sizeof(float));
+            if (g->eot >= 0 && g->eot < V) { masked[g->eot] = -INFINITY; }
+            for (int s = 0; s < g->num_stops; s++) { if (g->stop_lens[s] == 1 && g->stops[s][0] >= 0 && g->stops[s][0] < V) { masked[g->stops[s][0]] = -INFINITY; } }
+            logits = masked;
+        }
         int tok = sample_token(logits, V, g->temperature, g->top_p, &rng);
         if (tok == g->eot) { break; }
         out[count++] = tok;
         if (ends_with_stop(out, count, g) || count == g->max_new_tokens) { break; }
         logits = step(ctx, tok);
     }
+    free(masked);
     return count;
 }
 

@@ -254,6 +254,24 @@ int main(int argc, char **argv) {
         }
         fprintf(md, "\n");
     }
+    static const char *const lm_rows[4][3] = {{"WikiText-2 word perplexity", "wikitext", "word_perplexity"}, {"WikiText-2 bits per byte", "wikitext", "bits_per_byte"},
+                                              {"LAMBADA accuracy %", "lambada", "acc"}, {"LAMBADA perplexity", "lambada", "perplexity"}};
+    int has_lm = 0;
+    for (int i = 0; i < nr; i++) { has_lm |= jpath(&runs[i], "wikitext", NULL, NULL) || jpath(&runs[i], "lambada", NULL, NULL); }
+    if (has_lm) {
+        fprintf(md, "## WikiText-2 and LAMBADA\n\n");
+        md_runs_header(md, "metric", runs, nr);
+        for (int k = 0; k < 4; k++) {
+            fprintf(md, "| %s |", lm_rows[k][0]);
+            for (int i = 0; i < nr; i++) {
+                char a[32];
+                fmt(a, sizeof(a), num_or_nan(jpath(&runs[i], lm_rows[k][1], lm_rows[k][2], NULL)), "%.4g");
+                fprintf(md, " %s |", a);
+            }
+            fprintf(md, "\n");
+        }
+        fprintf(md, "\n");
+    }
     atomic_close(&af);
     printf("wrote %s/report.md\n", out);
     for (int i = 0; i < nr; i++) {

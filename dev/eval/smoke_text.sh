@@ -28,7 +28,7 @@ rec "" "Transcript of a long meeting about attention blocks." '"The meeting disc
 rec "What is the capital?" "Question: Who is he?\\nType: Human\\n" '"Location"' 9 trec '["Human", "Location", "Number"]' t1 > "$w/lb/trec.jsonl"
 rec "The abstract." "Paragraph 1: cats. Paragraph 2: dogs." '"Paragraph 2"' 9 passage_retrieval_en null p1 > "$w/lb/passage_retrieval_en.jsonl"
 rec "" "def f(x):\\n    return x\\n" '"print(f(1))"' 9 lcc null l1 > "$w/lb/lcc.jsonl"
-echo '{"ctx": "The model reads tokens and", "endings": ["predicts the next one.", "sings.", "melts.", "flies away."], "label": 0}' > "$w/hellaswag.jsonl"
+echo '{"activity_label": "Modelling", "ctx_a": "The model reads tokens.", "ctx_b": "it", "endings": ["predicts the next one.", "sings.", "melts.", "flies away."], "label": 0}' > "$w/hellaswag.jsonl"
 echo '{"question": {"stem": "What does MoBA select?", "choices": [{"text": "blocks", "label": "A"}, {"text": "colours", "label": "B"}]}, "answerKey": "A"}' > "$w/arc.jsonl"
 echo '{"sentence": "The block was chosen because _ scored highest.", "option1": "its centroid", "option2": "the weather", "answer": "1"}' > "$w/winogrande.jsonl"
 echo '{"goal": "Train a model", "sol1": "run the trainer", "sol2": "delete the data", "label": 0}' > "$w/piqa.jsonl"

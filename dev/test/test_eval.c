@@ -1,5 +1,6 @@
 /*
- Tests of the evaluation pieces: LongBench metrics on hand-computed cases; KV-cache decoding against full
+ Tests of the evaluation pieces: LongBench metrics on hand-computed cases (ASCII and Unicode, as Python's
+ str computes them); KV-cache decoding against full
  recompute (every step's logits and the greedy tokens) for dense, MoBA and MoBA + key conv; sampling;
  LongBench JSONL reading (and its errors with line numbers), prompts and middle truncation; RULER
  generators (determinism, token budget, answers present) and scoring; the SVG writer.
@@ -7,20 +8,17 @@
 #define TESTING
 #include "train_gpt_moba.c"
 #include "llmc/kv_cache.h"
-#include "llmc/eval_metrics.h"
-#include "llmc/longbench.h"
-#include "llmc/ruler.h"
-#include "llmc/mc_tasks.h"
-#include "llmc/syn_needle.h"
+#include "llmc/eval_driver.h"
+#include "llmc/eval_cpu.h"
 #include "llmc/plot.h"
 #include "dev/test/testing.h"
 
 #define NEAR(a, b, tol) (fabs((double)(a) - (double)(b)) <= (tol))
 
 static void test_metrics(void) {
-    char buf[256];
-    normalize_answer(buf, "An apple, the END. Theatre!");
-    CHECK(strcmp(buf, "apple end theatre") == 0, "normalize_answer gave '%s'", buf);
+    char *norm = normalize_answer("An apple, the END. Theatre!");
+    CHECK(strcmp(norm, "apple end theatre") == 0, "normalize_answer gave '%s'", norm);
+    free(norm);
     CHECK(NEAR(qa_f1_score("The Cat sat!", "a cat sat on the mat"), 2.0 / 3, 1e-12), "qa_f1 subset");
     CHECK(NEAR(qa_f1_score("cat cat dog", "cat dog dog"), 2.0 / 3, 1e-12), "qa_f1 multiset counts");
     CHECK(qa_f1_score("the", "a") == 0.0, "qa_f1 of two empty normalisations is 0");
@@ -49,6 +47,33 @@ static void test_metrics(void) {
     CHECK(ruler_part_match("The numbers are 123 and 456", refs, 3) == 1.0 && ruler_part_match("none", refs, 3) == 0.0, "ruler part-match");
     const char *word[] = {"Apple"};
     CHECK(ruler_all_match("an APPLE a day", word, 1) == 1.0, "ruler match ignores case");
+}
+
+// The cases where byte-level scoring differs from the official Python (str.lower(), str.split(), re \b,
+// fuzz.ratio on code points and its equality rule); each value is what Python gives.
+static void test_metrics_unicode(void) {
+    CHECK(NEAR(qa_f1_score("Paris\xc2\xa0" "France", "paris france"), 1.0, 1e-12), "qa_f1: a non-breaking space splits words");
+    CHECK(NEAR(qa_f1_score("\xc3\x89MILE Zola", "\xc3\xa9mile zola"), 1.0, 1e-12), "qa_f1: accented capitals are lowered");
+    CHECK(NEAR(qa_f1_score("x\xe2\x80\x94the cat", "x\xe2\x80\x94 cat"), 1.0, 1e-12), "qa_f1: an em dash is a word boundary before an article");
+    char *n = normalize_answer("\xc3\x80 LA CARTE\xe2\x80\x83the \xc5\x92UVRE");  // em space, OE ligature
+    CHECK(strcmp(n, "\xc3\xa0 la carte \xc5\x93uvre") == 0, "normalize_answer Unicode: '%s'", n);
+    free(n);
+    n = normalize_answer("\xc4\xb0stanbul");  // U+0130 lowers to i + combining dot (two characters)
+    CHECK(strcmp(n, "i\xcc\x87stanbul") == 0, "normalize_answer: capital dotted I lowers to two characters");
+    free(n);
+    CHECK(code_sim_score("", "") == 1.0, "code_sim of two empty strings is 1 (fuzz.ratio checks equality first)");
+    CHECK(NEAR(code_sim_score("caf\xc3\xa9", "cafe"), 0.75, 1e-12), "code_sim counts characters, not bytes: %f", code_sim_score("caf\xc3\xa9", "cafe"));
+    CHECK(NEAR(fuzz_ratio("abcdefgh", "abcdefghijklmnopqrstuvwxyz012"), 0.43, 1e-12), "fuzz.ratio rounds 100 * 16/37 = 43.24");
+    const char *emile[] = {"\xc3\xa9mile"};
+    CHECK(ruler_all_match("It was \xc3\x89MILE.", emile, 1) == 1.0, "ruler match lowers accented capitals");
+    CHECK(count_score("\xd9\xa7 and 7", "7") == 0.5, "count: Arabic-Indic digits are numbers (re \\d)");
+    CHECK(NEAR(rouge_l_score("a\xc2\xa0" "b c", "a b c"), 1.0, 1e-7), "rouge-l collapses Unicode whitespace");
+    CpStr bad = cps_from_cstr("a\xe2\x82\xff\xc3");  // truncated sequence, invalid byte, truncated: 3 replacements
+    CHECK(bad.n == 4 && bad.c[1] == 0xFFFD && bad.c[2] == 0xFFFD && bad.c[3] == 0xFFFD, "UTF-8 decoding replaces as Python does (%d)", bad.n);
+    free(bad.c);
+    char *cap = utf8_capitalize("\xc3\x9f\xc3\x89T\xc3\x89");  // sharp s titles to "Ss"
+    CHECK(strcmp(cap, "Ss\xc3\xa9t\xc3\xa9") == 0, "str.capitalize: '%s'", cap);
+    free(cap);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -107,7 +132,7 @@ static void test_kv_cache(const char *name, int attn, int kconv) {
     }
     KVCache kv;
     kv_init(&kv, &cfg, total);
-    GenConfig g = {gen, 0.0f, 1.0f, 1, -1, NULL, NULL, 0};
+    GenConfig g = {gen, 0.0f, 1.0f, 1, -1, NULL, NULL, 0, 0};
     int out[128];
     int n = kv_generate(&kv, &m, tokens, prompt_len, &g, out);
     CHECK(n == gen && memcmp(out, tokens + prompt_len, gen * sizeof(int)) == 0, "%s: kv_generate greedy tokens == full recompute's", name);
@@ -146,23 +171,29 @@ static void test_sampling(void) {
     KVCache kv;
     kv_init(&kv, &cfg, 64);
     int prompt[3] = {1, 2, 3}, out[32];
-    GenConfig g = {20, 0.0f, 1.0f, 1, -1, NULL, NULL, 0};
+    GenConfig g = {20, 0.0f, 1.0f, 1, -1, NULL, NULL, 0, 0};
     int n = kv_generate(&kv, &m, prompt, 3, &g, out);
     CHECK(n == 20, "max_new_tokens bounds generation");
     int stop[2] = {out[3], out[4]};
     const int *stops[1] = {stop};
     int lens[1] = {2};
-    GenConfig gs = {20, 0.0f, 1.0f, 1, -1, stops, lens, 1};
+    GenConfig gs = {20, 0.0f, 1.0f, 1, -1, stops, lens, 1, 0};
     int out2[32];
     int n2 = kv_generate(&kv, &m, prompt, 3, &gs, out2);
     int first = -1;
     for (int i = 1; i < n && first < 0; i++) { if (out[i - 1] == stop[0] && out[i] == stop[1]) { first = i + 1; } }
     CHECK(n2 == first, "stop sequence ends generation after it (%d vs %d)", n2, first);
-    GenConfig ge = {20, 0.0f, 1.0f, 1, out[2], NULL, NULL, 0};
+    GenConfig ge = {20, 0.0f, 1.0f, 1, out[2], NULL, NULL, 0, 0};
     int n3 = kv_generate(&kv, &m, prompt, 3, &ge, out2);
     int firsteot = 0;
     while (out[firsteot] != out[2]) { firsteot++; }
     CHECK(n3 == firsteot, "eot ends generation before it (%d vs %d)", n3, firsteot);
+    // LongBench's samsum rule (min_length = prompt + 1): neither EOT nor the newline stop may come first
+    const int *nl_stop[1] = {&out[0]};
+    int one[1] = {1};
+    GenConfig gm = {20, 0.0f, 1.0f, 1, out[0], nl_stop, one, 1, 1};
+    int n4 = kv_generate(&kv, &m, prompt, 3, &gm, out2);
+    CHECK(n4 >= 1 && out2[0] != out[0], "min_new_tokens 1: the first token is neither EOT nor the stop (%d tokens, first %d, greedy %d)", n4, out2[0], out[0]);
     kv_free(&kv); model_free(&m);
 }
 
@@ -247,6 +278,108 @@ static int count_occurrences(const char *hay, const char *needle) {
     return n;
 }
 
+// Every key of a sample (needles and haystack needles) is distinct: the asked key has one value.
+static void test_ruler_keys(const RulerSource *src) {
+    const char *tasks[3] = {"niah_multikey_1", "niah_multikey_2", "niah_multikey_3"};
+    int lengths[3] = {1024, 4096, 16384}, samples = 0, repeated = 0, most = 0;
+    for (int ti = 0; ti < 3; ti++) {
+        for (int li = 0; li < 3; li++) {
+            int n = li == 2 ? 40 : 500;  // 3000+ samples in all, the long ones fewer
+            for (int i = 0; i < n; i++) {
+                RulerSample smp = ruler_generate(ruler_task(tasks[ti]), src, lengths[li], i, 77);
+                char **keys = NULL;
+                int nk = 0, cap = 0;
+                for (const char *p = smp.prompt; (p = strstr(p, " for ")) != NULL;) {
+                    p += 5;
+                    const char *e = strstr(p, " is: ");
+                    if (!e || memchr(p, ' ', (size_t)(e - p))) { continue; }
+                    if (nk == cap) { cap = cap ? 2 * cap : 64; keys = (char **)realloc(keys, (size_t)cap * sizeof(char *)); }
+                    keys[nk] = (char *)malloc_check((size_t)(e - p) + 1);
+                    memcpy(keys[nk], p, (size_t)(e - p)); keys[nk][e - p] = '\0';
+                    nk++;
+                }
+                int dup = 0;
+                for (int x = 0; x < nk && !dup; x++) { for (int y = x + 1; y < nk && !dup; y++) { dup = strcmp(keys[x], keys[y]) == 0; } }
+                repeated += dup; samples++;
+                if (nk > most) { most = nk; }
+                free_strings(keys, nk);
+                ruler_sample_free(&smp);
+            }
+        }
+    }
+    CHECK(repeated == 0 && most >= 100, "RULER multikey: %d of %d samples repeat a key (up to %d keys per sample)", repeated, samples, most);
+}
+
+// fwe: the answer is the words of count ranks 2-4, the top one is the "..." noise, counts strictly fall.
+static void test_ruler_fwe(const RulerSource *src) {
+    int ok = 1;
+    for (int i = 0; i < 50 && ok; i++) {
+        RulerSample smp = ruler_generate(ruler_task("fwe"), src, i % 2 ? 4096 : 8192, i, 5);
+        const char *start = strstr(smp.prompt, "coded words. ") + 13, *end = strstr(smp.prompt, "\nQuestion:");
+        char *text = (char *)malloc_check((size_t)(end - start) + 1);
+        memcpy(text, start, (size_t)(end - start)); text[end - start] = '\0';
+        char *words[4096];
+        int counts[4096], nw = 0;
+        for (char *w = strtok(text, " "); w; w = strtok(NULL, " ")) {
+            int k = 0;
+            while (k < nw && strcmp(words[k], w) != 0) { k++; }
+            if (k == nw) { words[nw] = w; counts[nw++] = 0; }
+            counts[k]++;
+        }
+        int order[5] = {-1, -1, -1, -1, -1};
+        for (int r = 0; r < 5; r++) {
+            for (int k = 0; k < nw; k++) {
+                int used = 0;
+                for (int q = 0; q < r; q++) { used |= order[q] == k; }
+                if (!used && (order[r] < 0 || counts[k] > counts[order[r]])) { order[r] = k; }
+            }
+        }
+        ok = nw >= 5 && strcmp(words[order[0]], "...") == 0;
+        for (int r = 0; r < 4 && ok; r++) { ok &= counts[order[r]] > counts[order[r + 1]]; }
+        for (int r = 1; r < 4 && ok; r++) { ok &= strcmp(words[order[r]], smp.answers[r - 1]) == 0; }
+        if (!ok) { printf("fwe sample %d: %d words, answers %s %s %s\n", i, nw, smp.answers[0], smp.answers[1], smp.answers[2]); }
+        free(text);
+        ruler_sample_free(&smp);
+    }
+    CHECK(ok, "RULER fwe: gold = the real count ranks 2-4, rank 1 is the noise");
+}
+
+// QA distractors come from the same article first and never repeat while there are enough documents.
+static void test_ruler_qa(const Tokenizer *tok) {
+    char path[128];
+    snprintf(path, sizeof(path), "%s/squad_many.json", tmpdir);
+    FILE *f = fopen_check(path, "w");
+    fputs("{\"data\": [", f);
+    for (int a = 0; a < 6; a++) {
+        fprintf(f, "%s{\"paragraphs\": [", a ? "," : "");
+        for (int p = 0; p < 4; p++) {
+            fprintf(f, "%s{\"context\": \"Article %d paragraph %d says something.\", \"qas\": [{\"question\": \"Q%d%d?\", \"answers\": [{\"text\": \"A%d%d\"}]}]}", p ? "," : "", a, p, a, p, a, p);
+        }
+        fputs("]}", f);
+    }
+    fputs("]}", f);
+    fclose(f);
+    RulerSource s = {0};
+    s.tok = tok;
+    ruler_load_qa(&s, path);
+    int ok = s.num_docs == 24 && s.num_qa == 24;
+    for (int i = 0; i < 20 && ok; i++) {
+        RulerSample smp = ruler_generate(ruler_task("qa_1"), &s, 1000, i, 9);  // about 12 documents
+        int seen[6][4] = {{0}}, docs = 0, repeats = 0, same_article = 0;
+        for (const char *p = smp.prompt; (p = strstr(p, "Article ")) != NULL; p++) {
+            int a = p[8] - '0', q = p[20] - '0';
+            repeats += seen[a][q]++ > 0; docs++;
+        }
+        int article = strstr(smp.prompt, "Question: Q")[11] - '0';
+        for (int q = 0; q < 4; q++) { same_article += seen[article][q]; }
+        ok = repeats == 0 && docs >= 5 && docs < 24 && same_article == 4;
+        if (!ok) { printf("qa sample %d: %d docs, %d repeats, %d of the article\n", i, docs, repeats, same_article); }
+        ruler_sample_free(&smp);
+    }
+    CHECK(ok, "RULER qa: the article's paragraphs first, no repeated document");
+    ruler_source_free(&s);
+}
+
 static void test_ruler(void) {
     uint32_t dummy[2] = {0, 0};
     const char *specials[1] = {TOKENIZER_EOT_NAME};
@@ -270,10 +403,11 @@ static void test_ruler(void) {
     ruler_load_essay(&src, essay);
     ruler_load_qa(&src, squad);
     ruler_load_qa(&hsrc, hotpot);
-    CHECK(src.num_qa == 1 && src.num_docs == 3 && hsrc.num_qa == 1 && hsrc.num_docs == 3 && hsrc.qa_num_gold[0] == 2, "QA files: SQuAD %d q %d docs, HotpotQA %d gold", src.num_qa, src.num_docs, hsrc.qa_num_gold[0]);
-    int length = 4096;  // bytes here: about 1K tokens of a real tokenizer
+    CHECK(src.num_qa == 1 && src.num_docs == 3 && src.qa_num_more[0] == 2 && hsrc.num_qa == 1 && hsrc.num_docs == 3 && hsrc.qa_num_gold[0] == 3,
+          "QA files: SQuAD %d q %d docs %d of the same article, HotpotQA %d gold (all its paragraphs)", src.num_qa, src.num_docs, src.qa_num_more[0], hsrc.qa_num_gold[0]);
     for (int i = 0; i < NUM_RULER_TASKS; i++) {
         const RulerTask *t = &ruler_tasks[i];
+        int length = t->family == RT_CWE ? 8192 : 4096;  // bytes here: 1-2K tokens of a real tokenizer; cwe's example alone is ~2K bytes
         const RulerSource *s = strcmp(t->name, "qa_2") == 0 ? &hsrc : &src;
         RulerSample a = ruler_generate(t, s, length, 0, 1234), b = ruler_generate(t, s, length, 0, 1234), c = ruler_generate(t, s, length, 1, 1234);
         int total = a.prompt_tokens + a.max_gen;
@@ -287,12 +421,20 @@ static void test_ruler(void) {
         for (int k = 0; k < a.num_answers; k++) { sb_puts(&all, a.answers[k]); sb_puts(&all, " "); }
         CHECK(ruler_score(t, all.s, &a) == 1.0 && ruler_score(t, "nothing", &a) == 0.0, "%s: scoring", t->name);
         if (a.num_answers > 1 && !t->part_match) { CHECK(NEAR(ruler_score(t, a.answers[0], &a), 1.0 / a.num_answers, 1e-12), "%s: partial answer scores 1/n", t->name); }
-        if (t->family == RT_CWE) { CHECK(count_occurrences(a.prompt, a.answers[0]) >= 30, "cwe: a common word occurs 30 times"); }
-        if (t->family == RT_VT) { CHECK(count_occurrences(a.prompt, "VAR ") == 9, "vt: 5 assignments, 4 of them chained"); }
+        if (t->family == RT_CWE) {
+            CHECK(count_occurrences(a.prompt, "Below is a numbered list") == 2, "cwe: one-shot example + task");
+            int real = 1;
+            for (int k = 0; k < a.num_answers; k++) { int found = 0; for (int w = 0; w < RULER_NUM_WORDS && !found; w++) { found = strcmp(ruler_words[w], a.answers[k]) == 0; } real &= found; }
+            CHECK(real, "cwe: the answers are words of the built-in list");
+        }
+        if (t->family == RT_VT) { CHECK(count_occurrences(a.prompt, "VAR ") == 18 && count_occurrences(a.prompt, "Memorize and track") == 2, "vt: one-shot example + task, 5 assignments each, 4 of them chained"); }
         if (i == 0) { printf("ok   ruler %s at %d tokens: prompt %d tokens, answer '%s'\n", t->name, length, a.prompt_tokens, a.answers[0]); }
         free(all.s);
         ruler_sample_free(&a); ruler_sample_free(&b); ruler_sample_free(&c);
     }
+    test_ruler_keys(&src);
+    test_ruler_fwe(&src);
+    test_ruler_qa(&tok);
     ruler_source_free(&src); ruler_source_free(&hsrc);
     tokenizer_free(&tok);
 }
@@ -327,9 +469,11 @@ static void load_mc_bad(void *path) { MCSet s = mc_load("hellaswag", (const char
 static void test_mc(void) {
     char path[128];
     snprintf(path, sizeof(path), "%s/hs.jsonl", tmpdir);
-    write_file(path, "{\"ctx\": \"A man\", \"endings\": [\"runs.\", \"sits.\", \"eats.\", \"flies.\"], \"label\": \"2\"}\n");
+    write_file(path, "{\"activity_label\": \"Home\", \"ctx_a\": \"[header] How to cook [title] Boil water.\", \"ctx_b\": \"\\u00c9ACH pot\", "
+                     "\"endings\": [\"[substeps] Stir  it.\", \"sits.\", \"eats.\", \"flies.\"], \"label\": \"2\"}\n");
     MCSet hs = mc_load("hellaswag", path);
-    CHECK(hs.n == 1 && hs.items[0].n == 4 && hs.items[0].label == 2 && strcmp(hs.items[0].cont[1], " sits.") == 0 && strcmp(hs.items[0].ctx[3], "A man") == 0, "hellaswag loader");
+    CHECK(hs.n == 1 && hs.items[0].n == 4 && hs.items[0].label == 2 && strcmp(hs.items[0].ctx[3], "Home: How to cook. Boil water. \xc3\x89" "ach pot") == 0 &&
+          strcmp(hs.items[0].cont[0], "  Stir it.") == 0 && hs.items[0].chars[0] == 9, "hellaswag: lm-eval's preprocessing ('%s', '%s')", hs.items[0].ctx[3], hs.items[0].cont[0]);
     mc_free(&hs);
     snprintf(path, sizeof(path), "%s/arc.jsonl", tmpdir);
     write_file(path, "{\"question\": {\"stem\": \"Q?\", \"choices\": [{\"text\": \"x\", \"label\": \"A\"}, {\"text\": \"y\", \"label\": \"B\"}]}, \"answerKey\": \"B\"}\n"
@@ -338,18 +482,95 @@ static void test_mc(void) {
     CHECK(arc.n == 2 && arc.items[0].label == 1 && strcmp(arc.items[0].ctx[0], "Question: Q?\nAnswer:") == 0 && arc.items[1].n == 3 && arc.items[1].label == 0, "arc loader, both layouts");
     mc_free(&arc);
     snprintf(path, sizeof(path), "%s/wg.jsonl", tmpdir);
-    write_file(path, "{\"sentence\": \"The cup fell because _ was heavy.\", \"option1\": \"the cup\", \"option2\": \"the table\", \"answer\": \"1\"}\n");
+    write_file(path, "{\"sentence\": \"The cup fell because _  was heavy. \", \"option1\": \"the cup\", \"option2\": \"the table\", \"answer\": \"1\"}\n");
     MCSet wg = mc_load("winogrande", path);
-    CHECK(wg.n == 1 && wg.items[0].label == 0 && strcmp(wg.items[0].ctx[1], "The cup fell because the table") == 0 && strcmp(wg.items[0].cont[0], " was heavy.") == 0, "winogrande partial scoring split");
+    CHECK(wg.n == 1 && wg.metric == MC_ACC && wg.items[0].label == 0 && strcmp(wg.items[0].ctx[1], "The cup fell because the table") == 0 && strcmp(wg.items[0].cont[0], " was heavy.") == 0,
+          "winogrande: partial scoring, continuation ' ' + the rest stripped ('%s')", wg.items[0].cont[0]);
     mc_free(&wg);
     snprintf(path, sizeof(path), "%s/piqa.jsonl", tmpdir);
     write_file(path, "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 1}\n");
     MCSet pq = mc_load("piqa", path);
     CHECK(pq.n == 1 && pq.items[0].label == 1 && strcmp(pq.items[0].cont[1], " b") == 0, "piqa loader");
     mc_free(&pq);
+    MCSet ob = mc_load("openbookqa", "dev/eval/paper_sample/openbookqa.jsonl");
+    CHECK(ob.n == 2 && ob.items[1].label == 2 && strcmp(ob.items[0].ctx[0], "A kettle left on a hot stove will") == 0 && ob.metric == MC_ACC_NORM, "openbookqa: stem as context, answerKey stripped");
+    mc_free(&ob);
+    MCSet t1 = mc_load("truthfulqa_mc1", "dev/eval/paper_sample/truthfulqa.jsonl"), t2 = mc_load("truthfulqa_mc2", "dev/eval/paper_sample/truthfulqa.jsonl");
+    CHECK(t1.n == 2 && t1.items[0].n == 3 && t1.items[0].label == 0 && t1.metric == MC_ACC && strstr(t1.items[0].ctx[0], "Barcelona, Spain.\n\nQ: What happens if you swallow chewing gum?\nA:") &&
+          t2.metric == MC_MC2 && t2.items[0].n == 4 && t2.items[0].truth[1] && !t2.items[0].truth[2], "truthfulqa mc1 / mc2 loaders");
+    mc_free(&t1); mc_free(&t2);
+    // acc_norm divides by characters of the choice without the leading space: 9 vs 11 characters flip it
+    double lp[2] = {-10.0, -12.1};
+    int chars[2] = {9, 11}, bytes_with_space[2] = {10, 12};
+    CHECK(mc_argmax(lp, chars, 2) == 1 && mc_argmax(lp, bytes_with_space, 2) == 0 && mc_argmax(lp, NULL, 2) == 0, "acc_norm per character picks the 11-character choice");
     snprintf(path, sizeof(path), "%s/hsbad.jsonl", tmpdir);
-    write_file(path, "{\"ctx\": \"A\", \"endings\": [\"x\", \"y\"], \"label\": 0}\n{\"ctx\": \"A\", \"endings\": [\"x\", \"y\"], \"label\": 5}\n");
+    write_file(path, "{\"activity_label\": \"a\", \"ctx_a\": \"A\", \"ctx_b\": \"b\", \"endings\": [\"x\", \"y\"], \"label\": 0}\n"
+                     "{\"activity_label\": \"a\", \"ctx_a\": \"A\", \"ctx_b\": \"b\", \"endings\": [\"x\", \"y\"], \"label\": 5}\n");
     expect_failure("multiple choice: label out of range", load_mc_bad, path, "hsbad.jsonl:2: label 5 is not one of the 2 choices");
+    write_file(path, "{\"ctx\": \"A\", \"endings\": [\"x\", \"y\"], \"label\": 0}\n");
+    expect_failure("hellaswag: lm-eval's fields are required", load_mc_bad, path, "hsbad.jsonl:1: field 'ctx_b' is missing");
+}
+
+// WikiText detokenizer, word counts, rolling windows; LAMBADA split.
+static void test_lm_tasks(void) {
+    char *d = wikitext_detokenize(" = = Title = = \n The ship ( built in 1 @,@ 921 ) was \" fast \" , they said . \n");
+    CHECK(strcmp(d, " == Title ==\nThe ship (built in 1,921) was \"fast\", they said.\n") == 0, "wikitext detokenizer: '%s'", d);
+    free(d);
+    CHECK(wikitext_words(" a b\n\n c ") == 5 && wikitext_words("a\xc2\xa0" "b") == 2, "wikitext words = len(re.split(r'\\s+', page))");
+    for (int n = 1; n < 40; n++) {
+        int covered[64] = {0}, ok = 1;
+        RollWindow w;
+        for (int k = 0; rolling_window(n, 8, k, &w); k++) {
+            ok &= w.len <= 8 && w.start >= 0 && w.start + w.len <= n && w.scored <= w.len && (k == 0 || w.len == 8);
+            for (int p = w.start + w.len - w.scored; p < w.start + w.len; p++) { covered[p]++; }  // position p predicts token p
+        }
+        for (int p = 0; p < n; p++) { ok &= covered[p] == 1; }
+        if (!ok || n == 39) { CHECK(ok, "rolling windows of 8 over %d tokens score each token once", n); if (!ok) { break; } }
+    }
+    char *ctx, *cont;
+    lambada_split("He gave it to the baker", &ctx, &cont);
+    CHECK(strcmp(ctx, "He gave it to the") == 0 && strcmp(cont, " baker") == 0, "lambada split at the last space");
+    free(ctx); free(cont);
+}
+
+// The whole driver on the paper's list with the committed sample files: a tiny random model, a byte
+// tokenizer, every task that the paper reports; the tables come out with every cell filled.
+static void test_paper_run(void) {
+    uint32_t dummy[2] = {0, 0};
+    const char *specials[1] = {TOKENIZER_EOT_NAME};
+    uint32_t lens[1] = {(uint32_t)strlen(TOKENIZER_EOT_NAME)};
+    Tokenizer tok;
+    tokenizer_build(&tok, dummy, 0, specials, lens, 1, "bytes");
+    char tokpath[128], out[128];
+    snprintf(tokpath, sizeof(tokpath), "%s/bytes.tok", tmpdir);
+    snprintf(out, sizeof(out), "%s/paper", tmpdir);
+    tokenizer_save(&tok, tokpath);
+    tokenizer_free(&tok);
+    ModelConfig cfg = {260, 1, 16, 2, 32, 1024, ATTN_DENSE, 4, 2, 0, 0, 10000.0f};
+    Model paper_model;
+    model_init(&paper_model, &cfg, 3);
+    const char *D = "dev/eval/paper_sample";
+    char mc[1024];
+    snprintf(mc, sizeof(mc), "openbookqa:%s/openbookqa.jsonl,piqa:%s/piqa.jsonl,hellaswag:%s/hellaswag.jsonl,winogrande:%s/winogrande.jsonl,"
+             "arc_easy:%s/arc_easy.jsonl,arc_challenge:%s/arc_challenge.jsonl,truthfulqa_mc1:%s/truthfulqa.jsonl,truthfulqa_mc2:%s/truthfulqa.jsonl", D, D, D, D, D, D, D, D);
+    char wiki[128], lmb[128], essay[128], lb[128];
+    snprintf(wiki, sizeof(wiki), "%s/wikitext.jsonl", D); snprintf(lmb, sizeof(lmb), "%s/lambada.jsonl", D);
+    snprintf(essay, sizeof(essay), "%s/essay.txt", D); snprintf(lb, sizeof(lb), "%s/longbench", D);
+    char *argv[] = {"eval", "-c", "random", "-o", out, "-k", tokpath, "-w", wiki, "-a", lmb, "-M", mc, "-r", "niah_single_1,niah_single_2,niah_single_3",
+                    "-l", "1024", "-n", "1", "-e", essay, "-L", lb, "-N", "1", "-C", "1024"};
+    EvalArgs a = parse_eval_args((int)(sizeof(argv) / sizeof(argv[0])), argv);
+    cpu_eval_run(&a, &paper_model, 0, "CPU fp32 (test)");
+    model_free(&paper_model);
+    char path[256], buf[65536];
+    snprintf(path, sizeof(path), "%s/eval.md", out);
+    FILE *f = fopen_check(path, "r");
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *tables = strstr(buf, "## The paper's tables");
+    CHECK(tables && !strstr(tables, " - |") && strstr(tables, "| S-NIAH-3 |") && strstr(tables, "RepoBench-P"), "paper run: every cell of the paper's tables is filled");
+    CHECK(!isnan(paper.wiki_ppl) && paper.wiki_ppl > 1 && paper.lmb_ppl > 1 && paper.mc[6] > 0 && paper.mc[6] < 100, "paper run: perplexities and mc2 are sane (%.2f, %.2f, %.2f)",
+          paper.wiki_ppl, paper.lmb_ppl, paper.mc[6]);
 }
 
 static void test_plot(void) {
@@ -378,6 +599,7 @@ int main(void) {
     omp_set_num_threads(1);  // tiny shapes: threads only add spin-waiting on a loaded 2-core box
 #endif
     test_metrics();
+    test_metrics_unicode();
     test_kv_cache("dense", ATTN_DENSE, 0);
     test_kv_cache("moba", ATTN_MOBA, 0);
     test_kv_cache("moba+kconv3", ATTN_MOBA, 3);
@@ -397,6 +619,8 @@ int main(void) {
     test_ruler();
     test_syn_needle();
     test_mc();
+    test_lm_tasks();
+    test_paper_run();
     test_plot();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
