@@ -49,8 +49,20 @@ static int check_window(int B, int NH, int T, int HD, int window, int determinis
     int fails = 0;
     fails += !(compare("o", from_device(a.o, a.n), ref.o, ATTN_TOL) <= ATTN_TOL);
     fails += !(compare("lse", from_device(a.lse, a.nrow), ref.lse, ATTN_TOL) <= ATTN_TOL);
-    fails += !(compare("dq", from_device(a.dq, a.n), ref.dq, ATTN_TOL) <= ATTN_TOL);
-    fails += !(compare("dk", from_device(a.dk, a.n), ref.dk, ATTN_TOL) <= ATTN_TOL);
+    if (window == 1) {
+        // one visible key: P = 1 whatever the score, so dq = dk = 0 up to the rounding of dP - D (the
+        // reference is ~0 and a relative error meaningless): all of them must be tiny next to dv
+        double worst = 0, dv_max = 0;
+        for (float x : from_device(a.dq, a.n)) { worst = std::max(worst, (double)fabsf(x)); }
+        for (float x : from_device(a.dk, a.n)) { worst = std::max(worst, (double)fabsf(x)); }
+        for (float x : ref.dv) { dv_max = std::max(dv_max, (double)fabsf(x)); }
+        bool ok = worst <= 1e-4 * dv_max;
+        printf("  dq, dk         max_abs %.3e (dv max %.3e): %s\n", worst, dv_max, ok ? "OK" : "FAIL");
+        fails += !ok;
+    } else {
+        fails += !(compare("dq", from_device(a.dq, a.n), ref.dq, ATTN_TOL) <= ATTN_TOL);
+        fails += !(compare("dk", from_device(a.dk, a.n), ref.dk, ATTN_TOL) <= ATTN_TOL);
+    }
     fails += !(compare("dv", from_device(a.dv, a.n), ref.dv, ATTN_TOL) <= ATTN_TOL);
     if (deterministic) {
         std::vector<float> dq1 = from_device(a.dq, a.n), dk1 = from_device(a.dk, a.n), dv1 = from_device(a.dv, a.n);

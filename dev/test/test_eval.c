@@ -546,7 +546,7 @@ static void test_paper_run(void) {
     snprintf(out, sizeof(out), "%s/paper", tmpdir);
     tokenizer_save(&tok, tokpath);
     tokenizer_free(&tok);
-    ModelConfig cfg = {260, 1, 16, 2, 32, 1024, ATTN_DENSE, 4, 2, 0, 0, 10000.0f};
+    ModelConfig cfg = {260, 1, 16, 2, 32, 1024, ATTN_DENSE, 4, 2, 0, 0, 10000.0f, LAYOUT_GLOBAL, 0, 0, 0};
     Model paper_model;
     model_init(&paper_model, &cfg, 3);
     const char *D = "dev/eval/paper_sample";
