@@ -1,8 +1,12 @@
 /*
- Side-by-side report of several runs: report -o OUT RUN_DIR [RUN_DIR...]. Each run folder holds the
+ Side-by-side report of several runs: report [-g] -o OUT RUN_DIR [RUN_DIR...]. Each run folder holds the
  trainer's log.txt and (optionally) dev/eval/eval.c's eval.json. Writes OUT/report.md with a table per
  kind of evidence (training, LM accuracy, synthetic needles, RULER, LongBench, multiple choice) and SVG
  plots next to it: loss curves, loss by position, accuracy vs length, LongBench per subset.
+ -g (a sweep of scripts/ablate.sh): runs named <variant>-s<seed> are grouped by variant, and a first table
+ gives per variant the mean and the spread (sample standard deviation; 0 with one seed) over its seeds of
+ the final validation loss and perplexity, training tokens/s, and per length the RULER single-needle
+ average (niah_single_1/2/3) and the synthetic-needle average.
 */
 #include <libgen.h>
 #include <math.h>
@@ -14,12 +18,13 @@
 #include "llmc/plot.h"
 #include "llmc/synthetic.h"
 
-#define MAX_RUNS 8
+#define MAX_RUNS 32
 #define MAX_POINTS 100000
 
 typedef struct {
     char name[256], dir[1024];
     double *step, *loss, *vstep, *vloss, *vrecall;
+    double tok_s;  // of the last step logged (0: none)
     int n, nv;
     JValue ev;
     int has_eval;
@@ -36,7 +41,11 @@ static void read_log(Run *r) {
     while (fgets(line, sizeof(line), f)) {
         int step;
         double x, y;
-        if (sscanf(line, "step %d train_loss %lf", &step, &x) == 2 && r->n < MAX_POINTS) { r->step[r->n] = step; r->loss[r->n++] = x; }
+        const char *ts = strstr(line, " tok_s ");
+        if (sscanf(line, "step %d train_loss %lf", &step, &x) == 2 && r->n < MAX_POINTS) {
+            r->step[r->n] = step; r->loss[r->n++] = x;
+            if (ts) { r->tok_s = atof(ts + 7); }
+        }
         else if (sscanf(line, "step %d val_loss %lf recall_acc %lf", &step, &x, &y) == 3 && r->nv < MAX_POINTS) {
             r->vstep[r->nv] = step; r->vloss[r->nv] = x; r->vrecall[r->nv++] = 100 * y;
         }
@@ -137,14 +146,115 @@ static void length_section(FILE *md, Run *runs, int nr, const char *section, con
     fprintf(md, "\n![%s](%s)\n\n", title, svg);
 }
 
+// Average over tasks (all, or those whose name starts with prefix) of section.task.length, NaN when none.
+static double task_average(const Run *r, const char *section, const char *prefix, const char *len) {
+    const JValue *s = jpath(r, section, NULL, NULL);
+    double sum = 0;
+    int n = 0;
+    for (int k = 0; s && s->kind == JV_OBJ && k < s->n; k++) {
+        if (prefix && strncmp(s->keys[k], prefix, strlen(prefix)) != 0) { continue; }
+        double v = num_or_nan(jv_get(jv_get(s, s->keys[k]), len));
+        if (isfinite(v)) { sum += v; n++; }
+    }
+    return n ? sum / n : NAN;
+}
+
+// "mean ± sd" of the finite x[0..n) (sd: sample standard deviation, 0 for one value); "-" when none.
+static void mean_sd(char *buf, size_t cap, const double *x, int n, const char *f) {
+    double sum = 0, sq = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++) { if (isfinite(x[i])) { sum += x[i]; k++; } }
+    if (k == 0) { snprintf(buf, cap, "-"); return; }
+    double mean = sum / k;
+    for (int i = 0; i < n; i++) { if (isfinite(x[i])) { sq += (x[i] - mean) * (x[i] - mean); } }
+    char m[24], d[24];
+    snprintf(m, sizeof(m), f, mean);
+    snprintf(d, sizeof(d), f, k > 1 ? sqrt(sq / (k - 1)) : 0.0);
+    snprintf(buf, cap, "%s ± %s", m, d);
+}
+
+// The sweep table of -g: one row per variant (run name up to "-s<seed>"), in first-seen order.
+static void sweep_section(FILE *md, Run *runs, int nr) {
+    char variants[MAX_RUNS][sizeof(runs[0].name)];
+    int group[MAX_RUNS], nvar = 0;
+    for (int i = 0; i < nr; i++) {
+        char v[sizeof(runs[i].name)];
+        memcpy(v, runs[i].name, sizeof(v));
+        char *dash = strrchr(v, '-');
+        if (dash && dash[1] == 's' && dash[2] && strspn(dash + 2, "0123456789") == strlen(dash + 2)) { *dash = '\0'; }
+        group[i] = -1;
+        for (int j = 0; j < nvar; j++) { if (strcmp(variants[j], v) == 0) { group[i] = j; } }
+        if (group[i] < 0) { memcpy(variants[nvar], v, sizeof(v)); group[i] = nvar++; }
+    }
+    const char *lens[64];
+    int nl = 0;
+    for (int i = 0; i < nr; i++) {  // every length of the RULER or synthetic-needle results, ascending
+        const char *secs[2] = {"ruler", "synthetic_needle"};
+        for (int sI = 0; sI < 2; sI++) {
+            const JValue *s = jpath(&runs[i], secs[sI], NULL, NULL);
+            for (int t = 0; s && s->kind == JV_OBJ && t < s->n; t++) {
+                const JValue *o = jv_get(s, s->keys[t]);
+                for (int k = 0; o && o->kind == JV_OBJ && k < o->n; k++) {
+                    int seen = 0;
+                    for (int j = 0; j < nl; j++) { seen |= strcmp(lens[j], o->keys[k]) == 0; }
+                    if (!seen && nl < 64) { lens[nl++] = o->keys[k]; }
+                }
+            }
+        }
+    }
+    for (int i = 1; i < nl; i++) { const char *v = lens[i]; int j = i - 1; while (j >= 0 && atoi(lens[j]) > atoi(v)) { lens[j + 1] = lens[j]; j--; } lens[j + 1] = v; }
+    fprintf(md, "## Sweep: mean ± standard deviation over seeds\n\n| variant | seeds | val loss | perplexity | tokens/s |");
+    for (int l = 0; l < nl; l++) { fprintf(md, " S-NIAH %s |", lens[l]); }
+    for (int l = 0; l < nl; l++) { fprintf(md, " synthetic %s |", lens[l]); }
+    fprintf(md, "\n| --- | --- | --- | --- | --- |");
+    for (int l = 0; l < 2 * nl; l++) { fprintf(md, " --- |"); }
+    fprintf(md, "\n");
+    for (int g = 0; g < nvar; g++) {
+        double vl[MAX_RUNS], ppl[MAX_RUNS], tps[MAX_RUNS];
+        int n = 0;
+        for (int i = 0; i < nr; i++) {
+            if (group[i] != g) { continue; }
+            vl[n] = runs[i].nv ? runs[i].vloss[runs[i].nv - 1] : NAN;
+            ppl[n] = exp(vl[n]);
+            tps[n] = runs[i].tok_s > 0 ? runs[i].tok_s : NAN;
+            n++;
+        }
+        char a[64], b[64], c[64];  // two numbers of mean_sd's 24 characters each
+        mean_sd(a, sizeof(a), vl, n, "%.4f");
+        mean_sd(b, sizeof(b), ppl, n, "%.2f");
+        mean_sd(c, sizeof(c), tps, n, "%.0f");
+        fprintf(md, "| %s | %d | %s | %s | %s |", variants[g], n, a, b, c);
+        for (int pass = 0; pass < 2; pass++) {
+            for (int l = 0; l < nl; l++) {
+                double x[MAX_RUNS];
+                int k = 0;
+                for (int i = 0; i < nr; i++) {
+                    if (group[i] == g) { x[k++] = pass == 0 ? task_average(&runs[i], "ruler", "niah_single_", lens[l]) : task_average(&runs[i], "synthetic_needle", NULL, lens[l]); }
+                }
+                mean_sd(a, sizeof(a), x, k, "%.1f");
+                fprintf(md, " %s |", a);
+            }
+        }
+        fprintf(md, "\n");
+    }
+    fprintf(md, "\nVal loss: the trainer's last validation (log.txt); perplexity = exp(val loss) per run, then averaged. "
+                "S-NIAH: RULER niah_single_1/2/3 averaged, %% correct; synthetic: the built-in needle tasks averaged.\n\n");
+}
+
 int main(int argc, char **argv) {
     const char *out = NULL;
+    int sweep = 0;
     Run runs[MAX_RUNS];
     int nr = 0;
     memset(runs, 0, sizeof(runs));
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0) { printf("usage: report -o OUT_DIR RUN_DIR [RUN_DIR...] (up to %d runs)\n", MAX_RUNS); return 0; }
+        if (strcmp(argv[i], "-h") == 0) {
+            printf("usage: report [-g] -o OUT_DIR RUN_DIR [RUN_DIR...] (up to %d runs)\n"
+                   "  -g  a sweep: group runs named <variant>-s<seed> and tabulate mean and spread over seeds\n", MAX_RUNS);
+            return 0;
+        }
         if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) { out = argv[++i]; continue; }
+        if (strcmp(argv[i], "-g") == 0) { sweep = 1; continue; }
         if (argv[i][0] == '-') { die("unknown flag '%s' (usage: report -o OUT_DIR RUN_DIR...)", argv[i]); }
         if (nr == MAX_RUNS) { die("at most %d runs per report", MAX_RUNS); }
         struct stat sb;
@@ -168,7 +278,9 @@ int main(int argc, char **argv) {
     AtomicFile af;
     atomic_open(&af, path);
     FILE *md = af.f;
-    fprintf(md, "# moba.c report: %d runs\n\n## Runs\n\n| run | attention | params | steps | final train loss | final val loss | recall acc %% (train eval) |\n| --- | --- | --- | --- | --- | --- | --- |\n", nr);
+    fprintf(md, "# moba.c report: %d runs\n\n", nr);
+    if (sweep) { sweep_section(md, runs, nr); }
+    fprintf(md, "## Runs\n\n| run | attention | params | steps | final train loss | final val loss | recall acc %% (train eval) |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for (int i = 0; i < nr; i++) {
         Run *r = &runs[i];
         char attn[128] = "-", params[32] = "-", tl[32], vl[32], ra[32];

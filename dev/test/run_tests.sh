@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs every CPU test program in build/ (one per dev/test/*.c) and the evaluation cross-check against
-# Python references (dev/eval/crosscheck.sh), sums their "N passed, N failed" lines and prints the total
+# Runs every CPU test program in build/ (one per dev/test/*.c), the evaluation cross-check against
+# Python references (dev/eval/crosscheck.sh) and the ablation runner's kill-and-resume test (dev/test/test_ablate.sh), sums their "N passed, N failed" lines and prints the total
 # as the last line. A program that runs past TEST_TIMEOUT seconds (default 600)
 # is killed and counted as failed, so a hung test never stalls CI. Exits non-zero if any test failed or a program crashed.
 set -u
 cd "$(dirname "$0")/../.."
 total_pass=0; total_fail=0; crashed=0
-for src in dev/test/*.c dev/eval/crosscheck.sh; do
+for src in dev/test/*.c dev/eval/crosscheck.sh dev/test/test_ablate.sh; do
     case "$src" in
         *.sh) prog="bash $src" ;;
         *) prog="build/$(basename "$src" .c)" ;;
