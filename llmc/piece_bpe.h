@@ -1,0 +1,193 @@
+/*
+ The parts the SentencePiece (llmc/sentencepiece.h) and Hugging Face (llmc/hf_tokenizer.h) readers
+ share: a vocabulary of byte-string pieces with a hash map piece -> id, and BPE by priority queue.
+
+ BPE here starts from a word cut into symbols (spans of the word, each with a token id), and repeatedly
+ merges the adjacent pair of best priority (smallest key) until no adjacent pair can merge. Equal
+ priorities merge left to right (smaller left position first). Both reference implementations work this
+ way; they differ only in what a pair's priority is, which BpeRules says:
+   - SentencePiece: a pair can merge iff the concatenated string is a piece; priority = higher score.
+   - Hugging Face: a pair can merge iff (left id, right id) is in the merges list; priority = its rank.
+ A heap of candidate pairs with lazy deletion (a popped pair is skipped if either side has changed
+ since it was pushed) makes one word O(n log n), so long runs without spaces (CJK text) stay cheap.
+*/
+#ifndef LLMC_PIECE_BPE_H
+#define LLMC_PIECE_BPE_H
+
+#include <stdint.h>
+#include "tokenizer.h"
+
+// ----------------------------------------------------------------------------
+// Pieces: piece i is bytes[off[i] .. off[i+1]); find() maps a byte string to its id.
+
+typedef struct {
+    uint32_t n;
+    uint32_t *off;
+    unsigned char *bytes;
+    uint32_t *slots;       // open addressing, piece id or UINT32_MAX
+    uint64_t mask;
+} PieceTable;
+
+static inline const unsigned char *piece_bytes(const PieceTable *pt, uint32_t id, size_t *len) {
+    *len = pt->off[id + 1] - pt->off[id];
+    return pt->bytes + pt->off[id];
+}
+
+// Id of the piece s[0..n), or UINT32_MAX.
+static inline uint32_t piece_find(const PieceTable *pt, const unsigned char *s, size_t n) {
+    for (uint64_t h = tok_hash_bytes(s, n) & pt->mask;; h = (h + 1) & pt->mask) {
+        uint32_t id = pt->slots[h];
+        if (id == UINT32_MAX) { return UINT32_MAX; }
+        if (pt->off[id + 1] - pt->off[id] == n && memcmp(pt->bytes + pt->off[id], s, n) == 0) { return id; }
+    }
+}
+
+// Builds the table from n strings (copied). in_map[i] == 0 keeps piece i out of the map (it still has
+// bytes); in_map may be NULL (all in). Dies naming `where` on a duplicate mapped string.
+static inline void piece_table_build(PieceTable *pt, uint32_t n, const unsigned char *const *strs, const uint32_t *lens,
+                                     const unsigned char *in_map, const char *where) {
+    memset(pt, 0, sizeof(*pt));
+    pt->n = n;
+    pt->off = (uint32_t *)malloc_check(((size_t)n + 1) * sizeof(uint32_t));
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++) { total += lens[i]; }
+    if (total > UINT32_MAX) { die("%s: the pieces total %llu bytes, too many", where, (unsigned long long)total); }
+    pt->bytes = (unsigned char *)malloc_check((size_t)total);
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < n; i++) { pt->off[i] = at; memcpy(pt->bytes + at, strs[i], lens[i]); at += lens[i]; }
+    pt->off[n] = at;
+    uint64_t cap = 1024;
+    while (cap < 2 * (uint64_t)n) { cap *= 2; }
+    pt->mask = cap - 1;
+    pt->slots = (uint32_t *)malloc_check(cap * sizeof(uint32_t));
+    memset(pt->slots, 0xFF, cap * sizeof(uint32_t));
+    for (uint32_t i = 0; i < n; i++) {
+        if (in_map && !in_map[i]) { continue; }
+        uint64_t h = tok_hash_bytes(strs[i], lens[i]) & pt->mask;
+        for (; pt->slots[h] != UINT32_MAX; h = (h + 1) & pt->mask) {
+            uint32_t j = pt->slots[h];
+            if (lens[j] == lens[i] && memcmp(strs[j], strs[i], lens[i]) == 0) {
+                die("%s: piece %u '%.*s' duplicates piece %u", where, i, (int)lens[i], (const char *)strs[i], j);
+            }
+        }
+        pt->slots[h] = i;
+    }
+}
+
+static inline void piece_table_free(PieceTable *pt) {
+    free(pt->off); free(pt->bytes); free(pt->slots);
+    memset(pt, 0, sizeof(*pt));
+}
+
+// <0xNN> -> NN, or -1.
+static inline int piece_byte_value(const unsigned char *s, size_t n) {
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') { return -1; }
+    int v = 0;
+    for (int k = 3; k < 5; k++) {
+        int c = s[k], d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) { return -1; }
+        v = 16 * v + d;
+    }
+    return v;
+}
+
+// ----------------------------------------------------------------------------
+// Merge rules
+
+typedef struct {
+    const PieceTable *pieces;
+    const float *scores;             // SentencePiece: score per piece (merges == NULL)
+    const unsigned char *mergeable;  // SentencePiece: may piece i result from a merge (NORMAL, USER_DEFINED)
+    const uint64_t *merge_keys;      // Hugging Face: open-addressing map (left << 32 | right) -> rank
+    const uint32_t *merge_rank, *merge_result;
+    uint64_t merge_mask;
+} BpeRules;
+
+// A symbol: the span word[start .. start+len), token id (UINT32_MAX: not a piece), neighbours, and
+// frozen (never merges: a user-defined piece matched whole).
+typedef struct { uint32_t start, len, id; int32_t prev, next; uint8_t frozen; } BpeSym;
+typedef struct { uint64_t key; uint32_t right, size, result; } BpeCand;  // key = priority << 32 | left
+
+// Hugging Face merge (a, b): its rank and result id, or 0 if (a, b) is not a merge.
+static inline int bpe_merge_lookup(const BpeRules *r, uint32_t a, uint32_t b, uint32_t *rank, uint32_t *result) {
+    uint64_t key = tok_pair_key(a, b);
+    for (uint64_t h = tok_hash64(key) & r->merge_mask;; h = (h + 1) & r->merge_mask) {
+        if (r->merge_keys[h] == key) { *rank = r->merge_rank[h]; *result = r->merge_result[h]; return 1; }
+        if (r->merge_keys[h] == UINT64_MAX) { return 0; }
+    }
+}
+
+// Larger float -> smaller uint32 (an order-reversing map of the IEEE bits).
+static inline uint32_t bpe_score_priority(float s) {
+    uint32_t u;
+    memcpy(&u, &s, 4);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ~u;
+}
+
+// Pushes the candidate (left, right) if the pair can merge.
+static inline void bpe_consider(const BpeRules *r, const unsigned char *word, BpeSym *sym, int32_t left, int32_t right,
+                                BpeCand *heap, size_t *nheap) {
+    if (left < 0 || right < 0 || sym[left].frozen || sym[right].frozen) { return; }
+    uint32_t prio, result, size = sym[left].len + sym[right].len;
+    if (r->merge_keys) {
+        if (sym[left].id == UINT32_MAX || sym[right].id == UINT32_MAX) { return; }
+        if (!bpe_merge_lookup(r, sym[left].id, sym[right].id, &prio, &result)) { return; }
+    } else {
+        result = piece_find(r->pieces, word + sym[left].start, size);
+        if (result == UINT32_MAX || !r->mergeable[result]) { return; }
+        prio = bpe_score_priority(r->scores[result]);
+    }
+    BpeCand c = {((uint64_t)prio << 32) | (uint32_t)left, (uint32_t)right, size, result};
+    size_t i = (*nheap)++;  // sift up
+    while (i > 0 && heap[(i - 1) / 2].key > c.key) { heap[i] = heap[(i - 1) / 2]; i = (i - 1) / 2; }
+    heap[i] = c;
+}
+
+static inline BpeCand bpe_pop(BpeCand *heap, size_t *nheap) {
+    BpeCand top = heap[0], last = heap[--*nheap];
+    size_t i = 0, n = *nheap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) { break; }
+        if (c + 1 < n && heap[c + 1].key < heap[c].key) { c++; }
+        if (heap[c].key >= last.key) { break; }
+        heap[i] = heap[c]; i = c;
+    }
+    if (n > 0) { heap[i] = last; }
+    return top;
+}
+
+// Runs BPE over the nsym symbols (linked in order, sym[i].prev = i-1, next = i+1, -1 at the ends).
+// Returns the index of the first remaining symbol (-1 if none); follow .next. heap needs room for
+// 3 * nsym entries (nsym - 1 initial pairs, then at most two per merge).
+static inline int32_t bpe_merge_symbols(const BpeRules *r, const unsigned char *word, BpeSym *sym, size_t nsym, BpeCand *heap) {
+    size_t nheap = 0;
+    for (size_t i = 0; i + 1 < nsym; i++) { bpe_consider(r, word, sym, (int32_t)i, (int32_t)i + 1, heap, &nheap); }
+    while (nheap > 0) {
+        BpeCand c = bpe_pop(heap, &nheap);
+        int32_t left = (int32_t)(uint32_t)c.key, right = (int32_t)c.right;
+        if (sym[left].len == 0 || sym[right].len == 0 || sym[left].len + sym[right].len != c.size) { continue; }  // stale
+        sym[left].len = c.size;
+        sym[left].id = c.result;
+        sym[left].next = sym[right].next;
+        if (sym[right].next >= 0) { sym[sym[right].next].prev = left; }
+        sym[right].len = 0;
+        bpe_consider(r, word, sym, sym[left].prev, left, heap, &nheap);
+        bpe_consider(r, word, sym, left, sym[left].next, heap, &nheap);
+    }
+    return nsym ? 0 : -1;
+}
+
+// Growable per-call scratch for the symbols and the heap of one word.
+typedef struct { BpeSym *sym; BpeCand *heap; size_t cap; } BpeScratch;
+
+static inline void bpe_scratch_reserve(BpeScratch *b, size_t nsym) {
+    if (nsym <= b->cap) { return; }
+    free(b->sym); free(b->heap);
+    b->cap = nsym < 256 ? 256 : 2 * nsym;
+    b->sym = (BpeSym *)malloc_check(b->cap * sizeof(BpeSym));
+    b->heap = (BpeCand *)malloc_check(3 * b->cap * sizeof(BpeCand));
+}
+
+#endif // LLMC_PIECE_BPE_H
