@@ -310,7 +310,7 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
             t->added_first[content->str[0] & 0xFF] = 1;
         }
     }
-    for (uint64_t id = 0; id < size; id++) { if (!strs[id]) { die("tokenizer.json '%s': token id %llu is used by neither model.vocab nor added_tokens", path, (unsigned long long)id); } }
+    for (uint64_t id = 0; id < size; id++) { if (!strs[id]) { strs[id] = (const unsigned char *)""; } }  // an unused id: empty, never produced
     piece_table_build(&t->vocab, (uint32_t)size, strs, lens, in_map, path);
     // the document token: BOS names first, then EOS names, among the special added tokens
     static const char *doc_names[7] = {"<s>", "<|begin_of_text|>", "<bos>", "<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"};
@@ -531,7 +531,7 @@ static inline size_t hf_decode(const HfTokenizer *t, const uint32_t *ids, size_t
         if (ids[i] >= t->vocab_size) { die("token id %u is out of range (vocab size %u)", ids[i], t->vocab_size); }
         size_t len;
         const unsigned char *b = piece_bytes(&t->surface, ids[i], &len);
-        if (count == 0 && len > 0 && b[0] == ' ' && t->pretok == HF_PRE_METASPACE && t->prepend != HF_PREPEND_NEVER) { b++; len--; }
+        if (i == 0 && len > 0 && b[0] == ' ' && t->pretok == HF_PRE_METASPACE && t->prepend != HF_PREPEND_NEVER) { b++; len--; }
         for (size_t j = 0; j < len; j++, count++) { if (count < cap) { out[count] = b[j]; } }
     }
     return count;

@@ -364,12 +364,14 @@ static inline size_t sp_encode(const SpModel *m, TokenCache *cache, const unsign
 // at most cap bytes, returns the number the whole decoding needs; dies on an id out of range.
 static inline size_t sp_decode(const SpModel *m, const uint32_t *ids, size_t n, unsigned char *out, size_t cap) {
     size_t count = 0;
+    int first = 1;  // no piece but control pieces decoded yet
     for (size_t i = 0; i < n; i++) {
         if (ids[i] >= m->pieces.n) { die("token id %u is out of range (vocab size %u)", ids[i], m->pieces.n); }
         size_t len;
         const unsigned char *b = piece_bytes(&m->surface, ids[i], &len);
-        if (count == 0 && len > 0 && b[0] == ' ' && m->add_dummy_prefix &&
-            (m->type[ids[i]] == SP_NORMAL || m->type[ids[i]] == SP_USER_DEFINED)) { b++; len--; }
+        int t = m->type[ids[i]];
+        if (first && len > 0 && b[0] == ' ' && m->add_dummy_prefix && (t == SP_NORMAL || t == SP_USER_DEFINED)) { b++; len--; }
+        if (t != SP_CONTROL) { first = 0; }
         for (size_t j = 0; j < len; j++, count++) { if (count < cap) { out[count] = b[j]; } }
     }
     return count;

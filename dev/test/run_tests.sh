@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Runs every CPU test program in build/ (one per dev/test/*.c), sums their "N passed, N failed" lines
+# Runs every CPU test program in build/ (one per dev/test/*.c) and every dev/test/*.sh script, sums their "N passed, N failed" lines
 # and prints the total as the last line. A program that runs past TEST_TIMEOUT seconds (default 600)
 # is killed and counted as failed, so a hung test never stalls CI. Exits non-zero if any test failed or a program crashed.
 set -u
 cd "$(dirname "$0")/../.."
 total_pass=0; total_fail=0; crashed=0
-for src in dev/test/*.c; do
+for src in dev/test/*.c dev/test/*.sh; do
     prog="build/$(basename "$src" .c)"
+    run=("$prog")
+    if [[ "$src" == *.sh ]]; then prog="$src"; run=(bash "$src"); fi
     echo "=== $prog"
     start=$(date +%s)
-    out=$(timeout "${TEST_TIMEOUT:-600}" "$prog" 2>&1); rc=$?
+    out=$(timeout "${TEST_TIMEOUT:-600}" "${run[@]}" 2>&1); rc=$?
     if [ "$rc" -eq 124 ]; then echo "!!! $prog timed out after ${TEST_TIMEOUT:-600}s"; fi
     echo "$out" | grep -v '^ok ' | tail -n 40
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)

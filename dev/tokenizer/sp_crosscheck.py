@@ -4,7 +4,8 @@ normalization, whitespace-only pieces) and variations (extra-whitespace removal 
 no dummy prefix), encodes TEXT line by line with SentencePiece and with build/tokenize, and requires
 identical ids; then checks that a unigram model is refused with a clear error. Prints one "ok"/"FAIL" line
 per check and the "N passed, N failed" summary.
-    /usr/bin/python3 dev/tokenizer/sp_crosscheck.py WORKDIR TEXT
+If given, EXTRA_MODEL (the Llama model extracted by llama_js_check.mjs) is compared the same way.
+    /usr/bin/python3 dev/tokenizer/sp_crosscheck.py WORKDIR TEXT [EXTRA_MODEL]
 """
 import os
 import subprocess
@@ -38,9 +39,12 @@ models = {
                                          user_defined_symbols=["<tool>", "##", "\u4e00\u4e01"]),
     "no_dummy_prefix": dict(llama, vocab_size=2000, add_dummy_prefix=False),
 }
+if len(sys.argv) > 3:
+    models["extracted_llama"] = None
 for name, opts in models.items():
-    prefix = os.path.join(work, name)
-    spm.SentencePieceTrainer.train(input=train_path, model_prefix=prefix, **opts)
+    prefix = os.path.join(work, name) if opts else sys.argv[3][:-len(".model")]
+    if opts:
+        spm.SentencePieceTrainer.train(input=train_path, model_prefix=prefix, **opts)
     sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
     want = [" ".join(map(str, sp.encode(l))) for l in lines]
     got = subprocess.run(["build/tokenize", "-t", prefix + ".model", "-l", text_path], capture_output=True, check=True).stdout.decode().split("\n")[:-1]
@@ -50,7 +54,7 @@ for name, opts in models.items():
         name, len(lines), sum(map(len, lines)) / 1e6, ntok, len(bad),
         "" if not bad else " (first: line %d %r: want %s got %s)" % (bad[0] + 1, lines[bad[0]][:80], want[bad[0]][:120], got[bad[0]][:120] if bad[0] < len(got) else "nothing")))
     # decode: valid UTF-8 lines without leading/trailing/double spaces decode back exactly
-    sample = [l for l in lines[:3000] if l.decode("utf-8", "ignore").encode() == l and l.strip(b" ") == l and b"  " not in l and l]
+    sample = [l for l in lines[:3000] if l.decode("utf-8", "ignore").encode() == l]
     ids_path = os.path.join(work, name + ".ids")
     with open(ids_path, "w") as f:
         f.write("\n".join(" ".join(map(str, sp.encode(l.decode()))) for l in sample) + "\n")
