@@ -217,25 +217,25 @@ static void eval_syn(EvalModel *em, const EvalArgs *a, const int *lengths, int n
 // Text generation (tokenizer tasks)
 
 // Greedy continuation of a text prompt, the prompt cut in the middle to fit context - max_gen.
-static char *generate_text(EvalModel *em, const Tokenizer *tok, const char *prompt, int context, int max_gen, int stop_newline) {
-    size_t len = strlen(prompt);
-    uint32_t *ids = (uint32_t *)malloc_check((len ? len : 1) * sizeof(uint32_t));
-    int n = (int)tokenizer_encode(tok, (const unsigned char *)prompt, len, ids, len);
-    if (n == 0) { ids[0] = tokenizer_eot(tok); n = 1; }
+static char *generate_text(EvalModel *em, const TextTokenizer *tok, const char *prompt, int context, int max_gen, int stop_newline) {
+    size_t len = strlen(prompt), cap = text_tokenizer_max_tokens(tok, len);
+    uint32_t *ids = (uint32_t *)malloc_check((cap ? cap : 1) * sizeof(uint32_t));
+    int n = (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)prompt, len, ids, cap);
+    if (n == 0) { ids[0] = tok->doc_token; n = 1; }
     n = truncate_middle(ids, n, context - max_gen);
     int *in = (int *)malloc_check((size_t)n * sizeof(int)), *out = (int *)malloc_check((size_t)max_gen * sizeof(int));
     for (int i = 0; i < n; i++) { in[i] = (int)ids[i]; }
     uint32_t nl_ids[8];
-    int nl = (int)tokenizer_encode(tok, (const unsigned char *)"\n", 1, nl_ids, 8), nl_tok = (int)nl_ids[0];
+    int nl = (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)"\n", 1, nl_ids, 8), nl_tok = (int)nl_ids[0];
     const int *stops[1] = {&nl_tok};
     int stop_len[1] = {1};
-    GenConfig g = {max_gen, 0.0f, 1.0f, 1, (int)tokenizer_eot(tok), stops, stop_len, stop_newline && nl == 1};
+    GenConfig g = {max_gen, 0.0f, 1.0f, 1, (int)tok->doc_token, stops, stop_len, stop_newline && nl == 1};
     int got = generate_tokens(em->ctx, em->prefill, em->step, em->cfg.vocab_size, em->capacity, in, n, &g, out);
     uint32_t *gen = (uint32_t *)malloc_check((size_t)(got ? got : 1) * sizeof(uint32_t));
     for (int i = 0; i < got; i++) { gen[i] = (uint32_t)out[i]; }
-    size_t bytes = tokenizer_decode(tok, gen, (size_t)got, NULL, 0);
+    size_t bytes = text_tokenizer_decode(tok, gen, (size_t)got, NULL, 0);
     char *text = (char *)malloc_check(bytes + 1);
-    tokenizer_decode(tok, gen, (size_t)got, (unsigned char *)text, bytes);
+    text_tokenizer_decode(tok, gen, (size_t)got, (unsigned char *)text, bytes);
     text[bytes] = '\0';
     free(ids); free(in); free(out); free(gen);
     return text;
@@ -247,7 +247,7 @@ static void write_answers(FILE *f, char **answers, int n) {
     fputc(']', f);
 }
 
-static void eval_ruler(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, const int *lengths, int nl, StrBuf *js, StrBuf *md) {
+static void eval_ruler(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, const int *lengths, int nl, StrBuf *js, StrBuf *md) {
     RulerSource src = {0}, hot = {0};
     src.tok = tok; hot.tok = tok;
     if (a->essay) { ruler_load_essay(&src, a->essay); }
@@ -296,7 +296,7 @@ static void eval_ruler(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, c
     ruler_source_free(&src); ruler_source_free(&hot);
 }
 
-static void eval_longbench(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, int context, StrBuf *js, StrBuf *md) {
+static void eval_longbench(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, int context, StrBuf *js, StrBuf *md) {
     char *names[32], *buf = NULL, path[1400], dir[1200];
     int nd = a->lb_sets ? split_list(a->lb_sets, names, 32, &buf) : NUM_LONGBENCH_DATASETS;
     snprintf(dir, sizeof(dir), "%s/longbench_pred", a->out);
@@ -352,12 +352,12 @@ static void eval_longbench(EvalModel *em, const Tokenizer *tok, const EvalArgs *
 // Multiple choice
 
 // Sum of log p(continuation | context), the context cut from the left to fit the model.
-static double continuation_logprob(EvalModel *em, const Tokenizer *tok, const char *ctx, const char *cont) {
-    size_t lc = strlen(ctx), ln = strlen(cont);
-    uint32_t *ids = (uint32_t *)malloc_check((lc + ln + 1) * sizeof(uint32_t));
-    ids[0] = tokenizer_eot(tok);  // the document boundary the model saw in training
-    int nc = 1 + (int)tokenizer_encode(tok, (const unsigned char *)ctx, lc, ids + 1, lc);
-    int nn = (int)tokenizer_encode(tok, (const unsigned char *)cont, ln, ids + nc, ln);
+static double continuation_logprob(EvalModel *em, const TextTokenizer *tok, const char *ctx, const char *cont) {
+    size_t lc = strlen(ctx), ln = strlen(cont), cc = text_tokenizer_max_tokens(tok, lc), cn = text_tokenizer_max_tokens(tok, ln);
+    uint32_t *ids = (uint32_t *)malloc_check((cc + cn + 1) * sizeof(uint32_t));
+    ids[0] = tok->doc_token;  // the document boundary the model saw in training
+    int nc = 1 + (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)ctx, lc, ids + 1, cc);
+    int nn = (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)cont, ln, ids + nc, cn);
     int total = nc + nn, start = total - 1 > em->cfg.max_seq_len ? total - 1 - em->cfg.max_seq_len : 0, T = total - 1 - start;
     if (nn == 0) { free(ids); return 0; }
     if (T < nn) { die("multiple choice: a %d-token continuation does not fit the model's %d-token context", nn, em->cfg.max_seq_len); }
@@ -371,7 +371,7 @@ static double continuation_logprob(EvalModel *em, const Tokenizer *tok, const ch
     return lp;
 }
 
-static void eval_mc(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
+static void eval_mc(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
     char *items[16], *buf;
     int n = split_list(a->mc, items, 16, &buf);
     sb_puts(js, "  \"mc\": {");
@@ -482,9 +482,9 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     config_print(c, stdout);
     int lengths[64], nl = eval_lengths(a, c, lengths), context = eval_context(a, c);
     if ((a->ruler || a->lb_dir || a->mc) && !a->tokenizer) { die("RULER, LongBench and multiple choice need a tokenizer (-k FILE)"); }
-    Tokenizer tok;
+    TextTokenizer tok;
     if (a->tokenizer) {
-        tokenizer_load(&tok, a->tokenizer);
+        text_tokenizer_load(&tok, a->tokenizer);
         if ((int)tok.vocab_size > c->vocab_size) { die("tokenizer '%s' has %u tokens but the model only %d", a->tokenizer, tok.vocab_size, c->vocab_size); }
     }
 
@@ -515,7 +515,7 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     write_text(path, md.s);
     printf("wrote %s/eval.json and eval.md (%.1f s)\n", a->out, now_seconds() - t0);
     free(js.s); free(md.s);
-    if (a->tokenizer) { tokenizer_free(&tok); }
+    if (a->tokenizer) { text_tokenizer_free(&tok); }
 }
 
 #endif // LLMC_EVAL_DRIVER_H

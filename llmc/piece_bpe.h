@@ -190,4 +190,79 @@ static inline void bpe_scratch_reserve(BpeScratch *b, size_t nsym) {
     b->heap = (BpeCand *)malloc_check(3 * b->cap * sizeof(BpeCand));
 }
 
+// ----------------------------------------------------------------------------
+// Where text can be cut into words that BPE may encode one at a time (with a cache): between two
+// characters that are adjacent inside no mergeable piece. No merge can then join the two sides, and
+// merges on one side never change the candidates on the other, so encoding the words one by one gives
+// exactly the tokens of encoding the whole text. Pairs of ASCII characters live in a bitmap, the rest
+// in a hash set of (code point << 21 | code point).
+
+typedef struct {
+    uint64_t ascii[128 * 128 / 64];
+    uint64_t *keys;      // open addressing; empty = UINT64_MAX
+    uint64_t mask;
+} JoinedPairs;
+
+// The code point of the UTF-8 character at s[i] (valid UTF-8 assumed) and its length.
+static inline uint32_t piece_char(const unsigned char *s, size_t n, size_t i, size_t *len) {
+    unsigned char c = s[i];
+    size_t k = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (k > n - i) { k = n - i; }
+    uint32_t cp = k == 1 ? c : (uint32_t)(c & (0x7F >> k));
+    for (size_t j = 1; j < k; j++) { cp = (cp << 6) | (s[i + j] & 0x3F); }
+    *len = k;
+    return cp;
+}
+
+static inline int joined_has(const JoinedPairs *jp, uint32_t a, uint32_t b) {
+    if (a < 128 && b < 128) { uint32_t bit = a * 128 + b; return (int)((jp->ascii[bit / 64] >> (bit % 64)) & 1); }
+    uint64_t key = ((uint64_t)a << 21) | b;
+    for (uint64_t h = tok_hash64(key) & jp->mask;; h = (h + 1) & jp->mask) {
+        if (jp->keys[h] == key) { return 1; }
+        if (jp->keys[h] == UINT64_MAX) { return 0; }
+    }
+}
+
+// Collects the adjacent character pairs of every piece with mergeable[id] set.
+static inline void joined_build(JoinedPairs *jp, const PieceTable *pt, const unsigned char *mergeable) {
+    memset(jp, 0, sizeof(*jp));
+    uint64_t cap = 1024;
+    while (cap < 2 * (uint64_t)pt->off[pt->n]) { cap *= 2; }  // at most one pair per byte
+    jp->mask = cap - 1;
+    jp->keys = (uint64_t *)malloc_check(cap * sizeof(uint64_t));
+    memset(jp->keys, 0xFF, cap * sizeof(uint64_t));
+    for (uint32_t id = 0; id < pt->n; id++) {
+        if (!mergeable[id]) { continue; }
+        size_t n, l;
+        const unsigned char *s = piece_bytes(pt, id, &n);
+        uint32_t prev = UINT32_MAX;
+        for (size_t i = 0; i < n; i += l) {
+            uint32_t cp = piece_char(s, n, i, &l);
+            if (prev != UINT32_MAX && !joined_has(jp, prev, cp)) {
+                if (prev < 128 && cp < 128) { uint32_t bit = prev * 128 + cp; jp->ascii[bit / 64] |= 1ull << (bit % 64); }
+                else {
+                    uint64_t key = ((uint64_t)prev << 21) | cp, h = tok_hash64(key) & jp->mask;
+                    while (jp->keys[h] != UINT64_MAX) { h = (h + 1) & jp->mask; }
+                    jp->keys[h] = key;
+                }
+            }
+            prev = cp;
+        }
+    }
+}
+
+// End of the word that starts at s[i]: the first cut after i, or n.
+static inline size_t joined_word_end(const JoinedPairs *jp, const unsigned char *s, size_t n, size_t i) {
+    size_t l;
+    uint32_t prev = piece_char(s, n, i, &l);
+    for (size_t e = i + l; e < n; e += l) {
+        uint32_t cp = piece_char(s, n, e, &l);
+        if (!joined_has(jp, prev, cp)) { return e; }
+        prev = cp;
+    }
+    return n;
+}
+
+static inline void joined_free(JoinedPairs *jp) { free(jp->keys); memset(jp, 0, sizeof(*jp)); }
+
 #endif // LLMC_PIECE_BPE_H

@@ -25,7 +25,7 @@
 #include "eval_metrics.h"
 #include "json_value.h"
 #include "rng.h"
-#include "tokenizer.h"
+#include "text_tokenizer.h"
 #include "utils.h"
 
 // ---------------------------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ static const char *const ruler_noise = "The grass is green. The sky is blue. The
 
 // The source material shared by all samples of a run.
 typedef struct {
-    const Tokenizer *tok;
+    const TextTokenizer *tok;
     char **essay_words; int num_essay_words; char *essay_buf;   // essay haystack (whitespace-split)
     char **qa_questions, ***qa_answers, **qa_docs;               // QA file
     int *qa_num_answers, **qa_gold, *qa_num_gold, num_qa, num_docs;
@@ -355,9 +355,9 @@ static inline void ruler_build(RulerSample *s, const RulerTask *t, const RulerSo
     }
     s->prompt = b.s;
     s->max_gen = t->max_gen;
-    size_t len = b.n;
-    uint32_t *ids = (uint32_t *)malloc_check((len ? len : 1) * sizeof(uint32_t));
-    s->prompt_tokens = (int)tokenizer_encode(src->tok, (const unsigned char *)b.s, len, ids, len);
+    size_t len = b.n, cap = text_tokenizer_max_tokens(src->tok, len);
+    uint32_t *ids = (uint32_t *)malloc_check((cap ? cap : 1) * sizeof(uint32_t));
+    s->prompt_tokens = (int)text_tokenizer_encode(src->tok, NULL, (const unsigned char *)b.s, len, ids, cap);
     free(ids);
 }
 

@@ -20,9 +20,8 @@
    2. cut into characters (a user-defined piece, longest first, is one frozen symbol) and merge by BPE:
       a pair merges iff the concatenation is a normal or user-defined piece, highest score first.
    3. a symbol that is not a piece becomes its bytes as <0xNN> pieces (byte_fallback), else <unk>.
- For speed the normalized text is cut into words before each "▁" that follows another character and
- each word is encoded alone (with a per-thread cache), which is exact when no piece holds a "▁" after
- another character; the reader checks that and otherwise encodes the whole text as one word.
+ For speed the normalized text is cut into words where no merge can cross (JoinedPairs in
+ llmc/piece_bpe.h) and each word is encoded alone, with a per-thread cache of frequent words.
 */
 #ifndef LLMC_SENTENCEPIECE_H
 #define LLMC_SENTENCEPIECE_H
@@ -41,7 +40,9 @@ typedef struct {
     unsigned char *type, *mergeable;
     uint32_t unk, bos, eos;    // UINT32_MAX when the model has none
     uint32_t byte_id[256];     // <0xNN> piece ids, with byte_fallback
-    int byte_fallback, add_dummy_prefix, remove_extra_ws, escape_ws, split_words;
+    int byte_fallback, add_dummy_prefix, remove_extra_ws, escape_ws;
+    JoinedPairs joined;        // where the normalized text can be cut into words
+    uint32_t ascii_id[128];    // piece id of each ASCII character (UINT32_MAX: none), saves a lookup
     uint32_t max_user_len;     // longest user-defined piece (0: none)
     unsigned char user_first[256];  // 1 if some user-defined piece starts with this byte
     BpeRules rules;
@@ -114,7 +115,7 @@ static inline uint64_t pb_uint(PbReader *r, const char *name, uint32_t wire) { p
 // Loading
 
 static inline void sp_free(SpModel *m) {
-    piece_table_free(&m->pieces); piece_table_free(&m->surface);
+    piece_table_free(&m->pieces); piece_table_free(&m->surface); joined_free(&m->joined);
     free(m->scores); free(m->type); free(m->mergeable);
     memset(m, 0, sizeof(*m));
 }
@@ -241,14 +242,12 @@ static inline void sp_load(SpModel *m, const char *path) {
     piece_table_build(&m->pieces, (uint32_t)n, strs, lens, in_map, path);
     // surfaces: "▁" -> ' ' in normal and user-defined pieces
     unsigned char **owned = (unsigned char **)calloc_check(n, sizeof(*owned));
-    m->split_words = m->escape_ws;
     for (uint32_t i = 0; i < n; i++) {
         if (!in_map[i]) { continue; }
         unsigned char *o = owned[i] = (unsigned char *)malloc_check(lens[i]);
         uint32_t k = 0;
         for (uint32_t j = 0; j < lens[i];) {
             if (m->escape_ws && j + 3 <= lens[i] && memcmp(strs[i] + j, SP_SPACE, 3) == 0) {
-                if (j > 0 && o[k - 1] != ' ') { m->split_words = 0; }  // "▁" after another character
                 o[k++] = ' '; j += 3;
             } else { o[k++] = strs[i][j++]; }
         }
@@ -259,6 +258,8 @@ static inline void sp_load(SpModel *m, const char *path) {
     for (uint32_t i = 0; i < n; i++) { free(owned[i]); }
     free(owned); free(in_map); free(surf); free(surf_len); free(surf_bytes); free(strs); free(lens); free(buf);
     m->rules = (BpeRules){&m->pieces, m->scores, m->mergeable, NULL, NULL, NULL, 0};
+    joined_build(&m->joined, &m->pieces, m->mergeable);
+    for (unsigned char c = 0; c < 128; c++) { m->ascii_id[c] = piece_find(&m->pieces, &c, 1); }
 }
 
 // ----------------------------------------------------------------------------
@@ -279,8 +280,9 @@ static inline size_t sp_normalize(const SpModel *m, const unsigned char *s, size
             prev_space = 1; i++;
             continue;
         }
-        int len = utf8_valid_len(s, n, i);
-        if (len == 0) { memcpy(out + k, SP_REPLACEMENT, 3); k += 3; i++; }
+        int len = s[i] < 0x80 ? 1 : utf8_valid_len(s, n, i);
+        if (len == 1) { out[k++] = s[i++]; }
+        else if (len == 0) { memcpy(out + k, SP_REPLACEMENT, 3); k += 3; i++; }
         else { memcpy(out + k, s + i, (size_t)len); k += (size_t)len; i += (size_t)len; }
         prev_space = 0;
     }
@@ -309,7 +311,8 @@ static inline size_t sp_encode_word(const SpModel *m, BpeScratch *b, const unsig
             len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
             if (len > wn - i) { len = wn - i; }
         }
-        b->sym[ns] = (BpeSym){(uint32_t)i, (uint32_t)len, piece_find(&m->pieces, w + i, len), (int32_t)ns - 1, (int32_t)ns + 1, frozen};
+        uint32_t id = len == 1 && w[i] < 0x80 ? m->ascii_id[w[i]] : piece_find(&m->pieces, w + i, len);
+        b->sym[ns] = (BpeSym){(uint32_t)i, (uint32_t)len, id, (int32_t)ns - 1, (int32_t)ns + 1, frozen};
         i += len;
     }
     if (ns == 0) { return 0; }
@@ -328,31 +331,34 @@ static inline size_t sp_encode_word(const SpModel *m, BpeScratch *b, const unsig
 // whole text needs at most 3 * n + 3 ids.
 static inline size_t sp_encode(const SpModel *m, TokenCache *cache, const unsigned char *s, size_t n, uint32_t *out, size_t cap) {
     unsigned char *norm = (unsigned char *)malloc_check(3 * n + 3);
-    size_t nn = sp_normalize(m, s, n, norm), count = 0;
-    uint32_t *buf = (uint32_t *)malloc_check((nn ? nn : 1) * sizeof(uint32_t));
+    size_t nn = sp_normalize(m, s, n, norm), count = 0, buf_cap = 0;
+    uint32_t *buf = NULL;  // a word's tokens when out has no room left for them
     BpeScratch scratch = {0};
     for (size_t i = 0; i < nn;) {
-        size_t e = nn;
-        if (m->split_words) {  // the next "▁" that follows another character
-            for (e = i + 1; e < nn; e++) {
-                if (norm[e] == 0xE2 && e + 3 <= nn && memcmp(norm + e, SP_SPACE, 3) == 0 &&
-                    !(e >= 3 && memcmp(norm + e - 3, SP_SPACE, 3) == 0)) { break; }
+        size_t e = joined_word_end(&m->joined, norm, nn, i), wn = e - i, k;
+        TokenCacheEntry *ce = NULL;
+        size_t first_len;
+        piece_char(norm, nn, i, &first_len);
+        if (cache && wn <= TOKCACHE_KEY && wn > first_len) {  // one character needs no BPE and no cache
+            ce = &cache->e[tok_hash_bytes(norm + i, wn) & ((1u << TOKCACHE_BITS) - 1)];
+            if (ce->len == wn && memcmp(ce->key, norm + i, wn) == 0) {
+                for (size_t j = 0; j < ce->ntok; j++, count++) { if (count < cap) { out[count] = ce->tok[j]; } }
+                i = e;
+                continue;
             }
         }
-        size_t wn = e - i, k;
-        const uint32_t *toks = buf;
-        TokenCacheEntry *ce = NULL;
-        if (cache && wn <= TOKCACHE_KEY) {
-            ce = &cache->e[tok_hash_bytes(norm + i, wn) & ((1u << TOKCACHE_BITS) - 1)];
-            if (ce->len == wn && memcmp(ce->key, norm + i, wn) == 0) { toks = ce->tok; k = ce->ntok; goto emit; }
+        uint32_t *dst = out + count;  // a word gives at most wn tokens
+        if (count > cap || cap - count < wn) {
+            if (wn > buf_cap) { free(buf); buf_cap = 2 * wn; buf = (uint32_t *)malloc_check(buf_cap * sizeof(uint32_t)); }
+            dst = buf;
         }
-        k = sp_encode_word(m, &scratch, norm + i, wn, buf);
+        k = sp_encode_word(m, &scratch, norm + i, wn, dst);
         if (ce && k <= TOKCACHE_TOKS) {
             ce->len = (uint8_t)wn; ce->ntok = (uint8_t)k;
-            memcpy(ce->key, norm + i, wn); memcpy(ce->tok, buf, k * sizeof(uint32_t));
+            memcpy(ce->key, norm + i, wn); memcpy(ce->tok, dst, k * sizeof(uint32_t));
         }
-    emit:
-        for (size_t j = 0; j < k; j++, count++) { if (count < cap) { out[count] = toks[j]; } }
+        if (dst == buf) { for (size_t j = 0; j < k; j++) { if (count + j < cap) { out[count + j] = buf[j]; } } }
+        count += k;
         i = e;
     }
     free(scratch.sym); free(scratch.heap); free(buf); free(norm);

@@ -53,6 +53,13 @@ for name, opts in models.items():
     check(not bad and len(got) == len(lines), "%s: %d lines, %.2f MB, %d tokens, %d mismatched lines%s" % (
         name, len(lines), sum(map(len, lines)) / 1e6, ntok, len(bad),
         "" if not bad else " (first: line %d %r: want %s got %s)" % (bad[0] + 1, lines[bad[0]][:80], want[bad[0]][:120], got[bad[0]][:120] if bad[0] < len(got) else "nothing")))
+    # newlines inside the text (the line-by-line check has none): the first 3000 lines in one piece
+    block_path = os.path.join(work, "block.txt")
+    with open(block_path, "wb") as f:
+        f.write(b"\n".join(lines[:3000]))
+    want = " ".join(map(str, sp.encode(b"\n".join(lines[:3000]))))
+    got = subprocess.run(["build/tokenize", "-t", prefix + ".model", block_path], capture_output=True, check=True).stdout.decode().strip()
+    check(got == want, "%s: 3000 lines in one piece: %d tokens, %s" % (name, len(want.split()), "identical" if got == want else "DIFFERENT"))
     # decode: valid UTF-8 lines without leading/trailing/double spaces decode back exactly
     sample = [l for l in lines[:3000] if l.decode("utf-8", "ignore").encode() == l]
     ids_path = os.path.join(work, name + ".ids")
