@@ -41,6 +41,8 @@ typedef struct {
     uint32_t byte_id[256];     // byte-level: the token of each byte; Metaspace: <0xNN> (UINT32_MAX if none)
     uint64_t *merge_keys; uint32_t *merge_rank, *merge_result; uint64_t merge_mask;
     uint32_t *added; int nadded;  // non-special added tokens, matched in the text
+    JoinedPairs joined;        // Metaspace: where the text can be cut into words (cut_words)
+    int cut_words;
     unsigned char added_first[256];
     BpeRules rules;
 } HfTokenizer;
@@ -225,7 +227,7 @@ static inline void hf_read_layout(HfTokenizer *t, const JValue *root, const char
 }
 
 static inline void hf_free(HfTokenizer *t) {
-    piece_table_free(&t->vocab); piece_table_free(&t->surface);
+    piece_table_free(&t->vocab); piece_table_free(&t->surface); joined_free(&t->joined);
     free(t->merge_keys); free(t->merge_rank); free(t->merge_result); free(t->added);
     memset(t, 0, sizeof(*t));
 }
@@ -347,6 +349,7 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
     t->merge_result = (uint32_t *)malloc_check(cap * sizeof(uint32_t));
     memset(t->merge_keys, 0xFF, cap * sizeof(uint64_t));
     unsigned char *joined = (unsigned char *)malloc_check(1);
+    t->cut_words = !byte_level;  // unless a merge takes a byte-fallback token (then the text is one word)
     for (int r = 0; r < merges->n; r++) {
         const JValue *m = &merges->items[r];
         unsigned char *part[2]; size_t plen[2];
@@ -368,6 +371,7 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
             plen[k] = (size_t)len;
             ids[k] = piece_find(&t->vocab, part[k], plen[k]);
             if (ids[k] == UINT32_MAX) { die("tokenizer.json '%s': model.merges[%d]: part %d is not in the vocab", path, r, k + 1); }
+            if (piece_byte_value(part[k], plen[k]) >= 0) { t->cut_words = 0; }
         }
         joined = (unsigned char *)realloc(joined, plen[0] + plen[1] + 1);
         if (!joined) { die("out of host memory reading '%s'", path); }
@@ -401,6 +405,12 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
     free(owned); free(strs); free(lens); free(in_map); free(special);
     jv_free(&root);
     t->rules = (BpeRules){&t->vocab, NULL, NULL, t->merge_keys, t->merge_rank, t->merge_result, t->merge_mask};
+    if (t->cut_words) {
+        unsigned char *all = (unsigned char *)malloc_check(size);
+        memset(all, 1, size);
+        joined_build(&t->joined, &t->vocab, all);
+        free(all);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -445,13 +455,14 @@ static inline size_t hf_encode_word(const HfTokenizer *t, BpeScratch *b, const u
     return count;
 }
 
-// End of the pre-token at text[i] (Metaspace: words start at each "▁" when split, else the whole text).
+// End of the pre-token at text[i] (Metaspace: words start at each "▁" when split, and are cut where
+// no merge can cross).
 static inline size_t hf_pretoken_end(const HfTokenizer *t, const unsigned char *s, size_t n, size_t i) {
     if (t->pretok == HF_PRE_GPT2) { return hf_gpt2_end(s, n, i); }
     if (t->pretok == HF_PRE_LLAMA3) { return hf_llama3_end(s, n, i); }
-    if (!t->split_metaspace) { return n; }
-    size_t e = i + 1;
-    while (e < n && !(e + 3 <= n && memcmp(s + e, HF_METASPACE, 3) == 0)) { e++; }
+    size_t end = t->cut_words ? joined_word_end(&t->joined, s, n, i) : n, e = i + 1;
+    if (!t->split_metaspace) { return end; }
+    while (e < end && !(e + 3 <= n && memcmp(s + e, HF_METASPACE, 3) == 0)) { e++; }
     return e;
 }
 

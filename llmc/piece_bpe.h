@@ -15,6 +15,7 @@
 #define LLMC_PIECE_BPE_H
 
 #include <stdint.h>
+#include "json_value.h"  // utf8_valid_len
 #include "tokenizer.h"
 
 // ----------------------------------------------------------------------------
@@ -203,14 +204,16 @@ typedef struct {
     uint64_t mask;
 } JoinedPairs;
 
-// The code point of the UTF-8 character at s[i] (valid UTF-8 assumed) and its length.
+// The code point of the UTF-8 character at s[i] and its length; a byte that is not valid UTF-8 is
+// one character 0x110000 + byte, which no piece holds.
 static inline uint32_t piece_char(const unsigned char *s, size_t n, size_t i, size_t *len) {
     unsigned char c = s[i];
-    size_t k = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (k > n - i) { k = n - i; }
-    uint32_t cp = k == 1 ? c : (uint32_t)(c & (0x7F >> k));
-    for (size_t j = 1; j < k; j++) { cp = (cp << 6) | (s[i + j] & 0x3F); }
-    *len = k;
+    if (c < 0x80) { *len = 1; return c; }
+    int k = utf8_valid_len(s, n, i);
+    if (k == 0) { *len = 1; return 0x110000u + c; }
+    uint32_t cp = (uint32_t)(c & (0x7F >> k));
+    for (int j = 1; j < k; j++) { cp = (cp << 6) | (s[i + j] & 0x3F); }
+    *len = (size_t)k;
     return cp;
 }
 

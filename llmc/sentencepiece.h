@@ -26,7 +26,6 @@
 #ifndef LLMC_SENTENCEPIECE_H
 #define LLMC_SENTENCEPIECE_H
 
-#include "json_value.h"  // utf8_valid_len
 #include "piece_bpe.h"
 
 #define SP_SPACE "\xE2\x96\x81"  // U+2581 "▁", what spaces become

@@ -3,7 +3,10 @@
 //   1. extracts the vocabulary and merges into a SentencePiece tokenizer.model (a protobuf ModelProto
 //      with Llama-2's settings; each piece's score is minus the rank of the merge that makes it);
 //   2. runs the package's own test cases (its defaultTests) against build/tokenize with that model;
-//   3. encodes TEXT line by line with the package and with build/tokenize and compares the ids.
+//   3. encodes TEXT line by line with the package and with build/tokenize and compares the ids;
+//   4. writes the same vocabulary as Llama-2-style tokenizer.json files (BPE with byte_fallback; the
+//      legacy Prepend + Replace normalizer, and the Metaspace pre-tokenizer) and compares those too
+//      (the package merges by pair rank with byte fallback per character, as tokenizers does).
 // Prints ok/FAIL lines and the "N passed, N failed" summary.
 //   node dev/tokenizer/llama_js_check.mjs NPM_PREFIX WORKDIR TEXT
 import { execFileSync } from 'node:child_process';
@@ -69,5 +72,29 @@ for (let i = 0; i < lines.length; i++) {
     if (got[i] !== want) { bad.push(i); if (bad.length === 1) { console.log(`first mismatch, line ${i + 1}: ${JSON.stringify(lines[i].slice(0, 80))}\n  want ${want.slice(0, 200)}\n  got  ${(got[i] || '').slice(0, 200)}`); } }
 }
 check(bad.length === 0, `Llama vocabulary: ${lines.length} lines, ${tokens} tokens, ${bad.length} mismatched lines against llama-tokenizer-js`);
+// 4. tokenizer.json, Llama-2 layouts
+const vocabObj = {};
+vocab.forEach((s, id) => { vocabObj[s] = id; });
+const mergesList = [...llama.merges].sort((x, y) => x[1] - y[1]).map(([key]) => key);
+const special = (id, content) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+const model = { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null,
+                fuse_unk: true, byte_fallback: true, vocab: vocabObj, merges: mergesList };
+const layouts = [
+    ['legacy normalizer Prepend + Replace', { normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '\u2581' }, { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }] }, pre_tokenizer: null }, () => true],
+    ['Metaspace pre-tokenizer (prepend_scheme first, split false)', { normalizer: null, pre_tokenizer: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'first', split: false } }, (l) => !l.startsWith(' ')],
+];
+for (const [name, layout, comparable] of layouts) {
+    const jsonPath = path.join(work, 'llama.json');
+    fs.writeFileSync(jsonPath, JSON.stringify({ version: '1.0', added_tokens: [special(0, '<unk>'), special(1, '<s>'), special(2, '</s>')], ...layout, model }));
+    const gotJ = execFileSync('build/tokenize', ['-t', jsonPath, '-l', textPath], { maxBuffer: 1 << 30 }).toString().split('\n');
+    let badJ = 0, compared = 0;
+    for (let i = 0; i < lines.length; i++) {
+        if (!comparable(lines[i])) { continue; }
+        compared++;
+        const want = lines[i].length ? llama.encode(lines[i], false, true).join(' ') : '';
+        if (gotJ[i] !== want && badJ++ === 0) { console.log(`first mismatch (${name}), line ${i + 1}: ${JSON.stringify(lines[i].slice(0, 80))}\n  want ${want.slice(0, 200)}\n  got  ${(gotJ[i] || '').slice(0, 200)}`); }
+    }
+    check(badJ === 0, `Llama vocabulary as tokenizer.json, ${name}: ${compared} lines, ${badJ} mismatched lines against llama-tokenizer-js`);
+}
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
