@@ -298,10 +298,10 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
     for (int i = 0; i < nadded; i++) {
         const JValue *a = &added->items[i], *content = jv_get(a, "content");
         uint32_t id = (uint32_t)jv_get(a, "id")->num;
-        if (in_map[id]) { continue; }  // also in the vocab: the vocab string stands
         if (strs[id] && (lens[id] != content->len || memcmp(strs[id], content->str, content->len) != 0)) {
             die("tokenizer.json '%s': added_tokens[%d] '%s' reuses id %u", path, i, content->str, id);
         }
+        if (in_map[id]) { continue; }  // also in the vocab, the same string: the vocab entry stands
         strs[id] = (const unsigned char *)content->str; lens[id] = (uint32_t)content->len;
         special[id] = (unsigned char)hf_flag(a, "special", 0);
         if (!special[id]) {
