@@ -42,7 +42,7 @@ typedef struct {
 static void usage(void) {
     printf("usage: build/eval (CPU) or ./eval_gpt_moba_cu (GPU) -c CHECKPOINT [-flag value]...\n"
            "  -c  checkpoint (required)                 -o  output folder (default: the checkpoint's)\n"
-           "  -k  tokenizer file (RULER, LongBench, multiple choice)\n"
+           "  -k  tokenizer file: moba.c BPE, tokenizer.model or tokenizer.json (RULER, LongBench, multiple choice)\n"
            "  -j  val shards glob: LM accuracy           -t  its sequence length (256)  -b  batch (4)\n"
            "  -m  val batches (8)                        -P  position buckets (8)\n"
            "  -s  synthetic needle tasks: all | syn_single,syn_multikey,syn_multiquery\n"
