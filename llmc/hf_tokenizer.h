@@ -460,7 +460,7 @@ static inline size_t hf_encode_word(const HfTokenizer *t, BpeScratch *b, const u
 static inline size_t hf_pretoken_end(const HfTokenizer *t, const unsigned char *s, size_t n, size_t i) {
     if (t->pretok == HF_PRE_GPT2) { return hf_gpt2_end(s, n, i); }
     if (t->pretok == HF_PRE_LLAMA3) { return hf_llama3_end(s, n, i); }
-    size_t end = t->cut_words ? joined_word_end(&t->joined, s, n, i) : n, e = i + 1;
+    size_t first_len, end = t->cut_words ? joined_word_end(&t->joined, s, n, i, &first_len) : n, e = i + 1;
     if (!t->split_metaspace) { return end; }
     while (e < end && !(e + 3 <= n && memcmp(s + e, HF_METASPACE, 3) == 0)) { e++; }
     return e;
@@ -495,7 +495,7 @@ static inline void hf_encode_text(const HfTokenizer *t, TokenCache *cache, BpeSc
             memcpy(ce->key, s + i, wn); memcpy(ce->tok, buf, k * sizeof(uint32_t));
         }
     emit:
-        for (size_t j = 0; j < k; j++, (*count)++) { if (*count < cap) { out[*count] = toks[j]; } }
+        emit_tokens(out, cap, count, toks, k);
         i = e;
     }
     free(buf); free(norm);
@@ -523,8 +523,7 @@ static inline size_t hf_encode(const HfTokenizer *t, TokenCache *cache, const un
         uint32_t id = hf_added_at(t, s, n, i);
         if (id == UINT32_MAX) { continue; }
         hf_encode_text(t, cache, &b, s + from, i - from, from == 0, out, cap, &count);
-        if (count < cap) { out[count] = id; }
-        count++;
+        emit_tokens(out, cap, &count, &id, 1);
         size_t len;
         piece_bytes(&t->surface, id, &len);
         i += len - 1; from = i + 1;

@@ -254,10 +254,12 @@ static inline void joined_build(JoinedPairs *jp, const PieceTable *pt, const uns
     }
 }
 
-// End of the word that starts at s[i]: the first cut after i, or n.
-static inline size_t joined_word_end(const JoinedPairs *jp, const unsigned char *s, size_t n, size_t i) {
+// End of the word that starts at s[i]: the first cut after i, or n. *first_len gets the length of
+// its first character.
+static inline size_t joined_word_end(const JoinedPairs *jp, const unsigned char *s, size_t n, size_t i, size_t *first_len) {
     size_t l;
     uint32_t prev = piece_char(s, n, i, &l);
+    *first_len = l;
     for (size_t e = i + l; e < n; e += l) {
         uint32_t cp = piece_char(s, n, e, &l);
         if (!joined_has(jp, prev, cp)) { return e; }
@@ -267,5 +269,10 @@ static inline size_t joined_word_end(const JoinedPairs *jp, const unsigned char 
 }
 
 static inline void joined_free(JoinedPairs *jp) { free(jp->keys); memset(jp, 0, sizeof(*jp)); }
+
+// Appends k tokens to out[*count..], keeping only what fits below cap (the count always advances).
+static inline void emit_tokens(uint32_t *out, size_t cap, size_t *count, const uint32_t *toks, size_t k) {
+    for (size_t j = 0; j < k; j++, (*count)++) { if (*count < cap) { out[*count] = toks[j]; } }
+}
 
 #endif // LLMC_PIECE_BPE_H

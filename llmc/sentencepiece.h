@@ -292,6 +292,14 @@ static inline size_t sp_normalize(const SpModel *m, const unsigned char *s, size
     return k;
 }
 
+// The tokens of the symbol w[0..len) as it stands: its piece, else its bytes or <unk>. Returns how many.
+static inline size_t sp_symbol_tokens(const SpModel *m, const unsigned char *w, size_t len, uint32_t id, uint32_t *out) {
+    if (id != UINT32_MAX) { out[0] = id; return 1; }
+    if (!m->byte_fallback) { out[0] = m->unk; return 1; }
+    for (size_t j = 0; j < len; j++) { out[j] = m->byte_id[w[j]]; }
+    return len;
+}
+
 // Encodes one normalized word; writes its tokens to out (room for wn) and returns how many.
 static inline size_t sp_encode_word(const SpModel *m, BpeScratch *b, const unsigned char *w, size_t wn, uint32_t *out) {
     bpe_scratch_reserve(b, wn);
@@ -319,9 +327,7 @@ static inline size_t sp_encode_word(const SpModel *m, BpeScratch *b, const unsig
     size_t count = 0;
     for (int32_t k = bpe_merge_symbols(&m->rules, w, b->sym, ns, b->heap); k >= 0; k = b->sym[k].next) {
         const BpeSym *s = &b->sym[k];
-        if (s->id != UINT32_MAX) { out[count++] = s->id; }
-        else if (m->byte_fallback) { for (uint32_t j = 0; j < s->len; j++) { out[count++] = m->byte_id[w[s->start + j]]; } }
-        else { out[count++] = m->unk; }
+        count += sp_symbol_tokens(m, w + s->start, s->len, s->id, out + count);
     }
     return count;
 }
@@ -334,31 +340,31 @@ static inline size_t sp_encode(const SpModel *m, TokenCache *cache, const unsign
     uint32_t *buf = NULL;  // a word's tokens when out has no room left for them
     BpeScratch scratch = {0};
     for (size_t i = 0; i < nn;) {
-        size_t e = joined_word_end(&m->joined, norm, nn, i), wn = e - i, k;
+        size_t first_len, e = joined_word_end(&m->joined, norm, nn, i, &first_len), wn = e - i, k;
+        const unsigned char *w = norm + i;
+        i = e;
+        if (wn == first_len) {  // one character: no BPE, no cache
+            uint32_t one[4];
+            k = sp_symbol_tokens(m, w, wn, wn == 1 && w[0] < 0x80 ? m->ascii_id[w[0]] : piece_find(&m->pieces, w, wn), one);
+            emit_tokens(out, cap, &count, one, k);
+            continue;
+        }
         TokenCacheEntry *ce = NULL;
-        size_t first_len;
-        piece_char(norm, nn, i, &first_len);
-        if (cache && wn <= TOKCACHE_KEY && wn > first_len) {  // one character needs no BPE and no cache
-            ce = &cache->e[tok_hash_bytes(norm + i, wn) & ((1u << TOKCACHE_BITS) - 1)];
-            if (ce->len == wn && memcmp(ce->key, norm + i, wn) == 0) {
-                for (size_t j = 0; j < ce->ntok; j++, count++) { if (count < cap) { out[count] = ce->tok[j]; } }
-                i = e;
-                continue;
-            }
+        if (cache && wn <= TOKCACHE_KEY) {
+            ce = &cache->e[tok_hash_bytes(w, wn) & ((1u << TOKCACHE_BITS) - 1)];
+            if (ce->len == wn && memcmp(ce->key, w, wn) == 0) { emit_tokens(out, cap, &count, ce->tok, ce->ntok); continue; }
         }
         uint32_t *dst = out + count;  // a word gives at most wn tokens
         if (count > cap || cap - count < wn) {
             if (wn > buf_cap) { free(buf); buf_cap = 2 * wn; buf = (uint32_t *)malloc_check(buf_cap * sizeof(uint32_t)); }
             dst = buf;
         }
-        k = sp_encode_word(m, &scratch, norm + i, wn, dst);
+        k = sp_encode_word(m, &scratch, w, wn, dst);
         if (ce && k <= TOKCACHE_TOKS) {
             ce->len = (uint8_t)wn; ce->ntok = (uint8_t)k;
-            memcpy(ce->key, norm + i, wn); memcpy(ce->tok, dst, k * sizeof(uint32_t));
+            memcpy(ce->key, w, wn); memcpy(ce->tok, dst, k * sizeof(uint32_t));
         }
-        if (dst == buf) { for (size_t j = 0; j < k; j++) { if (count + j < cap) { out[count + j] = buf[j]; } } }
-        count += k;
-        i = e;
+        if (dst == buf) { emit_tokens(out, cap, &count, buf, k); } else { count += k; }
     }
     free(scratch.sym); free(scratch.heap); free(buf); free(norm);
     return count;
