@@ -419,8 +419,9 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
 static inline size_t hf_max_tokens(const HfTokenizer *t, size_t n) { return t->pretok == HF_PRE_METASPACE ? 3 * n + 3 : n; }
 
 // BPE of one pre-token w[0..wn) (raw bytes for byte-level, normalized text for Metaspace); writes at
-// most 3 * wn tokens to out and returns how many.
-static inline size_t hf_encode_word(const HfTokenizer *t, BpeScratch *b, const unsigned char *w, size_t wn, uint32_t *out) {
+// most wn tokens to out and returns how many.
+static inline size_t hf_encode_word(const void *tokenizer, BpeScratch *b, const unsigned char *w, size_t wn, uint32_t *out) {
+    const HfTokenizer *t = (const HfTokenizer *)tokenizer;
     if (t->ignore_merges) {
         uint32_t id = piece_find(&t->vocab, w, wn);
         if (id != UINT32_MAX) { out[0] = id; return 1; }
@@ -480,25 +481,12 @@ static inline void hf_encode_text(const HfTokenizer *t, TokenCache *cache, BpeSc
         for (size_t i = 0; i < n; i++) { if (s[i] == ' ') { memcpy(norm + k, HF_METASPACE, 3); k += 3; } else { norm[k++] = s[i]; } }
         s = norm; n = k;
     }
-    uint32_t *buf = (uint32_t *)malloc_check((3 * n + 1) * sizeof(uint32_t));
     for (size_t i = 0; i < n;) {
-        size_t e = hf_pretoken_end(t, s, n, i), wn = e - i, k;
-        const uint32_t *toks = buf;
-        TokenCacheEntry *ce = NULL;
-        if (cache && wn <= TOKCACHE_KEY) {
-            ce = &cache->e[tok_hash_bytes(s + i, wn) & ((1u << TOKCACHE_BITS) - 1)];
-            if (ce->len == wn && memcmp(ce->key, s + i, wn) == 0) { toks = ce->tok; k = ce->ntok; goto emit; }
-        }
-        k = hf_encode_word(t, b, s + i, wn, buf);
-        if (ce && k <= TOKCACHE_TOKS) {
-            ce->len = (uint8_t)wn; ce->ntok = (uint8_t)k;
-            memcpy(ce->key, s + i, wn); memcpy(ce->tok, buf, k * sizeof(uint32_t));
-        }
-    emit:
-        emit_tokens(out, cap, count, toks, k);
+        size_t e = hf_pretoken_end(t, s, n, i);
+        encode_word_cached(hf_encode_word, t, cache, b, s + i, e - i, out, cap, count);
         i = e;
     }
-    free(buf); free(norm);
+    free(norm);
 }
 
 // The longest non-special added token at s[i], or UINT32_MAX.
@@ -529,7 +517,7 @@ static inline size_t hf_encode(const HfTokenizer *t, TokenCache *cache, const un
         i += len - 1; from = i + 1;
     }
     hf_encode_text(t, cache, &b, s + from, n - from, from == 0, out, cap, &count);
-    free(b.sym); free(b.heap);
+    bpe_scratch_free(&b);
     return count;
 }
 

@@ -181,7 +181,12 @@ static inline int32_t bpe_merge_symbols(const BpeRules *r, const unsigned char *
 }
 
 // Growable per-call scratch for the symbols and the heap of one word.
-typedef struct { BpeSym *sym; BpeCand *heap; size_t cap; } BpeScratch;
+typedef struct {
+    BpeSym *sym; BpeCand *heap; size_t cap;
+    uint32_t *toks; size_t toks_cap;   // a word's tokens when the caller's buffer has no room left
+} BpeScratch;
+
+static inline void bpe_scratch_free(BpeScratch *b) { free(b->sym); free(b->heap); free(b->toks); memset(b, 0, sizeof(*b)); }
 
 static inline void bpe_scratch_reserve(BpeScratch *b, size_t nsym) {
     if (nsym <= b->cap) { return; }
@@ -273,6 +278,33 @@ static inline void joined_free(JoinedPairs *jp) { free(jp->keys); memset(jp, 0, 
 // Appends k tokens to out[*count..], keeping only what fits below cap (the count always advances).
 static inline void emit_tokens(uint32_t *out, size_t cap, size_t *count, const uint32_t *toks, size_t k) {
     for (size_t j = 0; j < k; j++, (*count)++) { if (*count < cap) { out[*count] = toks[j]; } }
+}
+
+// Encodes one word of a tokenizer into out (room for wn tokens, the most a word gives); returns how many.
+typedef size_t (*WordEncoder)(const void *tokenizer, BpeScratch *b, const unsigned char *w, size_t wn, uint32_t *out);
+
+// Appends the tokens of the word w[0..wn) to out[*count..] (cap as in emit_tokens): from the per-thread
+// cache (may be NULL) when it holds the word, else from encode_word, whose short results are cached.
+static inline void encode_word_cached(WordEncoder encode_word, const void *tokenizer, TokenCache *cache, BpeScratch *b,
+                                      const unsigned char *w, size_t wn, uint32_t *out, size_t cap, size_t *count) {
+    TokenCacheEntry *ce = NULL;
+    if (cache && wn <= TOKCACHE_KEY) {
+        ce = &cache->e[tok_hash_bytes(w, wn) & ((1u << TOKCACHE_BITS) - 1)];
+        if (ce->len == wn && memcmp(ce->key, w, wn) == 0) { emit_tokens(out, cap, count, ce->tok, ce->ntok); return; }
+    }
+    int direct = *count <= cap && cap - *count >= wn;
+    if (!direct && b->toks_cap < wn) {
+        free(b->toks);
+        b->toks_cap = 2 * wn;
+        b->toks = (uint32_t *)malloc_check(b->toks_cap * sizeof(uint32_t));
+    }
+    uint32_t *dst = direct ? out + *count : b->toks;
+    size_t k = encode_word(tokenizer, b, w, wn, dst);
+    if (ce && k <= TOKCACHE_TOKS) {
+        ce->len = (uint8_t)wn; ce->ntok = (uint8_t)k;
+        memcpy(ce->key, w, wn); memcpy(ce->tok, dst, k * sizeof(uint32_t));
+    }
+    if (direct) { *count += k; } else { emit_tokens(out, cap, count, dst, k); }
 }
 
 #endif // LLMC_PIECE_BPE_H

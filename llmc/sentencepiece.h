@@ -301,7 +301,8 @@ static inline size_t sp_symbol_tokens(const SpModel *m, const unsigned char *w, 
 }
 
 // Encodes one normalized word; writes its tokens to out (room for wn) and returns how many.
-static inline size_t sp_encode_word(const SpModel *m, BpeScratch *b, const unsigned char *w, size_t wn, uint32_t *out) {
+static inline size_t sp_encode_word(const void *model, BpeScratch *b, const unsigned char *w, size_t wn, uint32_t *out) {
+    const SpModel *m = (const SpModel *)model;
     bpe_scratch_reserve(b, wn);
     size_t ns = 0;
     for (size_t i = 0; i < wn; ns++) {
@@ -336,8 +337,7 @@ static inline size_t sp_encode_word(const SpModel *m, BpeScratch *b, const unsig
 // whole text needs at most 3 * n + 3 ids.
 static inline size_t sp_encode(const SpModel *m, TokenCache *cache, const unsigned char *s, size_t n, uint32_t *out, size_t cap) {
     unsigned char *norm = (unsigned char *)malloc_check(3 * n + 3);
-    size_t nn = sp_normalize(m, s, n, norm), count = 0, buf_cap = 0;
-    uint32_t *buf = NULL;  // a word's tokens when out has no room left for them
+    size_t nn = sp_normalize(m, s, n, norm), count = 0;
     BpeScratch scratch = {0};
     for (size_t i = 0; i < nn;) {
         size_t first_len, e = joined_word_end(&m->joined, norm, nn, i, &first_len), wn = e - i, k;
@@ -349,24 +349,10 @@ static inline size_t sp_encode(const SpModel *m, TokenCache *cache, const unsign
             emit_tokens(out, cap, &count, one, k);
             continue;
         }
-        TokenCacheEntry *ce = NULL;
-        if (cache && wn <= TOKCACHE_KEY) {
-            ce = &cache->e[tok_hash_bytes(w, wn) & ((1u << TOKCACHE_BITS) - 1)];
-            if (ce->len == wn && memcmp(ce->key, w, wn) == 0) { emit_tokens(out, cap, &count, ce->tok, ce->ntok); continue; }
-        }
-        uint32_t *dst = out + count;  // a word gives at most wn tokens
-        if (count > cap || cap - count < wn) {
-            if (wn > buf_cap) { free(buf); buf_cap = 2 * wn; buf = (uint32_t *)malloc_check(buf_cap * sizeof(uint32_t)); }
-            dst = buf;
-        }
-        k = sp_encode_word(m, &scratch, w, wn, dst);
-        if (ce && k <= TOKCACHE_TOKS) {
-            ce->len = (uint8_t)wn; ce->ntok = (uint8_t)k;
-            memcpy(ce->key, w, wn); memcpy(ce->tok, dst, k * sizeof(uint32_t));
-        }
-        if (dst == buf) { emit_tokens(out, cap, &count, buf, k); } else { count += k; }
+        encode_word_cached(sp_encode_word, m, cache, &scratch, w, wn, out, cap, &count);
     }
-    free(scratch.sym); free(scratch.heap); free(buf); free(norm);
+    bpe_scratch_free(&scratch);
+    free(norm);
     return count;
 }
 
