@@ -277,7 +277,7 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
     t->vocab_size = (uint32_t)size;
     const unsigned char **strs = (const unsigned char **)calloc_check(size, sizeof(*strs));
     uint32_t *lens = (uint32_t *)calloc_check(size, sizeof(uint32_t));
-    unsigned char *in_map = (unsigned char *)calloc_check(size, 1), *special = (unsigned char *)calloc_check(size, 1);
+    unsigned char *in_map = (unsigned char *)calloc_check(size, 1);
     uint32_t byte_to_char[256];
     int char_to_byte[324];
     hf_byte_chars(byte_to_char);
@@ -303,8 +303,7 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
         }
         if (in_map[id]) { continue; }  // also in the vocab, the same string: the vocab entry stands
         strs[id] = (const unsigned char *)content->str; lens[id] = (uint32_t)content->len;
-        special[id] = (unsigned char)hf_flag(a, "special", 0);
-        if (!special[id]) {
+        if (!hf_flag(a, "special", 0)) {
             static const char *flags[3] = {"lstrip", "rstrip", "single_word"};
             for (int k = 0; k < 3; k++) { if (hf_flag(a, flags[k], 0)) { die("tokenizer.json '%s': added_tokens[%d] '%s' sets %s, which is not supported", path, i, content->str, flags[k]); } }
             if (t->nadded >= HF_MAX_ADDED) { die("tokenizer.json '%s' has more than %d non-special added tokens", path, HF_MAX_ADDED); }
@@ -402,7 +401,7 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
     memset(in_map, 0, size);
     piece_table_build(&t->surface, (uint32_t)size, strs, lens, in_map, path);
     for (uint64_t id = 0; id < size; id++) { free(owned[id]); }
-    free(owned); free(strs); free(lens); free(in_map); free(special);
+    free(owned); free(strs); free(lens); free(in_map);
     jv_free(&root);
     t->rules = (BpeRules){&t->vocab, NULL, NULL, t->merge_keys, t->merge_rank, t->merge_result, t->merge_mask};
     if (t->cut_words) {

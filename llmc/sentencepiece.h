@@ -314,11 +314,7 @@ static inline size_t sp_encode_word(const void *model, BpeScratch *b, const unsi
                 if (id != UINT32_MAX && m->type[id] == SP_USER_DEFINED) { len = l; frozen = 1; }
             }
         }
-        if (!frozen) {  // one character; the normalized text is valid UTF-8
-            unsigned char c = w[i];
-            len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-            if (len > wn - i) { len = wn - i; }
-        }
+        if (!frozen) { piece_char(w, wn, i, &len); }  // one character
         uint32_t id = len == 1 && w[i] < 0x80 ? m->ascii_id[w[i]] : piece_find(&m->pieces, w + i, len);
         b->sym[ns] = (BpeSym){(uint32_t)i, (uint32_t)len, id, (int32_t)ns - 1, (int32_t)ns + 1, frozen};
         i += len;
