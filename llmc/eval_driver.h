@@ -225,11 +225,11 @@ static char *generate_text(EvalModel *em, const TextTokenizer *tok, const char *
     n = truncate_middle(ids, n, context - max_gen);
     int *in = (int *)malloc_check((size_t)n * sizeof(int)), *out = (int *)malloc_check((size_t)max_gen * sizeof(int));
     for (int i = 0; i < n; i++) { in[i] = (int)ids[i]; }
-    uint32_t nl_ids[8];
-    int nl = (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)"\n", 1, nl_ids, 8), nl_tok = (int)nl_ids[0];
+    uint32_t nl_ids[8];  // the newline is the last token: SentencePiece puts the dummy-prefix "▁" first
+    int nl = (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)"\n", 1, nl_ids, 8), nl_tok = (int)nl_ids[nl > 0 ? nl - 1 : 0];
     const int *stops[1] = {&nl_tok};
     int stop_len[1] = {1};
-    GenConfig g = {max_gen, 0.0f, 1.0f, 1, (int)tok->doc_token, stops, stop_len, stop_newline && nl == 1};
+    GenConfig g = {max_gen, 0.0f, 1.0f, 1, (int)tok->doc_token, stops, stop_len, stop_newline && nl >= 1 && nl <= 8};
     int got = generate_tokens(em->ctx, em->prefill, em->step, em->cfg.vocab_size, em->capacity, in, n, &g, out);
     uint32_t *gen = (uint32_t *)malloc_check((size_t)(got ? got : 1) * sizeof(uint32_t));
     for (int i = 0; i < got; i++) { gen[i] = (uint32_t)out[i]; }
