@@ -39,7 +39,8 @@ typedef struct {
     uint32_t vocab_size, doc_token, unk;
     int pretok, prepend, split_metaspace, ignore_merges, byte_fallback, fuse_unk;
     uint32_t byte_id[256];     // byte-level: the token of each byte; Metaspace: <0xNN> (UINT32_MAX if none)
-    uint64_t *merge_keys; uint32_t *merge_rank, *merge_result; uint64_t merge_mask;
+    uint32_t ascii_id[128];    // Metaspace: the token of each ASCII character (UINT32_MAX: none), saves a lookup
+    MergeSlot *merges; uint64_t merge_mask;
     uint32_t *added; int nadded;  // non-special added tokens, matched in the text
     JoinedPairs joined;        // Metaspace: where the text can be cut into words (cut_words)
     int cut_words;
@@ -228,7 +229,7 @@ static inline void hf_read_layout(HfTokenizer *t, const JValue *root, const char
 
 static inline void hf_free(HfTokenizer *t) {
     piece_table_free(&t->vocab); piece_table_free(&t->surface); joined_free(&t->joined);
-    free(t->merge_keys); free(t->merge_rank); free(t->merge_result); free(t->added);
+    free(t->merges); free(t->added);
     memset(t, 0, sizeof(*t));
 }
 
@@ -335,6 +336,7 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
         snprintf(name, sizeof(name), "<0x%02X>", b);
         unsigned char raw = (unsigned char)b;
         t->byte_id[b] = byte_level ? piece_find(&t->vocab, &raw, 1) : piece_find(&t->vocab, (const unsigned char *)name, 6);
+        if (b < 128) { t->ascii_id[b] = piece_find(&t->vocab, &raw, 1); }
         if (t->byte_id[b] == UINT32_MAX && (byte_level || t->byte_fallback)) {
             die("tokenizer.json '%s': the vocab has no token for byte 0x%02X (%s)", path, b, byte_level ? "byte-level" : "byte_fallback");
         }
@@ -343,10 +345,8 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
     uint64_t cap = 1024;
     while (cap < 2 * (uint64_t)merges->n) { cap *= 2; }
     t->merge_mask = cap - 1;
-    t->merge_keys = (uint64_t *)malloc_check(cap * sizeof(uint64_t));
-    t->merge_rank = (uint32_t *)malloc_check(cap * sizeof(uint32_t));
-    t->merge_result = (uint32_t *)malloc_check(cap * sizeof(uint32_t));
-    memset(t->merge_keys, 0xFF, cap * sizeof(uint64_t));
+    t->merges = (MergeSlot *)malloc_check(cap * sizeof(MergeSlot));
+    for (uint64_t h = 0; h < cap; h++) { t->merges[h].key = UINT64_MAX; }
     unsigned char *joined = (unsigned char *)malloc_check(1);
     t->cut_words = !byte_level;  // unless a merge takes a byte-fallback token (then the text is one word)
     for (int r = 0; r < merges->n; r++) {
@@ -378,8 +378,8 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
         uint32_t result = piece_find(&t->vocab, joined, plen[0] + plen[1]);
         if (result == UINT32_MAX) { die("tokenizer.json '%s': model.merges[%d]: the merged token is not in the vocab", path, r); }
         uint64_t key = tok_pair_key(ids[0], ids[1]), h = tok_hash64(key) & t->merge_mask;
-        while (t->merge_keys[h] != UINT64_MAX && t->merge_keys[h] != key) { h = (h + 1) & t->merge_mask; }
-        t->merge_keys[h] = key; t->merge_rank[h] = (uint32_t)r; t->merge_result[h] = result;  // a repeated pair: the last rank wins, as in tokenizers
+        while (t->merges[h].key != UINT64_MAX && t->merges[h].key != key) { h = (h + 1) & t->merge_mask; }
+        t->merges[h] = (MergeSlot){key, (uint32_t)r, result};  // a repeated pair: the last rank wins, as in tokenizers
         free(copy);
     }
     free(joined);
@@ -403,7 +403,7 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
     for (uint64_t id = 0; id < size; id++) { free(owned[id]); }
     free(owned); free(strs); free(lens); free(in_map);
     jv_free(&root);
-    t->rules = (BpeRules){&t->vocab, NULL, NULL, t->merge_keys, t->merge_rank, t->merge_result, t->merge_mask};
+    t->rules = (BpeRules){&t->vocab, NULL, NULL, t->merges, t->merge_mask};
     if (t->cut_words) {
         unsigned char *all = (unsigned char *)malloc_check(size);
         memset(all, 1, size);
@@ -431,9 +431,9 @@ static inline size_t hf_encode_word(const void *tokenizer, BpeScratch *b, const 
         size_t len = 1;
         uint32_t id;
         if (t->pretok == HF_PRE_METASPACE) {
-            int k = utf8_valid_len(w, wn, i);
+            int k = w[i] < 0x80 ? 1 : utf8_valid_len(w, wn, i);
             len = k ? (size_t)k : 1;
-            id = piece_find(&t->vocab, w + i, len);
+            id = w[i] < 0x80 ? t->ascii_id[w[i]] : piece_find(&t->vocab, w + i, len);
             if (id == UINT32_MAX && t->byte_fallback) {  // one symbol per byte
                 for (size_t j = 0; j < len; j++, ns++) { b->sym[ns] = (BpeSym){(uint32_t)(i + j), 1, t->byte_id[w[i + j]], (int32_t)ns - 1, (int32_t)ns + 1, 0}; }
                 i += len;
@@ -460,7 +460,7 @@ static inline size_t hf_encode_word(const void *tokenizer, BpeScratch *b, const 
 static inline size_t hf_pretoken_end(const HfTokenizer *t, const unsigned char *s, size_t n, size_t i) {
     if (t->pretok == HF_PRE_GPT2) { return hf_gpt2_end(s, n, i); }
     if (t->pretok == HF_PRE_LLAMA3) { return hf_llama3_end(s, n, i); }
-    size_t first_len, end = t->cut_words ? joined_word_end(&t->joined, s, n, i, &first_len) : n, e = i + 1;
+    size_t end = t->cut_words ? joined_word_end(&t->joined, s, n, i) : n, e = i + 1;
     if (!t->split_metaspace) { return end; }
     while (e < end && !(e + 3 <= n && memcmp(s + e, HF_METASPACE, 3) == 0)) { e++; }
     return e;

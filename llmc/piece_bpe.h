@@ -95,12 +95,14 @@ static inline int piece_byte_value(const unsigned char *s, size_t n) {
 // ----------------------------------------------------------------------------
 // Merge rules
 
+// A Hugging Face merge in an open-addressing table: key = left << 32 | right (UINT64_MAX: empty slot).
+typedef struct { uint64_t key; uint32_t rank, result; } MergeSlot;
+
 typedef struct {
     const PieceTable *pieces;
     const float *scores;             // SentencePiece: score per piece (merges == NULL)
     const unsigned char *mergeable;  // SentencePiece: may piece i result from a merge (NORMAL, USER_DEFINED)
-    const uint64_t *merge_keys;      // Hugging Face: open-addressing map (left << 32 | right) -> rank
-    const uint32_t *merge_rank, *merge_result;
+    const MergeSlot *merges;         // Hugging Face: the merges (NULL for SentencePiece)
     uint64_t merge_mask;
 } BpeRules;
 
@@ -113,8 +115,9 @@ typedef struct { uint64_t key; uint32_t right, size, result; } BpeCand;  // key 
 static inline int bpe_merge_lookup(const BpeRules *r, uint32_t a, uint32_t b, uint32_t *rank, uint32_t *result) {
     uint64_t key = tok_pair_key(a, b);
     for (uint64_t h = tok_hash64(key) & r->merge_mask;; h = (h + 1) & r->merge_mask) {
-        if (r->merge_keys[h] == key) { *rank = r->merge_rank[h]; *result = r->merge_result[h]; return 1; }
-        if (r->merge_keys[h] == UINT64_MAX) { return 0; }
+        const MergeSlot *m = &r->merges[h];
+        if (m->key == key) { *rank = m->rank; *result = m->result; return 1; }
+        if (m->key == UINT64_MAX) { return 0; }
     }
 }
 
@@ -131,7 +134,7 @@ static inline void bpe_consider(const BpeRules *r, const unsigned char *word, Bp
                                 BpeCand *heap, size_t *nheap) {
     if (left < 0 || right < 0 || sym[left].frozen || sym[right].frozen) { return; }
     uint32_t prio, result, size = sym[left].len + sym[right].len;
-    if (r->merge_keys) {
+    if (r->merges) {
         if (sym[left].id == UINT32_MAX || sym[right].id == UINT32_MAX) { return; }
         if (!bpe_merge_lookup(r, sym[left].id, sym[right].id, &prio, &result)) { return; }
     } else {
@@ -259,12 +262,10 @@ static inline void joined_build(JoinedPairs *jp, const PieceTable *pt, const uns
     }
 }
 
-// End of the word that starts at s[i]: the first cut after i, or n. *first_len gets the length of
-// its first character.
-static inline size_t joined_word_end(const JoinedPairs *jp, const unsigned char *s, size_t n, size_t i, size_t *first_len) {
+// End of the word that starts at s[i]: the first cut after i, or n.
+static inline size_t joined_word_end(const JoinedPairs *jp, const unsigned char *s, size_t n, size_t i) {
     size_t l;
     uint32_t prev = piece_char(s, n, i, &l);
-    *first_len = l;
     for (size_t e = i + l; e < n; e += l) {
         uint32_t cp = piece_char(s, n, e, &l);
         if (!joined_has(jp, prev, cp)) { return e; }
@@ -285,10 +286,13 @@ typedef size_t (*WordEncoder)(const void *tokenizer, BpeScratch *b, const unsign
 
 // Appends the tokens of the word w[0..wn) to out[*count..] (cap as in emit_tokens): from the per-thread
 // cache (may be NULL) when it holds the word, else from encode_word, whose short results are cached.
+// A word of one character skips the cache: encoding it is cheaper than a probe that misses the CPU cache.
 static inline void encode_word_cached(WordEncoder encode_word, const void *tokenizer, TokenCache *cache, BpeScratch *b,
                                       const unsigned char *w, size_t wn, uint32_t *out, size_t cap, size_t *count) {
     TokenCacheEntry *ce = NULL;
-    if (cache && wn <= TOKCACHE_KEY) {
+    size_t first_len;
+    piece_char(w, wn, 0, &first_len);
+    if (cache && wn <= TOKCACHE_KEY && wn > first_len) {
         ce = &cache->e[tok_hash_bytes(w, wn) & ((1u << TOKCACHE_BITS) - 1)];
         if (ce->len == wn && memcmp(ce->key, w, wn) == 0) { emit_tokens(out, cap, count, ce->tok, ce->ntok); return; }
     }

@@ -256,7 +256,7 @@ static inline void sp_load(SpModel *m, const char *path) {
     piece_table_build(&m->surface, (uint32_t)n, surf, surf_len, in_map, path);
     for (uint32_t i = 0; i < n; i++) { free(owned[i]); }
     free(owned); free(in_map); free(surf); free(surf_len); free(surf_bytes); free(strs); free(lens); free(buf);
-    m->rules = (BpeRules){&m->pieces, m->scores, m->mergeable, NULL, NULL, NULL, 0};
+    m->rules = (BpeRules){&m->pieces, m->scores, m->mergeable, NULL, 0};
     joined_build(&m->joined, &m->pieces, m->mergeable);
     for (unsigned char c = 0; c < 128; c++) { m->ascii_id[c] = piece_find(&m->pieces, &c, 1); }
 }
@@ -336,16 +336,9 @@ static inline size_t sp_encode(const SpModel *m, TokenCache *cache, const unsign
     size_t nn = sp_normalize(m, s, n, norm), count = 0;
     BpeScratch scratch = {0};
     for (size_t i = 0; i < nn;) {
-        size_t first_len, e = joined_word_end(&m->joined, norm, nn, i, &first_len), wn = e - i, k;
-        const unsigned char *w = norm + i;
+        size_t e = joined_word_end(&m->joined, norm, nn, i);
+        encode_word_cached(sp_encode_word, m, cache, &scratch, norm + i, e - i, out, cap, &count);
         i = e;
-        if (wn == first_len) {  // one character: no BPE, no cache
-            uint32_t one[4];
-            k = sp_symbol_tokens(m, w, wn, wn == 1 && w[0] < 0x80 ? m->ascii_id[w[0]] : piece_find(&m->pieces, w, wn), one);
-            emit_tokens(out, cap, &count, one, k);
-            continue;
-        }
-        encode_word_cached(sp_encode_word, m, cache, &scratch, w, wn, out, cap, &count);
     }
     bpe_scratch_free(&scratch);
     free(norm);
