@@ -353,12 +353,18 @@ static void eval_longbench(EvalModel *em, const TextTokenizer *tok, const EvalAr
 
 // Sum of log p(continuation | context), the context cut from the left to fit the model.
 static double continuation_logprob(EvalModel *em, const TextTokenizer *tok, const char *ctx, const char *cont) {
-    size_t lc = strlen(ctx), ln = strlen(cont), cc = text_tokenizer_max_tokens(tok, lc), cn = text_tokenizer_max_tokens(tok, ln);
-    uint32_t *ids = (uint32_t *)malloc_check((cc + cn + 1) * sizeof(uint32_t));
+    size_t lc = strlen(ctx), ln = strlen(cont), cap = text_tokenizer_max_tokens(tok, lc + ln);
+    char *whole = (char *)malloc_check(lc + ln);
+    memcpy(whole, ctx, lc); memcpy(whole + lc, cont, ln);
+    uint32_t *ids = (uint32_t *)malloc_check((cap + 1) * sizeof(uint32_t));
     ids[0] = tok->doc_token;  // the document boundary the model saw in training
-    int nc = 1 + (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)ctx, lc, ids + 1, cc);
-    int nn = (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)cont, ln, ids + nc, cn);
-    int total = nc + nn, start = total - 1 > em->cfg.max_seq_len ? total - 1 - em->cfg.max_seq_len : 0, T = total - 1 - start;
+    // the continuation is the tokens of ctx + cont after as many as ctx alone has (as lm-evaluation-harness):
+    // encoding cont by itself would start it with SentencePiece's dummy-prefix "▁"
+    int total = 1 + (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)whole, lc + ln, ids + 1, cap);
+    int nc = 1 + (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)ctx, lc, NULL, 0);
+    free(whole);
+    if (nc > total) { nc = total; }
+    int nn = total - nc, start = total - 1 > em->cfg.max_seq_len ? total - 1 - em->cfg.max_seq_len : 0, T = total - 1 - start;
     if (nn == 0) { free(ids); return 0; }
     if (T < nn) { die("multiple choice: a %d-token continuation does not fit the model's %d-token context", nn, em->cfg.max_seq_len); }
     int *in = (int *)malloc_check((size_t)T * sizeof(int)), *tg = (int *)malloc_check((size_t)T * sizeof(int));

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs every CPU test program in build/ (one per dev/test/*.c) and every dev/test/*.sh script, sums their "N passed, N failed" lines
-# and prints the total as the last line. A program that runs past TEST_TIMEOUT seconds (default 600)
+# Runs every CPU test program in build/ (one per dev/test/*.c) and every other dev/test/*.sh script, sums
+# their "N passed, N failed" lines and prints the total as the last line. A program that runs past TEST_TIMEOUT seconds (default 600)
 # is killed and counted as failed, so a hung test never stalls CI. Exits non-zero if any test failed or a program crashed.
 set -u
 cd "$(dirname "$0")/../.."
 total_pass=0; total_fail=0; crashed=0
 for src in dev/test/*.c dev/test/*.sh; do
+    [ "$src" = dev/test/run_tests.sh ] && continue
     prog="build/$(basename "$src" .c)"
     run=("$prog")
     if [[ "$src" == *.sh ]]; then prog="$src"; run=(bash "$src"); fi
