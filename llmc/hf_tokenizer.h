@@ -302,8 +302,7 @@ static inline void hf_load(HfTokenizer *t, const char *path) {
         if (strs[id] && (lens[id] != content->len || memcmp(strs[id], content->str, content->len) != 0)) {
             die("tokenizer.json '%s': added_tokens[%d] '%s' reuses id %u", path, i, content->str, id);
         }
-        if (in_map[id]) { continue; }  // also in the vocab, the same string: the vocab entry stands
-        strs[id] = (const unsigned char *)content->str; lens[id] = (uint32_t)content->len;
+        if (!in_map[id]) { strs[id] = (const unsigned char *)content->str; lens[id] = (uint32_t)content->len; }  // else the same string
         if (!hf_flag(a, "special", 0)) {
             static const char *flags[3] = {"lstrip", "rstrip", "single_word"};
             for (int k = 0; k < 3; k++) { if (hf_flag(a, flags[k], 0)) { die("tokenizer.json '%s': added_tokens[%d] '%s' sets %s, which is not supported", path, i, content->str, flags[k]); } }
