@@ -24,22 +24,39 @@ typedef struct {
     uint32_t vocab_size, doc_token;
 } TextTokenizer;
 
+static inline int tok_is_blank(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// JSON: the first non-blank byte is '{'. A protobuf starts with 0x0A, a newline, and could have '{' next,
+// so a file that starts with a newline must also end with '}'.
+static inline int tok_looks_like_json(FILE *f, const unsigned char *head, size_t got, long long size, const char *path) {
+    size_t i = 0;
+    while (i < got && tok_is_blank(head[i])) { i++; }
+    if (i == got || head[i] != '{') { return 0; }
+    if (head[0] != '\n') { return 1; }
+    unsigned char tail[64];
+    long long from = size > (long long)sizeof(tail) ? size - (long long)sizeof(tail) : 0;
+    fseek_check(f, from, SEEK_SET, path);
+    size_t n = fread(tail, 1, (size_t)(size - from), f);
+    while (n > 0 && tok_is_blank(tail[n - 1])) { n--; }
+    return n > 0 && tail[n - 1] == '}';
+}
+
 static inline void text_tokenizer_load(TextTokenizer *t, const char *path) {
     memset(t, 0, sizeof(*t));
     FILE *f = fopen_check(path, "rb");
+    long long size = file_size_check(f, path);
     unsigned char head[64];
     size_t got = fread(head, 1, sizeof(head), f);
-    fclose(f);
-    size_t i = 0;
-    while (i < got && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r')) { i++; }
+    if (got == 0) { die("tokenizer '%s' is empty", path); }
     uint32_t magic = 0;
     if (got >= 4) { memcpy(&magic, head, 4); }
-    if (got == 0) { die("tokenizer '%s' is empty", path); }
+    int json = tok_looks_like_json(f, head, got, size, path);
+    fclose(f);
     if (magic == TOKENIZER_MAGIC) {
         t->format = TOKFMT_MOBA_BPE;
         tokenizer_load(&t->bpe, path);
         t->vocab_size = t->bpe.vocab_size; t->doc_token = tokenizer_eot(&t->bpe);
-    } else if (i < got && head[i] == '{') {
+    } else if (json) {
         t->format = TOKFMT_HF_JSON;
         hf_load(&t->hf, path);
         t->vocab_size = t->hf.vocab_size; t->doc_token = t->hf.doc_token;

@@ -232,6 +232,10 @@ static void test_hf_json(void) {
     CHECK(ids_equal(&t, "\xFF\xC3 ", IDS(0xFF, 0xC3, ' ')), "invalid UTF-8 encodes as its bytes");
     CHECK(decodes_to(&t, IDS(259, 260, 261, 'l', 'd', 262), "hello world<|endoftext|>"), "decode: bytes and added tokens");
     text_tokenizer_free(&t);
+    write_json(path, "{\"version\"", "\n{\"version\"");  // starts with a newline, like a protobuf
+    text_tokenizer_load(&t, path);
+    CHECK(t.format == TOKFMT_HF_JSON, "a tokenizer.json that starts with a newline is still JSON");
+    text_tokenizer_free(&t);
 
     snprintf(badpath, sizeof(badpath), "%s/bad.json", tmpdir);
     static const struct { const char *from, *to, *what, *expect; } cases[] = {
