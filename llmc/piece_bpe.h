@@ -1,6 +1,8 @@
 /*
  The parts the SentencePiece (llmc/sentencepiece.h) and Hugging Face (llmc/hf_tokenizer.h) readers
- share: a vocabulary of byte-string pieces with a hash map piece -> id, and BPE by priority queue.
+ share: a vocabulary of byte-string pieces with a hash map piece -> id, BPE by priority queue, where text
+ can be cut into words that encode independently (JoinedPairs), and the per-thread word cache around
+ the BPE of one word (encode_word_cached).
 
  BPE here starts from a word cut into symbols (spans of the word, each with a token id), and repeatedly
  merges the adjacent pair of best priority (smallest key) until no adjacent pair can merge. Equal
