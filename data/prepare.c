@@ -1,10 +1,12 @@
 /*
  Corpus -> token shards. Reads plain-text and JSONL files (llmc/jsonl.h), tokenizes every document with
- all cores, puts <|endoftext|> before each document and writes the token stream as shards
+ all cores, puts the document token (<|endoftext|>; <s> for a SentencePiece model) before each document and writes the token stream as shards
  (llmc/shard.h): the first -V tokens as val_NNNNNN.bin, the rest as train_NNNNNN.bin, -s tokens each
  (the last one of each kind may be shorter). If the tokenizer file does not exist it is trained first on
  a -n MB sample. One command from a folder of files to what the trainers read:
    build/prepare -o data/mycorpus corpus_folder/
+ or, with an existing SentencePiece or Hugging Face tokenizer (llmc/text_tokenizer.h):
+   build/prepare -o data/mycorpus -T tokenizer.model corpus_folder/
  doc/tokenizer.md has the details.
 
  Order: a reader (the main thread) cuts the input into chunks of records, worker threads tokenize chunks
@@ -25,6 +27,7 @@
 #include "llmc/bpe_train.h"
 #include "llmc/rng.h"
 #include "llmc/shard.h"
+#include "llmc/text_tokenizer.h"
 
 #define CHUNK_BYTES (2u << 20)
 #define STATE_MAGIC 0x5350524Du  // "MRPS"
@@ -70,7 +73,7 @@ typedef struct {
     int skip_bad, threads, nslots;
     uint32_t synth_len, synth_facts;
     uint64_t seed, config_hash;
-    Tokenizer tok;
+    TextTokenizer tok;
     CorpusFiles files;
     // pipeline
     Slot *slots;
@@ -97,15 +100,16 @@ static void encode_slot(Worker *w, Slot *s) {
     Prep *p = w->p;
     double t0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
     s->tok.n = 0; s->docs = 0; s->text_bytes = 0;
-    uint32_t eot = tokenizer_eot(&p->tok);
+    uint32_t eot = p->tok.doc_token;
     for (int r = 0; r < s->nrec; r++) {
         if (s->len[r] > w->scratch_cap) { w->scratch_cap = s->len[r]; free(w->scratch); w->scratch = (unsigned char *)malloc_check(w->scratch_cap); }
         const unsigned char *text;
         long long n = corpus_doc_text(&p->files, s->pos[r], s->raw + s->off[r], s->len[r], w->scratch, &text, p->skip_bad);
         if (n <= 0) { continue; }  // malformed (reported) or empty
-        tv_reserve(&s->tok, 1 + (size_t)n);
+        size_t cap = text_tokenizer_max_tokens(&p->tok, (size_t)n);
+        tv_reserve(&s->tok, 1 + cap);
         s->tok.v[s->tok.n++] = eot;
-        s->tok.n += tokenizer_encode_cached(&p->tok, w->cache, text, (size_t)n, s->tok.v + s->tok.n, (size_t)n);
+        s->tok.n += text_tokenizer_encode(&p->tok, w->cache, text, (size_t)n, s->tok.v + s->tok.n, cap);
         s->docs++; s->text_bytes += (uint64_t)n;
     }
     s->cpu_s = clock_s(CLOCK_THREAD_CPUTIME_ID) - t0;
@@ -249,8 +253,10 @@ static void flush_shards(Prep *p) {
 // ----------------------------------------------------------------------------
 // Synthetic long-context documents
 
-static size_t encode_str(const Prep *p, const char *s, uint32_t *out) {
-    return tokenizer_encode(&p->tok, (const unsigned char *)s, strlen(s), out, strlen(s));
+static size_t encode_str(const Prep *p, const char *s, uint32_t *out, size_t cap) {
+    size_t n = text_tokenizer_encode(&p->tok, NULL, (const unsigned char *)s, strlen(s), out, cap);
+    if (n > cap) { die("synthetic documents: '%s' takes %zu tokens, more than the %zu allowed", s, n, cap); }
+    return n;
 }
 
 // Appends as many complete synthetic documents as the filler allows to pending.
@@ -273,11 +279,11 @@ static void synth_emit(Prep *p) {
                 for (uint32_t q = 0; q < k; q++) { if (strcmp(names[q], names[k]) == 0) { fresh = 0; } }
             } while (!fresh);
             snprintf(text, sizeof(text), " The secret number of %.15s is %06u.", names[k], 100000 + rng_below(&rng, 900000));
-            nfact[k] = (uint32_t)encode_str(p, text, facts[k]);
+            nfact[k] = (uint32_t)encode_str(p, text, facts[k], MAXT);
             fact_tokens += 2 * nfact[k];  // planted once, recalled once
             order[k] = k;
         }
-        size_t nheader = encode_str(p, "\n\nRecall the secret numbers:", header);
+        size_t nheader = encode_str(p, "\n\nRecall the secret numbers:", header, MAXT);
         if (1 + nheader + fact_tokens >= p->synth_len) {
             die("-L %u is too short for %u facts: they take %zu tokens", p->synth_len, p->synth_facts, 1 + nheader + fact_tokens);
         }
@@ -289,7 +295,7 @@ static void synth_emit(Prep *p) {
             for (uint32_t q = k; q > 0 && at[q - 1] > at[q]; q--) { uint32_t t = at[q]; at[q] = at[q - 1]; at[q - 1] = t; }
         }
         rng_permute(&rng, order, p->synth_facts);
-        uint32_t eot = tokenizer_eot(&p->tok);
+        uint32_t eot = p->tok.doc_token;
         const uint32_t *fill = p->filler.v + used;
         size_t before = p->pending.n, from = 0;
         tv_push(&p->pending, &eot, 1);
@@ -312,7 +318,7 @@ static void synth_emit(Prep *p) {
 // Appends a finished chunk's tokens to the stream (through the synthetic builder with -L).
 static void consume_slot(Prep *p, Slot *s) {
     if (p->synth_len) {
-        uint32_t eot = tokenizer_eot(&p->tok);
+        uint32_t eot = p->tok.doc_token;
         tv_reserve(&p->filler, s->tok.n);
         for (size_t i = 0; i < s->tok.n; i++) { if (s->tok.v[i] != eot) { p->filler.v[p->filler.n++] = s->tok.v[i]; } }
         synth_emit(p);
@@ -356,6 +362,8 @@ static void usage(void) {
             "usage: prepare [flags] input...   (inputs: .jsonl/.txt files or folders of them)\n"
             "  -o <dir>   output folder for shards and prepare.state (default prepared)\n"
             "  -t <path>  tokenizer file; trained on the inputs first if it does not exist (default <dir>/tokenizer.bin)\n"
+            "  -T <path>  an existing tokenizer instead: SentencePiece tokenizer.model, Hugging Face tokenizer.json\n"
+            "             or moba.c tokenizer file, told apart by content (default: off, use -t)\n"
             "  -v <int>   vocabulary size when training the tokenizer (default 32000)\n"
             "  -n <MB>    tokenizer training sample in MB of text (default 100)\n"
             "  -s <int>   tokens per shard (default 100000000)\n"
@@ -382,6 +390,7 @@ int main(int argc, char **argv) {
     p.outdir = "prepared"; p.shard_tokens = 100000000; p.val_tokens = 10000000; p.synth_facts = 8; p.seed = 1337;
     p.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     const char *tok_path = NULL;
+    int tok_must_exist = 0;
     long long vocab = 32000, sample_mb = 100;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -393,6 +402,7 @@ int main(int argc, char **argv) {
         switch (f) {
         case 'o': p.outdir = v; break;
         case 't': tok_path = v; break;
+        case 'T': tok_path = v; tok_must_exist = 1; break;
         case 'v': vocab = parse_int(v, f, 258, 0x7FFFFFFF); break;
         case 'n': sample_mb = parse_int(v, f, 1, 1LL << 40); break;
         case 's': p.shard_tokens = (uint64_t)parse_int(v, f, 1, 1LL << 40); break;
@@ -410,18 +420,22 @@ int main(int argc, char **argv) {
     char tok_default[1100];
     snprintf(tok_default, sizeof(tok_default), "%s/tokenizer.bin", p.outdir);
     if (!tok_path) { tok_path = tok_default; }
+    if (tok_must_exist && access(tok_path, F_OK) != 0) { die("-T %s: no such tokenizer file", tok_path); }
     if (access(tok_path, F_OK) != 0) {
         double t0 = now_s();
+        Tokenizer trained;
         BpeCounter c;
         bpe_counter_init(&c);
         uint64_t used = bpe_count_corpus(&c, &p.files, (uint64_t)sample_mb * 1000000, p.skip_bad);
-        bpe_train_tokenizer(&p.tok, &c, (uint32_t)vocab, 0);
+        bpe_train_tokenizer(&trained, &c, (uint32_t)vocab, 0);
         bpe_counter_free(&c);
-        tokenizer_save(&p.tok, tok_path);
-        printf("trained %s: vocab %u on %.1f MB in %.1f s\n", tok_path, p.tok.vocab_size, used / 1e6, now_s() - t0);
-        tokenizer_free(&p.tok);
+        tokenizer_save(&trained, tok_path);
+        printf("trained %s: vocab %u on %.1f MB in %.1f s\n", tok_path, trained.vocab_size, used / 1e6, now_s() - t0);
+        tokenizer_free(&trained);
     }
-    tokenizer_load(&p.tok, tok_path);
+    text_tokenizer_load(&p.tok, tok_path);
+    static const char *formats[3] = {"moba.c BPE", "SentencePiece", "tokenizer.json"};
+    printf("tokenizer %s: %s, vocab %u, document token %u\n", tok_path, formats[p.tok.format], p.tok.vocab_size, p.tok.doc_token);
     p.config_hash = config_hash(&p, tok_path);
     p.pos = (CorpusPos){0, 0, 1};
     if (read_state(&p)) { printf("%s: already complete (prepare.state says finished)\n", p.outdir); return 0; }
@@ -483,7 +497,7 @@ int main(int argc, char **argv) {
     if (p.emitted <= p.val_tokens) { fprintf(stderr, "warning: every token went to val shards (-V %llu); no train shard was written\n", (unsigned long long)p.val_tokens); }
     for (int k = 0; k < p.nslots; k++) { free(p.slots[k].raw); free(p.slots[k].off); free(p.slots[k].len); free(p.slots[k].pos); free(p.slots[k].tok.v); }
     free(p.slots); free(th); free(workers); free(p.filler.v); free(p.pending.v);
-    tokenizer_free(&p.tok);
+    text_tokenizer_free(&p.tok);
     corpus_files_free(&p.files);
     return 0;
 }

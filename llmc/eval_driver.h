@@ -45,7 +45,8 @@ typedef struct {
 static void usage(void) {
     printf("usage: build/eval (CPU) or ./eval_gpt_moba_cu (GPU) -c CHECKPOINT [-flag value]...\n"
            "  -c  checkpoint (required)                 -o  output folder (default: the checkpoint's)\n"
-           "  -k  tokenizer file (RULER, LongBench, WikiText, LAMBADA, multiple choice)\n"
+           "  -k  tokenizer file: moba.c BPE, tokenizer.model or tokenizer.json (RULER, LongBench, WikiText, LAMBADA,\n"
+           "      multiple choice)\n"
            "  -j  val shards glob: LM accuracy           -t  its sequence length (256)  -b  batch (4)\n"
            "  -m  val batches (8)                        -P  position buckets (8)\n"
            "  -s  synthetic needle tasks: all | syn_single,syn_multikey,syn_multiquery\n"
@@ -309,25 +310,25 @@ static void eval_syn(EvalModel *em, const EvalArgs *a, const int *lengths, int n
 // Greedy continuation of a text prompt, the prompt cut in the middle to fit context - max_gen.
 // newline_rule: LongBench pred.py's samsum generation: stop at a newline, and the first token may be
 // neither EOT nor a newline (min_length = prompt + 1).
-static char *generate_text(EvalModel *em, const Tokenizer *tok, const char *prompt, int context, int max_gen, int newline_rule) {
-    size_t len = strlen(prompt);
-    uint32_t *ids = (uint32_t *)malloc_check((len ? len : 1) * sizeof(uint32_t));
-    int n = (int)tokenizer_encode(tok, (const unsigned char *)prompt, len, ids, len);
-    if (n == 0) { ids[0] = tokenizer_eot(tok); n = 1; }
+static char *generate_text(EvalModel *em, const TextTokenizer *tok, const char *prompt, int context, int max_gen, int newline_rule) {
+    size_t len = strlen(prompt), cap = text_tokenizer_max_tokens(tok, len);
+    uint32_t *ids = (uint32_t *)malloc_check((cap ? cap : 1) * sizeof(uint32_t));
+    int n = (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)prompt, len, ids, cap);
+    if (n == 0) { ids[0] = tok->doc_token; n = 1; }
     n = truncate_middle(ids, n, context - max_gen);
     int *in = (int *)malloc_check((size_t)n * sizeof(int)), *out = (int *)malloc_check((size_t)max_gen * sizeof(int));
     for (int i = 0; i < n; i++) { in[i] = (int)ids[i]; }
-    uint32_t nl_ids[8];
-    int nl = (int)tokenizer_encode(tok, (const unsigned char *)"\n", 1, nl_ids, 8), nl_tok = (int)nl_ids[0];
+    uint32_t nl_ids[8];  // the newline is the last token: SentencePiece puts the dummy-prefix "▁" first
+    int nl = (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)"\n", 1, nl_ids, 8), nl_tok = (int)nl_ids[nl > 0 ? nl - 1 : 0];
     const int *stops[1] = {&nl_tok};
     int stop_len[1] = {1};
-    GenConfig g = {max_gen, 0.0f, 1.0f, 1, (int)tokenizer_eot(tok), stops, stop_len, newline_rule && nl == 1, newline_rule};
+    GenConfig g = {max_gen, 0.0f, 1.0f, 1, (int)tok->doc_token, stops, stop_len, newline_rule && nl >= 1 && nl <= 8, newline_rule};
     int got = generate_tokens(em->ctx, em->prefill, em->step, em->cfg.vocab_size, em->capacity, in, n, &g, out);
     uint32_t *gen = (uint32_t *)malloc_check((size_t)(got ? got : 1) * sizeof(uint32_t));
     for (int i = 0; i < got; i++) { gen[i] = (uint32_t)out[i]; }
-    size_t bytes = tokenizer_decode(tok, gen, (size_t)got, NULL, 0);
+    size_t bytes = text_tokenizer_decode(tok, gen, (size_t)got, NULL, 0);
     char *text = (char *)malloc_check(bytes + 1);
-    tokenizer_decode(tok, gen, (size_t)got, (unsigned char *)text, bytes);
+    text_tokenizer_decode(tok, gen, (size_t)got, (unsigned char *)text, bytes);
     text[bytes] = '\0';
     free(ids); free(in); free(out); free(gen);
     return text;
@@ -339,7 +340,7 @@ static void write_answers(FILE *f, char **answers, int n) {
     fputc(']', f);
 }
 
-static void eval_ruler(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, const int *lengths, int nl, StrBuf *js, StrBuf *md) {
+static void eval_ruler(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, const int *lengths, int nl, StrBuf *js, StrBuf *md) {
     RulerSource src = {0}, hot = {0};
     src.tok = tok; hot.tok = tok;
     if (a->essay) { ruler_load_essay(&src, a->essay); }
@@ -391,7 +392,7 @@ static void eval_ruler(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, c
     ruler_source_free(&src); ruler_source_free(&hot);
 }
 
-static void eval_longbench(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, int context, StrBuf *js, StrBuf *md) {
+static void eval_longbench(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, int context, StrBuf *js, StrBuf *md) {
     char *names[32], *buf = NULL, path[1400], dir[1200];
     int nd = a->lb_sets ? split_list(a->lb_sets, names, 32, &buf) : NUM_LONGBENCH_DATASETS;
     snprintf(dir, sizeof(dir), "%s/longbench_pred", a->out);
@@ -468,29 +469,32 @@ static double score_span(EvalModel *em, const uint32_t *tokens, int n, int first
 // log p(continuation | context) as lm-eval computes it: trailing whitespace of the context moves to the
 // continuation; an EOT (the document boundary the model saw in training) comes first; the context is
 // cut from the left to fit the model. *greedy (unless NULL): every continuation token is the argmax.
-static double continuation_logprob(EvalModel *em, const Tokenizer *tok, const char *ctx, const char *cont, int *greedy) {
+static double continuation_logprob(EvalModel *em, const TextTokenizer *tok, const char *ctx, const char *cont, int *greedy) {
     CpStr c = cps_from_cstr(ctx);
     int keep = c.n;
     while (keep > 0 && uc_is_space(c.c[keep - 1])) { keep--; }
     char *ctx2 = keep < c.n ? cps_to_utf8(c.c, keep) : str_dup(ctx), *moved = keep < c.n ? cps_to_utf8(c.c + keep, c.n - keep) : str_dup("");
-    char *cont2 = str_cat3(moved, cont, "");
-    size_t lc = strlen(ctx2), ln = strlen(cont2);
-    uint32_t *ids = (uint32_t *)malloc_check((lc + ln + 1) * sizeof(uint32_t));
-    ids[0] = tokenizer_eot(tok);
-    int nc = 1 + (int)tokenizer_encode(tok, (const unsigned char *)ctx2, lc, ids + 1, lc);
-    int nn = (int)tokenizer_encode(tok, (const unsigned char *)cont2, ln, ids + nc, ln);
-    int total = nc + nn, start = total - 1 > em->cfg.max_seq_len ? total - 1 - em->cfg.max_seq_len : 0;
+    char *whole = str_cat3(ctx2, moved, cont);
+    size_t lc = strlen(ctx2), lw = strlen(whole), cap = text_tokenizer_max_tokens(tok, lw);
+    uint32_t *ids = (uint32_t *)malloc_check((cap + 1) * sizeof(uint32_t));
+    ids[0] = tok->doc_token;
+    // the continuation is the tokens of ctx + cont after as many as ctx alone has (as lm-evaluation-harness):
+    // encoding cont by itself would start it with SentencePiece's dummy-prefix "▁"
+    int total = 1 + (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)whole, lw, ids + 1, cap);
+    int nc = 1 + (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)ctx2, lc, NULL, 0);
+    if (nc > total) { nc = total; }
+    int nn = total - nc, start = total - 1 > em->cfg.max_seq_len ? total - 1 - em->cfg.max_seq_len : 0;
     double lp = 0;
     if (greedy) { *greedy = 1; }
     if (nn > 0) {
         if (total - 1 - start < nn) { die("a %d-token continuation does not fit the model's %d-token context", nn, em->cfg.max_seq_len); }
         lp = score_span(em, ids + start, total - start, nc - 1 - start, greedy);
     }
-    free(c.c); free(ctx2); free(moved); free(cont2); free(ids);
+    free(c.c); free(ctx2); free(moved); free(whole); free(ids);
     return lp;
 }
 
-static void eval_mc(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
+static void eval_mc(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
     char *items[16], *buf;
     int n = split_list(a->mc, items, 16, &buf);
     sb_puts(js, "  \"mc\": {");
@@ -534,17 +538,17 @@ static void eval_mc(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, StrB
 // ---------------------------------------------------------------------------------------------------
 // WikiText-2 and LAMBADA (llmc/lm_tasks.h)
 
-static void eval_wikitext(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
+static void eval_wikitext(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
     TextSet docs = text_load(a->wikitext, "page");
     int L = em->cfg.max_seq_len;
     double ll = 0;
     long words = 0, bytes = 0, tokens = 0;
     for (int d = 0; d < docs.n; d++) {
         char *text = wikitext_detokenize(docs.s[d]);
-        size_t len = strlen(text);
-        uint32_t *ids = (uint32_t *)malloc_check((len + 1) * sizeof(uint32_t));
-        ids[0] = tokenizer_eot(tok);
-        int n = (int)tokenizer_encode(tok, (const unsigned char *)text, len, ids + 1, len);
+        size_t len = strlen(text), cap = text_tokenizer_max_tokens(tok, len);
+        uint32_t *ids = (uint32_t *)malloc_check((cap + 1) * sizeof(uint32_t));
+        ids[0] = tok->doc_token;
+        int n = (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)text, len, ids + 1, cap);
         RollWindow w;
         for (int k = 0; rolling_window(n, L, k, &w); k++) { ll += score_span(em, ids + w.start, w.len + 1, w.len - w.scored, NULL); }
         words += wikitext_words(docs.s[d]);
@@ -562,7 +566,7 @@ static void eval_wikitext(EvalModel *em, const Tokenizer *tok, const EvalArgs *a
     text_free(&docs);
 }
 
-static void eval_lambada(EvalModel *em, const Tokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
+static void eval_lambada(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
     TextSet docs = text_load(a->lambada, "text");
     double ll = 0;
     int hits = 0;
@@ -660,9 +664,9 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     config_print(c, stdout);
     int lengths[64], nl = eval_lengths(a, c, lengths), context = eval_context(a, c);
     if ((a->ruler || a->lb_dir || a->mc || a->wikitext || a->lambada) && !a->tokenizer) { die("RULER, LongBench, WikiText, LAMBADA and multiple choice need a tokenizer (-k FILE)"); }
-    Tokenizer tok;
+    TextTokenizer tok;
     if (a->tokenizer) {
-        tokenizer_load(&tok, a->tokenizer);
+        text_tokenizer_load(&tok, a->tokenizer);
         if ((int)tok.vocab_size > c->vocab_size) { die("tokenizer '%s' has %u tokens but the model only %d", a->tokenizer, tok.vocab_size, c->vocab_size); }
     }
 
@@ -699,7 +703,7 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     write_text(path, md.s);
     printf("wrote %s/eval.json and eval.md (%.1f s)\n", a->out, now_seconds() - t0);
     free(js.s); free(md.s);
-    if (a->tokenizer) { tokenizer_free(&tok); }
+    if (a->tokenizer) { text_tokenizer_free(&tok); }
 }
 
 #endif // LLMC_EVAL_DRIVER_H

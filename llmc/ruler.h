@@ -32,7 +32,7 @@
 #include "json_value.h"
 #include "rng.h"
 #include "tables/ruler_words.h"
-#include "tokenizer.h"
+#include "text_tokenizer.h"
 #include "utils.h"
 
 // ---------------------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ static const char *const ruler_noise = "The grass is green. The sky is blue. The
 
 // The source material shared by all samples of a run.
 typedef struct {
-    const Tokenizer *tok;
+    const TextTokenizer *tok;
     char **essay_words; int num_essay_words; char *essay_buf;   // essay haystack (whitespace-split)
     char **qa_questions, ***qa_answers, **qa_docs;               // QA file: questions, answers, distinct docs
     int *qa_num_answers, **qa_gold, *qa_num_gold, num_qa, num_docs;
@@ -272,11 +272,8 @@ static inline void niah_build(StrBuf *b, RulerSample *s, const RulerTask *t, con
     set_answers(s, answers, na);
 }
 
-static inline int ruler_count_tokens(const Tokenizer *tok, const char *text, size_t len) {
-    uint32_t *ids = (uint32_t *)malloc_check((len ? len : 1) * sizeof(uint32_t));
-    int n = (int)tokenizer_encode(tok, (const unsigned char *)text, len, ids, len);
-    free(ids);
-    return n;
+static inline int ruler_count_tokens(const TextTokenizer *tok, const char *text, size_t len) {
+    return (int)text_tokenizer_encode(tok, NULL, (const unsigned char *)text, len, NULL, 0);
 }
 
 // A variable-tracking prompt (RULER's template and answer prefix): one chain "VAR X1 = value",

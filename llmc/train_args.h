@@ -22,7 +22,7 @@
 #include "rendezvous.h"
 #include "schedulers.h"
 #include "synthetic.h"
-#include "tokenizer.h"
+#include "text_tokenizer.h"
 #include "utils.h"
 
 typedef struct {
@@ -438,19 +438,19 @@ static inline void print_sample(const char *tokenizer_path, const int *tokens, i
         printf("\n");
         return;
     }
-    Tokenizer tok;
-    tokenizer_load(&tok, tokenizer_path);
+    TextTokenizer tok;
+    text_tokenizer_load(&tok, tokenizer_path);
     if ((int)tok.vocab_size > vocab_size) { die("tokenizer '%s' has %u tokens, more than the model's vocabulary %d", tokenizer_path, tok.vocab_size, vocab_size); }
     printf("sample (prompt | continuation):\n");
     for (int i = 0; i < total; i++) {
         if (i == prompt) { printf(" | "); }
         if ((uint32_t)tokens[i] >= tok.vocab_size) { printf("<%d>", tokens[i]); continue; }  // padded vocabulary slots
         size_t len;
-        const unsigned char *bytes = tokenizer_token_bytes(&tok, (uint32_t)tokens[i], &len);
+        const unsigned char *bytes = text_tokenizer_token_bytes(&tok, (uint32_t)tokens[i], &len);
         fwrite(bytes, 1, len, stdout);
     }
     printf("\n");
-    tokenizer_free(&tok);
+    text_tokenizer_free(&tok);
 }
 
 #endif // LLMC_TRAIN_ARGS_H

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Runs every CPU test program in build/ (one per dev/test/*.c), the evaluation cross-check against
-# Python references (dev/eval/crosscheck.sh) and the ablation runner's kill-and-resume test (dev/test/test_ablate.sh), sums their "N passed, N failed" lines and prints the total
+# Runs every CPU test program in build/ (one per dev/test/*.c), every other dev/test/*.sh script (the ablation
+# runner's kill-and-resume test, the tokenizer cross-checks) and the evaluation cross-check against Python
+# references (dev/eval/crosscheck.sh), sums their "N passed, N failed" lines and prints the total
 # as the last line. A program that runs past TEST_TIMEOUT seconds (default 600)
 # is killed and counted as failed, so a hung test never stalls CI. Exits non-zero if any test failed or a program crashed.
 set -u
 cd "$(dirname "$0")/../.."
 total_pass=0; total_fail=0; crashed=0
-for src in dev/test/*.c dev/eval/crosscheck.sh dev/test/test_ablate.sh; do
-    case "$src" in
-        *.sh) prog="bash $src" ;;
-        *) prog="build/$(basename "$src" .c)" ;;
-    esac
+for src in dev/test/*.c dev/test/*.sh dev/eval/crosscheck.sh; do
+    [ "$src" = dev/test/run_tests.sh ] && continue
+    prog="build/$(basename "$src" .c)"
+    run=("$prog")
+    if [[ "$src" == *.sh ]]; then prog="$src"; run=(bash "$src"); fi
     echo "=== $prog"
     start=$(date +%s)
-    out=$(timeout "${TEST_TIMEOUT:-600}" $prog 2>&1); rc=$?
+    out=$(timeout "${TEST_TIMEOUT:-600}" "${run[@]}" 2>&1); rc=$?
     if [ "$rc" -eq 124 ]; then echo "!!! $prog timed out after ${TEST_TIMEOUT:-600}s"; fi
     echo "$out" | grep -v '^ok ' | tail -n 40
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)

@@ -345,7 +345,7 @@ static void test_ruler_fwe(const RulerSource *src) {
 }
 
 // QA distractors come from the same article first and never repeat while there are enough documents.
-static void test_ruler_qa(const Tokenizer *tok) {
+static void test_ruler_qa(const TextTokenizer *tok) {
     char path[128];
     snprintf(path, sizeof(path), "%s/squad_many.json", tmpdir);
     FILE *f = fopen_check(path, "w");
@@ -384,8 +384,9 @@ static void test_ruler(void) {
     uint32_t dummy[2] = {0, 0};
     const char *specials[1] = {TOKENIZER_EOT_NAME};
     uint32_t lens[1] = {(uint32_t)strlen(TOKENIZER_EOT_NAME)};
-    Tokenizer tok;
-    tokenizer_build(&tok, dummy, 0, specials, lens, 1, "bytes");  // byte-level: one token per byte
+    TextTokenizer tok = {TOKFMT_MOBA_BPE};
+    tokenizer_build(&tok.bpe, dummy, 0, specials, lens, 1, "bytes");  // byte-level: one token per byte
+    tok.vocab_size = tok.bpe.vocab_size; tok.doc_token = tokenizer_eot(&tok.bpe);
     char essay[128], squad[128], hotpot[128];
     snprintf(essay, sizeof(essay), "%s/essay.txt", tmpdir);
     write_file(essay, "It was a cold morning. We walked to the river! Did the boats come?  Nobody knew, so we waited.\n"
@@ -436,7 +437,7 @@ static void test_ruler(void) {
     test_ruler_fwe(&src);
     test_ruler_qa(&tok);
     ruler_source_free(&src); ruler_source_free(&hsrc);
-    tokenizer_free(&tok);
+    text_tokenizer_free(&tok);
 }
 
 // ---------------------------------------------------------------------------------------------------
