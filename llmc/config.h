@@ -40,6 +40,8 @@ static const ModelPreset model_presets[] = {
     {"test", {64, 2, 16, 2, 40, 256, ATTN_MOBA, 4, 2, 3, 0, 10000.0f, LAYOUT_PAPER, 8, 1, 0}, "gradient-check size: L2 d16 2 heads, window 8"},
     {"tiny", {512, 4, 128, 2, 352, 4096, ATTN_MOBA, 32, 3, 3, 0, 10000.0f, LAYOUT_PAPER, 64, 1, 0}, "CPU main job: L4 d128 2 heads (HD 64), window 64"},
     {"small", {512, 6, 256, 4, 704, 65536, ATTN_MOBA, 64, 4, 3, 0, 10000.0f, LAYOUT_PAPER, 64, 1, 0}, "L6 d256 4 heads (HD 64), window 64"},
+    {"study", {8192, 8, 512, 8, 1408, 1 << 20, ATTN_MOBA, 32, 8, 3, 0, 10000.0f, LAYOUT_PAPER, 64, 1, 0},
+     "ablation size: L8 d512 8 heads (HD 64) ffn 1408, window 64: the paper's model scaled to T 2048"},
     {"340M", {32000, 24, 1024, 16, 2816, 1 << 20, ATTN_MOBA, 128, 8, 3, 0, 10000.0f, LAYOUT_PAPER, 256, 1, 0}, "paper's 340M: L24 d1024 16 heads ffn 2816, window 256"},
     {"1B", {32000, 24, 2048, 32, 8192, 1 << 20, ATTN_MOBA, 128, 8, 3, 0, 10000.0f, LAYOUT_PAPER, 256, 1, 0}, "paper's 1B: L24 d2048 32 heads ffn 8192, window 256"},
 };
