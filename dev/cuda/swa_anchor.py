@@ -12,20 +12,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-
-def median_ms(fn, warmup=5, reps=30):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return sorted(times)[len(times) // 2]
+from attention_anchor import median_ms  # CUDA-event median, this folder's dense anchor
 
 
 def keys_per_query(t, w):
@@ -56,8 +43,8 @@ def main():
 
     flops = 4.0 * b * nh * t * hd * keys_per_query(t, w)
     with torch.no_grad():
-        f = median_ms(flex_fwd)
-    row("FlexAttention (torch.compile)", "sliding window", w, hd, t, f, median_ms(flex_all), flops)
+        f = median_ms(flex_fwd, 5, 30)
+    row("FlexAttention (torch.compile)", "sliding window", w, hd, t, f, median_ms(flex_all, 5, 30), flops)
 
     with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
         def sdpa_fwd():
@@ -67,8 +54,8 @@ def main():
             sdpa_fwd().backward(do)
 
         with torch.no_grad():
-            f = median_ms(sdpa_fwd)
-        row("cuDNN SDPA", "dense causal", 0, hd, t, f, median_ms(sdpa_all), 4.0 * b * nh * t * hd * keys_per_query(t, t))
+            f = median_ms(sdpa_fwd, 5, 30)
+        row("cuDNN SDPA", "dense causal", 0, hd, t, f, median_ms(sdpa_all, 5, 30), 4.0 * b * nh * t * hd * keys_per_query(t, t))
 
 
 if __name__ == "__main__":
