@@ -5,6 +5,9 @@
 
  Checkpoint = 256-byte header | params f32[P] | (if flags & CKPT_HAS_OPTIMIZER) m f32[P] | v f32[P] | end
  magic u32. Written to "<path>.tmp", fsync'd, renamed: a crash never leaves a half-written checkpoint.
+ The header's last 8 bytes hold a Checksum64 (llmc/checksum.h) of the whole file with those 8 bytes
+ zeroed; loading verifies it, so a bit flip or a damaged copy is an error, not silently wrong weights.
+ Version 1 files (no checksum) still load, unverified. Non-finite parameters are never written.
 
  Debug state = 256-byte header | params f32[P] | inputs i32[B*T] | targets i32[B*T] | logits f32[B*T*V]
  | loss f32 | grads f32[P] | step losses f32[S] | MoBA selections i32[Lm*B*NH*T*K] | end magic u32.
@@ -14,13 +17,16 @@
 #define LLMC_CHECKPOINT_H
 
 #include <stdint.h>
+#include <math.h>
+#include "checksum.h"
 #include "config.h"
 #include "utils.h"
 
 #define CKPT_MAGIC 0x43424F4Du     // "MOBC"
 #define DEBUG_MAGIC 0x44424F4Du    // "MOBD"
 #define END_MAGIC 0x45424F4Du      // "MOBE", the last 4 bytes of both files
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
+#define CKPT_VERSION_UNCHECKED 1u  // the version before checksums, still readable
 #define CKPT_HEADER_BYTES 256
 #define CKPT_HAS_OPTIMIZER 1u
 
@@ -33,7 +39,8 @@ typedef struct {
     uint64_t loader_epoch, loader_shard, loader_batch; //  88: position of the next training batch
     int32_t batch_size, seq_len, grad_accum, world_size; // 112: what the loader position assumes
     uint64_t seed;                                  // 128
-    uint8_t reserved[CKPT_HEADER_BYTES - 136];
+    uint8_t reserved[CKPT_HEADER_BYTES - 144];
+    uint64_t checksum;                              // 248: Checksum64 of the file with this field zeroed
 } CheckpointHeader;
 STATIC_ASSERT(sizeof(ModelConfig) == 48, "ModelConfig must be 48 bytes");
 STATIC_ASSERT(sizeof(CheckpointHeader) == CKPT_HEADER_BYTES, "checkpoint header must be 256 bytes");
@@ -48,56 +55,114 @@ typedef struct {
 } DebugStateHeader;
 STATIC_ASSERT(sizeof(DebugStateHeader) == CKPT_HEADER_BYTES, "debug state header must be 256 bytes");
 
+// Dies naming the first non-finite value of a parameter array (a diverged run must not overwrite good checkpoints).
+static inline void check_finite(const float *x, size_t n, const char *what, const char *path) {
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i])) { die("%s %zu of %zu is %g: refusing to use checkpoint '%s'", what, i, n, x[i], path); }
+    }
+}
+
 static inline void checkpoint_write(const char *path, const CheckpointHeader *h, const float *params, const float *m, const float *v) {
+    check_finite(params, h->num_params, "parameter", path);
+    int has_opt = (h->flags & CKPT_HAS_OPTIMIZER) != 0;
+    const float *arrays[3] = {params, m, v};
+    int num_arrays = has_opt ? 3 : 1;
+    uint32_t end = END_MAGIC;
+    CheckpointHeader head = *h;
+    head.checksum = 0;
+    Checksum64 c;
+    checksum_init(&c);
+    checksum_update(&c, &head, sizeof(head));
+    for (int i = 0; i < num_arrays; i++) { checksum_update(&c, arrays[i], h->num_params * sizeof(float)); }
+    checksum_update(&c, &end, sizeof(end));
+    head.checksum = checksum_final(&c);
     AtomicFile af;
     atomic_open(&af, path);
-    atomic_write(&af, h, sizeof(*h), 1);
-    atomic_write(&af, params, sizeof(float), h->num_params);
-    if (h->flags & CKPT_HAS_OPTIMIZER) {
-        atomic_write(&af, m, sizeof(float), h->num_params);
-        atomic_write(&af, v, sizeof(float), h->num_params);
-    }
-    uint32_t end = END_MAGIC;
+    atomic_write(&af, &head, sizeof(head), 1);
+    for (int i = 0; i < num_arrays; i++) { atomic_write(&af, arrays[i], sizeof(float), h->num_params); }
     atomic_write(&af, &end, sizeof(end), 1);
     atomic_close(&af);
 }
 
-// Reads and validates the header; the stream is left at the start of the parameters.
+// What is wrong with a checkpoint file (header, size, end marker or checksum), or NULL when it is intact.
+// Reads the whole file; h receives its header. Never dies, so -y 1 can skip a damaged file.
+static inline const char *checkpoint_problem(const char *path, CheckpointHeader *h, char *why, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { snprintf(why, cap, "cannot be opened: %s", strerror(errno)); return why; }
+    struct stat st;
+    long long size = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) ? (long long)st.st_size : -1;
+    if (size < 0) { snprintf(why, cap, "is not a regular file"); }
+    else if (size < CKPT_HEADER_BYTES || fread(h, sizeof(*h), 1, f) != 1) {
+        snprintf(why, cap, "is truncated: %lld bytes, smaller than its header", size);
+    } else if (h->magic != CKPT_MAGIC) { snprintf(why, cap, "is not a moba.c checkpoint (magic 0x%08X)", h->magic); }
+    else if (h->version != CKPT_VERSION && h->version != CKPT_VERSION_UNCHECKED) {
+        snprintf(why, cap, "has version %u; this build reads %u and %u", h->version, CKPT_VERSION_UNCHECKED, CKPT_VERSION);
+    } else if (h->header_bytes != CKPT_HEADER_BYTES) { snprintf(why, cap, "has a %u-byte header; expected %d", h->header_bytes, CKPT_HEADER_BYTES); }
+    else {
+        uint64_t arrays = (h->flags & CKPT_HAS_OPTIMIZER) ? 3 : 1;
+        uint64_t room = (uint64_t)(size - CKPT_HEADER_BYTES) / 4;  // whole floats after the header
+        if (h->num_params > room / arrays || arrays * h->num_params + 1 != room || (size - CKPT_HEADER_BYTES) % 4 != 0) {
+            int is_short = h->num_params > room / arrays || arrays * h->num_params + 1 > room;
+            snprintf(why, cap, "is %s: %lld bytes, but its header says %llu parameters%s", is_short ? "truncated" : "too long", size,
+                     (unsigned long long)h->num_params, arrays == 3 ? " with optimizer state" : "");
+        } else {
+            CheckpointHeader head = *h;
+            head.checksum = 0;
+            Checksum64 c;
+            checksum_init(&c);
+            checksum_update(&c, &head, sizeof(head));
+            size_t buf_bytes = 1 << 20;
+            unsigned char *buf = (unsigned char *)malloc_check(buf_bytes);
+            uint64_t left = (uint64_t)(size - CKPT_HEADER_BYTES);
+            uint32_t last = 0;
+            while (left > 0) {
+                size_t n = left < buf_bytes ? (size_t)left : buf_bytes;
+                if (fread(buf, 1, n, f) != n) { break; }
+                checksum_update(&c, buf, n);
+                memcpy(&last, buf + n - 4, 4);
+                left -= n;
+            }
+            free(buf);
+            if (left > 0) { snprintf(why, cap, "could not be read to the end: %s", strerror(errno)); }
+            else if (last != END_MAGIC) { snprintf(why, cap, "is corrupt: bad end marker 0x%08X", last); }
+            else if (h->version == CKPT_VERSION && checksum_final(&c) != h->checksum) {
+                snprintf(why, cap, "is corrupt: checksum %016llx, header says %016llx", (unsigned long long)checksum_final(&c),
+                         (unsigned long long)h->checksum);
+            } else { fclose(f); return NULL; }
+        }
+    }
+    fclose(f);
+    return why;
+}
+
+// Reads and validates the header (and, for version 2, the checksum of the whole file); the stream is
+// left at the start of the parameters.
 static inline FILE *checkpoint_open(const char *path, CheckpointHeader *h) {
+    char why[256];
     FILE *f = fopen_check(path, "rb");
-    long long size = file_size_check(f, path);
-    if (size < CKPT_HEADER_BYTES) { die("checkpoint '%s' is truncated: %lld bytes, smaller than its header", path, size); }
-    fread_check(h, sizeof(*h), 1, f, path);
-    if (h->magic != CKPT_MAGIC) { die("'%s' is not a moba.c checkpoint (magic 0x%08X)", path, h->magic); }
-    if (h->version != CKPT_VERSION) { die("checkpoint '%s' has version %u; this build reads %u", path, h->version, CKPT_VERSION); }
-    if (h->header_bytes != CKPT_HEADER_BYTES) { die("checkpoint '%s' has a %u-byte header; expected %d", path, h->header_bytes, CKPT_HEADER_BYTES); }
+    if (checkpoint_problem(path, h, why, sizeof(why)) != NULL) { die("checkpoint '%s' %s", path, why); }
     config_validate(&h->cfg);
     if (h->num_params != param_count(&h->cfg)) {
         die("checkpoint '%s' holds %llu parameters but its config needs %zu", path, (unsigned long long)h->num_params, param_count(&h->cfg));
     }
-    long long arrays = (h->flags & CKPT_HAS_OPTIMIZER) ? 3 : 1;
-    long long expect = CKPT_HEADER_BYTES + arrays * (long long)h->num_params * 4 + 4;
-    if (size != expect) {
-        die("checkpoint '%s' is %s: %lld bytes, expected %lld", path, size < expect ? "truncated" : "too long", size, expect);
+    if (h->version == CKPT_VERSION_UNCHECKED) {
+        static int told = 0;
+        if (!told) { printf("note: checkpoint '%s' is version 1, which has no checksum: loaded without verification\n", path); }
+        told = 1;
     }
+    fseek_check(f, CKPT_HEADER_BYTES, SEEK_SET, path);
     return f;
 }
 
 // Reads params (and m, v when the file has them and they are wanted) after checkpoint_open.
 static inline void checkpoint_read_arrays(FILE *f, const char *path, const CheckpointHeader *h, float *params, float *m, float *v) {
     fread_check(params, sizeof(float), h->num_params, f, path);
-    if (h->flags & CKPT_HAS_OPTIMIZER) {
-        if (m != NULL && v != NULL) {
-            fread_check(m, sizeof(float), h->num_params, f, path);
-            fread_check(v, sizeof(float), h->num_params, f, path);
-        } else {
-            fseek_check(f, 2LL * 4 * (long long)h->num_params, SEEK_CUR, path);
-        }
+    check_finite(params, h->num_params, "parameter", path);
+    if ((h->flags & CKPT_HAS_OPTIMIZER) && m != NULL && v != NULL) {
+        fread_check(m, sizeof(float), h->num_params, f, path);
+        fread_check(v, sizeof(float), h->num_params, f, path);
     }
-    uint32_t end = 0;
-    fread_check(&end, sizeof(end), 1, f, path);
-    if (end != END_MAGIC) { die("checkpoint '%s' is corrupt: bad end marker 0x%08X", path, end); }
-    fclose(f);
+    fclose(f);  // checkpoint_open verified the rest of the file
 }
 
 // Dies naming the first differing field when a checkpoint does not fit the run that loads it.

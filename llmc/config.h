@@ -45,6 +45,10 @@ static inline ModelConfig preset_config(const char *name) {
     return model_presets[0].cfg;
 }
 
+#define CONFIG_MAX_VOCAB (1 << 24)
+#define CONFIG_MAX_LAYERS 4096
+#define CONFIG_MAX_WIDTH (1 << 20)
+
 static inline int is_power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
 static inline int layer_is_moba(const ModelConfig *c, int l) { return c->attn == ATTN_MOBA && l < c->n_layer - c->n_dense_last; }
@@ -62,9 +66,17 @@ static inline void config_validate(const ModelConfig *c) {
     if (!(c->rope_theta > 1.0f)) { die("rope theta %g: must be > 1", c->rope_theta); }
     if (c->kconv != 0 && c->kconv != 3 && c->kconv != 5) { die("key conv width %d: must be 0 (off), 3 or 5", c->kconv); }
     if (c->attn != ATTN_DENSE && c->attn != ATTN_MOBA) { die("attention kind %d: must be dense or moba", c->attn); }
+    // Size limits far above any real model, so the parameter count (llmc sizes are size_t products) cannot wrap.
+    if (c->vocab_size > CONFIG_MAX_VOCAB) { die("vocab size %d: at most %d", c->vocab_size, CONFIG_MAX_VOCAB); }
+    if (c->n_layer > CONFIG_MAX_LAYERS) { die("layers %d: at most %d", c->n_layer, CONFIG_MAX_LAYERS); }
+    if (c->d_model > CONFIG_MAX_WIDTH || c->ffn > CONFIG_MAX_WIDTH) { die("d_model %d / ffn %d: at most %d", c->d_model, c->ffn, CONFIG_MAX_WIDTH); }
     if (c->attn == ATTN_MOBA) {
         if (!is_power_of_two(c->moba_block)) { die("MoBA block size %d: must be a power of two", c->moba_block); }
-        if (c->moba_topk < 1) { die("MoBA top-k %d: must be at least 1", c->moba_topk); }
+        if (c->moba_block > c->max_seq_len) { die("MoBA block size %d exceeds the maximum sequence length %d", c->moba_block, c->max_seq_len); }
+        int max_blocks = (c->max_seq_len + c->moba_block - 1) / c->moba_block;
+        if (c->moba_topk < 1 || c->moba_topk > max_blocks) {
+            die("MoBA top-k %d: must be between 1 and the %d blocks of the maximum sequence length", c->moba_topk, max_blocks);
+        }
         if (c->n_dense_last < 0 || c->n_dense_last > c->n_layer) {
             die("dense last layers %d: must be between 0 and the layer count %d", c->n_dense_last, c->n_layer);
         }
