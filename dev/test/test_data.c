@@ -290,12 +290,35 @@ static void test_errors(void) {
     snprintf(expect, sizeof(expect), "shard '%s': token 13 has value 50, not below the vocab size 50", path);
     expect_failure("token >= vocab", load_and_read, &a, expect);
 
+    // a bad token deep in a shard, in a sample no early batch reads: found when the shard is opened
+    uint32_t deep[400];
+    for (int i = 0; i < 400; i++) { deep[i] = (uint32_t)i % 50; }
+    deep[397] = 60;
+    pattern_for(path, sizeof(path), "deep_000.bin");
+    shard_write(path, deep, 400, 2, 0);
+    pattern_for(a.pattern, sizeof(a.pattern), "deep_*.bin");
+    snprintf(expect, sizeof(expect), "shard '%s': token 397 has value 60, not below the vocab size 50", path);
+    expect_failure("token >= vocab deep in a shard, first batch", load_and_read, &a, expect);
+
     pattern_for(path, sizeof(path), "bigvocab_000.bin");
     shard_write(path, tok, 40, 2, 51);
     pattern_for(a.pattern, sizeof(a.pattern), "bigvocab_*.bin");
     snprintf(expect, sizeof(expect), "shard '%s' was made with vocab size 51, larger than the model's 50", path);
     expect_failure("header vocab > model vocab", load_and_read, &a, expect);
     a.vocab = 1u << 20;
+
+    // num_tokens * token_bytes wraps 64 bits to 0: a header-only file must not pass as that many tokens
+    ShardHeader huge;
+    memset(&huge, 0, sizeof(huge));
+    huge.magic = SHARD_MAGIC; huge.version = SHARD_VERSION; huge.token_bytes = 4; huge.num_tokens = 1ull << 62;
+    pattern_for(path, sizeof(path), "huge_000.bin");
+    write_raw(path, &huge, sizeof(huge));
+    pattern_for(a.pattern, sizeof(a.pattern), "huge_*.bin");
+    expect_failure("num_tokens 2^62 (size wraps)", load_and_read, &a, "is truncated: header says 4611686018427387904 tokens");
+
+    pattern_for(a.pattern, sizeof(a.pattern), "dir_000.bin");
+    mkdir(a.pattern, 0755);
+    expect_failure("a directory as a shard", load_and_read, &a, "is a directory");
 
     pattern_for(a.pattern, sizeof(a.pattern), "nothing_*.bin");
     snprintf(expect, sizeof(expect), "no file matches the shard pattern '%s'", a.pattern);
