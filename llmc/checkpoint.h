@@ -165,6 +165,41 @@ static inline void checkpoint_read_arrays(FILE *f, const char *path, const Check
     fclose(f);  // checkpoint_open verified the rest of the file
 }
 
+// Element counts of a debug state's arrays (layout at the top of this file).
+typedef struct { size_t P, N, V, nsel; int steps; } DebugStateLayout;
+
+// Reads and validates a debug state's header, size and end marker, every count checked against the
+// file's real length (so no size computed from the header can wrap); the stream is left at the parameters.
+static inline FILE *debug_state_open(const char *path, DebugStateHeader *h, DebugStateLayout *lay) {
+    FILE *f = fopen_check(path, "rb");
+    long long size = file_size_check(f, path);
+    if (size < CKPT_HEADER_BYTES) { die("debug state '%s' is truncated: %lld bytes", path, size); }
+    fread_check(h, sizeof(*h), 1, f, path);
+    if (h->magic != DEBUG_MAGIC) { die("'%s' is not a moba.c debug state (magic 0x%08X)", path, h->magic); }
+    if (h->version != CKPT_VERSION || h->header_bytes != CKPT_HEADER_BYTES) {
+        die("debug state '%s' has version %u / header %u bytes; this build reads %u / %d", path, h->version, h->header_bytes, CKPT_VERSION, CKPT_HEADER_BYTES);
+    }
+    config_validate(&h->cfg);
+    if (h->B < 1 || h->T < 1 || h->num_steps < 0 || h->num_moba_layers < 0 || h->num_moba_layers > h->cfg.n_layer) {
+        die("debug state '%s' has B %d, T %d, %d steps, %d MoBA layers: out of range", path, h->B, h->T, h->num_steps, h->num_moba_layers);
+    }
+    lay->P = param_count(&h->cfg); lay->N = (size_t)h->B * h->T; lay->V = (size_t)h->cfg.vocab_size; lay->steps = h->num_steps;
+    if (h->num_params != lay->P) { die("debug state '%s' holds %llu parameters but its config needs %zu", path, (unsigned long long)h->num_params, lay->P); }
+    // in floating point first: a header claiming more than the file holds is refused before any exact product
+    double nsel = (double)h->num_moba_layers * lay->N * h->cfg.n_head * h->cfg.moba_topk;
+    double want = CKPT_HEADER_BYTES + 4.0 * (2.0 * lay->P + 2.0 * lay->N + (double)lay->N * lay->V + 1 + lay->steps + nsel + 1);
+    if (want > (double)size + 0.5) { die("debug state '%s' is truncated: %lld bytes, its header needs %.0f", path, size, want); }
+    lay->nsel = (size_t)h->num_moba_layers * lay->N * h->cfg.n_head * h->cfg.moba_topk;
+    long long expect = CKPT_HEADER_BYTES + 4LL * (long long)(2 * lay->P + 2 * lay->N + lay->N * lay->V + 1 + lay->steps + lay->nsel + 1);
+    if (size != expect) { die("debug state '%s' is %lld bytes, expected %lld", path, size, expect); }
+    uint32_t end = 0;
+    fseek_check(f, size - 4, SEEK_SET, path);
+    fread_check(&end, 4, 1, f, path);
+    if (end != END_MAGIC) { die("debug state '%s' is corrupt: bad end marker 0x%08X", path, end); }
+    fseek_check(f, CKPT_HEADER_BYTES, SEEK_SET, path);
+    return f;
+}
+
 // Dies naming the first differing field when a checkpoint does not fit the run that loads it.
 static inline void checkpoint_check_config(const char *path, const CheckpointHeader *h, const ModelConfig *want) {
     const char *field = config_mismatch(&h->cfg, want);

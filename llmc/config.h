@@ -73,7 +73,7 @@ static inline void config_validate(const ModelConfig *c) {
     if (c->attn == ATTN_MOBA) {
         if (!is_power_of_two(c->moba_block)) { die("MoBA block size %d: must be a power of two", c->moba_block); }
         if (c->moba_block > c->max_seq_len) { die("MoBA block size %d exceeds the maximum sequence length %d", c->moba_block, c->max_seq_len); }
-        int max_blocks = (c->max_seq_len + c->moba_block - 1) / c->moba_block;
+        int max_blocks = c->max_seq_len / c->moba_block + (c->max_seq_len % c->moba_block != 0);
         if (c->moba_topk < 1 || c->moba_topk > max_blocks) {
             die("MoBA top-k %d: must be between 1 and the %d blocks of the maximum sequence length", c->moba_topk, max_blocks);
         }

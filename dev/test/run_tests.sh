@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs every CPU test program in build/ (one per dev/test/*.c), sums their "N passed, N failed" lines
-# and prints the total as the last line. A program that runs past TEST_TIMEOUT seconds (default 600)
+# Runs every CPU test program in build/ (one per dev/test/*.c; TEST_BUILD=dir runs those of another build,
+# e.g. the sanitizer build), sums their "N passed, N failed" lines and prints the total as the last line. A program that runs past TEST_TIMEOUT seconds (default 600)
 # is killed and counted as failed, so a hung test never stalls CI. Exits non-zero if any test failed or a program crashed.
 set -u
 cd "$(dirname "$0")/../.."
 total_pass=0; total_fail=0; crashed=0
 for src in dev/test/*.c; do
-    prog="build/$(basename "$src" .c)"
+    prog="${TEST_BUILD:-build}/$(basename "$src" .c)"
     echo "=== $prog"
     start=$(date +%s)
     out=$(timeout "${TEST_TIMEOUT:-600}" "$prog" 2>&1); rc=$?
