@@ -57,7 +57,7 @@ ASAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 ASAN_PROGRAMS = $(notdir $(CPU_TESTS) $(DATA_TOOLS) $(EVAL_TOOLS)) fuzz_loaders
 
 asan:
-	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="$(CFLAGS) $(ASAN_CFLAGS)" $(addprefix $(ASAN_BUILD)/,$(ASAN_PROGRAMS))
+	$(MAKE) -j2 BUILD=$(ASAN_BUILD) CFLAGS="$(CFLAGS) $(ASAN_CFLAGS)" $(addprefix $(ASAN_BUILD)/,$(ASAN_PROGRAMS))
 	bash dev/test/run_sanitized.sh $(ASAN_BUILD)
 
 # ---- CUDA (compiles without a GPU; runs on one) ----

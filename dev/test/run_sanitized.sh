@@ -14,7 +14,7 @@ export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS="suppressions=$PWD/dev/test/lsan.supp:print_suppressions=0"
 rc=0
 start=$(date +%s)
-TEST_BUILD="$build" TEST_TIMEOUT=900 bash dev/test/run_tests.sh || rc=1
+TEST_BUILD="$build" TEST_SANITIZED=1 TEST_TIMEOUT=900 bash dev/test/run_tests.sh || rc=1
 echo "--- sanitized CPU tests: $(( $(date +%s) - start ))s"
 start=$(date +%s)
 "$build/fuzz_loaders" -n "${FUZZ_MUTANTS:-300}" -o "$build/fuzz_failures" || rc=1
