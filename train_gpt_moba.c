@@ -869,7 +869,7 @@ int train_main(int argc, char **argv) {
     int *tokens = sample_prompt(&args, val.inputs, args.T, &prompt, &total);
     if (tokens) {
         generate(&model, tokens, prompt, total);
-        print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
+        print_sample(&args, tokens, prompt, total, cfg.vocab_size);
         free(tokens);
     }
     fclose(run.log);

@@ -876,7 +876,7 @@ int train_main(int argc, char **argv) {
     int *tokens = main_rank ? sample_prompt(&args, val.inputs, args.T, &prompt, &total) : NULL;
     if (tokens) {
         generate(&model, tokens, prompt, total);
-        print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
+        print_sample(&args, tokens, prompt, total, cfg.vocab_size);
         free(tokens);
     }
     fclose(run.log);

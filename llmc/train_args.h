@@ -436,7 +436,9 @@ static inline int run_step_finite(RunState *r, int step, double loss, double nor
 static inline void run_log_eval(RunState *r, int step, const EvalResult *e, int final) {
     if (final) { printf("final | val loss %.4f", e->loss); }
     else { printf("step %5d | val loss %.4f", step, e->loss); }
-    if (e->recall_count > 0) { printf(" | recall acc %.3f over %ld recall positions", e->recall_acc, e->recall_count); }
+    if (e->recall_count > 0) {
+        printf(" | recall: %ld of %ld values after RECALL k right (%.1f%%)", e->recall_hits, e->recall_count, 100 * e->recall_acc);
+    }
     printf("\n");
     fprintf(r->log, "step %d val_loss %.9g recall_acc %.6f\n", step, e->loss, e->recall_acc);
     fflush(r->log);
@@ -501,11 +503,19 @@ static inline int *sample_prompt(const TrainArgs *a, const int32_t *source, int 
     return tokens;
 }
 
-// Prints prompt | continuation as text when a tokenizer file is given, else as token ids.
-static inline void print_sample(const char *tokenizer_path, const int *tokens, int prompt, int total, int vocab_size) {
+// Prints prompt | continuation as text when a tokenizer file is given, as token names on the built-in
+// corpus, else as token ids.
+static inline void print_sample(const TrainArgs *a, const int *tokens, int prompt, int total, int vocab_size) {
+    const char *tokenizer_path = a->tokenizer;
     if (tokenizer_path == NULL) {
-        printf("sample (token ids; prompt | continuation):");
-        for (int i = 0; i < total; i++) { printf("%s%d", i == prompt ? " | " : " ", tokens[i]); }
+        int synthetic = strcmp(a->train_pattern, default_args().train_pattern) == 0;
+        printf("sample (%s; prompt | continuation):", synthetic ? "built-in corpus: k = key, v = value, w = word" : "token ids");
+        for (int i = 0; i < total; i++) {
+            char name[32];
+            if (synthetic) { synthetic_token_name(name, sizeof(name), (uint32_t)tokens[i], (uint32_t)vocab_size); }
+            else { snprintf(name, sizeof(name), "%d", tokens[i]); }
+            printf("%s%s", i == prompt ? " | " : " ", name);
+        }
         printf("\n");
         return;
     }
