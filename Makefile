@@ -1,8 +1,8 @@
 # moba.c build. Two commands matter (README): `make run` builds and runs the main job (the GPU trainer
 # when a GPU is present, else the CPU reference on the built-in synthetic corpus) and `make test` runs
-# every CPU test and compiles every CUDA target.
+# every CPU test (also under the sanitizers, with the loader fuzzer: make asan) and compiles every CUDA target.
 #
-# Conventions: header-only libraries live in llmc/; every .c in dev/test/, dev/eval/ and data/ is one program;
+# Conventions: header-only libraries live in llmc/; every .c in dev/test/, dev/eval/, dev/fuzz/ and data/ is one program;
 # every .cu in dev/cuda/ is one program (numbered kernel versions with their own CPU check and timing).
 
 CC ?= gcc
