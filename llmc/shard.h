@@ -68,7 +68,8 @@ static inline void shard_check_tokens(FILE *f, const char *path, const ShardHead
         for (uint64_t i = 0; i < n; i++) {
             uint32_t tok = shard_token(buf, h->token_bytes, (size_t)i);
             if (tok >= vocab_size) {
-                die("shard '%s': token %llu has value %u, not below the vocab size %u", path, (unsigned long long)(first + i), tok, vocab_size);
+                die("shard '%s': token %llu has value %u, not below the vocab size %u (a bigger vocabulary: -V)", path,
+                    (unsigned long long)(first + i), tok, vocab_size);
             }
         }
     }

@@ -324,6 +324,14 @@ static void test_checkpoint_rotation_and_resume(void) {
     fclose(f);
     CHECK(n == 6 && lines == 6, "log.txt after resuming at step 3 has %d training lines up to step %d (want 6, each once)", lines, n);
     CHECK(!ckpt_exists(dir, 3) && !ckpt_exists(dir, 4) && ckpt_exists(dir, 5) && ckpt_exists(dir, 6), "fallback run left the wrong checkpoints");
+    // with every checkpoint damaged, -y 1 stops and says so
+    static char only[300];
+    snprintf(only, sizeof(only), "%s/all_damaged", tmpdir);
+    ensure_dir(only);
+    checkpoint_path(path, sizeof(path), only, 2);
+    write_prefix(ckpt_file, path, -4);
+    static const char *none[] = {"-b", "2", "-t", "32", "-x", "4", "-y", "1", "-o", only, NULL};
+    expect_failure("-y 1 with no intact checkpoint", run_args, none, "none of the 1 checkpoints");
 }
 
 // -l 1e6 -g 0 diverges: the run skips the non-finite steps, then stops with a clear message.
