@@ -84,9 +84,11 @@ typedef struct {
 } AtomicFile;
 
 static inline void atomic_open(AtomicFile *af, const char *path) {
-    if (strlen(path) >= sizeof(af->path)) { die("path too long: '%s'", path); }
-    strcpy(af->path, path);
-    snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp", path);
+    size_t n = strlen(path);
+    if (n >= sizeof(af->path)) { die("path too long: '%s'", path); }
+    memcpy(af->path, path, n + 1);
+    memcpy(af->tmp_path, path, n);
+    memcpy(af->tmp_path + n, ".tmp", 5);
     af->f = fopen_check(af->tmp_path, "wb");
 }
 
