@@ -5,6 +5,7 @@
 #  2. memcheck of a short train_gpt_moba_cu run: 3 steps, a checkpoint, a resume, sampling
 #  3. racecheck of the attention kernels (forward, dK/dV, dQ, MoBA gate) on the same debug state, one
 #     kernel family per run (--kernel-name kns=<substring>) so the others run uninstrumented
+#  4. (no sanitizer) the NaN/Inf policy: a run with -l 1e6 -g 0 -a 3 must skip steps and stop with exit 1
 # Prebuilt binaries in $BIN (train_gpt_moba_cu, test_gpt_moba_cu) are used when given, as in
 # scripts/test_gpu.sh; else they are built. Logs go to $LOG (default /tmp/moba_sanitize); a table of
 # results is printed last. Exits non-zero when any check reports an error.
@@ -48,6 +49,12 @@ check memcheck_train_resume "--tool memcheck" ./train_gpt_moba_cu $TR -x 4 -y 1 
 for kernels in fwd dkdv dq moba_select; do
   check "racecheck_$kernels" "--tool racecheck --racecheck-report hazard --kernel-name kns=$kernels" ./test_gpt_moba_cu "$W/state.bin"
 done
+# the NaN/Inf policy on the GPU (no sanitizer): a diverging run skips its non-finite steps, then stops with exit 1
+./train_gpt_moba_cu -p tiny -b 4 -t 256 -l 1e6 -g 0 -x 30 -a 3 -v 0 -s 0 -o "$W/nan" > "$LOG/nan_policy.log" 2>&1
+rc=$?
+skipped=$(grep -c skipped_nonfinite "$W/nan/log.txt" 2>/dev/null)
+if [ "$rc" -eq 1 ] && grep -q "steps in a row had a NaN/Inf" "$LOG/nan_policy.log"; then row "NaN policy (-l 1e6 -g 0 -a 3)" "ok: stopped after $skipped skipped steps"
+else failed=1; row "NaN policy (-l 1e6 -g 0 -a 3)" "FAILED: exit $rc, $skipped skipped steps (see $LOG/nan_policy.log)"; fi
 rm -rf "$W"
 echo "======== summary ========"
 cat "$TABLE"

@@ -332,6 +332,18 @@ static void test_errors(void) {
     expect_failure("position beyond the shard", set_bad_position, &a, "position (epoch 0, shard 0, batch 3) is not a batch");
 }
 
+// An empty token array may come as NULL (prepare's state file does the same): the writer must not
+// pass it to fwrite, which the sanitizer build reports as undefined behaviour.
+static void test_empty_shard(void) {
+    char path[256];
+    pattern_for(path, sizeof(path), "empty.bin");
+    shard_write(path, NULL, 0, 4, 0);
+    FILE *f = fopen_check(path, "rb");
+    ShardHeader h = shard_read_header(f, path);
+    fclose(f);
+    CHECK(h.num_tokens == 0, "empty shard has %llu tokens", (unsigned long long)h.num_tokens);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // synthetic corpus
 
@@ -490,6 +502,7 @@ int main(void) {
     test_position(0);
     test_position(1);
     test_errors();
+    test_empty_shard();
     test_synthetic();
     expect_failure("synthetic vocab < 256", syn_small_vocab, NULL, "synthetic corpus needs vocab_size >= 256 (got 255)");
     expect_failure("synthetic vocab > 65536", syn_wide_vocab, tmpdir, "vocab_size 70000 > 65536");
