@@ -50,13 +50,13 @@ $(BUILD)/%: dev/fuzz/%.c $(HEADERS) | $(BUILD)
 $(BUILD):
 	mkdir -p $(BUILD) $(BUILD)/cuda
 
-# ---- sanitizers: the CPU tests, tools and the loader fuzzer (dev/fuzz/) built with AddressSanitizer +
+# ---- sanitizers: the CPU tests and the loader fuzzer (dev/fuzz/) built with AddressSanitizer +
 # UndefinedBehaviorSanitizer into build-asan/, then run by dev/test/run_sanitized.sh (fails on any report).
 ASAN_BUILD = build-asan
 ASAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-ASAN_PROGRAMS = $(notdir $(CPU_TESTS) $(DATA_TOOLS) $(EVAL_TOOLS)) fuzz_loaders
+ASAN_PROGRAMS = $(notdir $(CPU_TESTS)) fuzz_loaders
 
-asan:
+asan: $(BUILD)/prepare  # test_tokenizer runs build/prepare (the plain build)
 	$(MAKE) -j2 BUILD=$(ASAN_BUILD) CFLAGS="$(CFLAGS) $(ASAN_CFLAGS)" $(addprefix $(ASAN_BUILD)/,$(ASAN_PROGRAMS))
 	bash dev/test/run_sanitized.sh $(ASAN_BUILD)
 
