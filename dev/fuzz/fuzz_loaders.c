@@ -14,6 +14,7 @@
  log_path says; the calling script fails on any.
 
  Usage: fuzz_loaders [-n mutants per loader, default 300] [-s seed, default 1] [-o dir for failing inputs]
+                    [-c corpus dir, default dev/fuzz/corpus]
         fuzz_loaders -r <loader> <file>     runs one loader on one file in this process
         fuzz_loaders -g <corpus dir>        writes the valid seed corpus (run after a format change)
 */
@@ -144,12 +145,14 @@ static int run_case(const Loader *l, const char *path, char *why, size_t cap, in
         exit(0);  // exit, not _exit: the leak check runs on accepted inputs
     }
     close(pipefd[1]);
-    char err[2048] = {0};
+    // keep the start of the child's stderr; drain the rest so it never blocks on a full pipe
+    char err[2048] = {0}, sink[4096];
     size_t len = 0;
-    ssize_t r;
-    char sink[4096];
-    while ((r = read(pipefd[0], len < sizeof(err) - 1 ? err + len : sink, len < sizeof(err) - 1 ? sizeof(err) - 1 - len : sizeof(sink))) > 0) {
-        if (len < sizeof(err) - 1) { len += (size_t)r; }
+    for (;;) {
+        int keep = len < sizeof(err) - 1;
+        ssize_t r = read(pipefd[0], keep ? err + len : sink, keep ? sizeof(err) - 1 - len : sizeof(sink));
+        if (r <= 0) { break; }
+        if (keep) { len += (size_t)r; }
     }
     close(pipefd[0]);
     int status = 0;
