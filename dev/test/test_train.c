@@ -346,7 +346,7 @@ static void test_nonfinite_policy(void) {
     int skipped = 0;
     while (fgets(line, sizeof(line), f)) { skipped += strstr(line, "skipped_nonfinite") != NULL; }
     fclose(f);
-    CHECK(skipped == 3, "%d skipped steps logged, want 3", skipped);
+    CHECK(skipped >= 3, "%d skipped steps logged, want at least the 3 in a row that stop the run", skipped);
 }
 
 static void test_flag_ranges(void) {
