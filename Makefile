@@ -1,8 +1,8 @@
 # moba.c build. Two commands matter (README): `make run` builds and runs the main job (the GPU trainer
 # when a GPU is present, else the CPU reference on the built-in synthetic corpus) and `make test` runs
-# every CPU test and compiles every CUDA target.
+# every CPU test (also under the sanitizers, with the loader fuzzer: make asan) and compiles every CUDA target.
 #
-# Conventions: header-only libraries live in llmc/; every .c in dev/test/, dev/eval/ and data/ is one program;
+# Conventions: header-only libraries live in llmc/; every .c in dev/test/, dev/eval/, dev/fuzz/ and data/ is one program;
 # every .cu in dev/cuda/ is one program (numbered kernel versions with their own CPU check and timing).
 
 CC ?= gcc
@@ -26,7 +26,7 @@ CUDA_DEV = $(patsubst dev/cuda/%.cu,$(BUILD)/cuda/%,$(wildcard dev/cuda/*.cu))
 HEADERS = $(wildcard llmc/*.h) $(wildcard llmc/tables/*.h) $(wildcard dev/test/*.h)
 CUDA_HEADERS = $(HEADERS) $(wildcard llmc/*.cuh)
 
-.PHONY: all cpu cuda run test clean
+.PHONY: all cpu cuda run test asan clean
 
 all: cpu
 
@@ -44,8 +44,21 @@ $(BUILD)/%: dev/eval/%.c $(HEADERS) train_gpt_moba.c | $(BUILD)
 $(BUILD)/%: data/%.c $(HEADERS) | $(BUILD)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS) -lpthread
 
+$(BUILD)/%: dev/fuzz/%.c $(HEADERS) | $(BUILD)
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
 $(BUILD):
 	mkdir -p $(BUILD) $(BUILD)/cuda
+
+# ---- sanitizers: the CPU tests and the loader fuzzer (dev/fuzz/) built with AddressSanitizer +
+# UndefinedBehaviorSanitizer into build-asan/, then run by dev/test/run_sanitized.sh (fails on any report).
+ASAN_BUILD = build-asan
+ASAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+ASAN_PROGRAMS = $(notdir $(CPU_TESTS)) fuzz_loaders
+
+asan: $(BUILD)/prepare  # test_tokenizer runs build/prepare (the plain build)
+	$(MAKE) -j2 BUILD=$(ASAN_BUILD) CFLAGS="$(CFLAGS) $(ASAN_CFLAGS)" $(addprefix $(ASAN_BUILD)/,$(ASAN_PROGRAMS))
+	bash dev/test/run_sanitized.sh $(ASAN_BUILD)
 
 # ---- CUDA (compiles without a GPU; runs on one) ----
 # Multi-GPU (llmc/multi_gpu.cuh), as llm.c: NCCL when nccl.h is found (-DMULTI_GPU -lnccl; NO_MULTI_GPU=1
@@ -99,8 +112,9 @@ run:
 
 test: cpu
 	bash dev/test/run_tests.sh
+	$(MAKE) asan
 	$(MAKE) -j2 cuda
 	@echo "all CUDA targets compiled"
 
 clean:
-	rm -rf $(BUILD) train_gpt_moba train_gpt_moba_cu test_gpt_moba_cu eval_gpt_moba_cu
+	rm -rf $(BUILD) $(ASAN_BUILD) train_gpt_moba train_gpt_moba_cu test_gpt_moba_cu eval_gpt_moba_cu

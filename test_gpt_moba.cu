@@ -40,32 +40,19 @@ typedef struct {
 
 static DebugState read_debug_state(const char *path) {
     DebugState d;
-    FILE *f = fopen_check(path, "rb");
-    long long size = file_size_check(f, path);
-    if (size < CKPT_HEADER_BYTES) { die("debug state '%s' is truncated: %lld bytes", path, size); }
-    fread_check(&d.h, sizeof(d.h), 1, f, path);
-    const DebugStateHeader *h = &d.h;
-    if (h->magic != DEBUG_MAGIC) { die("'%s' is not a moba.c debug state (magic 0x%08X)", path, h->magic); }
-    if (h->version != CKPT_VERSION || h->header_bytes != CKPT_HEADER_BYTES) { die("debug state '%s' has version %u / header %u bytes; this build reads %u / %d", path, h->version, h->header_bytes, CKPT_VERSION, CKPT_HEADER_BYTES); }
-    config_validate(&h->cfg);
-    size_t P = param_count(&h->cfg), N = (size_t)h->B * h->T, V = h->cfg.vocab_size;
-    if (h->num_params != P) { die("debug state '%s' holds %llu parameters but its config needs %zu", path, (unsigned long long)h->num_params, P); }
-    size_t nsel = debug_state_sel_sets(h) * h->num_moba_layers * N * h->cfg.n_head * h->cfg.moba_topk;
-    long long expect = CKPT_HEADER_BYTES + 4LL * (2 * P + 2 * N + N * V + 1 + h->num_steps + nsel + 1);
-    if (size != expect) { die("debug state '%s' is %lld bytes, expected %lld", path, size, expect); }
+    DebugStateLayout lay;
+    FILE *f = debug_state_open(path, &d.h, &lay);
+    size_t P = lay.P, N = lay.N, V = lay.V, nsel = lay.nsel;
     d.params.resize(P); d.inputs.resize(N); d.targets.resize(N); d.logits.resize(N * V); d.grads.resize(P);
-    d.step_losses.resize(h->num_steps); d.sel.resize(nsel);
+    d.step_losses.resize(lay.steps); d.sel.resize(nsel);
     fread_check(d.params.data(), 4, P, f, path);
     fread_check(d.inputs.data(), 4, N, f, path);
     fread_check(d.targets.data(), 4, N, f, path);
     fread_check(d.logits.data(), 4, N * V, f, path);
     fread_check(&d.loss, 4, 1, f, path);
     fread_check(d.grads.data(), 4, P, f, path);
-    fread_check(d.step_losses.data(), 4, h->num_steps, f, path);
+    fread_check(d.step_losses.data(), 4, lay.steps, f, path);
     fread_check(d.sel.data(), 4, nsel, f, path);
-    uint32_t end = 0;
-    fread_check(&end, 4, 1, f, path);
-    if (end != END_MAGIC) { die("debug state '%s' is corrupt: bad end marker 0x%08X", path, end); }
     fclose(f);
     return d;
 }

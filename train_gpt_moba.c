@@ -633,13 +633,14 @@ real model_grad_norm(const Model *m) {
 typedef struct { float lr, beta1, beta2, eps, weight_decay, grad_clip; } AdamWConfig;
 
 // One AdamW step (decoupled weight decay on matrices only) after global-norm clipping; t counts from 1.
-// Returns the gradient norm before clipping.
+// Returns the gradient norm before clipping. A non-finite norm changes nothing (the step is skipped).
 real model_update(Model *m, const AdamWConfig *o, float lr, int t) {
     if (m->adam_m == NULL) {
         m->adam_m = (real *)calloc_check(m->num_params, sizeof(real));
         m->adam_v = (real *)calloc_check(m->num_params, sizeof(real));
     }
     real norm = model_grad_norm(m);
+    if (!isfinite(norm)) { return norm; }
     real gscale = (o->grad_clip > 0 && norm > o->grad_clip) ? o->grad_clip / norm : 1;
     real bc1 = 1 - pow((real)o->beta1, (real)t), bc2 = 1 - pow((real)o->beta2, (real)t);
     size_t i = 0;
@@ -807,6 +808,10 @@ void generate(Model *m, int *tokens, int prompt_len, int total_len) {
 int train_main(int argc, char **argv) {
     TrainArgs args = parse_args(argc, argv);
     ModelConfig cfg = config_from_args(&args);
+    if (param_count(&cfg) > 50000000) {
+        printf("note: %zu parameters on the CPU reference: setup takes minutes and a step far longer (ETA after the first step); "
+               "the GPU trainer is ./train_gpt_moba_cu\n", param_count(&cfg));
+    }
     ensure_synthetic_data(&args, &cfg);
     int grad_accum = args.total_batch / (args.B * args.T);
     AdamWConfig opt = {args.lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, args.grad_clip};
@@ -864,7 +869,8 @@ int train_main(int argc, char **argv) {
             loss += model.mean_loss / grad_accum;
         }
         float lr = lr_at(&run.sched, step);
-        real norm = model_update(&model, &opt, lr, step + 1);
+        real norm = isfinite(loss) ? model_update(&model, &opt, lr, step + 1) : (real)NAN;  // no update on NaN/Inf
+        run_step_finite(&run, step + 1, loss, (double)norm);
         double dt = now_seconds() - t0;
         tokens_done += (double)args.total_batch;
         double elapsed = now_seconds() - t_start;
@@ -877,6 +883,7 @@ int train_main(int argc, char **argv) {
         int out_of_time = args.time_limit_min > 0 && elapsed > args.time_limit_min * 60;
         if (run_checkpoint_due(&run, step + 1, out_of_time)) {
             model_save_checkpoint(&model, run.ckpt_path, run_checkpoint_header(&run, step + 1, &train));
+            run_checkpoint_written(&run, step + 1);
         }
         if (out_of_time) { printf("time limit of %g minutes reached; checkpoint saved\n", args.time_limit_min); step++; break; }
     }
@@ -886,7 +893,7 @@ int train_main(int argc, char **argv) {
     int *tokens = sample_prompt(&args, val.inputs, args.T, &prompt, &total);
     if (tokens) {
         generate(&model, tokens, prompt, total);
-        print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
+        print_sample(&args, tokens, prompt, total, cfg.vocab_size);
         free(tokens);
     }
     fclose(run.log);
@@ -895,5 +902,8 @@ int train_main(int argc, char **argv) {
 }
 
 #ifndef TESTING
-int main(int argc, char **argv) { return train_main(argc, argv); }
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // progress shows line by line through a pipe (| tee) and in a killed run's log
+    return train_main(argc, argv);
+}
 #endif

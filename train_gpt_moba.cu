@@ -583,12 +583,13 @@ float gpt_grad_norm(GPT *m) {
     return sqrtf(sq);
 }
 
-// One AdamW step (t counts from 1) after global-norm clipping; returns the norm before clipping.
+// One AdamW step (t counts from 1) after global-norm clipping; returns the norm before clipping. A
+// non-finite norm (the same on every rank) skips the step: gradients zeroed, no AdamW, weights unchanged.
 // ZeRO-1: AdamW on this rank's shard of each slice, then every shard's new weights to every rank.
 float gpt_update(GPT *m, const AdamWConfig *o, float lr, int t) {
     if (m->mg) { multi_gpu_main_wait_comm(m->mg, main_stream); }  // the backward's bucket reductions
     float norm = gpt_grad_norm(m);
-    if (!isfinite(norm)) { die("gradient norm is %g at step %d: training diverged", norm, t); }
+    if (!isfinite(norm)) { gpt_zero_grad(m); return norm; }  // the NaN/Inf policy: a skipped step (train_main counts it)
     float gscale = (o->grad_clip > 0 && norm > o->grad_clip) ? o->grad_clip / norm : 1.0f;
     if (m->zero) {
         const ParamBuckets *pb = &m->buckets;
@@ -620,6 +621,12 @@ float gpt_update(GPT *m, const AdamWConfig *o, float lr, int t) {
     }
     cudaCheck(cudaGetLastError());
     return norm;
+}
+
+// A step skipped for a non-finite loss: waits for the gradient reductions, zeroes the gradients.
+void gpt_skip_update(GPT *m) {
+    if (m->mg) { multi_gpu_main_wait_comm(m->mg, main_stream); }
+    gpt_zero_grad(m);
 }
 
 // Frees the activations (the next gpt_forward allocates them again for its shape).
@@ -862,7 +869,10 @@ int train_main(int argc, char **argv) {
         int out_of_time = args.time_limit_min > 0 && now_seconds() - t_run > args.time_limit_min * 60;
         if (args.time_limit_min > 0) { out_of_time = multi_gpu_mean_scalar(&mg, out_of_time) > 0; }  // all ranks stop together
         float lr = lr_at(&run.sched, step);
-        float norm = gpt_update(&model, &opt, lr, step + 1);
+        float norm = NAN;
+        if (isfinite(loss)) { norm = gpt_update(&model, &opt, lr, step + 1); }
+        else { gpt_skip_update(&model); }
+        run_step_finite(&run, step + 1, loss, norm);
         cudaCheck(cudaStreamSynchronize(main_stream));
         double dt = now_seconds() - t0;
         double tok_s = args.total_batch / dt;  // this step's throughput (all GPUs), as llm.c
@@ -878,6 +888,7 @@ int train_main(int argc, char **argv) {
         if (run_checkpoint_due(&run, step + 1, out_of_time)) {
             multi_gpu_checksum_check(&mg, model.params, model.num_params * sizeof(floatX), "parameters");
             gpt_save_checkpoint(&model, run.ckpt_path, run_checkpoint_header(&run, step + 1, &train));
+            if (main_rank) { run_checkpoint_written(&run, step + 1); }
         }
         if (out_of_time) { printf("time limit of %g minutes reached; checkpoint saved\n", args.time_limit_min); step++; break; }
     }
@@ -890,7 +901,7 @@ int train_main(int argc, char **argv) {
     int *tokens = main_rank ? sample_prompt(&args, val.inputs, args.T, &prompt, &total) : NULL;
     if (tokens) {
         generate(&model, tokens, prompt, total);
-        print_sample(args.tokenizer, tokens, prompt, total, cfg.vocab_size);
+        print_sample(&args, tokens, prompt, total, cfg.vocab_size);
         free(tokens);
     }
     fclose(run.log);
@@ -900,5 +911,8 @@ int train_main(int argc, char **argv) {
 }
 
 #ifndef TESTING
-int main(int argc, char **argv) { return train_main(argc, argv); }
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // progress shows line by line through a pipe (| tee) and in a killed run's log
+    return train_main(argc, argv);
+}
 #endif

@@ -200,7 +200,8 @@ static int read_state(Prep *p) {
     if (h.config_hash != p->config_hash) {
         die("'%s' belongs to a run with other inputs, tokenizer or settings: use another -o, or delete the folder to start over", path);
     }
-    if (size != (long long)(sizeof(h) + 4 * (h.nfiller + h.npending))) { die("'%s' has the wrong size %lld; delete it and the shards to start over", path, size); }
+    uint64_t room = (uint64_t)(size - (long long)sizeof(h)) / 4;  // token counts checked against the file before any sum
+    if (h.nfiller > room || h.npending > room - h.nfiller || size != (long long)(sizeof(h) + 4 * (h.nfiller + h.npending))) { die("'%s' has the wrong size %lld; delete it and the shards to start over", path, size); }
     p->emitted = h.emitted; p->synth_doc = h.synth_doc;
     p->pos = (CorpusPos){(int)h.file, h.offset, h.line};
     p->filler.n = p->pending.n = 0;
@@ -494,7 +495,10 @@ int main(int argc, char **argv) {
     printf("done: %llu documents, %.1f MB of text, %llu tokens in all shards; this run %.2f s, %.1f MB/s with %d threads "
            "(encode: %.1f MB per CPU-second)\n", (unsigned long long)p.docs, p.text_bytes / 1e6, (unsigned long long)p.emitted,
            dt, p.text_bytes / 1e6 / dt, p.threads, p.text_bytes / 1e6 / p.cpu_s);
-    if (p.emitted <= p.val_tokens) { fprintf(stderr, "warning: every token went to val shards (-V %llu); no train shard was written\n", (unsigned long long)p.val_tokens); }
+    if (p.emitted <= p.val_tokens) {
+        fprintf(stderr, "warning: every token went to val shards (-V %llu); no train shard was written. Start over with a smaller -V: "
+                "delete %s (or use another -o) and rerun\n", (unsigned long long)p.val_tokens, p.outdir);
+    }
     for (int k = 0; k < p.nslots; k++) { free(p.slots[k].raw); free(p.slots[k].off); free(p.slots[k].len); free(p.slots[k].pos); free(p.slots[k].tok.v); }
     free(p.slots); free(th); free(workers); free(p.filler.v); free(p.pending.v);
     text_tokenizer_free(&p.tok);

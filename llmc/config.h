@@ -57,6 +57,10 @@ static inline ModelConfig preset_config(const char *name) {
     return model_presets[0].cfg;
 }
 
+#define CONFIG_MAX_VOCAB (1 << 24)
+#define CONFIG_MAX_LAYERS 4096
+#define CONFIG_MAX_WIDTH (1 << 20)
+
 static inline int is_power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
 // Per-layer attention. A sliding-window layer has RoPE and no key convolution; a global layer is MoBA
@@ -97,6 +101,10 @@ static inline void config_validate(const ModelConfig *c) {
     if (!(c->rope_theta > 1.0f)) { die("rope theta %g: must be > 1", c->rope_theta); }
     if (c->kconv != 0 && c->kconv != 3 && c->kconv != 5) { die("key conv width %d: must be 0 (off), 3 or 5", c->kconv); }
     if (c->attn != ATTN_DENSE && c->attn != ATTN_MOBA) { die("attention kind %d: must be dense or moba", c->attn); }
+    // Size limits far above any real model, so the parameter count (llmc sizes are size_t products) cannot wrap.
+    if (c->vocab_size > CONFIG_MAX_VOCAB) { die("vocab size %d: at most %d", c->vocab_size, CONFIG_MAX_VOCAB); }
+    if (c->n_layer > CONFIG_MAX_LAYERS) { die("layers %d: at most %d", c->n_layer, CONFIG_MAX_LAYERS); }
+    if (c->d_model > CONFIG_MAX_WIDTH || c->ffn > CONFIG_MAX_WIDTH) { die("d_model %d / ffn %d: at most %d", c->d_model, c->ffn, CONFIG_MAX_WIDTH); }
     if (c->layout == LAYOUT_PAPER) {
         if (c->n_layer < 2) { die("layers %d: the paper layout needs at least 2 (sliding-window and global layers alternate)", c->n_layer); }
         if (c->swa_window < 1) { die("sliding window %d: must be at least 1 key (-w)", c->swa_window); }
@@ -109,7 +117,11 @@ static inline void config_validate(const ModelConfig *c) {
     if (c->reserved != 0) { die("model config reserved field is %d: must be 0", c->reserved); }
     if (c->attn == ATTN_MOBA) {
         if (!is_power_of_two(c->moba_block)) { die("MoBA block size %d: must be a power of two", c->moba_block); }
-        if (c->moba_topk < 1) { die("MoBA top-k %d: must be at least 1", c->moba_topk); }
+        if (c->moba_block > c->max_seq_len) { die("MoBA block size %d exceeds the maximum sequence length %d", c->moba_block, c->max_seq_len); }
+        int max_blocks = c->max_seq_len / c->moba_block + (c->max_seq_len % c->moba_block != 0);
+        if (c->moba_topk < 1 || c->moba_topk > max_blocks) {
+            die("MoBA top-k %d: must be between 1 and the %d blocks of the maximum sequence length", c->moba_topk, max_blocks);
+        }
         if (c->n_dense_last < 0 || c->n_dense_last > c->n_layer) {
             die("dense last layers %d: must be between 0 and the layer count %d", c->n_dense_last, c->n_layer);
         }

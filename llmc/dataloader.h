@@ -28,9 +28,10 @@
  exactly the one at p; a p that is not a batch of these shards (e.g. the data changed) is an error.
 
  Reading. Only what a batch needs is read (one seek + read of T+1 tokens per sample), so shards far
- larger than RAM work; the sample permutation costs 4 bytes per sample of the current shard. Every
- token is checked < vocab_size; a bad one dies naming the shard, the token's index within the shard,
- its value and the vocab size.
+ larger than RAM work; the sample permutation costs 4 bytes per sample of the current shard. When a
+ shard is first opened, every token of it is checked < vocab_size in one pass at read speed (so a bad
+ token deep in a shard stops the run before its batches are used); a bad one dies naming the shard,
+ the token's index within the shard, its value and the vocab size.
 */
 #ifndef LLMC_DATALOADER_H
 #define LLMC_DATALOADER_H
@@ -61,6 +62,7 @@ typedef struct {
     uint32_t *sample_order;         // sample permutation of shard sample_shard in epoch sample_epoch
     uint64_t sample_epoch;
     int sample_shard;               // -1: none computed
+    unsigned char *checked;         // per shard id: every token verified < vocab_size (on first open)
     FILE *file;                     // the open shard, id file_shard (-1: none)
     int file_shard;
     unsigned char *raw;             // T+1 tokens of one sample as stored
@@ -129,6 +131,7 @@ static inline void dataloader_init(DataLoader *dl, const char *pattern, int B, i
     dl->shard_paths = (char **)malloc_check(g.gl_pathc * sizeof(char *));
     dl->headers = (ShardHeader *)malloc_check(g.gl_pathc * sizeof(ShardHeader));
     dl->rank_batches = (uint64_t *)malloc_check(g.gl_pathc * sizeof(uint64_t));
+    dl->checked = (unsigned char *)calloc_check(g.gl_pathc, 1);
     for (int s = 0; s < dl->num_shards; s++) {
         const char *path = g.gl_pathv[s];
         dl->shard_paths[s] = (char *)malloc_check(strlen(path) + 1);
@@ -137,7 +140,7 @@ static inline void dataloader_init(DataLoader *dl, const char *pattern, int B, i
         ShardHeader h = shard_read_header(f, path);
         fclose(f);
         if (h.vocab_size > vocab_size) {
-            die("shard '%s' was made with vocab size %u, larger than the model's %u", path, h.vocab_size, vocab_size);
+            die("shard '%s' was made with vocab size %u, larger than the model's %u (set the model's with -V %u)", path, h.vocab_size, vocab_size, h.vocab_size);
         }
         dl->headers[s] = h;
         uint64_t samples = dl_samples(dl, s);
@@ -187,6 +190,7 @@ static inline void dataloader_next_batch(DataLoader *dl) {
         if (dl->file) { fclose(dl->file); }
         dl->file = fopen_check(path, "rb");
         dl->file_shard = shard;
+        if (!dl->checked[shard]) { shard_check_tokens(dl->file, path, &dl->headers[shard], dl->vocab_size); dl->checked[shard] = 1; }
     }
     uint32_t width = dl->headers[shard].token_bytes;
     int T = dl->T;
@@ -197,16 +201,7 @@ static inline void dataloader_next_batch(DataLoader *dl) {
         fseek_check(dl->file, SHARD_HEADER_BYTES + (long long)(first * width), SEEK_SET, path);
         fread_check(dl->raw, width, (size_t)T + 1, dl->file, path);
         for (int t = 0; t <= T; t++) {
-            uint32_t tok;
-            if (width == 2) {
-                uint16_t v; memcpy(&v, dl->raw + 2 * (size_t)t, 2); tok = v;
-            } else {
-                memcpy(&tok, dl->raw + 4 * (size_t)t, 4);
-            }
-            if (tok >= dl->vocab_size) {
-                die("shard '%s': token %llu has value %u, not below the vocab size %u", path,
-                    (unsigned long long)(first + (uint64_t)t), tok, dl->vocab_size);
-            }
+            uint32_t tok = shard_token(dl->raw, width, (size_t)t);  // checked < vocab_size when the shard was opened
             if (t < T) { dl->inputs[(size_t)b * T + t] = (int32_t)tok; }
             if (t > 0) { dl->targets[(size_t)b * T + t - 1] = (int32_t)tok; }
         }
@@ -241,6 +236,7 @@ static inline void dataloader_free(DataLoader *dl) {
     free(dl->pattern);
     free(dl->headers);
     free(dl->rank_batches);
+    free(dl->checked);
     free(dl->shard_order);
     free(dl->sample_order);
     if (dl->file) { fclose(dl->file); }

@@ -196,6 +196,7 @@ static inline void rendezvous_fs(const Rendezvous *r, void *id, size_t bytes) {
             if (rdv_now() > deadline) {
                 char list[256];
                 rdv_missing_list(list, sizeof(list), present, r->world);
+                free(present); free(ack); free(ready);
                 die("rendezvous (fs '%s'): rank 0 waited %g s and ranks %s of %d never answered (not started, died, or another -E/tag?)",
                     base, r->timeout_s, list, r->world);
             }
@@ -222,6 +223,7 @@ static inline void rendezvous_fs(const Rendezvous *r, void *id, size_t bytes) {
                 break;
             }
             if (rdv_now() > deadline) {
+                free(cur); free(ack); free(ready);
                 if (!acked) { die("rendezvous (fs): rank %d found no id from rank 0 at '%s' within %g s (is rank 0 running with the same -E and tag?)", r->rank, base, r->timeout_s); }
                 die("rendezvous (fs): rank %d: rank 0 did not confirm all %d ranks at '%s' within %g s (a rank is missing)", r->rank, r->world, ready_path, r->timeout_s);
             }
@@ -303,6 +305,7 @@ static inline void rdv_tcp_root(const Rendezvous *r, const char *port, const voi
         if (ready <= 0) {
             char list[256];
             rdv_missing_list(list, sizeof(list), present, r->world);
+            free(fds); free(present);
             die("rendezvous (tcp port %s): rank 0 waited %g s and ranks %s of %d never connected (not started, died, or another host:port?)",
                 port, r->timeout_s, list, r->world);
         }

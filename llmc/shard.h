@@ -42,12 +42,37 @@ static inline ShardHeader shard_read_header(FILE *f, const char *path) {
     }
     if (h.version != SHARD_VERSION) { die("shard '%s' has version %u; this build reads version %u", path, h.version, SHARD_VERSION); }
     if (h.token_bytes != 2 && h.token_bytes != 4) { die("shard '%s' has token width %u bytes; must be 2 or 4", path, h.token_bytes); }
-    long long expect = SHARD_HEADER_BYTES + (long long)h.num_tokens * h.token_bytes;
-    if (size != expect) {
-        die("shard '%s' is %s: header says %llu tokens (%lld bytes) but the file has %lld bytes", path,
-            size < expect ? "truncated" : "too long", (unsigned long long)h.num_tokens, expect, size);
+    uint64_t have = (uint64_t)(size - SHARD_HEADER_BYTES) / h.token_bytes;  // whole tokens in the file
+    if (h.num_tokens != have || (size - SHARD_HEADER_BYTES) % h.token_bytes != 0) {
+        die("shard '%s' is %s: header says %llu tokens of %u bytes but the file has %lld bytes after the header", path,
+            h.num_tokens > have ? "truncated" : "too long", (unsigned long long)h.num_tokens, h.token_bytes, size - SHARD_HEADER_BYTES);
     }
     return h;
+}
+
+// Token i of raw shard data with the given token width.
+static inline uint32_t shard_token(const unsigned char *raw, uint32_t token_bytes, size_t i) {
+    if (token_bytes == 2) { uint16_t v; memcpy(&v, raw + 2 * i, 2); return v; }
+    uint32_t v; memcpy(&v, raw + 4 * i, 4); return v;
+}
+
+// Checks every token of an open shard (header already read) is below vocab_size, reading it once in
+// chunks; dies naming the shard, the token's index and value. The stream is left at the end.
+static inline void shard_check_tokens(FILE *f, const char *path, const ShardHeader *h, uint32_t vocab_size) {
+    unsigned char buf[1 << 16];
+    uint64_t per_chunk = sizeof(buf) / h->token_bytes;
+    fseek_check(f, SHARD_HEADER_BYTES, SEEK_SET, path);
+    for (uint64_t first = 0; first < h->num_tokens; first += per_chunk) {
+        uint64_t n = h->num_tokens - first < per_chunk ? h->num_tokens - first : per_chunk;
+        fread_check(buf, h->token_bytes, (size_t)n, f, path);
+        for (uint64_t i = 0; i < n; i++) {
+            uint32_t tok = shard_token(buf, h->token_bytes, (size_t)i);
+            if (tok >= vocab_size) {
+                die("shard '%s': token %llu has value %u, not below the vocab size %u (a bigger vocabulary: -V)", path,
+                    (unsigned long long)(first + i), tok, vocab_size);
+            }
+        }
+    }
 }
 
 // Writes tokens (given as uint32) as a shard, crash-safe. token_bytes 2 needs every token < 65536.

@@ -160,6 +160,17 @@ static inline int synthetic_is_recall_value(const int32_t *inputs, int t) {
     return t >= 1 && inputs[t - 1] == SYN_RECALL;
 }
 
+// A readable name of a token of the vocab_size corpus: EOT, STORE, RECALL, k<i> (key i), v<i> (value i), w<i> (word i).
+static inline void synthetic_token_name(char *buf, size_t cap, uint32_t tok, uint32_t vocab_size) {
+    uint32_t key_base = 3, value_base = 3 + vocab_size / 16, word_base = 3 + vocab_size / 8;
+    if (tok == SYN_EOT) { snprintf(buf, cap, "EOT"); }
+    else if (tok == SYN_STORE) { snprintf(buf, cap, "STORE"); }
+    else if (tok == SYN_RECALL) { snprintf(buf, cap, "RECALL"); }
+    else if (tok < value_base) { snprintf(buf, cap, "k%u", tok - key_base); }
+    else if (tok < word_base) { snprintf(buf, cap, "v%u", tok - value_base); }
+    else { snprintf(buf, cap, "w%u", tok - word_base); }
+}
+
 static inline void syn_mkdir_p(const char *dir) {
     size_t n = strlen(dir);
     char *p = (char *)malloc_check(n + 1);

@@ -190,8 +190,9 @@ static inline void tokenizer_build(Tokenizer *t, const uint32_t *merges, uint32_
         while (t->map_keys[h] != UINT64_MAX && t->map_keys[h] != key) { h = (h + 1) & t->map_mask; }
         if (t->map_keys[h] == key) { die("tokenizer '%s': merge %u = (%u, %u) duplicates merge %u", where, r, a, b, t->map_ranks[h]); }
         t->map_keys[h] = key; t->map_ranks[h] = r;
-        lens[256 + r] = lens[a] + lens[b];
+        lens[256 + r] = lens[a] + lens[b];  // both <= total <= UINT32_MAX: no wrap
         total += lens[256 + r];
+        if (total > UINT32_MAX) { die("tokenizer '%s': token strings total more than %u bytes by merge %u, too long", where, UINT32_MAX, r); }
     }
     for (uint32_t s = 0; s < num_special; s++) {
         if (special_lens[s] < 1 || special_lens[s] > TOKENIZER_MAX_SPECIAL_LEN) {
@@ -263,7 +264,9 @@ static inline int tokenizer_load(Tokenizer *t, const char *path) {
         die("tokenizer '%s': vocab_size %u != 256 + num_merges %u + num_special %u", path, h[2], num_merges, num_special);
     }
     if (num_special < 1 || h[5] != 256 + num_merges) { die("tokenizer '%s': eot id %u must be the first special token, id %u", path, h[5], 256 + num_merges); }
-    if ((long long)8 * num_merges > size - TOKENIZER_HEADER_BYTES) { die("tokenizer '%s' is truncated: header says %u merges but the file has %lld bytes", path, num_merges, size); }
+    if ((long long)8 * num_merges + 5LL * num_special > size - TOKENIZER_HEADER_BYTES) {  // a special token takes >= 5 bytes
+        die("tokenizer '%s' is truncated: header says %u merges and %u special tokens but the file has %lld bytes", path, num_merges, num_special, size);
+    }
     uint32_t *merges = (uint32_t *)malloc_check(2 * (size_t)num_merges * sizeof(uint32_t));
     fread_check(merges, sizeof(uint32_t), 2 * (size_t)num_merges, f, path);
     char **names = (char **)malloc_check(num_special * sizeof(char *));

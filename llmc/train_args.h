@@ -31,6 +31,7 @@ typedef struct {
     int swa_window;                   // -w; -1: the preset's
     int B, T, total_batch, warmup, steps, val_every, val_batches, ckpt_every, resume, debug_steps, vocab_override;
     int moba_block, moba_topk, kconv, n_dense_last, sample_tokens, keep_ckpts;
+    int nonfinite_limit;  // stop after this many steps in a row with a NaN/Inf loss or gradient norm
     int recompute, deterministic;  // CUDA trainer only
     // CUDA trainer only, data parallel (doc/multi_gpu.md): process group, run tag, ZeRO stage, watchdog
     const char *process_group, *run_tag;
@@ -72,6 +73,7 @@ static inline void print_usage(const char *program, const TrainArgs *d) {
     printf("  -g  gradient clip (global norm, 0=off) default %g\n", d->grad_clip);
     printf("  -x  optimizer steps                  default %d\n", d->steps);
     printf("  -M  time limit in minutes (0 = none) default %g\n", d->time_limit_min);
+    printf("  -a  stop after N steps in a row with a NaN/Inf loss or grad norm (each is skipped)  default %d\n", d->nonfinite_limit);
     printf("  -r  seed                             default %llu\n", (unsigned long long)d->seed);
     printf("eval and checkpoints\n");
     printf("  -v  val every N steps (0 = end only) default %d\n", d->val_every);
@@ -115,7 +117,7 @@ static inline TrainArgs default_args(void) {
     a.train_pattern = "data/synthetic/train_*.bin"; a.val_pattern = "data/synthetic/val_*.bin"; a.out_dir = "runs/cpu";
     a.preset = "tiny"; a.attn = NULL; a.schedule = "cosine";
     a.B = 8; a.T = 256; a.total_batch = 0; a.warmup = 20; a.steps = 200; a.val_every = 50; a.val_batches = 4;
-    a.ckpt_every = 0; a.debug_steps = 3; a.sample_tokens = 32; a.keep_ckpts = 2;
+    a.ckpt_every = 0; a.debug_steps = 3; a.sample_tokens = 32; a.keep_ckpts = 2; a.nonfinite_limit = 5;
     a.layout = NULL; a.global_pos = NULL; a.swa_window = -1;
     a.moba_block = -1; a.moba_topk = -1; a.kconv = -1; a.n_dense_last = 0; a.vocab_override = -1;
     a.lr = 3e-3f; a.final_frac = 0.1f; a.weight_decay = 0.1f; a.grad_clip = 1.0f; a.seed = 1337;
@@ -173,10 +175,25 @@ static inline TrainArgs parse_args(int argc, char **argv) {
             case 'f': a.tokenizer = v; break;
             case 'D': a.debug_state = v; break;
             case 'S': a.debug_steps = parse_int(f, v); break;
+            case 'a': a.nonfinite_limit = parse_int(f, v); break;
             default: die("unknown flag %s (see -h)", f);
         }
     }
     if (a.B < 1) { die("micro-batch size -b %d: must be at least 1", a.B); }
+    if (a.T < 1) { die("sequence length -t %d: must be at least 1", a.T); }
+    if ((long long)a.B * a.T > 2147483647LL) { die("micro-batch -b %d x -t %d is %lld tokens: at most 2147483647", a.B, a.T, (long long)a.B * a.T); }
+    if (a.total_batch < 0) { die("total batch -d %d: must be >= 0 (0 = b*t)", a.total_batch); }
+    if (a.val_every < 0) { die("val every -v %d: must be >= 0 (0 = at the end only)", a.val_every); }
+    if (a.ckpt_every < 0) { die("checkpoint every -n %d: must be >= 0 (0 = at the end only)", a.ckpt_every); }
+    if (a.sample_tokens < 0) { die("tokens to generate -s %d: must be >= 0", a.sample_tokens); }
+    if (a.debug_steps < 0) { die("debug state steps -S %d: must be >= 0", a.debug_steps); }
+    if (a.resume != 0 && a.resume != 1) { die("resume -y %d: must be 0 or 1", a.resume); }
+    if (a.deterministic != 0 && a.deterministic != 1) { die("deterministic -z %d: must be 0 or 1", a.deterministic); }
+    if (a.nonfinite_limit < 1) { die("non-finite steps in a row -a %d: must be at least 1", a.nonfinite_limit); }
+    if (a.time_limit_min < 0) { die("time limit -M %g: must be >= 0 minutes (0 = none)", a.time_limit_min); }
+    if (a.weight_decay < 0) { die("weight decay -c %g: must be >= 0", a.weight_decay); }
+    if (a.grad_clip < 0) { die("gradient clip -g %g: must be >= 0 (0 = off)", a.grad_clip); }
+    if (a.final_frac < 0 || a.final_frac > 1) { die("final lr fraction -q %g: must be between 0 and 1", a.final_frac); }
     if (a.steps < 0) { die("steps -x %d: must be >= 0", a.steps); }
     if (a.warmup < 0) { die("warmup -u %d: must be >= 0", a.warmup); }
     if (a.recompute < 0 || a.recompute > 2) { die("recompute -R %d: must be 0, 1 or 2", a.recompute); }
@@ -201,6 +218,12 @@ static inline int grad_accum_steps(TrainArgs *a, int world) {
         die("total batch -d %d must be a multiple of b*t*GPUs = %d*%d*%d = %lld", a->total_batch, a->B, a->T, world, per_step);
     }
     return (int)(a->total_batch / per_step);
+}
+
+// The -f tokenizer, which must fit the model's vocabulary (checked at start too, so a typo fails before training).
+static inline void load_sample_tokenizer(TextTokenizer *tok, const char *path, int vocab_size) {
+    text_tokenizer_load(tok, path);
+    if ((int)tok->vocab_size > vocab_size) { die("tokenizer '%s' has %u tokens, more than the model's vocabulary %d", path, tok->vocab_size, vocab_size); }
 }
 
 static inline ModelConfig config_from_args(const TrainArgs *a) {
@@ -234,6 +257,7 @@ static inline ModelConfig config_from_args(const TrainArgs *a) {
     c.n_dense_last = a->n_dense_last;
     config_validate(&c);
     config_check_seq_len(&c, a->T);
+    if (a->tokenizer) { TextTokenizer tok; load_sample_tokenizer(&tok, a->tokenizer, c.vocab_size); text_tokenizer_free(&tok); }
     return c;
 }
 
@@ -255,21 +279,31 @@ static inline void ensure_dir(const char *dir) {
 // Checkpoints are <out>/ckpt_<step, 8 digits>.bin; the newest is the one with the highest step.
 static inline void checkpoint_path(char *buf, size_t n, const char *dir, long step) { snprintf(buf, n, "%s/ckpt_%08ld.bin", dir, step); }
 
-static inline long newest_checkpoint_step(const char *dir) {
+// The steps of the checkpoints ckpt_<step>.bin in dir, newest (highest step) first; *n receives how
+// many. The caller frees the array.
+static inline long *checkpoint_steps(const char *dir, int *n) {
     char pattern[1024];
     snprintf(pattern, sizeof(pattern), "%s/ckpt_*.bin", dir);
     glob_t g;
-    long best = -1;
+    long *steps = NULL;
+    *n = 0;
     if (glob(pattern, 0, NULL, &g) == 0) {
+        steps = (long *)malloc_check(g.gl_pathc * sizeof(long));
         for (size_t i = 0; i < g.gl_pathc; i++) {
             const char *name = strrchr(g.gl_pathv[i], '/') + 1;
             char *end;
             long step = strtol(name + 5, &end, 10);
-            if (strcmp(end, ".bin") == 0 && step > best) { best = step; }
+            if (strcmp(end, ".bin") == 0 && step >= 0) { steps[(*n)++] = step; }
         }
         globfree(&g);
     }
-    return best;
+    for (int i = 1; i < *n; i++) {  // insertion sort, descending
+        long x = steps[i];
+        int j = i;
+        for (; j > 0 && steps[j - 1] < x; j--) { steps[j] = steps[j - 1]; }
+        steps[j] = x;
+    }
+    return steps;
 }
 
 // A resumed run continues with the micro-batch shape, global batch and seed it was written with. The
@@ -302,8 +336,7 @@ static inline void eval_count_recall(EvalResult *r, const int32_t *inputs, const
 }
 
 // The bookkeeping of a training run shared by both trainers: run directory, log.txt, step-named
-// checkpoints (the newest -Z kept), resume, the LR schedule and the sampling RNG.
-#define MAX_KEPT_CHECKPOINTS 1024
+// checkpoints (the newest -Z kept), resume, the LR schedule, the sampling RNG and the NaN/Inf policy.
 typedef struct {
     const TrainArgs *args;
     int grad_accum, world_size, start_step;
@@ -312,9 +345,25 @@ typedef struct {
     FILE *log;
     char resume_path[1024];  // the checkpoint to resume from ("" unless -y 1)
     char ckpt_path[1024];    // where run_checkpoint_due says to write
-    long kept[MAX_KEPT_CHECKPOINTS];
-    int num_saved;
+    int nonfinite_in_a_row, nonfinite_total;  // steps skipped for a NaN/Inf loss or gradient norm
 } RunState;
+
+// -y 1 resumes from the newest intact checkpoint: a damaged newer one (truncated, bad checksum) is
+// skipped, saying so, and left in place for inspection.
+static inline void run_pick_resume(RunState *r, const char *dir) {
+    int n;
+    long *steps = checkpoint_steps(dir, &n);
+    for (int i = 0; i < n && r->resume_path[0] == '\0'; i++) {
+        char path[1024], why[256];
+        CheckpointHeader h;
+        checkpoint_path(path, sizeof(path), dir, steps[i]);
+        if (checkpoint_problem(path, &h, why, sizeof(why)) == NULL) { snprintf(r->resume_path, sizeof(r->resume_path), "%s", path); }
+        else { printf("warning: checkpoint %s %s; falling back to an older checkpoint\n", path, why); }
+    }
+    free(steps);
+    if (n == 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", dir); }
+    if (r->resume_path[0] == '\0') { die("-y 1: none of the %d checkpoints in '%s' is intact (see the warnings above)", n, dir); }
+}
 
 static inline void run_init(RunState *r, const TrainArgs *a, int grad_accum, int world_size) {
     memset(r, 0, sizeof(*r));
@@ -322,13 +371,11 @@ static inline void run_init(RunState *r, const TrainArgs *a, int grad_accum, int
     LRScheduler sched = {lr_schedule_kind(a->schedule), a->lr, a->final_frac, 0.2f, a->warmup, a->steps};
     r->sched = sched;
     rng_init(&r->sample_rng, a->seed ^ 0x5A5A5A5Aull);
-    if (a->keep_ckpts > MAX_KEPT_CHECKPOINTS) { die("checkpoints to keep -Z %d: at most %d", a->keep_ckpts, MAX_KEPT_CHECKPOINTS); }
-    ensure_dir(a->out_dir);
-    if (a->resume) {
-        long newest = newest_checkpoint_step(a->out_dir);
-        if (newest < 0) { die("-y 1: no checkpoint ckpt_*.bin to resume from in '%s'", a->out_dir); }
-        checkpoint_path(r->resume_path, sizeof(r->resume_path), a->out_dir, newest);
+    if (a->warmup >= a->steps && a->steps > 0) {
+        printf("warning: warmup -u %d is not shorter than the run -x %d: the learning rate never decays (lower -u)\n", a->warmup, a->steps);
     }
+    ensure_dir(a->out_dir);
+    if (a->resume) { run_pick_resume(r, a->out_dir); }
 }
 
 // The loader position of a checkpoint written by `old_world` ranks, for this loader's world. Ranks move
@@ -365,36 +412,89 @@ static inline void run_resume(RunState *r, const CheckpointHeader *h, DataLoader
     printf("resumed from %s at step %d\n", r->resume_path, r->start_step);
 }
 
-// log.txt: appended to when resuming, else started afresh.
+// The step of a log.txt line ("step N ..."), -1 for other lines.
+static inline long log_line_step(const char *line) {
+    long step;
+    return sscanf(line, "step %ld", &step) == 1 ? step : -1;
+}
+
+// log.txt: started afresh, or when resuming at step S cut to what happened up to S (a killed run may
+// have logged steps after its last checkpoint, which the resumed run logs again), then appended to.
 static inline void run_open_log(RunState *r) {
     char path[1100];
     snprintf(path, sizeof(path), "%s/log.txt", r->args->out_dir);
+    FILE *old = r->start_step > 0 ? fopen(path, "r") : NULL;
+    if (old) {
+        AtomicFile af;
+        atomic_open(&af, path);
+        char line[4096];
+        while (fgets(line, sizeof(line), old)) {
+            long step = log_line_step(line);
+            // the eval at step S is redone by the resumed run; the training line of step S is kept
+            int keep = step < r->start_step || (step == r->start_step && strstr(line, " val_loss ") == NULL);
+            if (keep) { atomic_write(&af, line, 1, strlen(line)); }
+        }
+        fclose(old);
+        atomic_close(&af);
+    }
     r->log = fopen_check(path, r->start_step > 0 ? "a" : "w");
+}
+
+// The NaN/Inf policy, after each optimizer step: a step with a non-finite loss or gradient norm made no
+// update (the trainers skip it); it is counted and logged, and -a such steps in a row stop the run.
+// Returns 1 when the step was finite.
+static inline int run_step_finite(RunState *r, int step, double loss, double norm) {
+    if (isfinite(loss) && isfinite(norm)) { r->nonfinite_in_a_row = 0; return 1; }
+    r->nonfinite_in_a_row++;
+    r->nonfinite_total++;
+    printf("step %d skipped: loss %g, gradient norm %g (not finite); %d in a row, %d in this run\n", step, loss, norm,
+           r->nonfinite_in_a_row, r->nonfinite_total);
+    fprintf(r->log, "step %d skipped_nonfinite loss %g norm %g in_a_row %d total %d\n", step, loss, norm, r->nonfinite_in_a_row,
+            r->nonfinite_total);
+    fflush(r->log);
+    if (r->nonfinite_in_a_row >= r->args->nonfinite_limit) {
+        die("stopping: %d steps in a row had a NaN/Inf loss or gradient norm (step %d; -a %d). The weights are those of the last "
+            "good step; lower the learning rate -l or clip gradients with -g, and resume from the last checkpoint",
+            r->nonfinite_in_a_row, step, r->args->nonfinite_limit);
+    }
+    return 0;
 }
 
 static inline void run_log_eval(RunState *r, int step, const EvalResult *e, int final) {
     if (final) { printf("final | val loss %.4f", e->loss); }
     else { printf("step %5d | val loss %.4f", step, e->loss); }
-    if (e->recall_count > 0) { printf(" | recall acc %.3f over %ld recall positions", e->recall_acc, e->recall_count); }
+    if (e->recall_count > 0) {
+        printf(" | recall: %ld of %ld values after RECALL k right (%.1f%%)", e->recall_hits, e->recall_count, 100 * e->recall_acc);
+    }
     printf("\n");
     fprintf(r->log, "step %d val_loss %.9g recall_acc %.6f\n", step, e->loss, e->recall_acc);
     fflush(r->log);
 }
 
 // 1 when a checkpoint is due after `steps_done` steps (every -n, the last step, or the time limit);
-// then r->ckpt_path is where to write it, and the oldest beyond -Z is removed.
+// then r->ckpt_path is where to write it.
 static inline int run_checkpoint_due(RunState *r, int steps_done, int out_of_time) {
     const TrainArgs *a = r->args;
     int due = (a->ckpt_every > 0 && steps_done % a->ckpt_every == 0) || steps_done == a->steps || out_of_time;
     if (!due) { return 0; }
     checkpoint_path(r->ckpt_path, sizeof(r->ckpt_path), a->out_dir, steps_done);
-    r->kept[r->num_saved++ % MAX_KEPT_CHECKPOINTS] = steps_done;
-    if (r->num_saved > a->keep_ckpts) {
+    return 1;
+}
+
+// After the checkpoint of `steps_done` is durably in place: removes the older ones on disk beyond the
+// newest -Z (including those of runs this one resumed from). Checkpoints of later steps (a damaged
+// newer one that -y 1 skipped) are left alone.
+static inline void run_checkpoint_written(RunState *r, int steps_done) {
+    int n, kept = 0;
+    long *steps = checkpoint_steps(r->args->out_dir, &n);
+    for (int i = 0; i < n; i++) {
+        if (steps[i] > steps_done) { continue; }
+        if (++kept <= r->args->keep_ckpts) { continue; }
         char old[1024];
-        checkpoint_path(old, sizeof(old), a->out_dir, r->kept[(r->num_saved - 1 - a->keep_ckpts) % MAX_KEPT_CHECKPOINTS]);
+        checkpoint_path(old, sizeof(old), r->args->out_dir, steps[i]);
         remove(old);
     }
-    return 1;
+    free(steps);
 }
 
 // The header of the checkpoint written after `steps_done` steps; train is the loader of the run.
@@ -430,17 +530,24 @@ static inline int *sample_prompt(const TrainArgs *a, const int32_t *source, int 
     return tokens;
 }
 
-// Prints prompt | continuation as text when a tokenizer file is given, else as token ids.
-static inline void print_sample(const char *tokenizer_path, const int *tokens, int prompt, int total, int vocab_size) {
+// Prints prompt | continuation as text when a tokenizer file is given, as token names on the built-in
+// corpus, else as token ids.
+static inline void print_sample(const TrainArgs *a, const int *tokens, int prompt, int total, int vocab_size) {
+    const char *tokenizer_path = a->tokenizer;
     if (tokenizer_path == NULL) {
-        printf("sample (token ids; prompt | continuation):");
-        for (int i = 0; i < total; i++) { printf("%s%d", i == prompt ? " | " : " ", tokens[i]); }
+        int synthetic = strcmp(a->train_pattern, default_args().train_pattern) == 0;
+        printf("sample (%s; prompt | continuation):", synthetic ? "built-in corpus: k = key, v = value, w = word" : "token ids");
+        for (int i = 0; i < total; i++) {
+            char name[32];
+            if (synthetic) { synthetic_token_name(name, sizeof(name), (uint32_t)tokens[i], (uint32_t)vocab_size); }
+            else { snprintf(name, sizeof(name), "%d", tokens[i]); }
+            printf("%s%s", i == prompt ? " | " : " ", name);
+        }
         printf("\n");
         return;
     }
     TextTokenizer tok;
-    text_tokenizer_load(&tok, tokenizer_path);
-    if ((int)tok.vocab_size > vocab_size) { die("tokenizer '%s' has %u tokens, more than the model's vocabulary %d", tokenizer_path, tok.vocab_size, vocab_size); }
+    load_sample_tokenizer(&tok, tokenizer_path, vocab_size);
     printf("sample (prompt | continuation):\n");
     for (int i = 0; i < total; i++) {
         if (i == prompt) { printf(" | "); }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 // C11 and C++ (nvcc) spell compile-time asserts differently.
@@ -34,6 +35,8 @@ static inline void die(const char *fmt, ...) {
 static inline FILE *fopen_check(const char *path, const char *mode) {
     FILE *f = fopen(path, mode);
     if (f == NULL) { die("cannot open '%s' (mode %s): %s", path, mode, strerror(errno)); }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) { die("'%s' is a directory, not a file", path); }
     return f;
 }
 
@@ -45,6 +48,7 @@ static inline void fread_check(void *ptr, size_t size, size_t count, FILE *f, co
 }
 
 static inline void fwrite_check(const void *ptr, size_t size, size_t count, FILE *f, const char *path) {
+    if (count == 0) { return; }  // an empty array may come as NULL, which fwrite must not be given
     if (fwrite(ptr, size, count, f) != count) { die("write to '%s' failed: %s", path, strerror(errno)); }
 }
 
@@ -80,9 +84,11 @@ typedef struct {
 } AtomicFile;
 
 static inline void atomic_open(AtomicFile *af, const char *path) {
-    if (strlen(path) >= sizeof(af->path)) { die("path too long: '%s'", path); }
-    strcpy(af->path, path);
-    snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp", path);
+    size_t n = strlen(path);
+    if (n >= sizeof(af->path)) { die("path too long: '%s'", path); }
+    memcpy(af->path, path, n + 1);
+    memcpy(af->tmp_path, path, n);
+    memcpy(af->tmp_path + n, ".tmp", 5);
     af->f = fopen_check(af->tmp_path, "wb");
 }
 
@@ -97,6 +103,12 @@ static inline void atomic_close(AtomicFile *af) {
     if (rename(af->tmp_path, af->path) != 0) {
         die("rename '%s' -> '%s' failed: %s", af->tmp_path, af->path, strerror(errno));
     }
+    // the rename is durable once the directory entry is on disk too
+    char dir[1024];
+    const char *slash = strrchr(af->path, '/');
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - af->path) + 1 : 1, slash ? af->path : ".");
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) { fsync(fd); close(fd); }
     af->f = NULL;
 }
 

@@ -19,7 +19,7 @@ make -s "${prog#./}"
 args=()
 while [ $# -gt 0 ]; do
     if [ "$1" = "-c" ] && [ $# -ge 2 ] && [ -d "$2" ]; then
-        ckpt=$(ls "$2"/ckpt_*.bin 2>/dev/null | sort | tail -n 1)
+        ckpt=$(ls "$2"/ckpt_*.bin 2>/dev/null | sort | tail -n 1 || true)  # no match: the message below, not a silent set -e exit
         [ -n "$ckpt" ] || { echo "error: no ckpt_*.bin in run folder '$2'" >&2; exit 1; }
         args+=(-c "$ckpt"); shift 2
     else

@@ -270,6 +270,7 @@ int main(int argc, char **argv) {
         char path[1100];
         snprintf(path, sizeof(path), "%s/eval.json", r->dir);
         if (stat(path, &sb) == 0) { jv_parse_file(&r->ev, path); r->has_eval = 1; }
+        else { printf("note: %s has no eval.json, so its eval columns show '-': scripts/eval.sh -c %s writes one\n", r->dir, r->dir); }
     }
     if (!out || nr == 0) { die("usage: report -o OUT_DIR RUN_DIR [RUN_DIR...]"); }
     syn_mkdir_p(out);

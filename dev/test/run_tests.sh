@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Runs every CPU test program in build/ (one per dev/test/*.c), every other dev/test/*.sh script (the ablation
-# runner's kill-and-resume test, the tokenizer cross-checks) and the evaluation cross-check against Python
+# Runs every CPU test program in build/ (one per dev/test/*.c; TEST_BUILD=dir runs those of another build,
+# e.g. the sanitizer build, and only those), every other dev/test/*.sh script (the ablation runner's
+# kill-and-resume test, the tokenizer cross-checks) and the evaluation cross-check against Python
 # references (dev/eval/crosscheck.sh), sums their "N passed, N failed" lines and prints the total
 # as the last line. A program that runs past TEST_TIMEOUT seconds (default 600)
 # is killed and counted as failed, so a hung test never stalls CI. Exits non-zero if any test failed or a program crashed.
 set -u
 cd "$(dirname "$0")/../.."
 total_pass=0; total_fail=0; crashed=0
-for src in dev/test/*.c dev/test/*.sh dev/eval/crosscheck.sh; do
-    [ "$src" = dev/test/run_tests.sh ] && continue
-    prog="build/$(basename "$src" .c)"
+scripts="dev/test/*.sh dev/eval/crosscheck.sh"
+[ -n "${TEST_BUILD:-}" ] && scripts=""
+for src in dev/test/*.c $scripts; do
+    [ "$src" = dev/test/run_tests.sh ] || [ "$src" = dev/test/run_sanitized.sh ] && continue
+    prog="${TEST_BUILD:-build}/$(basename "$src" .c)"
     run=("$prog")
     if [[ "$src" == *.sh ]]; then prog="$src"; run=(bash "$src"); fi
     echo "=== $prog"

@@ -290,12 +290,35 @@ static void test_errors(void) {
     snprintf(expect, sizeof(expect), "shard '%s': token 13 has value 50, not below the vocab size 50", path);
     expect_failure("token >= vocab", load_and_read, &a, expect);
 
+    // a bad token deep in a shard, in a sample no early batch reads: found when the shard is opened
+    uint32_t deep[400];
+    for (int i = 0; i < 400; i++) { deep[i] = (uint32_t)i % 50; }
+    deep[397] = 60;
+    pattern_for(path, sizeof(path), "deep_000.bin");
+    shard_write(path, deep, 400, 2, 0);
+    pattern_for(a.pattern, sizeof(a.pattern), "deep_*.bin");
+    snprintf(expect, sizeof(expect), "shard '%s': token 397 has value 60, not below the vocab size 50", path);
+    expect_failure("token >= vocab deep in a shard, first batch", load_and_read, &a, expect);
+
     pattern_for(path, sizeof(path), "bigvocab_000.bin");
     shard_write(path, tok, 40, 2, 51);
     pattern_for(a.pattern, sizeof(a.pattern), "bigvocab_*.bin");
     snprintf(expect, sizeof(expect), "shard '%s' was made with vocab size 51, larger than the model's 50", path);
     expect_failure("header vocab > model vocab", load_and_read, &a, expect);
     a.vocab = 1u << 20;
+
+    // num_tokens * token_bytes wraps 64 bits to 0: a header-only file must not pass as that many tokens
+    ShardHeader huge;
+    memset(&huge, 0, sizeof(huge));
+    huge.magic = SHARD_MAGIC; huge.version = SHARD_VERSION; huge.token_bytes = 4; huge.num_tokens = 1ull << 62;
+    pattern_for(path, sizeof(path), "huge_000.bin");
+    write_raw(path, &huge, sizeof(huge));
+    pattern_for(a.pattern, sizeof(a.pattern), "huge_*.bin");
+    expect_failure("num_tokens 2^62 (size wraps)", load_and_read, &a, "is truncated: header says 4611686018427387904 tokens");
+
+    pattern_for(a.pattern, sizeof(a.pattern), "dir_000.bin");
+    mkdir(a.pattern, 0755);
+    expect_failure("a directory as a shard", load_and_read, &a, "is a directory");
 
     pattern_for(a.pattern, sizeof(a.pattern), "nothing_*.bin");
     snprintf(expect, sizeof(expect), "no file matches the shard pattern '%s'", a.pattern);
@@ -307,6 +330,18 @@ static void test_errors(void) {
     expect_failure("shards too small", load_and_read, &a, "would get 0 batches per epoch (a shard needs at least B*T*world_size+1 = 121 tokens");
     a.world = 1;
     expect_failure("position beyond the shard", set_bad_position, &a, "position (epoch 0, shard 0, batch 3) is not a batch");
+}
+
+// An empty token array may come as NULL (prepare's state file does the same): the writer must not
+// pass it to fwrite, which the sanitizer build reports as undefined behaviour.
+static void test_empty_shard(void) {
+    char path[256];
+    pattern_for(path, sizeof(path), "empty.bin");
+    shard_write(path, NULL, 0, 4, 0);
+    FILE *f = fopen_check(path, "rb");
+    ShardHeader h = shard_read_header(f, path);
+    fclose(f);
+    CHECK(h.num_tokens == 0, "empty shard has %llu tokens", (unsigned long long)h.num_tokens);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -467,6 +502,7 @@ int main(void) {
     test_position(0);
     test_position(1);
     test_errors();
+    test_empty_shard();
     test_synthetic();
     expect_failure("synthetic vocab < 256", syn_small_vocab, NULL, "synthetic corpus needs vocab_size >= 256 (got 255)");
     expect_failure("synthetic vocab > 65536", syn_wide_vocab, tmpdir, "vocab_size 70000 > 65536");

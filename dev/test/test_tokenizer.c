@@ -243,6 +243,17 @@ static void test_files(void) {
     }
     snprintf(badfile, sizeof(badfile), "%s/missing.bin", tmpdir);
     expect_failure("missing tokenizer file", load_badfile, NULL, "cannot open");
+    snprintf(badfile, sizeof(badfile), "%s", tmpdir);
+    expect_failure("a directory as the tokenizer file", load_badfile, NULL, "is a directory");
+    // 64 merges each doubling the previous token: token 256+r is 2^(r+1) bytes, so the 64-bit sum of
+    // the token lengths wraps to a few hundred bytes; the loader must refuse, not build into a tiny buffer
+    uint32_t wrap[16 + 2 * 64 + 5] = {TOKENIZER_MAGIC, TOKENIZER_VERSION, 256 + 64 + 1, 64, 1, 256 + 64, TOKENIZER_PRETOKENIZER};
+    for (uint32_t r = 0; r < 64; r++) { wrap[16 + 2 * r] = wrap[16 + 2 * r + 1] = r == 0 ? 'a' : 256 + r - 1; }
+    wrap[16 + 128] = 13;
+    memcpy(&wrap[16 + 129], TOKENIZER_EOT_NAME, 13);
+    snprintf(badfile, sizeof(badfile), "%s/wrap.bin", tmpdir);
+    write_bytes(badfile, wrap, 4 * (16 + 128 + 1) + 13);
+    expect_failure("token lengths that wrap 64 bits", load_badfile, NULL, "too long");
     free(good); free(bad);
 }
 

@@ -49,6 +49,13 @@ static int files_equal(const char *a, const char *b) {
     return same;
 }
 
+static void copy_file(const char *src, const char *dst) {
+    FILE *in = fopen_check(src, "rb"), *out = fopen_check(dst, "wb");
+    int ch;
+    while ((ch = fgetc(in)) != EOF) { fputc(ch, out); }
+    fclose(in); fclose(out);
+}
+
 static void test_training_lowers_loss(void) {
     char out[300];
     snprintf(out, sizeof(out), "%s/learn", tmpdir);
@@ -72,10 +79,7 @@ static void test_exact_resume(void) {
     ensure_dir(b);
     snprintf(src, sizeof(src), "%s/ckpt_00000003.bin", a);
     snprintf(dst, sizeof(dst), "%s/ckpt_00000003.bin", b);
-    FILE *in = fopen_check(src, "rb"), *outf = fopen_check(dst, "wb");
-    int ch;
-    while ((ch = fgetc(in)) != EOF) { fputc(ch, outf); }
-    fclose(in); fclose(outf);
+    copy_file(src, dst);
     const char *resume[] = {"-b", "2", "-t", "64", "-x", "6", "-n", "3", "-A", "moba", "-B", "16", "-K", "2", "-d", "256", "-y", "1"};
     CHECK(run_trainer(resume, 18, b) == 0, "resumed run failed");
     double la[6], lb[6];
@@ -156,7 +160,46 @@ static void write_prefix(const char *src, const char *dst, long keep) {
 
 static void load_bad_checkpoint(void *arg) { Model *m = roundtrip_model((const char *)arg); model_load_checkpoint(m, bad_path, 1); }
 
+// The test preset as format version 1 could hold it: the all-global RoPE layout, key conv width kconv.
+static Model *v1_model(int kconv) {
+    Model *m = (Model *)malloc_check(sizeof(Model));
+    ModelConfig c = preset_config("test");
+    c.layout = LAYOUT_GLOBAL; c.swa_window = 0; c.global_nope = 0; c.kconv = kconv;
+    model_init(m, &c, 11);
+    return m;
+}
+static void load_bad_v1(void *arg) { Model *m = v1_model((int)(intptr_t)arg); model_load_checkpoint(m, bad_path, 0); }
+
+// dst = the checkpoint src as format version 1 wrote it: the first 48 bytes of the config block, the
+// fields after it 16 bytes earlier, no checksum.
+static void write_as_v1(const char *src, const char *dst) {
+    FILE *in = fopen_check(src, "rb");
+    long long size = file_size_check(in, src);
+    CheckpointHeader h;
+    fread_check(&h, sizeof(h), 1, in, src);
+    CheckpointHeaderV1 o;
+    memset(&o, 0, sizeof(o));
+    o.magic = h.magic; o.version = CKPT_VERSION_UNCHECKED; o.header_bytes = h.header_bytes; o.flags = h.flags;
+    memcpy(o.cfg, &h.cfg, sizeof(o.cfg));
+    o.step = h.step; o.num_params = h.num_params; o.rng_state = h.rng_state;
+    o.loader_epoch = h.loader_epoch; o.loader_shard = h.loader_shard; o.loader_batch = h.loader_batch;
+    o.batch_size = h.batch_size; o.seq_len = h.seq_len; o.grad_accum = h.grad_accum; o.world_size = h.world_size; o.seed = h.seed;
+    size_t rest = (size_t)(size - CKPT_HEADER_BYTES);
+    unsigned char *buf = (unsigned char *)malloc_check(rest);
+    fread_check(buf, 1, rest, in, src);
+    fclose(in);
+    FILE *out = fopen_check(dst, "wb");
+    fwrite_check(&o, sizeof(o), 1, out, dst);
+    fwrite_check(buf, 1, rest, out, dst);
+    fclose(out);
+    free(buf);
+}
+
+// In a forked child: OpenMP's thread pool does not survive fork, so a child that trains runs one thread.
 static void run_args(void *arg) {
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
     const char **a = (const char **)arg;
     int n = 0;
     while (a[n]) { n++; }
@@ -206,6 +249,173 @@ static void test_errors(void) {
     expect_failure("resume with another batch size", run_args, mismatch, "resume needs the same");
     static const char *none[] = {"-y", "1", "-o", "/tmp/moba_test_no_ckpt_here", NULL};
     expect_failure("resume without checkpoint", run_args, none, "no checkpoint");
+}
+
+// ---- hardening: damaged or hostile files, NaN/Inf, checkpoint rotation and resume
+
+static int ckpt_exists(const char *dir, int step) {
+    char path[400];
+    checkpoint_path(path, sizeof(path), dir, step);
+    return access(path, F_OK) == 0;
+}
+
+// Replaces the 4-byte word at byte `offset` of a file.
+static void patch_word(const char *path, long offset, const void *word) {
+    FILE *f = fopen_check(path, "r+b");
+    fseek_check(f, offset, SEEK_SET, path);
+    fwrite_check(word, 4, 1, f, path);
+    fclose(f);
+}
+
+// What build/eval -c does with a checkpoint: read its header, build that model, load it.
+static void eval_load(void *arg) {
+    CheckpointHeader h;
+    fclose(checkpoint_open(bad_path, &h));
+    Model m;
+    model_init(&m, &h.cfg, 1);
+    model_load_checkpoint(&m, bad_path, 0);
+}
+
+static void save_nan_params(void *arg) {
+    Model *m = roundtrip_model("test");
+    m->params[3] = NAN;
+    CheckpointHeader h;
+    memset(&h, 0, sizeof(h));
+    model_save_checkpoint(m, bad_path, h);
+}
+
+static void test_damaged_checkpoints(void) {
+    // a config whose parameter count wraps size_t to exactly 0 (C = 2^30, L = 3, F chosen to make it so)
+    CheckpointHeader h;
+    memset(&h, 0, sizeof(h));
+    ModelConfig wrap = {3, 3, 1 << 30, 1 << 29, 477218586, 256, ATTN_DENSE, 4, 2, 3, 0, 10000.0f, LAYOUT_GLOBAL, 0, 0, 0};
+    h.magic = CKPT_MAGIC; h.version = CKPT_VERSION; h.header_bytes = CKPT_HEADER_BYTES; h.cfg = wrap; h.num_params = 0;
+    snprintf(bad_path, sizeof(bad_path), "%s/wrap.bin", tmpdir);
+    checkpoint_write(bad_path, &h, NULL, NULL, NULL);
+    expect_failure("checkpoint whose parameter count wraps", eval_load, NULL, "d_model 1073741824 / ffn 477218586: at most");
+
+    snprintf(bad_path, sizeof(bad_path), "%s/flip.bin", tmpdir);
+    FILE *f = fopen_check(ckpt_file, "rb");
+    float p7;
+    fseek_check(f, CKPT_HEADER_BYTES + 7 * 4, SEEK_SET, ckpt_file);
+    fread_check(&p7, 4, 1, f, ckpt_file);
+    fclose(f);
+    uint32_t bits;
+    memcpy(&bits, &p7, 4);
+    bits ^= 1u << 20;
+    copy_file(ckpt_file, bad_path);
+    patch_word(bad_path, CKPT_HEADER_BYTES + 7 * 4, &bits);
+    expect_failure("one flipped bit in a parameter", load_bad_checkpoint, (void *)"test", "checksum");
+    // a version-1 file (48-byte config, no checksum) still loads, as the all-global RoPE model it was, but
+    // not with a NaN parameter, nor with a key convolution (version 1's was a linear filter)
+    for (int kconv = 0; kconv <= 3; kconv += 3) {
+        Model *m = v1_model(kconv);
+        char v2_path[420];
+        snprintf(v2_path, sizeof(v2_path), "%s/v2_k%d.bin", tmpdir, kconv);
+        CheckpointHeader h;
+        memset(&h, 0, sizeof(h));
+        h.step = 3; h.seed = 5;
+        model_save_checkpoint(m, v2_path, h);
+        snprintf(bad_path, sizeof(bad_path), "%s/v1_k%d.bin", tmpdir, kconv);
+        write_as_v1(v2_path, bad_path);
+        if (kconv == 0) {
+            Model *back = v1_model(0);
+            CheckpointHeader got = model_load_checkpoint(back, bad_path, 0);
+            CHECK(memcmp(back->params, m->params, m->num_params * sizeof(real)) == 0 && got.step == 3 && got.seed == 5,
+                  "a version-1 checkpoint did not load as the global-layout model it holds");
+            model_free(back); free(back);
+            float nan = NAN;
+            patch_word(bad_path, CKPT_HEADER_BYTES + 5 * 4, &nan);
+            expect_failure("NaN parameter in a version-1 checkpoint", load_bad_v1, (void *)(intptr_t)0, "parameter 5");
+        } else {
+            expect_failure("version-1 checkpoint with a key convolution", load_bad_v1, (void *)(intptr_t)3, "linear key convolution");
+        }
+        model_free(m); free(m);
+    }
+    snprintf(bad_path, sizeof(bad_path), "%s/nan_out.bin", tmpdir);
+    expect_failure("writing NaN parameters", save_nan_params, NULL, "refusing");
+    CHECK(access(bad_path, F_OK) != 0, "a checkpoint with NaN parameters was written");
+}
+
+static void test_checkpoint_rotation_and_resume(void) {
+    char dir[300], path[400];
+    // -Z 1: the write of step 2 fails (its temp path is taken by a directory); step 1's file must survive
+    snprintf(dir, sizeof(dir), "%s/z1", tmpdir);
+    ensure_dir(dir);
+    snprintf(path, sizeof(path), "%s/ckpt_00000002.bin.tmp", dir);
+    ensure_dir(path);
+    static const char *z1[] = {"-b", "2", "-t", "32", "-x", "2", "-n", "1", "-Z", "1", "-o", NULL, NULL};
+    z1[11] = dir;
+    expect_failure("-Z 1 with a failing second write", run_args, z1, "cannot open");
+    CHECK(ckpt_exists(dir, 1), "-Z 1 removed the only good checkpoint before the new one was written");
+
+    // -Z 2 counts the checkpoints of the run it resumed
+    snprintf(dir, sizeof(dir), "%s/zresume", tmpdir);
+    const char *first[] = {"-b", "2", "-t", "32", "-x", "2", "-n", "1", "-Z", "2"};
+    const char *second[] = {"-b", "2", "-t", "32", "-x", "4", "-n", "1", "-Z", "2", "-y", "1"};
+    CHECK(run_trainer(first, 10, dir) == 0 && run_trainer(second, 12, dir) == 0, "rotation runs failed");
+    CHECK(!ckpt_exists(dir, 1) && !ckpt_exists(dir, 2) && ckpt_exists(dir, 3) && ckpt_exists(dir, 4),
+          "-Z 2 after a resume kept steps 1..4: %d %d %d %d", ckpt_exists(dir, 1), ckpt_exists(dir, 2), ckpt_exists(dir, 3), ckpt_exists(dir, 4));
+
+    // a truncated newest checkpoint: -y 1 resumes from the older intact one; log.txt has each step once
+    snprintf(dir, sizeof(dir), "%s/fallback", tmpdir);
+    const char *run4[] = {"-b", "2", "-t", "32", "-x", "4", "-n", "1", "-Z", "2"};
+    const char *run6[] = {"-b", "2", "-t", "32", "-x", "6", "-n", "1", "-Z", "2", "-y", "1"};
+    CHECK(run_trainer(run4, 10, dir) == 0, "run before the fallback failed");
+    checkpoint_path(path, sizeof(path), dir, 4);
+    if (truncate(path, 1000) != 0) { die("truncate failed"); }
+    CHECK(run_trainer(run6, 12, dir) == 0, "-y 1 did not fall back from a truncated newest checkpoint");
+    double losses[8];
+    int n = read_losses(dir, losses, 8), lines = 0;
+    char line[512];
+    snprintf(path, sizeof(path), "%s/log.txt", dir);
+    FILE *f = fopen_check(path, "r");
+    while (fgets(line, sizeof(line), f)) { lines += strstr(line, "train_loss") != NULL; }
+    fclose(f);
+    CHECK(n == 6 && lines == 6, "log.txt after resuming at step 3 has %d training lines up to step %d (want 6, each once)", lines, n);
+    CHECK(!ckpt_exists(dir, 3) && !ckpt_exists(dir, 4) && ckpt_exists(dir, 5) && ckpt_exists(dir, 6), "fallback run left the wrong checkpoints");
+    // with every checkpoint damaged, -y 1 stops and says so
+    static char only[300];
+    snprintf(only, sizeof(only), "%s/all_damaged", tmpdir);
+    ensure_dir(only);
+    checkpoint_path(path, sizeof(path), only, 2);
+    write_prefix(ckpt_file, path, -4);
+    static const char *none[] = {"-b", "2", "-t", "32", "-x", "4", "-y", "1", "-o", only, NULL};
+    expect_failure("-y 1 with no intact checkpoint", run_args, none, "none of the 1 checkpoints");
+}
+
+// -l 1e6 -g 0 diverges: the run skips the non-finite steps, then stops with a clear message.
+static void test_nonfinite_policy(void) {
+    static char dir[300];
+    snprintf(dir, sizeof(dir), "%s/nan", tmpdir);
+    static const char *diverge[] = {"-b", "2", "-t", "32", "-x", "30", "-l", "1e6", "-g", "0", "-a", "3", "-o", dir, NULL};
+    expect_failure("a diverging run", run_args, diverge, "3 steps in a row had a NaN/Inf loss or gradient norm");
+    char path[400], line[512];
+    snprintf(path, sizeof(path), "%s/log.txt", dir);
+    FILE *f = fopen_check(path, "r");
+    int skipped = 0;
+    while (fgets(line, sizeof(line), f)) { skipped += strstr(line, "skipped_nonfinite") != NULL; }
+    fclose(f);
+    CHECK(skipped >= 3, "%d skipped steps logged, want at least the 3 in a row that stop the run", skipped);
+}
+
+static void test_flag_ranges(void) {
+    static const char *cases[][7] = {
+        {"-v", "-1", NULL}, {"-n", "-1", NULL}, {"-s", "-5", NULL}, {"-M", "-1", NULL}, {"-c", "-1", NULL},
+        {"-q", "5", NULL}, {"-g", "-1", NULL}, {"-B", "1073741824", NULL}, {"-K", "1000000", NULL},
+        {"-b", "65536", "-t", "65536", "-p", "small", NULL}, {"-a", "0", NULL}, {"-y", "2", NULL},
+    };
+    static const char *expect[] = {"-v -1", "-n -1", "-s -5", "-M -1", "-c -1", "-q 5", "-g -1", "exceeds the maximum sequence length",
+                                   "top-k 1000000", "at most 2147483647", "-a 0", "-y 2"};
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) { expect_failure(expect[i], run_args, cases[i], expect[i]); }
+    // a bad -f fails at start, before any training step
+    static char dir[300];
+    snprintf(dir, sizeof(dir), "%s/badtok", tmpdir);
+    static const char *tok[] = {"-f", "/nonexistent/tokenizer.bin", "-o", dir, NULL};
+    expect_failure("missing -f tokenizer", run_args, tok, "cannot open '/nonexistent/tokenizer.bin'");
+    char path[400];
+    snprintf(path, sizeof(path), "%s/log.txt", dir);
+    CHECK(access(path, F_OK) != 0, "a run with a missing -f tokenizer trained before failing");
 }
 
 static void test_debug_state_layout(void) {
@@ -258,7 +468,12 @@ int main(void) {
     test_exact_resume();
     test_keep_newest_checkpoints();
     test_errors();  // after test_exact_resume: one case resumes its run with another batch size
-    test_training_lowers_loss();
+    test_damaged_checkpoints();
+    test_checkpoint_rotation_and_resume();
+    test_nonfinite_policy();
+    test_flag_ranges();
+    // the sanitizer run (TEST_SANITIZED=1) skips this numerical check: its code paths ran above, 10x slower there
+    if (getenv("TEST_SANITIZED") == NULL) { test_training_lowers_loss(); }
     char cmd[400];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) { printf("warning: could not remove %s\n", tmpdir); }
