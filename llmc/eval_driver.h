@@ -674,10 +674,14 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     sb_puts(&js, "{\n  \"checkpoint\": ");
     sb_json_string(&js, a->ckpt);
     sb_printf(&js, ",\n  \"step\": %llu,\n  \"config\": {\"attn\": \"%s\", \"moba_block\": %d, \"moba_topk\": %d, \"kconv\": %d, \"n_dense_last\": %d, "
+              "\"layout\": \"%s\", \"swa_window\": %d, \"global_nope\": %d, "
               "\"n_layer\": %d, \"d_model\": %d, \"n_head\": %d, \"vocab_size\": %d, \"max_seq_len\": %d, \"params\": %zu},\n",
               step, c->attn == ATTN_MOBA ? "moba" : "dense", c->moba_block, c->moba_topk, c->kconv, c->n_dense_last,
+              c->layout == LAYOUT_PAPER ? "paper" : "global", c->swa_window, c->global_nope,
               c->n_layer, c->d_model, c->n_head, c->vocab_size, c->max_seq_len, param_count(c));
     sb_printf(&md, "# Evaluation of `%s` (step %llu)\n\n", a->ckpt, step);
+    if (c->layout == LAYOUT_PAPER) { sb_printf(&md, "Paper layout: sliding window %d with RoPE in layers 1, 3, ...; global layers %s. ", c->swa_window, c->global_nope ? "NoPE" : "with RoPE"); }
+    else { sb_printf(&md, "Global layout, %s. ", c->global_nope ? "NoPE" : "RoPE"); }
     if (c->attn == ATTN_MOBA) { sb_printf(&md, "MoBA block %d, top-k %d, key conv %d, last %d layers dense; ", c->moba_block, c->moba_topk, c->kconv, c->n_dense_last); }
     else { sb_printf(&md, "dense attention, key conv %d; ", c->kconv); }
     sb_printf(&md, "%d layers, d_model %d, %d heads, %zu parameters. Evaluated on %s.\n\n", c->n_layer, c->d_model, c->n_head, param_count(c), em->device);
