@@ -425,9 +425,8 @@ template <int HD>
 void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *o, const float *lse, const bf16 *q, const bf16 *k,
               const bf16 *v, const MobaSelection *sel, const Scratch &s, int B, int NH, int T, float scale, int deterministic,
               cudaStream_t stream) {
-    int BH = B * NH, rows = B * T * NH, G = head_group(BH, T, HD, sel->topk);
-    attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(s.Dsum, dout, o, NH, T, HD, rows);
-    cudaCheckLaunch();
+    int BH = B * NH, G = head_group(BH, T, HD, sel->topk);
+    attention_backward_dsum(s.Dsum, dout, o, B, NH, T, HD, stream);
     size_t kv_bytes = dkdv_smem(HD), q_bytes = dq_smem(HD);
     set_smem(dkdv_kernel<HD, false>, kv_bytes);
     set_smem(dkdv_kernel<HD, true>, kv_bytes);
@@ -451,8 +450,7 @@ void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *o, con
             cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
             dkdv_kernel<HD, true><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, s.Dsum, vl, NH, T, scale);
             cudaCheckLaunch();
-            dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq + (size_t)bh0 * T * HD, dqacc, n, scale);
-            cudaCheckLaunch();
+            dq_from_accumulators(dq + (size_t)bh0 * T * HD, dqacc, n, scale, stream);
         }
     }
 }
