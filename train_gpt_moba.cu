@@ -163,7 +163,7 @@ static void gpu_config_check(const ModelConfig *c) {
     if (c->ffn % 8 != 0) { die("ffn %d must be a multiple of 8 for the CUDA swiglu kernel", c->ffn); }
     if (c->attn == ATTN_MOBA && c->n_dense_last < c->n_layer) {
         if (c->moba_block < 32) { die("MoBA block size %d is not supported by the CUDA attention kernels (>= 32)", c->moba_block); }
-        if (c->moba_topk > MOBA_GATE_MAX_TOPK) { die("MoBA top-k %d exceeds the CUDA gate's limit of %d", c->moba_topk, MOBA_GATE_MAX_TOPK); }
+        if (c->moba_topk > MOBA_MAX_TOPK) { die("MoBA top-k %d exceeds the CUDA gate's limit of %d", c->moba_topk, MOBA_MAX_TOPK); }
     }
 }
 

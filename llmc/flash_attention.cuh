@@ -33,18 +33,8 @@
 #include "cuda_common.cuh"
 #include "mma_tiles.cuh"
 #include "wgmma_tiles.cuh"
+#include "moba_selection.h"
 #include "utils.h"
-
-// Shared with llmc/moba_gate.cuh, which writes it; either header may come first.
-#ifndef MOBA_SELECTION_DEFINED
-#define MOBA_SELECTION_DEFINED
-typedef struct {
-    const int *blocks;  // (B, NH, T, K) int32: selected key-block indices of each query, ascending,
-                        // own block t/block_size always included; unused slots = -1 (at the end)
-    int block_size;     // 32..512, power of two
-    int topk;           // K
-} MobaSelection;
-#endif
 
 // ---------------------------------------------------------------------------------------------------
 // Simple path: one thread per query (forward, dQ) or per key (dK, dV). Used by the fp32 build and as

@@ -32,7 +32,6 @@
 #define KV_ATTN_THREADS 128
 #define KV_ATTN_CTAS_PER_SM 8
 #define KV_GATE_THREADS 256
-#define KV_MAX_TOPK 64
 
 typedef struct {
     int B, cap, nb, splits_cap;   // rows, positions held per row, blocks per row, most split-K partials
@@ -57,7 +56,7 @@ static void kv_gpu_init(GpuKVCache *c, const GPT *m, int B, int cap) {
     memset(c, 0, sizeof(*c));
     config_check_seq_len(cfg, cap);
     if (B < 1) { die("KV cache: batch %d must be >= 1", B); }
-    if (cfg->moba_topk > KV_MAX_TOPK) { die("KV cache decoding supports MoBA top-k up to %d (got %d)", KV_MAX_TOPK, cfg->moba_topk); }
+    if (cfg->moba_topk > MOBA_MAX_TOPK) { die("KV cache decoding supports MoBA top-k up to %d (got %d)", MOBA_MAX_TOPK, cfg->moba_topk); }
     size_t L = cfg->n_layer, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, W = cfg->kconv, F = cfg->ffn, V = cfg->vocab_size;
     int moba = cfg->attn == ATTN_MOBA;
     c->B = B; c->cap = cap;
@@ -176,7 +175,7 @@ __global__ void __launch_bounds__(KV_GATE_THREADS) kv_gate_kernel(int *sel, cons
                                                                   int HD, int nb, int bs, int K, int t) {
     extern __shared__ float score[];  // (t/bs)
     __shared__ float bval[KV_GATE_THREADS / 32];
-    __shared__ int bidx[KV_GATE_THREADS / 32], picks[KV_MAX_TOPK];
+    __shared__ int bidx[KV_GATE_THREADS / 32], picks[MOBA_MAX_TOPK];
     int bh = blockIdx.x, ob = t / bs, C = NH * HD;
     const floatX *qh = q + (size_t)(bh / NH) * C + (bh % NH) * HD;
     const float *sb = ksum + (size_t)bh * nb * HD;

@@ -20,6 +20,7 @@
 #ifndef LLMC_KV_CACHE_H
 #define LLMC_KV_CACHE_H
 
+#include "moba_selection.h"
 #include "rng.h"
 #include "sampling.h"
 
@@ -159,8 +160,8 @@ static inline const real *kv_prefill(KVCache *c, Model *m, const int *tokens, in
 static inline void kv_attend(KVCache *c, const ModelConfig *cfg, int l, int t) {
     int HD = c->HD, moba = layer_is_moba(cfg, l), bs = cfg->moba_block, w = layer_window(cfg, l);
     real scale = 1 / sqrt((real)HD);
-    int ranges[64][2];
-    if (moba && cfg->moba_topk > 64) { die("KV cache decoding supports MoBA top-k up to 64 (got %d)", cfg->moba_topk); }
+    int ranges[MOBA_MAX_TOPK][2];
+    if (moba && cfg->moba_topk > MOBA_MAX_TOPK) { die("KV cache decoding supports MoBA top-k up to %d (got %d)", MOBA_MAX_TOPK, cfg->moba_topk); }
     for (int h = 0; h < c->NH; h++) {
         const real *q = c->qr + h * HD;
         int nr = 1;

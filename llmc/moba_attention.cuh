@@ -36,7 +36,6 @@
 #include <cub/cub.cuh>
 #include "flash_attention.cuh"
 
-#define MOBA_ATTN_MAX_TOPK 64
 #define MOBA_FWD_MT 2  // row tiles per warp in the forward (1 or 2; dev/cuda/moba_attention_notes.md)
 
 namespace moba {
@@ -462,7 +461,7 @@ void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *o, con
 inline void moba_attention_check_args(int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (sel == NULL) { die("moba_attention: no selection (dense attention is attention_forward with sel = NULL)"); }
     attention_check_args(B, NH, T, HD, sel);
-    if (sel->topk > MOBA_ATTN_MAX_TOPK) { die("moba_attention: top-k %d exceeds %d", sel->topk, MOBA_ATTN_MAX_TOPK); }
+    if (sel->topk > MOBA_MAX_TOPK) { die("moba_attention: top-k %d exceeds %d", sel->topk, MOBA_MAX_TOPK); }
     if ((size_t)B * NH * T * sel->topk >= (1ull << 31)) { die("moba_attention: B*NH*T*K = %zu entries exceed 2^31", (size_t)B * NH * T * sel->topk); }
 }
 

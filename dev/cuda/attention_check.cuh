@@ -17,8 +17,6 @@
 #include "dev/cuda/common.h"
 #include "dev/cuda/attention_dense_versions.cuh"
 
-#define ATTN_MAX_TOPK 64
-
 // hash-based uniform in [0, 1): device-side data for sizes the host would take too long to fill.
 __device__ inline float hash_uniform(uint64_t x) {
     x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull; x ^= x >> 33;
@@ -34,7 +32,7 @@ __global__ void fill_uniform_kernel(floatX *x, size_t n, uint64_t seed) {
 __global__ void random_selection_kernel(int *blocks, size_t rows, int T, int bs, int K, uint64_t seed) {
     size_t row = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= rows) { return; }
-    int t = (int)(row % T), own = t / bs, n = min(K - 1, own), cnt = 0, chosen[ATTN_MAX_TOPK];
+    int t = (int)(row % T), own = t / bs, n = min(K - 1, own), cnt = 0, chosen[MOBA_MAX_TOPK];
     uint64_t ctr = 0;
     if (own <= K - 1) {
         for (int i = 0; i < own; i++) { chosen[cnt++] = i; }
@@ -56,7 +54,7 @@ __global__ void random_selection_kernel(int *blocks, size_t rows, int T, int bs,
 }
 
 static int *random_selection(int BH, int T, int bs, int K, uint64_t seed) {
-    if (K > ATTN_MAX_TOPK) { die("random selection: top-k %d > %d", K, ATTN_MAX_TOPK); }
+    if (K > MOBA_MAX_TOPK) { die("random selection: top-k %d > %d", K, MOBA_MAX_TOPK); }
     int *d;
     size_t rows = (size_t)BH * T;
     cudaCheck(cudaMalloc(&d, rows * K * sizeof(int)));
