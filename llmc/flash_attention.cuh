@@ -190,20 +190,32 @@ __device__ inline int pipeline_step(int cur, int n, int stage, L load) {
     return nxt;
 }
 
-// Online softmax of a warp's 16 x 64 score tile (this thread: rows g (i = 0) and g + 8 (i = 1); a quad of 4
-// threads shares a row): updates the running max m and sum l, rescales the output accumulators, s -> P.
+// The online softmax's running max of row i of a score tile in the mma C layout (i = 0: this thread's row
+// lane / 4, 1: that + 8; a quad of 4 threads shares a row, columns 8 j + 2 c + {0, 1}), raised to the tile's
+// scores. Returns base = max * sl2, the exponent offset of P = exp2(s sl2 - base) (0 while the row has seen
+// no visible score, m = -inf), and sets alpha = exp2((old max - new max) sl2), by which the row's earlier
+// sum and outputs shrink. Shared by online_softmax and softmax_tile, which differ in how they sum P.
+template <int NJ>
+__device__ __forceinline__ float online_row_max(const float (&s)[NJ][4], float &m, int i, float sl2, float &alpha) {
+    float mx = m;
+#pragma unroll
+    for (int j = 0; j < NJ; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+    float base = mx == -INFINITY ? 0.0f : mx * sl2;
+    alpha = fast_exp2(m * sl2 - base);
+    m = mx;
+    return base;
+}
+
+// Online softmax of a warp's 16 x 64 score tile (the mma.sync kernels; rows as online_row_max): updates the
+// running max m and sum l (P added one by one), rescales the output accumulators, s -> P.
 template <int HD>
 __device__ __forceinline__ void online_softmax(float (&s)[BC / 8][4], float (&m)[2], float (&l)[2], float (&oacc)[HD / 8][4],
                                                float sl2) {
 #pragma unroll
     for (int i = 0; i < 2; i++) {
-        float mx = m[i];
-        for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-        float base = mx == -INFINITY ? 0.0f : mx * sl2;
-        float alpha = fast_exp2(m[i] * sl2 - base);
-        m[i] = mx;
+        float alpha, base = online_row_max(s, m[i], i, sl2, alpha);
         l[i] *= alpha;
         for (int j = 0; j < HD / 8; j++) { oacc[j][2 * i] *= alpha; oacc[j][2 * i + 1] *= alpha; }
         for (int j = 0; j < BC / 8; j++) {
@@ -256,10 +268,7 @@ __device__ inline void store_o_lse(bf16 *o, float *lse, const float (&oacc)[HD /
         li += __shfl_xor_sync(0xffffffff, li, 2);
         if (t >= T) { continue; }
         float inv = li > 0.0f ? 1.0f / li : 0.0f;
-        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
-        }
+        store_row_bf16(o + ((b * T + t) * NH + h) * HD, oacc, i, inv);
         if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
     }
 }
@@ -295,7 +304,7 @@ __device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const 
 // Causal (and, window > 0, sliding-window: key > row - window) mask and online softmax of one warpgroup's
 // 64 x BK score tile s (this thread: rows qa, qa + 8, keys k0 + 8 j + 2 c + {0, 1}): updates m and l,
 // returns the factors alpha by which the output rows must be rescaled, and leaves P = exp(s - m) in s. A
-// row with no visible key yet keeps m = -inf and l = 0. Shared by fwd_wgmma_kernel and attention_fwd_hopper.cuh.
+// row with no visible key yet keeps m = -inf and l = 0. The forward of attention_fwd_hopper.cuh.
 template <int BK>
 __device__ __forceinline__ void softmax_tile(float (&s)[BK / 8][4], float (&m)[2], float (&l)[2], float (&alpha)[2], int qa,
                                              int k0, int wq0, int T, float sl2, int window = 0) {
@@ -312,16 +321,8 @@ __device__ __forceinline__ void softmax_tile(float (&s)[BK / 8][4], float (&m)[2
         }
     }
 #pragma unroll
-    for (int i = 0; i < 2; i++) {  // a quad of 4 threads shares a row
-        float mx = m[i];
-#pragma unroll
-        for (int j = 0; j < BK / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-        float base = mx == -INFINITY ? 0.0f : mx * sl2;
-        alpha[i] = fast_exp2(m[i] * sl2 - base);
-        m[i] = mx;
-        float sum = 0.0f;
+    for (int i = 0; i < 2; i++) {
+        float base = online_row_max(s, m[i], i, sl2, alpha[i]), sum = 0.0f;  // P summed in pairs, then added to l
 #pragma unroll
         for (int j = 0; j < BK / 8; j++) {
             s[j][2 * i] = fast_exp2(s[j][2 * i] * sl2 - base);
@@ -342,7 +343,7 @@ __device__ inline void store_dkdv(bf16 *dk, bf16 *dv, const float dka[HD / 8][4]
     for (int i = 0; i < 2; i++) {
         int key = key_a + 8 * i;
         if (key >= kend) { continue; }
-        for (int j = 0; j < HD / 8; j++) {
+        for (int j = 0; j < HD / 8; j++) {  // the dK and dV rows interleaved (store_row_bf16's layout)
             size_t off = (bh * T + key) * HD + j * 8 + 2 * c;
             *reinterpret_cast<uint32_t *>(dk + off) = pack_bf16(dka[j][2 * i] * scale, dka[j][2 * i + 1] * scale);
             *reinterpret_cast<uint32_t *>(dv + off) = pack_bf16(dva[j][2 * i], dva[j][2 * i + 1]);
@@ -641,9 +642,7 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
     for (int i = 0; i < 2; i++) {
         int t = qa + 8 * i;
         if (t >= T) { continue; }
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(dq + (bh * T + t) * HD + j * 8 + 2 * c) = pack_bf16(dqa[j][2 * i] * scale, dqa[j][2 * i + 1] * scale);
-        }
+        store_row_bf16(dq + (bh * T + t) * HD, dqa, i, scale);
     }
 }
 

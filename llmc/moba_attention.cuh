@@ -249,10 +249,7 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *opart, float *lpart,
             if (e < 0) { continue; }
             float inv = li > 0.0f ? 1.0f / li : 0.0f;
             size_t row = lbh * T * vl.K + e;
-            bf16 *ot = opart + row * HD;
-            for (int j = 0; j < HD / 8; j++) {
-                *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[mt][j][2 * i] * inv, oacc[mt][j][2 * i + 1] * inv);
-            }
+            store_row_bf16(opart + row * HD, oacc[mt], i, inv);
             if (c == 0) { lpart[row] = li > 0.0f ? m[mt][i] * scale + logf(li) : -INFINITY; }
         }
     }
@@ -363,7 +360,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     if (!find_chunk(vl, seg, e0, n)) { return; }
     const size_t lbh = seg / vl.nb, bh = vl.bh0 + lbh, b = bh / NH, h = bh % NH;
     const int blk = seg % vl.nb, kb = blk * vl.bs, kend = min(kb + vl.bs, T);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     const float sl2 = scale * LOG2E;
 
     chunk_rows<QC>(sT, sE, vl, e0, n);
@@ -391,10 +388,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     for (int i = 0; i < 2; i++) {
         int e = sE[warp * 16 + g + 8 * i];
         if (e < 0) { continue; }
-        bf16 *dst = dqpart + (lbh * T * vl.K + e) * HD;
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(dst + j * 8 + 2 * c) = pack_bf16(dqa[j][2 * i] * scale, dqa[j][2 * i + 1] * scale);
-        }
+        store_row_bf16(dqpart + (lbh * T * vl.K + e) * HD, dqa, i, scale);
     }
 }
 

@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
     bf16 *sQ = (bf16 *)smem, *sdO = sQ + BR * HD, *sK = sdO + BR * HD, *sV = sK + 2 * BC * HD;
     const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
     const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     const float sl2 = scale * LOG2E;
 
     load_tile<BR, HD>(sQ, q + bh * T * HD, HD, q0, T);
@@ -203,9 +203,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout,
     for (int i = 0; i < 2; i++) {
         int t = qa + 8 * i;
         if (t >= T) { continue; }
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(dq + (bh * T + t) * HD + j * 8 + 2 * c) = pack_bf16(dqa[j][2 * i] * scale, dqa[j][2 * i + 1] * scale);
-        }
+        store_row_bf16(dq + (bh * T + t) * HD, dqa, i, scale);
     }
 }
 
