@@ -772,7 +772,7 @@ static double flops_per_token(const GPT *m, int T) {
     return flops;
 }
 
-#define PEAK_BF16_FLOPS 989e12  // H100 SXM dense bf16 datasheet peak, the MFU denominator of anchors.md
+#define PEAK_BF16_FLOPS 989e12  // H100 SXM dense bf16 datasheet peak, the MFU denominator (as PyTorch-side MFU figures use)
 
 static double gpu_memory_used_gib(void) {
     size_t free_b, total_b;

@@ -22,6 +22,8 @@
  the other runs ahead, so the two drift and one's exp work hides under the other's products.
  HD 128: BQ = 64 (the dK, dV accumulators take 128 registers), dS^T shared, dQ split by column
  halves (warpgroup w: dS K[:, 64 w .. 64 w + 63]).
+ attention_backward runs 2 stages, at HD 64 BQ 128 with ALT_DQ when it adds dQ, at HD 128 BQ 64
+ (launch_dkdv_tma); BQ 64 at HD 64 and 3 stages are dev/cuda/attention_dense.cu's versions 9-11.
  TMA boxes may not exceed the tensor: T >= 128; and the 1-D lse / D boxes of head bh start at element bh T,
  which must be 16-byte aligned: 4 | T (flash_attention.cuh's launch_dkdv falls back otherwise).
  Traffic per CTA: K, V once (NWG HD / 4 KB); Q, dO, lse, D once per query tile (4 HD + 8 B per query,
