@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "llmc/json_value.h"
-#include "llmc/plot.h"
+#include "llmc/eval/json_value.h"
+#include "llmc/eval/plot.h"
 #include "llmc/synthetic.h"
 
 #define MAX_RUNS 8

@@ -9,8 +9,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include "jsonl.h"
-#include "utils.h"
+#include "../jsonl.h"
+#include "../utils.h"
 
 enum { JV_NULL, JV_BOOL, JV_NUM, JV_STR, JV_ARR, JV_OBJ };
 

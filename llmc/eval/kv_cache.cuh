@@ -1,8 +1,8 @@
 /*
- GPU incremental decoding for the moba.c model (the GPU twin of llmc/kv_cache.h): a KV cache for dense
+ GPU incremental decoding for the moba.c model (the GPU twin of llmc/eval/kv_cache.h): a KV cache for dense
  and MoBA layers, prefill with the training forward, and one decode step for a batch of B sequences that
  share their position t. Include after train_gpt_moba.cu (it uses GPT, gpt_forward and the layer
- kernels); generation goes through llmc/sampling.h.
+ kernels); generation goes through llmc/eval/sampling.h.
 
  Cache, per layer l (floatX unless noted):
    k, v   (B, NH, slots, HD) keys after key conv + RoPE where the layer has them (what attention sees) and
@@ -10,7 +10,7 @@
                              window w for a sliding-window layer (no query sees further back)
    kraw   (B, W, C)          ring of the last W raw keys (slot p % W): all the causal conv needs
    ksum   (B, NH, nb, HD)    fp32 per-block key sums (MoBA layers), added in position order as each key
-                             is appended (as llmc/kv_cache.h), so a centroid is sum / bs at any time
+                             is appended (as llmc/eval/kv_cache.h), so a centroid is sum / bs at any time
  Decode of B tokens at position t, per layer (M = B rows):
    rmsnorm -> qkv matmul (cuBLASLt) -> kv_prep (k + SiLU(kconv) over the ring, RoPE at t unless NoPE,
    append k, v; q out)
@@ -26,8 +26,8 @@
 #define LLMC_KV_CACHE_CUH
 
 #include <limits.h>
-#include "llmc/sampling.h"
-#include "llmc/moba_gate.cuh"
+#include "sampling.h"
+#include "../moba_gate.cuh"
 
 #define KV_ATTN_THREADS 128
 #define KV_ATTN_CTAS_PER_SM 8
@@ -427,7 +427,7 @@ static const float *kv_gpu_step(GpuKVCache *c, GPT *m, const int *tokens) {
     return kv_gpu_logits_to_host(c, V);
 }
 
-// The cache as llmc/sampling.h and llmc/eval_driver.h take a model: one sequence (a cache with B = 1).
+// The cache as llmc/eval/sampling.h and llmc/eval/eval_driver.h take a model: one sequence (a cache with B = 1).
 typedef struct { GpuKVCache *c; GPT *m; } GpuKVModel;
 static const float *kv_gpu_prefill_fn(void *ctx, const int *tokens, int n) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_prefill(k->c, k->m, tokens, n); }
 static const float *kv_gpu_step_fn(void *ctx, int token) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_step(k->c, k->m, &token); }

@@ -30,10 +30,10 @@
 #include <stdint.h>
 #include "eval_metrics.h"
 #include "json_value.h"
-#include "rng.h"
+#include "../rng.h"
 #include "tables/ruler_words.h"
-#include "tokenizer.h"
-#include "utils.h"
+#include "../tokenizer.h"
+#include "../utils.h"
 
 // ---------------------------------------------------------------------------------------------------
 // A growable string
