@@ -141,7 +141,9 @@ typedef struct {
     float *cpu_losses;             // (N) host
     float mean_loss;               // of the last forward with targets; -1 without
     int loss_count;
-    const int *sel_override;       // testing: device selections (Lm, B, NH, T, K) used instead of the gate
+#ifdef TESTING
+    const int *sel_override;       // test_gpt_moba: device selections (Lm, B, NH, T, K) used instead of the gate
+#endif
     size_t act_bytes;              // device memory taken by activations and scratch
     // data parallel; mg NULL: one process, no collectives
     MultiGpu *mg;
@@ -444,9 +446,12 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
         MobaSelection s = layer_selection(m, &lv);
         if (lv.sel) {
             size_t n = (size_t)N * NH * c->moba_topk;
+#ifdef TESTING
             if (m->sel_override) {
                 cudaCheck(cudaMemcpyAsync(lv.sel, m->sel_override + moba_index * n, n * sizeof(int), cudaMemcpyDeviceToDevice, main_stream));
-            } else {
+            } else
+#endif
+            {
                 moba_gate(lv.sel, a->centroids, lv.q, lv.k, B, NH, T, HD, c->moba_block, c->moba_topk, main_stream);
             }
             moba_index++;

@@ -58,9 +58,13 @@ struct Scratch {
 inline int seg_key_bits(int nseg) { return 32 - __builtin_clz((unsigned)nseg); }  // sentinel nseg fits
 
 // Heads per group: the varlen pipeline runs on groups of G heads so that the per-entry scratch stays near
-// group_bytes whatever T (at least one head; all heads when they fit).
-// (A variable so that the dev checks can force small groups; set it before sizing the scratch.)
+// group_bytes whatever T (at least one head; all heads when they fit). Built with MOBA_TEST_HOOKS (the dev
+// checks) it is a variable, so that they can force small groups; set it before sizing the scratch.
+#ifdef MOBA_TEST_HOOKS
 inline size_t group_bytes = (size_t)1 << 30;
+#else
+constexpr size_t group_bytes = (size_t)1 << 30;
+#endif
 inline int head_group(int BH, int T, int HD, int K) {
     size_t per_head = (size_t)T * K * HD * sizeof(bf16);
     return (int)std::max((size_t)1, std::min((size_t)BH, group_bytes / per_head));
