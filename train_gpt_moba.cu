@@ -445,9 +445,9 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
         attention_inputs(m, &lv, B, T);
         MobaSelection s = layer_selection(m, &lv);
         if (lv.sel) {
-            size_t n = (size_t)N * NH * c->moba_topk;
 #ifdef TESTING
             if (m->sel_override) {
+                size_t n = (size_t)N * NH * c->moba_topk;
                 cudaCheck(cudaMemcpyAsync(lv.sel, m->sel_override + moba_index * n, n * sizeof(int), cudaMemcpyDeviceToDevice, main_stream));
             } else
 #endif
