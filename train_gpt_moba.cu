@@ -637,6 +637,14 @@ void gpt_release_activations(GPT *m) {
     m->act_bytes = 0;
 }
 
+// Makes the activations hold a B x T forward (gpt_forward allocates only on its first call): the evaluation's
+// prefills and recomputes of varying shapes.
+void gpt_reserve(GPT *m, int B, int T) {
+    if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T && m->T >= T) { return; }
+    gpt_release_activations(m);
+    activations_alloc(m, B, T);
+}
+
 void gpt_free(GPT *m) {
     wait_weights(m, -1);
     gpt_release_activations(m);

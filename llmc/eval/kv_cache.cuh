@@ -1,8 +1,8 @@
 /*
  GPU incremental decoding for the moba.c model (the GPU twin of llmc/eval/kv_cache.h): a KV cache for dense
  and MoBA layers, prefill with the training forward, and one decode step for a batch of B sequences that
- share their position t. Include after train_gpt_moba.cu (it uses GPT, gpt_forward and the layer
- kernels); generation goes through llmc/eval/sampling.h.
+ share their position t. Include after train_gpt_moba.cu (it uses GPT, gpt_forward, gpt_reserve and the
+ layer kernels); generation goes through llmc/eval/sampling.h.
 
  Cache, per layer l (floatX unless noted):
    k, v   (B, NH, slots, HD) keys after key conv + RoPE where the layer has them (what attention sees) and
@@ -111,13 +111,6 @@ static void kv_gpu_poison(GpuKVCache *c, const ModelConfig *cfg) {
         {c->att, B * C * X}, {c->proj, B * C * X}, {c->qkv, B * 3 * C * X}, {c->fc, B * 2 * F * X}, {c->fch, B * F * X},
         {c->logits, B * V * X}, {c->part, B * cfg->n_head * c->splits_cap * (C / cfg->n_head + 2) * 4}};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaMemset(bufs[i].p, 0xFF, bufs[i].bytes)); }
-}
-
-// Makes the model's activations hold a B x T forward (gpt_forward allocates only on its first call).
-static void gpt_reserve(GPT *m, int B, int T) {
-    if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T && m->T >= T) { return; }
-    gpt_release_activations(m);
-    activations_alloc(m, B, T);
 }
 
 // ---------------------------------------------------------------------------------------------------
