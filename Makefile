@@ -23,8 +23,8 @@ CPU_TESTS = $(patsubst dev/test/%.c,$(BUILD)/%,$(wildcard dev/test/*.c))
 DATA_TOOLS = $(patsubst data/%.c,$(BUILD)/%,$(wildcard data/*.c))
 EVAL_TOOLS = $(patsubst dev/eval/%.c,$(BUILD)/%,$(wildcard dev/eval/*.c))
 CUDA_DEV = $(patsubst dev/cuda/%.cu,$(BUILD)/cuda/%,$(wildcard dev/cuda/*.cu))
-HEADERS = $(wildcard llmc/*.h) $(wildcard llmc/tables/*.h) $(wildcard dev/test/*.h)
-CUDA_HEADERS = $(HEADERS) $(wildcard llmc/*.cuh)
+HEADERS = $(wildcard llmc/*.h llmc/tables/*.h llmc/eval/*.h llmc/eval/tables/*.h dev/test/*.h)
+CUDA_HEADERS = $(HEADERS) $(wildcard llmc/*.cuh llmc/eval/*.cuh)
 
 .PHONY: all cpu cuda run test asan clean
 
@@ -96,7 +96,7 @@ train_gpt_moba_cu: train_gpt_moba.cu $(CUDA_HEADERS)
 test_gpt_moba_cu: test_gpt_moba.cu train_gpt_moba.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
 
-eval_gpt_moba_cu: eval_gpt_moba.cu train_gpt_moba.cu $(CUDA_HEADERS) $(wildcard llmc/*.h)
+eval_gpt_moba_cu: eval_gpt_moba.cu train_gpt_moba.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
 
 $(BUILD)/cuda/%: dev/cuda/%.cu $(CUDA_HEADERS) | $(BUILD)

@@ -1,6 +1,6 @@
 /*
  GPU evaluation of moba.c checkpoints: the CUDA model (train_gpt_moba.cu) with the GPU KV cache
- (llmc/kv_cache.cuh) behind the evaluation driver the CPU program uses (llmc/eval_driver.h), and two
+ (llmc/eval/kv_cache.cuh) behind the evaluation driver the CPU program uses (llmc/eval/eval_driver.h), and two
  measurement modes.
    ./eval_gpt_moba_cu -c CHECKPOINT [flags]    evaluation, flags as build/eval (-h); scripts/eval.sh
    ./eval_gpt_moba_cu check DIR                KV-cache decoding vs full recompute on small random models
@@ -14,8 +14,8 @@
 */
 #define TESTING
 #include "train_gpt_moba.cu"
-#include "llmc/kv_cache.cuh"
-#include "llmc/eval_driver.h"
+#include "llmc/eval/kv_cache.cuh"
+#include "llmc/eval/eval_driver.h"
 
 // ---------------------------------------------------------------------------------------------------
 // The GPU model as the evaluation driver sees it (one sequence at a time)

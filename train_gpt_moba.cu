@@ -141,7 +141,9 @@ typedef struct {
     float *cpu_losses;             // (N) host
     float mean_loss;               // of the last forward with targets; -1 without
     int loss_count;
-    const int *sel_override;       // testing: device selections (Lm, B, NH, T, K) used instead of the gate
+#ifdef TESTING
+    const int *sel_override;       // test_gpt_moba: device selections (Lm, B, NH, T, K) used instead of the gate
+#endif
     size_t act_bytes;              // device memory taken by activations and scratch
     // data parallel; mg NULL: one process, no collectives
     MultiGpu *mg;
@@ -163,7 +165,7 @@ static void gpu_config_check(const ModelConfig *c) {
     if (c->ffn % 8 != 0) { die("ffn %d must be a multiple of 8 for the CUDA swiglu kernel", c->ffn); }
     if (c->attn == ATTN_MOBA && c->n_dense_last < c->n_layer) {
         if (c->moba_block < 32) { die("MoBA block size %d is not supported by the CUDA attention kernels (>= 32)", c->moba_block); }
-        if (c->moba_topk > MOBA_GATE_MAX_TOPK) { die("MoBA top-k %d exceeds the CUDA gate's limit of %d", c->moba_topk, MOBA_GATE_MAX_TOPK); }
+        if (c->moba_topk > MOBA_MAX_TOPK) { die("MoBA top-k %d exceeds the CUDA gate's limit of %d", c->moba_topk, MOBA_MAX_TOPK); }
     }
 }
 
@@ -443,10 +445,13 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
         attention_inputs(m, &lv, B, T);
         MobaSelection s = layer_selection(m, &lv);
         if (lv.sel) {
-            size_t n = (size_t)N * NH * c->moba_topk;
+#ifdef TESTING
             if (m->sel_override) {
+                size_t n = (size_t)N * NH * c->moba_topk;
                 cudaCheck(cudaMemcpyAsync(lv.sel, m->sel_override + moba_index * n, n * sizeof(int), cudaMemcpyDeviceToDevice, main_stream));
-            } else {
+            } else
+#endif
+            {
                 moba_gate(lv.sel, a->centroids, lv.q, lv.k, B, NH, T, HD, c->moba_block, c->moba_topk, main_stream);
             }
             moba_index++;
@@ -639,6 +644,14 @@ void gpt_release_activations(GPT *m) {
     m->act_bytes = 0;
 }
 
+// Makes the activations hold a B x T forward (gpt_forward allocates only on its first call): the evaluation's
+// prefills and recomputes of varying shapes.
+void gpt_reserve(GPT *m, int B, int T) {
+    if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T && m->T >= T) { return; }
+    gpt_release_activations(m);
+    activations_alloc(m, B, T);
+}
+
 void gpt_free(GPT *m) {
     wait_weights(m, -1);
     gpt_release_activations(m);
@@ -779,7 +792,7 @@ static double flops_per_token(const GPT *m, int T) {
     return flops;
 }
 
-#define PEAK_BF16_FLOPS 989e12  // H100 SXM dense bf16 datasheet peak, the MFU denominator of anchors.md
+#define PEAK_BF16_FLOPS 989e12  // H100 SXM dense bf16 datasheet peak, the MFU denominator (as PyTorch-side MFU figures use)
 
 static double gpu_memory_used_gib(void) {
     size_t free_b, total_b;

@@ -1,7 +1,7 @@
 /*
  Dense causal attention backward on Hopper (sm_90a), HD 64 and 128, FlashAttention-3 style: dK, dV, and dQ
  added into fp32 dqacc by TMA reductions. Included by flash_attention.cuh (uses its store_dkdv, swizzle_base,
- set_smem, dkdv_wgmma_tile, store_ds_transposed); launch_dkdv runs it for kw = KW_TMA (+ 1) and KW_FA3 (+ 1, the default).
+ set_smem, dkdv_wgmma_tile, store_ds_transposed), whose launch_dkdv runs launch_dkdv_tma where the boxes fit.
  A CTA owns 64 NWG keys: NWG consumer warpgroups of 64 keys each plus one producer warpgroup. The producer
  (one thread) loads the CTA's K, V once and then streams the BQ-query tiles from the diagonal on (with a
  sliding window, window > 0: up to the last tile whose queries see the CTA's keys) (Q, dO,
@@ -14,14 +14,16 @@
  staged in shared memory (two 32-column boxes, 128-byte swizzle: no bank conflicts) and handed (mbarrier
  pair) to a producer warp that adds them to dqacc with TMA reductions (cp.reduce.async.bulk.tensor)
  instead of 2048 float2 atomics each.
- BQ = 64, HD 64 (KW_TMA): each warpgroup adds dQ over its own 64 keys (two dS^T buffers per warpgroup).
- BQ = 128, HD 64 (KW_FA3, FlashAttention-3's step): S^T and dP^T are m64n128 and dV / dK contract over
+ BQ = 64, HD 64: each warpgroup adds dQ over its own 64 keys (two dS^T buffers per warpgroup).
+ BQ = 128, HD 64 (FlashAttention-3's step): S^T and dP^T are m64n128 and dV / dK contract over
  128 queries, twice the work per wgmma round trip; both warpgroups write their dS^T into one shared
  128 x 128 tile and meet at a named barrier; warpgroup w computes dQ of query half w over all 128 keys, so
- each (query, key block) pair is reduced once. ALT_DQ (KW_FA3 + 1): tile n's whole dQ by warpgroup n % 2,
+ each (query, key block) pair is reduced once. ALT_DQ: tile n's whole dQ by warpgroup n % 2,
  the other runs ahead, so the two drift and one's exp work hides under the other's products.
- HD 128 (KW_FA3): BQ = 64 (the dK, dV accumulators take 128 registers), dS^T shared, dQ split by column
+ HD 128: BQ = 64 (the dK, dV accumulators take 128 registers), dS^T shared, dQ split by column
  halves (warpgroup w: dS K[:, 64 w .. 64 w + 63]).
+ attention_backward runs 2 stages, at HD 64 BQ 128 with ALT_DQ when it adds dQ, at HD 128 BQ 64
+ (launch_dkdv_tma); BQ 64 at HD 64 and 3 stages are dev/cuda/attention_dense.cu's versions 9-11.
  TMA boxes may not exceed the tensor: T >= 128; and the 1-D lse / D boxes of head bh start at element bh T,
  which must be 16-byte aligned: 4 | T (flash_attention.cuh's launch_dkdv falls back otherwise).
  Traffic per CTA: K, V once (NWG HD / 4 KB); Q, dO, lse, D once per query tile (4 HD + 8 B per query,
@@ -35,10 +37,6 @@
 #include "tma_pipeline.cuh"
 
 namespace flash {
-
-// kw = KW_TMA selects this kernel with 64-query tiles and 2 stages, KW_TMA + 1 with 3 stages, KW_FA3 with
-// the 128-query step (2 stages), KW_FA3 + 1 the same with ALT_DQ.
-constexpr int KW_TMA = 10, KW_FA3 = 12;  // KW_FA3 + 1: the 128-query step with ALT_DQ
 
 // The six tensor maps of the backward; passed by value (__grid_constant__) so TMA reads them from the
 // kernel's parameter space.
@@ -249,18 +247,16 @@ __global__ void __launch_bounds__(128 * (NWG + 1), 1) dkdv_tma_kernel(bf16 *dk, 
 }
 
 // q, k, v (B, NH, T, HD) and dout (B, T, NH, HD) as (HD, T, NH, B) maps with 64-column 128-byte-swizzled boxes
-// (bq query rows, or the CTA's 64 NWG keys; HD 128: two per row, one per panel); lse, Dsum (B NH T) as 1-D fp32
-// maps with bq-row boxes; dqacc (B, NH, T, HD) fp32 with 64-row x 32-column 128-byte-swizzled boxes.
-// stages: 2 or 3 shared-memory stages of Q / dO / lse / D; bq: 64 or (2 stages, HD 64) 128 queries per tile;
-// alt_dq (bq 128): ALT_DQ. HD 128: bq 64, 2 stages.
-template <int HD, bool DQ>
-void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
-                     const float *Dsum, int B, int NH, int T, float scale, int stages, int bq, bool alt_dq, int window,
-                     cudaStream_t stream) {
+// (BQ query rows, or the CTA's 64 NWG keys; HD 128: two per row, one per panel); lse, Dsum (B NH T) as 1-D fp32
+// maps with BQ-row boxes; dqacc (B, NH, T, HD) fp32 with 64-row x 32-column 128-byte-swizzled boxes. Any
+// configuration the kernel's static checks allow (STAGES 2 or 3).
+template <int HD, int BQ, bool DQ, int STAGES, bool ALT_DQ>
+void launch_dkdv_tma_config(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+                            const float *lse, const float *Dsum, int B, int NH, int T, float scale, int window, cudaStream_t stream) {
     constexpr int NWG = 2;
     const cuuint64_t row = HD * sizeof(bf16), dims[4] = {HD, (cuuint64_t)T, (cuuint64_t)NH, (cuuint64_t)B};
     const cuuint64_t head_major[3] = {row, T * row, NH * T * row}, time_major[3] = {NH * row, row, T * NH * row};
-    const cuuint32_t qbox[4] = {64, (cuuint32_t)bq, 1, 1}, kbox[4] = {64, 64 * NWG, 1, 1}, rbox[4] = {(cuuint32_t)bq, 1, 1, 1};
+    const cuuint32_t qbox[4] = {64, (cuuint32_t)BQ, 1, 1}, kbox[4] = {64, 64 * NWG, 1, 1}, rbox[4] = {(cuuint32_t)BQ, 1, 1, 1};
     const cuuint64_t rows = (cuuint64_t)B * NH * T, rbytes = CEIL_DIV(rows * 4, 16) * 16;
     const cuuint64_t rdims[4] = {rows, 1, 1, 1}, rstrides[3] = {rbytes, rbytes, rbytes};
     const CUtensorMapDataType BF = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, F32 = CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
@@ -273,23 +269,20 @@ void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const b
                           tensor_map_4d(lse, F32, rdims, rstrides, rbox, NO),    tensor_map_4d(Dsum, F32, rdims, rstrides, rbox, NO),
                           {}};
     if (DQ) { maps.dq = tensor_map_4d(dqacc, F32, dims, dq_strides, dqbox, SW); }
-    auto run = [&](auto kernel, size_t bytes) {
-        set_smem(kernel, bytes);
-        kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale, window);
-        cudaCheckLaunch();
-    };
-    if constexpr (HD == 128) {
-        if (bq != 64 || stages != 2) { die("attention: TMA backward at head dim 128 takes 2 stages of 64 queries"); }
-        run(dkdv_tma_kernel<NWG, 64, 128, DQ, 2>, BwdSmem<NWG, 64, 128, 2, DQ>::bytes);
-    } else if (bq == 128 && stages == 2) {
-        run(alt_dq && DQ ? dkdv_tma_kernel<NWG, 128, 64, DQ, 2, DQ> : dkdv_tma_kernel<NWG, 128, 64, DQ, 2, false>, BwdSmem<NWG, 128, 64, 2, DQ>::bytes);
-    } else if (bq == 64 && stages == 2) {
-        run(dkdv_tma_kernel<NWG, 64, 64, DQ, 2>, BwdSmem<NWG, 64, 64, 2, DQ>::bytes);
-    } else if (bq == 64 && stages == 3) {
-        run(dkdv_tma_kernel<NWG, 64, 64, DQ, 3>, BwdSmem<NWG, 64, 64, 3, DQ>::bytes);
-    } else {
-        die("attention: TMA backward with %d stages of %d queries (2 or 3 of 64, 2 of 128)", stages, bq);
-    }
+    auto kernel = dkdv_tma_kernel<NWG, BQ, HD, DQ, STAGES, ALT_DQ>;
+    constexpr size_t bytes = BwdSmem<NWG, BQ, HD, STAGES, DQ>::bytes;
+    set_smem(kernel, bytes);
+    kernel<<<dim3(CEIL_DIV(T, 64 * NWG), B * NH), 128 * (NWG + 1), bytes, stream>>>(dk, dv, dqacc, maps, NH, T, scale, window);
+    cudaCheckLaunch();
+}
+
+// The configuration attention_backward runs: 2 stages; HD 64: FlashAttention-3's 128-query step, with DQ
+// each tile's dQ by one warpgroup (ALT_DQ); HD 128: 64-query tiles.
+template <int HD, bool DQ>
+void launch_dkdv_tma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
+                     const float *Dsum, int B, int NH, int T, float scale, int window, cudaStream_t stream) {
+    launch_dkdv_tma_config<HD, HD == 64 ? 128 : 64, DQ, 2, DQ && HD == 64>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale,
+                                                                           window, stream);
 }
 
 }  // namespace flash

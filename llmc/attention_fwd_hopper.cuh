@@ -10,7 +10,8 @@
  (every consumer thread arrives when done with the stage). Warpgroups 0..QW-1 are the consumers, 64
  queries each: S = Q K^T (both operands in shared memory, wgmma), causal mask, online softmax in
  registers, O += P V (P from registers). They never wait for each other, only for data.
- Steps (template switches, measured one by one in dev/cuda/attention_notes.md, session 3):
+ Steps (template switches; attention_dense.cu's versions 13-16 turn them on one by one, dev/cuda/attention_notes.md
+ has their timings); attention_forward runs all three:
  - OVERLAP: S(j) = Q K(j)^T is issued together with O += P(j-1) V(j-1), so the softmax of tile j runs on
    the CUDA cores while the tensor cores finish P(j-1) V(j-1) (two commit groups, wgmma_wait<1>).
  - BK = 128: m64n128 score tiles and K = 128 for P V: half the waits / barriers per FLOP of BK = 64.
@@ -38,8 +39,7 @@ struct FwdHopperConfig {
     static constexpr int THREADS = 128 * (QW + 1);   // consumer warpgroups + the producer warpgroup
     // setmaxnreg moves registers between warpgroups inside the CTA's launch allocation (ptxas' cap at
     // entry, 65536 / THREADS rounded down to 8, times THREADS): 168 x 384 = 24 x 128 + 240 x 256. An
-    // increase beyond what the decreases freed blocks forever (the first device call of these kernels hung
-    // on 32 / 240).
+    // increase beyond what the decreases freed blocks forever (a producer at 32 with consumers at 240 hangs).
     static constexpr int ENTRY_REGS = 65536 / THREADS / 8 * 8;
     static constexpr int PRODUCER_REGS = 24;
     static constexpr int FREE_REGS = (ENTRY_REGS * (QW + 1) - PRODUCER_REGS) / QW / 8 * 8;

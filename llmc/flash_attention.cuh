@@ -1,32 +1,28 @@
 /*
- Flash attention on the GPU, dense causal (doc/model.md). MoBA layers run through llmc/moba_attention.cuh,
- which reuses this file's per-tile steps (online_softmax, dq_step, dkdv_step, walk_kv_tiles) and simple kernels.
+ Flash attention on the GPU, dense causal or sliding-window (doc/model.md). MoBA layers run through
+ llmc/moba_attention.cuh, which reuses this file's per-tile steps (online_softmax, dq_step, dkdv_step,
+ walk_kv_tiles, store_dkdv) and simple kernels.
  q, k, v: (B, NH, T, HD) floatX; o, dout: (B, T, NH, HD); lse: (B, NH, T) fp32, natural log of the sum
  of exp(scaled scores), scale 1/sqrt(HD). dq, dk, dv: (B, NH, T, HD). HD in {64, 128}, any T >= 1.
+ window > 0: query t sees keys [t - window + 1, t] (sliding-window attention); 0: keys [0, t].
  The simple kernels also take a MoBA selection (sel != NULL): key j is visible to query t iff j <= t
  and block j/block_size is in t's list; one softmax over all visible keys; no gradient through it.
 
- bf16 path (FlashAttention-2 style, mma.sync m16n8k16 bf16 -> fp32, ldmatrix from XOR-swizzled shared
- memory, cp.async double buffering, never a T x T tensor; dense causal only):
- - forward: a CTA owns 64 MT queries (4 warps x 16 rows x MT) and walks the key tiles (64 keys a tile)
-   0..diagonal with an online softmax. Traffic: q, o once; k, v once per query tile (mostly L2).
- - backward, recomputing P from lse: D = rowsum(dO o); then a CTA per 64-key tile walks the query
-   tiles (32 rows) from the diagonal on and writes dK, dV directly; dQ either accumulates there with fp32
-   atomics (fast, order-dependent) or, deterministic, comes from a second query-centric kernel that
-   walks the forward's key tiles and writes dQ directly.
- Hopper path (sm_90a, dense causal, HD 64, the default there; llmc/wgmma_tiles.cuh): the same
- algorithms on warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory: a forward kernel
- (128 queries per CTA), a dK/dV kernel (one warpgroup, 64 keys per CTA; two: 128; dQ by fp32 atomics) and,
- for the deterministic mode, a query-centric dQ kernel; attention_bwd_hopper.cuh adds a TMA / mbarrier
- dK/dV kernel (producer warpgroup + 2 consumer warpgroups = 128 keys per CTA, dQ by TMA reductions) whose
- 128-query step (FlashAttention-3's; 64-query tiles at HD 128) is the default backward since session 4.
- ATTN_FWD_WGMMA_QW / ATTN_BWD_WGMMA_KW / ATTN_BWD_ATOMIC_DQ select them.
- The forward that attention_forward runs by default (ATTN_FWD_HOPPER = 1), HD 64 and 128: the
- FlashAttention-3-style kernel of attention_fwd_hopper.cuh (TMA producer warpgroup, mbarrier stages,
- overlapped and ping-ponged consumer warpgroups); ATTN_FWD_HOPPER = 0 returns to the kernels above.
+ The kernels attention_forward / attention_backward run (bf16 build, sm_90a):
+ - forward: the FlashAttention-3-style kernel of attention_fwd_hopper.cuh (TMA producer warpgroup,
+   mbarrier stages, two overlapped, ping-ponged consumer warpgroups of 64 queries, 128-key tiles).
+ - backward, recomputing P from lse: D = rowsum(dO o), then dK, dV by the TMA / mbarrier kernel of
+   attention_bwd_hopper.cuh (a producer warpgroup and two consumer warpgroups = 128 keys per CTA; at HD 64
+   128-query tiles with each tile's dQ by one warpgroup, alternating; at HD 128 64-query tiles, dQ split
+   by columns), which also adds dQ into fp32 accumulators by TMA reductions. Where the TMA boxes do not
+   fit (tma_backward_fits), the one-warpgroup kernel dkdv_wgmma_kernel below (dQ by fp32 atomics).
+   Deterministic mode: the same dK/dV kernels without dQ, and dQ from the query-centric dq_wgmma_kernel,
+   written once.
+ Both use warpgroup MMA (wgmma) with operands in 128-byte-swizzled shared memory (llmc/wgmma_tiles.cuh).
+ The MoBA kernels use the mma.sync steps (m16n8k16 bf16 -> fp32, ldmatrix from XOR-swizzled shared
+ memory, cp.async double buffering; llmc/mma_tiles.cuh) defined here.
  fp32 build (ENABLE_FP32): one thread per query / key, plain loops: slow, simple, for debugging.
- (Until session 2 the mma.sync kernels also ran MoBA query-tile-centrically, over the union of the key
- tiles a CTA's queries selected: near-dense work for independent selections; replaced by moba_attention.cuh.)
+ The earlier dense kernels, each still checked and timed, are dev/cuda/attention_dense.cu's versions.
 */
 #ifndef LLMC_FLASH_ATTENTION_CUH
 #define LLMC_FLASH_ATTENTION_CUH
@@ -37,18 +33,8 @@
 #include "cuda_common.cuh"
 #include "mma_tiles.cuh"
 #include "wgmma_tiles.cuh"
+#include "moba_selection.h"
 #include "utils.h"
-
-// Shared with llmc/moba_gate.cuh, which writes it; either header may come first.
-#ifndef MOBA_SELECTION_DEFINED
-#define MOBA_SELECTION_DEFINED
-typedef struct {
-    const int *blocks;  // (B, NH, T, K) int32: selected key-block indices of each query, ascending,
-                        // own block t/block_size always included; unused slots = -1 (at the end)
-    int block_size;     // 32..512, power of two
-    int topk;           // K
-} MobaSelection;
-#endif
 
 // ---------------------------------------------------------------------------------------------------
 // Simple path: one thread per query (forward, dQ) or per key (dK, dV). Used by the fp32 build and as
@@ -204,34 +190,32 @@ __device__ inline int pipeline_step(int cur, int n, int stage, L load) {
     return nxt;
 }
 
-// Causal masking of a 16 x 64 score tile (rows qa, qa + 8 of this thread): -inf where invisible.
-__device__ inline void mask_scores(float s[BC / 8][4], int T, int qa, int k0, int warp_q0) {
-    if (k0 + BC - 1 <= warp_q0 && warp_q0 + 15 < T) { return; }  // tile fully visible
-    int c = threadIdx.x & 3;
+// The online softmax's running max of row i of a score tile in the mma C layout (i = 0: this thread's row
+// lane / 4, 1: that + 8; a quad of 4 threads shares a row, columns 8 j + 2 c + {0, 1}), raised to the tile's
+// scores. Returns base = max * sl2, the exponent offset of P = exp2(s sl2 - base) (0 while the row has seen
+// no visible score, m = -inf), and sets alpha = exp2((old max - new max) sl2), by which the row's earlier
+// sum and outputs shrink. Shared by online_softmax and softmax_tile, which differ in how they sum P.
+template <int NJ>
+__device__ __forceinline__ float online_row_max(const float (&s)[NJ][4], float &m, int i, float sl2, float &alpha) {
+    float mx = m;
 #pragma unroll
-    for (int j = 0; j < BC / 8; j++) {
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int row = qa + (e >> 1) * 8, key = k0 + j * 8 + 2 * c + (e & 1);
-            if (!(row < T && key <= row)) { s[j][e] = -INFINITY; }
-        }
-    }
+    for (int j = 0; j < NJ; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+    float base = mx == -INFINITY ? 0.0f : mx * sl2;
+    alpha = fast_exp2(m * sl2 - base);
+    m = mx;
+    return base;
 }
 
-// Online softmax of a warp's 16 x 64 score tile (this thread: rows g (i = 0) and g + 8 (i = 1); a quad of 4
-// threads shares a row): updates the running max m and sum l, rescales the output accumulators, s -> P.
+// Online softmax of a warp's 16 x 64 score tile (the mma.sync kernels; rows as online_row_max): updates the
+// running max m and sum l (P added one by one), rescales the output accumulators, s -> P.
 template <int HD>
 __device__ __forceinline__ void online_softmax(float (&s)[BC / 8][4], float (&m)[2], float (&l)[2], float (&oacc)[HD / 8][4],
                                                float sl2) {
 #pragma unroll
     for (int i = 0; i < 2; i++) {
-        float mx = m[i];
-        for (int j = 0; j < BC / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-        float base = mx == -INFINITY ? 0.0f : mx * sl2;
-        float alpha = fast_exp2(m[i] * sl2 - base);
-        m[i] = mx;
+        float alpha, base = online_row_max(s, m[i], i, sl2, alpha);
         l[i] *= alpha;
         for (int j = 0; j < HD / 8; j++) { oacc[j][2 * i] *= alpha; oacc[j][2 * i + 1] *= alpha; }
         for (int j = 0; j < BC / 8; j++) {
@@ -284,48 +268,9 @@ __device__ inline void store_o_lse(bf16 *o, float *lse, const float (&oacc)[HD /
         li += __shfl_xor_sync(0xffffffff, li, 2);
         if (t >= T) { continue; }
         float inv = li > 0.0f ? 1.0f / li : 0.0f;
-        bf16 *ot = o + ((b * T + t) * NH + h) * HD;
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[j][2 * i] * inv, oacc[j][2 * i + 1] * inv);
-        }
+        store_row_bf16(o + ((b * T + t) * NH + h) * HD, oacc, i, inv);
         if (c == 0) { lse[bh * T + t] = li > 0.0f ? m[i] * scale + logf(li) : -INFINITY; }
     }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Forward. A CTA owns 64 MT queries; warp w takes rows q0 + 64 mt + 16 w (mt < MT), so each K/V fragment
-// read from shared memory feeds MT mma row tiles. grid (ceil(T/(64 MT)), B*NH), heaviest tiles first.
-template <int HD, int MT>
-__global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
-                                                       int NH, int T, float scale) {
-    constexpr int ROWS = BR * MT;
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *sQ = (bf16 *)smem, *sK = sQ + ROWS * HD, *sV = sK + 2 * BC * HD;
-    const size_t bh = blockIdx.y;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * ROWS;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
-    const float sl2 = scale * LOG2E;
-
-    load_tile<ROWS, HD>(sQ, q + bh * T * HD, HD, q0, T);
-    float oacc[MT][HD / 8][4] = {}, m[MT][2], l[MT][2] = {};
-    for (int mt = 0; mt < MT; mt++) { m[mt][0] = m[mt][1] = -INFINITY; }
-    const int ntiles = (min(q0 + ROWS, T) - 1) / BC + 1;  // 0..diagonal
-    walk_kv_tiles<HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, 0, ntiles, [&](int kt, const bf16 *cK, const bf16 *cV) {
-        float s[MT][BC / 8][4] = {};
-        gemm<false, MT, BC / 8, HD / 16, HD>(s, [&](int mt, int ks, uint32_t a[4]) { lds_a<HD>(a, sQ, mt * BR + warp * 16, ks); }, cK, 0);
-        uint32_t pf[MT][BC / 16][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-            const int r0 = q0 + mt * BR + warp * 16;
-            mask_scores(s[mt], T, r0 + g, kt * BC, r0);
-            online_softmax<HD>(s[mt], m[mt], l[mt], oacc[mt], sl2);
-            acc_to_a<BC / 8>(pf[mt], s[mt]);
-        }
-        gemm<true, MT, HD / 8, BC / 16, HD>(oacc, [&](int mt, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = pf[mt][ks][i]; } }, cV, 0);
-    });
-
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) { store_o_lse<HD>(o, lse, oacc[mt], m[mt], l[mt], bh, NH, T, q0 + mt * BR + warp * 16 + g, scale); }
 }
 
 // Shared memory of the warpgroup-MMA kernels starts at a 1024-byte boundary (128-byte swizzle atoms). An
@@ -359,7 +304,7 @@ __device__ inline void walk_key_tiles(bf16 *sK, bf16 *sV, const bf16 *kh, const 
 // Causal (and, window > 0, sliding-window: key > row - window) mask and online softmax of one warpgroup's
 // 64 x BK score tile s (this thread: rows qa, qa + 8, keys k0 + 8 j + 2 c + {0, 1}): updates m and l,
 // returns the factors alpha by which the output rows must be rescaled, and leaves P = exp(s - m) in s. A
-// row with no visible key yet keeps m = -inf and l = 0. Shared by fwd_wgmma_kernel and attention_fwd_hopper.cuh.
+// row with no visible key yet keeps m = -inf and l = 0. The forward of attention_fwd_hopper.cuh.
 template <int BK>
 __device__ __forceinline__ void softmax_tile(float (&s)[BK / 8][4], float (&m)[2], float (&l)[2], float (&alpha)[2], int qa,
                                              int k0, int wq0, int T, float sl2, int window = 0) {
@@ -376,16 +321,8 @@ __device__ __forceinline__ void softmax_tile(float (&s)[BK / 8][4], float (&m)[2
         }
     }
 #pragma unroll
-    for (int i = 0; i < 2; i++) {  // a quad of 4 threads shares a row
-        float mx = m[i];
-#pragma unroll
-        for (int j = 0; j < BK / 8; j++) { mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1])); }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-        float base = mx == -INFINITY ? 0.0f : mx * sl2;
-        alpha[i] = fast_exp2(m[i] * sl2 - base);
-        m[i] = mx;
-        float sum = 0.0f;
+    for (int i = 0; i < 2; i++) {
+        float base = online_row_max(s, m[i], i, sl2, alpha[i]), sum = 0.0f;  // P summed in pairs, then added to l
 #pragma unroll
         for (int j = 0; j < BK / 8; j++) {
             s[j][2 * i] = fast_exp2(s[j][2 * i] * sl2 - base);
@@ -394,47 +331,6 @@ __device__ __forceinline__ void softmax_tile(float (&s)[BK / 8][4], float (&m)[2
         }
         l[i] = l[i] * alpha[i] + sum;
     }
-}
-
-// Forward on warpgroup MMA, dense causal, HD 64: a CTA of QW warpgroups owns queries [q0, q0 + 64 QW),
-// warpgroup wg the 64 from q0 + 64 wg, and walks the 64-key tiles 0..diagonal, sharing each K / V tile:
-// S = Q K^T (operands in shared memory), online softmax in registers, O += P V (P from registers, V
-// MN-major). Traffic as fwd_kernel. grid (ceil(T / (64 QW)), B*NH), heaviest tiles first.
-template <int QW>
-__global__ void __launch_bounds__(128 * QW) fwd_wgmma_kernel(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
-                                                              int NH, int T, float scale) {
-    constexpr int HD = 64, BQ = 64 * QW, BK = 64, TILE = 64 * 64;
-    extern __shared__ unsigned char smem_raw[];
-    bf16 *sQ = swizzle_base(smem_raw), *sK = sQ + QW * TILE, *sV = sK + 2 * TILE;
-    const size_t bh = blockIdx.y;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
-    const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31, g = lane >> 2;
-    const float sl2 = scale * LOG2E;
-    const bf16 *wQ = sQ + wg * TILE;
-    const int wq0 = q0 + wg * 64, qa = wq0 + warp * 16 + g;
-
-    load_tile<BQ, HD, 128 * QW>(sQ, q + bh * T * HD, HD, q0, T);
-    float oacc[8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {};
-    walk_key_tiles<QW>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, q0, wq0, 0, [&](int kt, const bf16 *cK, const bf16 *cV) {
-        float s[8][4], alpha[2];
-        wgmma_fence();
-        wg_gemm_abt(s, wQ, cK);
-        wgmma_commit();
-        wgmma_wait<0>();
-        softmax_tile<BK>(s, m, l, alpha, qa, kt * BK, wq0, T, sl2);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) { oacc[j][e] *= alpha[e >> 1]; }
-        }
-        uint32_t pf[4][4];
-        acc_to_a<8>(pf, s);
-        wgmma_fence();
-        wg_gemm_rs(oacc, pf, cV);
-        wgmma_commit();
-        wgmma_wait<0>();
-    });
-    store_o_lse<HD>(o, lse, oacc, m, l, bh, NH, T, qa, scale);
 }
 
 // dK (times scale) and dV of keys key_a and key_a + 8 from the accumulators of a 16-key row tile
@@ -447,7 +343,7 @@ __device__ inline void store_dkdv(bf16 *dk, bf16 *dv, const float dka[HD / 8][4]
     for (int i = 0; i < 2; i++) {
         int key = key_a + 8 * i;
         if (key >= kend) { continue; }
-        for (int j = 0; j < HD / 8; j++) {
+        for (int j = 0; j < HD / 8; j++) {  // the dK and dV rows interleaved (store_row_bf16's layout)
             size_t off = (bh * T + key) * HD + j * 8 + 2 * c;
             *reinterpret_cast<uint32_t *>(dk + off) = pack_bf16(dka[j][2 * i] * scale, dka[j][2 * i + 1] * scale);
             *reinterpret_cast<uint32_t *>(dv + off) = pack_bf16(dva[j][2 * i], dva[j][2 * i + 1]);
@@ -509,55 +405,6 @@ __device__ __forceinline__ void dkdv_step(float (&dka)[HD / 8][4], float (&dva)[
             for (int j = 0; j < HD / 16; j++) { atomicAdd(reinterpret_cast<float2 *>(dst + j * 8), make_float2(dq[j][2 * i], dq[j][2 * i + 1])); }
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Backward, key-centric: a CTA owns keys [k0, k0 + BC) (4 warps x 16 keys), walks the query tiles of BRB
-// rows from the diagonal on, and writes dK, dV. ATOMIC_DQ: also dQ += dS K into fp32 dqacc with atomics.
-// grid (ceil(T/BC), B*NH).
-template <int HD, bool ATOMIC_DQ>
-__global__ void __launch_bounds__(THREADS) dkdv_kernel(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q,
-                                                        const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
-                                                        int NH, int T, float scale) {
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *sK = (bf16 *)smem, *sV = sK + BC * HD, *sQ = sV + BC * HD, *sdO = sQ + 2 * BRB * HD, *sdS = sdO + 2 * BRB * HD;
-    float *sLse = (float *)(sdS + BC * BRB), *sD = sLse + 2 * BRB;
-    const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
-    const int k0 = blockIdx.x * BC;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
-    const bf16 *qh = q + bh * T * HD, *doh = dout + (b * T * NH + h) * HD;
-    const float sl2 = scale * LOG2E;
-
-    const int ntiles = CEIL_DIV(T, BRB);
-    auto load_query_tile = [&](int qt, int st) {
-        load_tile<BRB, HD>(sQ + st * BRB * HD, qh, HD, qt * BRB, T);
-        load_tile<BRB, HD>(sdO + st * BRB * HD, doh, (size_t)NH * HD, qt * BRB, T);
-        if (threadIdx.x < BRB) {
-            int t = qt * BRB + threadIdx.x;
-            bool ok = t < T;
-            sLse[st * BRB + threadIdx.x] = ok ? lse[bh * T + t] * LOG2E : 0.0f;
-            sD[st * BRB + threadIdx.x] = ok ? Dsum[bh * T + t] : 0.0f;
-        }
-    };
-    load_tile<BC, HD>(sK, k + bh * T * HD, HD, k0, T);
-    load_tile<BC, HD>(sV, v + bh * T * HD, HD, k0, T);
-    int it = k0 / BRB, stage = 0;  // the diagonal query tile (k0 < T, so it < ntiles)
-    load_query_tile(it, 0);
-    cp_async_commit();
-
-    float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};
-    const int key_a = k0 + warp * 16 + g;
-    while (it < ntiles) {
-        int nxt = pipeline_step(it, ntiles, stage, load_query_tile);
-        const int q0 = it * BRB;
-        dkdv_step<HD, ATOMIC_DQ>(dka, dva, sK, sV, sdS, sQ + stage * BRB * HD, sdO + stage * BRB * HD, sLse + stage * BRB,
-                                 sD + stage * BRB, key_a, sl2,
-                                 [&](int qi, int key) { return q0 + qi < T && key <= q0 + qi; },
-                                 [&](int qi) { return q0 + qi < T ? dqacc + (bh * T + q0 + qi) * HD : (float *)NULL; });
-        stage ^= 1;
-        it = nxt;
-    }
-    store_dkdv<HD>(dk, dv, dka, dva, bh, T, key_a, T, scale);
 }
 
 // One query tile (64 or 128 queries: the 128 x 128 step of attention_bwd_hopper.cuh) of a warpgroup's dK/dV
@@ -795,9 +642,7 @@ __global__ void __launch_bounds__(128 * QW) dq_wgmma_kernel(bf16 *dq, const bf16
     for (int i = 0; i < 2; i++) {
         int t = qa + 8 * i;
         if (t >= T) { continue; }
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(dq + (bh * T + t) * HD + j * 8 + 2 * c) = pack_bf16(dqa[j][2 * i] * scale, dqa[j][2 * i + 1] * scale);
-        }
+        store_row_bf16(dq + (bh * T + t) * HD, dqa, i, scale);
     }
 }
 
@@ -825,43 +670,6 @@ __device__ __forceinline__ void dq_step(float (&dqa)[HD / 8][4], const bf16 *sQ,
     gemm<true, 1, HD / 8, BC / 16, HD>(&dqa, [&](int, int ks, uint32_t a[4]) { for (int i = 0; i < 4; i++) { a[i] = dsf[ks][i]; } }, cK, 0);
 }
 
-// Backward, query-centric dQ (the deterministic path): the forward's schedule and masks, dQ += dS K
-// accumulated in registers and written once. grid (ceil(T/BR), B*NH).
-template <int HD>
-__global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-                                                      const float *lse, const float *Dsum, int NH, int T, float scale) {
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *sQ = (bf16 *)smem, *sdO = sQ + BR * HD, *sK = sdO + BR * HD, *sV = sK + 2 * BC * HD;
-    const size_t bh = blockIdx.y, b = bh / NH, h = bh % NH;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    const float sl2 = scale * LOG2E;
-
-    load_tile<BR, HD>(sQ, q + bh * T * HD, HD, q0, T);
-    load_tile<BR, HD>(sdO, dout + (b * T * NH + h) * HD, (size_t)NH * HD, q0, T);
-    const int qa = q0 + warp * 16 + g;
-    float lrow[2], drow[2];
-    for (int i = 0; i < 2; i++) {
-        bool ok = qa + 8 * i < T;
-        lrow[i] = ok ? lse[bh * T + qa + 8 * i] * LOG2E : 0.0f;
-        drow[i] = ok ? Dsum[bh * T + qa + 8 * i] : 0.0f;
-    }
-
-    float dqa[HD / 8][4] = {};
-    const int ntiles = (min(q0 + BR, T) - 1) / BC + 1;  // 0..diagonal
-    walk_kv_tiles<HD>(sK, sV, k + bh * T * HD, v + bh * T * HD, T, 0, ntiles, [&](int kt, const bf16 *cK, const bf16 *cV) {
-        dq_step<HD>(dqa, sQ, sdO, cK, cV, lrow, drow, sl2, [&](float (&s)[BC / 8][4]) { mask_scores(s, T, qa, kt * BC, q0 + warp * 16); });
-    });
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int t = qa + 8 * i;
-        if (t >= T) { continue; }
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(dq + (bh * T + t) * HD + j * 8 + 2 * c) = pack_bf16(dqa[j][2 * i] * scale, dqa[j][2 * i + 1] * scale);
-        }
-    }
-}
-
 __global__ void dq_convert_kernel(bf16 *dq, const float *dqacc, size_t n, float scale) {
     size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
     if (i >= n) { return; }
@@ -875,35 +683,11 @@ template <typename K> inline void set_smem(K kernel, size_t bytes) {
 }
 }  // namespace flash
 
-#include "attention_bwd_hopper.cuh"  // the TMA / mbarrier dK/dV kernel: launch_dkdv with kw = KW_TMA (+ 1), KW_FA3
-#include "attention_fwd_hopper.cuh"  // the FlashAttention-3-style forward (TMA producer, mbarriers, HD 64 / 128)
+
+#include "attention_bwd_hopper.cuh"  // the TMA / mbarrier dK/dV kernel (launch_dkdv_tma)
+#include "attention_fwd_hopper.cuh"  // the FlashAttention-3-style forward (forward_hopper)
 
 namespace flash {
-
-// MT = 2: B fragments reused across two row tiles (1: dev version 4).
-// qw = 1 or 2 for HD 64: the warpgroup-MMA kernel with qw warpgroups per CTA.
-template <int HD, int MT = 2>
-void forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int NH, int T, float scale,
-             cudaStream_t stream, int qw = 0) {
-    if constexpr (HD == 64) {
-        if (qw == 1 || qw == 2) {
-            auto kernel = qw == 1 ? fwd_wgmma_kernel<1> : fwd_wgmma_kernel<2>;
-            size_t bytes = 1024 + (size_t)(qw + 4) * 64 * 64 * sizeof(bf16);
-            set_smem(kernel, bytes);
-            kernel<<<dim3(CEIL_DIV(T, 64 * qw), B * NH), 128 * qw, bytes, stream>>>(o, lse, q, k, v, NH, T, scale);
-            cudaCheckLaunch();
-            return;
-        }
-    }
-    size_t bytes = (size_t)(MT * BR + 4 * BC) * HD * sizeof(bf16);
-    set_smem(fwd_kernel<HD, MT>, bytes);
-    fwd_kernel<HD, MT><<<dim3(CEIL_DIV(T, MT * BR), B * NH), THREADS, bytes, stream>>>(o, lse, q, k, v, NH, T, scale);
-    cudaCheckLaunch();
-}
-
-// kw = KW_WGMMA_HD128: HD 128 on the one-warpgroup warpgroup-MMA kernels (dkdv_wgmma_kernel<1, *, 128>,
-// dq_wgmma_kernel<1, 128>; dev versions 17, 18); at HD 64 the same as kw = 1. Other kw at HD 128: mma.sync.
-constexpr int KW_WGMMA_HD128 = 3;
 
 // The warpgroup-MMA dK/dV kernel with KW warpgroups per CTA: K, V (KW tiles each), Q, dO (2 stages each),
 // dS^T (KW 64 x 64 tiles), lse and D (2 stages each).
@@ -914,51 +698,6 @@ void launch_dkdv_wgmma(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const
     size_t bytes = 1024 + (size_t)((2 * KW + 4) * 64 * HD + KW * 64 * 64) * sizeof(bf16) + 4 * 64 * sizeof(float);
     set_smem(kernel, bytes);
     kernel<<<dim3(CEIL_DIV(T, 64 * KW), B * NH), 128 * KW, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale, window);
-    cudaCheckLaunch();
-}
-
-// A sliding window (window > 0) runs only on the warpgroup-MMA and TMA kernels.
-inline void require_no_window(int window, const char *kernel) {
-    if (window > 0) { die("attention: the %s kernel has no sliding window (window %d)", kernel, window); }
-}
-
-// dK, dV (ATOMIC_DQ: and dQ into dqacc). kw = 1 or 2 for HD 64: the warpgroup-MMA kernel with kw
-// warpgroups per CTA; kw = KW_TMA (2 stages) or KW_TMA + 1 (3 stages) (HD 64, T >= 128; shorter: kw = 1):
-// the TMA / mbarrier kernel of attention_bwd_hopper.cuh (128 keys per CTA) with 64-query tiles; kw = KW_FA3:
-// the same kernel with the 128-query step (+ 1: each tile's dQ by one warpgroup, alternating), at HD 128
-// with 64-query tiles, the warpgroups sharing dS^T and splitting dQ by columns (T < 128: KW_WGMMA_HD128);
-// kw = KW_WGMMA_HD128 (HD 128: the warpgroup-MMA kernel; HD 64: as 1); otherwise (kw = 0, HD 128) the
-// mma.sync kernel.
-template <int HD, bool ATOMIC_DQ>
-void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-                 const float *lse, const float *Dsum, int B, int NH, int T, float scale, int kw, int window, cudaStream_t stream) {
-    // The TMA kernel's boxes: none may exceed the tensor (T >= 128), and the lse / D rows of head bh start at
-    // element bh T of a 1-D map, a box origin TMA faults on unless 16-byte aligned (4 | T).
-    const bool tma = T >= 128 && T % 4 == 0;
-    if constexpr (HD == 64) {
-        if ((kw == KW_TMA || kw == KW_TMA + 1 || kw == KW_FA3 || kw == KW_FA3 + 1) && tma) {
-            launch_dkdv_tma<64, ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw == KW_TMA + 1 ? 3 : 2,
-                                           kw >= KW_FA3 ? 128 : 64, kw == KW_FA3 + 1, window, stream);
-            return;
-        }
-        // T where the TMA kernel cannot run, and KW_WGMMA_HD128: version 7's kernel
-        if (kw >= KW_TMA || kw == KW_WGMMA_HD128) { kw = 1; }
-        if (kw == 1 || kw == 2) {
-            (kw == 1 ? launch_dkdv_wgmma<1, ATOMIC_DQ, 64> : launch_dkdv_wgmma<2, ATOMIC_DQ, 64>)(dk, dv, dqacc, dout, q, k, v, lse, Dsum,
-                                                                                                B, NH, T, scale, window, stream);
-            return;
-        }
-    } else if (kw >= KW_FA3 && tma) {  // (KW_FA3 + 1 too: ALT_DQ is for the 128-query step only)
-        launch_dkdv_tma<HD, ATOMIC_DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, 2, 64, false, window, stream);
-        return;
-    } else if (kw == KW_WGMMA_HD128 || kw >= KW_FA3) {
-        launch_dkdv_wgmma<1, ATOMIC_DQ, HD>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
-        return;
-    }
-    require_no_window(window, "mma.sync dK/dV");
-    size_t bytes = (size_t)(2 * BC + 4 * BRB) * HD * sizeof(bf16) + BC * BRB * sizeof(bf16) + 4 * BRB * sizeof(float);
-    set_smem(dkdv_kernel<HD, ATOMIC_DQ>, bytes);
-    dkdv_kernel<HD, ATOMIC_DQ><<<dim3(CEIL_DIV(T, BC), B * NH), THREADS, bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, NH, T, scale);
     cudaCheckLaunch();
 }
 
@@ -973,41 +712,41 @@ void launch_dq_wgmma(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, c
     cudaCheckLaunch();
 }
 
-// dQ written once (no atomics): the query-centric kernel, on warpgroup MMA with kw warpgroups per CTA for
-// HD 64 with kw = 1 or 2 and for HD 128 with kw = KW_WGMMA_HD128 (HD 64: as 1), else the mma.sync one.
-template <int HD>
-void launch_dq(bf16 *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, const float *Dsum,
-               int B, int NH, int T, float scale, int kw, int window, cudaStream_t stream) {
-    if constexpr (HD == 64) {
-        if (kw == KW_WGMMA_HD128) { kw = 1; }
-        if (kw == 1 || kw == 2) {
-            (kw == 1 ? launch_dq_wgmma<1, 64> : launch_dq_wgmma<2, 64>)(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
-            return;
-        }
-    } else if (kw == KW_WGMMA_HD128) {
-        launch_dq_wgmma<1, HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
-        return;
+// The TMA backward's boxes may not exceed the tensor (T >= 128), and the lse / D rows of head bh start at
+// element bh T of a 1-D map, a box origin TMA faults on unless 16-byte aligned (4 | T).
+inline bool tma_backward_fits(int T) { return T >= 128 && T % 4 == 0; }
+
+// dK, dV (DQ: and dQ added into fp32 dqacc): the TMA kernel where it fits, else one warpgroup per CTA.
+template <int HD, bool DQ>
+void launch_dkdv(bf16 *dk, bf16 *dv, float *dqacc, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+                 const float *lse, const float *Dsum, int B, int NH, int T, float scale, int window, cudaStream_t stream) {
+    if (tma_backward_fits(T)) {
+        launch_dkdv_tma<HD, DQ>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
+    } else {
+        launch_dkdv_wgmma<1, DQ, HD>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
     }
-    require_no_window(window, "mma.sync dQ");
-    size_t bytes = (size_t)(2 * BR + 4 * BC) * HD * sizeof(bf16);
-    set_smem(dq_kernel<HD>, bytes);
-    dq_kernel<HD><<<dim3(CEIL_DIV(T, BR), B * NH), THREADS, bytes, stream>>>(dq, dout, q, k, v, lse, Dsum, NH, T, scale);
+}
+
+// dq = scale dqacc in bf16 (n elements, n a multiple of 4).
+inline void dq_from_accumulators(bf16 *dq, const float *dqacc, size_t n, float scale, cudaStream_t stream) {
+    dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq, dqacc, n, scale);
     cudaCheckLaunch();
 }
 
+// deterministic: dK, dV without dQ, then dQ written once by the query-centric kernel; else dQ added into
+// the zeroed fp32 dqacc by the dK/dV kernel (order-dependent) and converted.
 template <int HD>
 void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
               const float *lse, const float *Dsum, float *dqacc, int B, int NH, int T, float scale,
-              int deterministic, int kw, int window, cudaStream_t stream) {
+              int deterministic, int window, cudaStream_t stream) {
     if (deterministic) {
-        launch_dkdv<HD, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, window, stream);
-        launch_dq<HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw >= KW_FA3 ? KW_WGMMA_HD128 : kw >= KW_TMA ? 1 : kw, window, stream);  // TMA dK/dV: v8's dQ
+        launch_dkdv<HD, false>(dk, dv, NULL, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
+        launch_dq_wgmma<1, HD>(dq, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
     } else {
         size_t n = (size_t)B * NH * T * HD;
         cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
-        launch_dkdv<HD, true>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, kw, window, stream);
-        dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq, dqacc, n, scale);
-        cudaCheckLaunch();
+        launch_dkdv<HD, true>(dk, dv, dqacc, dout, q, k, v, lse, Dsum, B, NH, T, scale, window, stream);
+        dq_from_accumulators(dq, dqacc, n, scale, stream);
     }
 }
 }  // namespace flash
@@ -1030,7 +769,15 @@ inline size_t attention_backward_scratch_bytes(int B, int NH, int T, int HD) {
     return (size_t)B * NH * T * (HD + 1) * sizeof(float);
 }
 
-// The simple kernels (fp32 build, also of moba_attention.cuh; dev version 1).
+// D = rowsum(dO o) (B, NH, T) of dout, o (B, T, NH, HD): the first step of every backward.
+template <typename T>
+void attention_backward_dsum(float *Dsum, const T *dout, const T *o, int B, int NH, int T_, int HD, cudaStream_t stream) {
+    int rows = B * T_ * NH;
+    attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(Dsum, dout, o, NH, T_, HD, rows);
+    cudaCheckLaunch();
+}
+
+// The simple kernels (the fp32 build's, also moba_attention.cuh's).
 template <typename T>
 void attention_forward_simple(T *o, float *lse, const T *q, const T *k, const T *v, int B, int NH, int T_, int HD,
                               const MobaSelection *sel, cudaStream_t stream, int window = 0) {
@@ -1046,28 +793,13 @@ void attention_backward_simple(T *dq, T *dk, T *dv, const T *dout, const T *o, c
     attention_check_args(B, NH, T_, HD, sel);
     MobaSelection s = sel ? *sel : MobaSelection{NULL, 0, 0};
     float *Dsum = scratch + (size_t)B * NH * T_ * HD, scale = 1.0f / sqrtf((float)HD);
-    int rows = B * T_ * NH;
-    attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(Dsum, dout, o, NH, T_, HD, rows);
-    cudaCheckLaunch();
+    attention_backward_dsum(Dsum, dout, o, B, NH, T_, HD, stream);
     dim3 grid(CEIL_DIV(T_, 64), B * NH);
     attention_backward_dq_simple_kernel<<<grid, 64, 0, stream>>>(dq, dout, lse, Dsum, q, k, v, NH, T_, HD, s, window, scale);
     cudaCheckLaunch();
     attention_backward_dkdv_simple_kernel<<<grid, 64, 0, stream>>>(dk, dv, dout, lse, Dsum, q, k, v, NH, T_, HD, s, window, scale);
     cudaCheckLaunch();
 }
-
-// Warpgroups per CTA of the Hopper forward kernel (dense HD 64) that attention_forward uses; 0 = mma.sync.
-// Defaults: the configuration checked against the CPU states (test_gpt_moba) and timed in the 340M step.
-#ifndef ATTN_FWD_WGMMA_QW
-#define ATTN_FWD_WGMMA_QW 2
-#endif
-// 1: the FlashAttention-3-style forward (attention_fwd_hopper.cuh; dev version 16: 128-key tiles, overlap,
-// ping-pong) for HD 64 and 128 instead of the kernels above (0). The default since it passed attention_dense
-// 16 check and test_gpt_moba (dense, dense+kconv3, hybrid states) and ran the 340M dense step at 93.6K
-// tok/s vs 90.2K (2 x H200, dev/bench/RESULTS.md, session 3 final calls).
-#ifndef ATTN_FWD_HOPPER
-#define ATTN_FWD_HOPPER 1
-#endif
 
 // Dense causal attention; sel must be NULL (MoBA layers call moba_attention_forward / _backward).
 inline void attention_check_dense(int B, int NH, int T, int HD, const MobaSelection *sel) {
@@ -1083,61 +815,26 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
     attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, NULL, stream, window);
 #else
     float scale = 1.0f / sqrtf((float)HD);
-    if (ATTN_FWD_HOPPER || window > 0) {
-        (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, window, stream);
-    } else if (HD == 64) {
-        flash::forward<64>(o, lse, q, k, v, B, NH, T, scale, stream, ATTN_FWD_WGMMA_QW);
-    } else {
-        flash::forward<128>(o, lse, q, k, v, B, NH, T, scale, stream, 0);
-    }
+    (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, window, stream);
 #endif
 }
-
-// The Hopper backward kernel that attention_backward uses, as flash::launch_dkdv's kw: 13 = flash::KW_FA3 + 1,
-// FlashAttention-3's 128-query x 128-key step with each tile's dQ by one warpgroup, alternating (ALT_DQ;
-// attention_bwd_hopper.cuh, dev version 21); at HD 128 the same kernel with 64-query tiles (dev version 19's HD
-// 128 path); T < 128: the one-warpgroup kernels (versions 7 / 17). H200, session 4 (dev/bench/RESULTS.md):
-// fwd+bwd at HD 64 T 8192 4.87 ms (12: 5.06, 1: 6.30), at HD 128 T 16384 15.20 ms (version 17's kernel 23.51);
-// 340M step 247.1 ms (12: 252.2). Others: 12 = KW_FA3 (each warpgroup computes dQ of its query half every
-// tile), 1 / 2: the warpgroup-MMA kernel with 1 / 2 warpgroups per CTA (64 queries per step), 10 / 11
-// (flash::KW_TMA, + 1): the TMA kernel with 64-query tiles (2 / 3 stages), flash::KW_WGMMA_HD128: version 17's
-// kernel at HD 128, 0: mma.sync. And whether the non-deterministic mode adds dQ in the dK/dV kernel (1) or
-// runs the dQ kernel of the deterministic mode (0).
-#ifndef ATTN_BWD_WGMMA_KW
-#define ATTN_BWD_WGMMA_KW 13
-#endif
-#ifndef ATTN_BWD_ATOMIC_DQ
-#define ATTN_BWD_ATOMIC_DQ 1
-#endif
 
 // deterministic = 1: bit-identical results run to run (no fp32 atomics); 0: the faster path.
-// kw: as ATTN_BWD_WGMMA_KW (the dev programs compare the kernels through it).
-void attention_backward_kw(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *o,
-                           const float *lse, const floatX *q, const floatX *k, const floatX *v,
-                           float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
-                           int deterministic, int kw, cudaStream_t stream, int window = 0) {
-    attention_check_dense(B, NH, T, HD, sel);
-#if defined(ENABLE_FP32)
-    attention_backward_simple(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, NULL, stream, window);
-#else
-    float scale = 1.0f / sqrtf((float)HD);
-    float *dqacc = scratch, *Dsum = scratch + (size_t)B * NH * T * HD;
-    int rows = B * T * NH;
-    attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(Dsum, dout, o, NH, T, HD, rows);
-    cudaCheckLaunch();
-    if (HD == 64) {
-        flash::backward<64>(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, scale, deterministic, kw, window, stream);
-    } else {
-        flash::backward<128>(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, scale, deterministic, kw, window, stream);
-    }
-#endif
-}
 void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *o,
                         const float *lse, const floatX *q, const floatX *k, const floatX *v,
                         float *scratch, int B, int NH, int T, int HD, const MobaSelection *sel,
                         int deterministic, cudaStream_t stream, int window = 0) {
-    attention_backward_kw(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, sel, deterministic || !ATTN_BWD_ATOMIC_DQ,
-                          ATTN_BWD_WGMMA_KW, stream, window);
+    attention_check_dense(B, NH, T, HD, sel);
+#if defined(ENABLE_FP32)
+    (void)deterministic;
+    attention_backward_simple(dq, dk, dv, dout, o, lse, q, k, v, scratch, B, NH, T, HD, NULL, stream, window);
+#else
+    float scale = 1.0f / sqrtf((float)HD);
+    float *dqacc = scratch, *Dsum = scratch + (size_t)B * NH * T * HD;
+    attention_backward_dsum(Dsum, dout, o, B, NH, T, HD, stream);
+    (HD == 64 ? flash::backward<64> : flash::backward<128>)(dq, dk, dv, dout, q, k, v, lse, Dsum, dqacc, B, NH, T, scale, deterministic,
+                                                            window, stream);
+#endif
 }
 
 #endif  // LLMC_FLASH_ATTENTION_CUH

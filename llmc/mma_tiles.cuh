@@ -71,6 +71,12 @@ template <int COLS> __device__ inline void lds_a_trans(uint32_t a[4], const bf16
     int lane = threadIdx.x & 31;
     ldsm_x4_trans(a, s + swz<COLS>(ks * 16 + (lane & 7) + (lane >> 4) * 8, col0 / 8 + ((lane >> 3) & 1)));
 }
+// Row i of an accumulator tile in the mma C layout (16 x 8 NJ; i = 0: this thread's row lane / 4, 1: that
+// + 8), times mul, as bf16 into row: this thread's pairs of columns 8 j + 2 (lane % 4) + {0, 1}.
+template <int NJ> __device__ inline void store_row_bf16(bf16 *row, const float (&acc)[NJ][4], int i, float mul) {
+    const int c = threadIdx.x & 3;
+    for (int j = 0; j < NJ; j++) { *reinterpret_cast<uint32_t *>(row + j * 8 + 2 * c) = pack_bf16(acc[j][2 * i] * mul, acc[j][2 * i + 1] * mul); }
+}
 // A fragments from fp32 accumulators in the mma C layout (16 x 8NT): the FA2 register reuse of P.
 template <int NT> __device__ inline void acc_to_a(uint32_t a[NT / 2][4], const float c[NT][4]) {
 #pragma unroll

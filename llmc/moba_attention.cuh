@@ -36,7 +36,6 @@
 #include <cub/cub.cuh>
 #include "flash_attention.cuh"
 
-#define MOBA_ATTN_MAX_TOPK 64
 #define MOBA_FWD_MT 2  // row tiles per warp in the forward (1 or 2; dev/cuda/moba_attention_notes.md)
 
 namespace moba {
@@ -59,9 +58,13 @@ struct Scratch {
 inline int seg_key_bits(int nseg) { return 32 - __builtin_clz((unsigned)nseg); }  // sentinel nseg fits
 
 // Heads per group: the varlen pipeline runs on groups of G heads so that the per-entry scratch stays near
-// group_bytes whatever T (at least one head; all heads when they fit).
-// (A variable so that the dev checks can force small groups; set it before sizing the scratch.)
+// group_bytes whatever T (at least one head; all heads when they fit). Built with MOBA_TEST_HOOKS (the dev
+// checks) it is a variable, so that they can force small groups; set it before sizing the scratch.
+#ifdef MOBA_TEST_HOOKS
 inline size_t group_bytes = (size_t)1 << 30;
+#else
+constexpr size_t group_bytes = (size_t)1 << 30;
+#endif
 inline int head_group(int BH, int T, int HD, int K) {
     size_t per_head = (size_t)T * K * HD * sizeof(bf16);
     return (int)std::max((size_t)1, std::min((size_t)BH, group_bytes / per_head));
@@ -250,10 +253,7 @@ __global__ void __launch_bounds__(THREADS) fwd_kernel(bf16 *opart, float *lpart,
             if (e < 0) { continue; }
             float inv = li > 0.0f ? 1.0f / li : 0.0f;
             size_t row = lbh * T * vl.K + e;
-            bf16 *ot = opart + row * HD;
-            for (int j = 0; j < HD / 8; j++) {
-                *reinterpret_cast<uint32_t *>(ot + j * 8 + 2 * c) = pack_bf16(oacc[mt][j][2 * i] * inv, oacc[mt][j][2 * i + 1] * inv);
-            }
+            store_row_bf16(opart + row * HD, oacc[mt], i, inv);
             if (c == 0) { lpart[row] = li > 0.0f ? m[mt][i] * scale + logf(li) : -INFINITY; }
         }
     }
@@ -364,7 +364,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     if (!find_chunk(vl, seg, e0, n)) { return; }
     const size_t lbh = seg / vl.nb, bh = vl.bh0 + lbh, b = bh / NH, h = bh % NH;
     const int blk = seg % vl.nb, kb = blk * vl.bs, kend = min(kb + vl.bs, T);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     const float sl2 = scale * LOG2E;
 
     chunk_rows<QC>(sT, sE, vl, e0, n);
@@ -392,10 +392,7 @@ __global__ void __launch_bounds__(THREADS) dq_kernel(bf16 *dqpart, const bf16 *d
     for (int i = 0; i < 2; i++) {
         int e = sE[warp * 16 + g + 8 * i];
         if (e < 0) { continue; }
-        bf16 *dst = dqpart + (lbh * T * vl.K + e) * HD;
-        for (int j = 0; j < HD / 8; j++) {
-            *reinterpret_cast<uint32_t *>(dst + j * 8 + 2 * c) = pack_bf16(dqa[j][2 * i] * scale, dqa[j][2 * i + 1] * scale);
-        }
+        store_row_bf16(dqpart + (lbh * T * vl.K + e) * HD, dqa, i, scale);
     }
 }
 
@@ -425,9 +422,8 @@ template <int HD>
 void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *o, const float *lse, const bf16 *q, const bf16 *k,
               const bf16 *v, const MobaSelection *sel, const Scratch &s, int B, int NH, int T, float scale, int deterministic,
               cudaStream_t stream) {
-    int BH = B * NH, rows = B * T * NH, G = head_group(BH, T, HD, sel->topk);
-    attention_backward_dsum_kernel<<<CEIL_DIV(rows, 8), 256, 0, stream>>>(s.Dsum, dout, o, NH, T, HD, rows);
-    cudaCheckLaunch();
+    int BH = B * NH, G = head_group(BH, T, HD, sel->topk);
+    attention_backward_dsum(s.Dsum, dout, o, B, NH, T, HD, stream);
     size_t kv_bytes = dkdv_smem(HD), q_bytes = dq_smem(HD);
     set_smem(dkdv_kernel<HD, false>, kv_bytes);
     set_smem(dkdv_kernel<HD, true>, kv_bytes);
@@ -451,8 +447,7 @@ void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *o, con
             cudaCheck(cudaMemsetAsync(dqacc, 0, n * sizeof(float), stream));
             dkdv_kernel<HD, true><<<kgrid, THREADS, kv_bytes, stream>>>(dk, dv, dqacc, dout, q, k, v, lse, s.Dsum, vl, NH, T, scale);
             cudaCheckLaunch();
-            dq_convert_kernel<<<(unsigned)CEIL_DIV(n / 4, 256), 256, 0, stream>>>(dq + (size_t)bh0 * T * HD, dqacc, n, scale);
-            cudaCheckLaunch();
+            dq_from_accumulators(dq + (size_t)bh0 * T * HD, dqacc, n, scale, stream);
         }
     }
 }
@@ -464,7 +459,7 @@ void backward(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *o, con
 inline void moba_attention_check_args(int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (sel == NULL) { die("moba_attention: no selection (dense attention is attention_forward with sel = NULL)"); }
     attention_check_args(B, NH, T, HD, sel);
-    if (sel->topk > MOBA_ATTN_MAX_TOPK) { die("moba_attention: top-k %d exceeds %d", sel->topk, MOBA_ATTN_MAX_TOPK); }
+    if (sel->topk > MOBA_MAX_TOPK) { die("moba_attention: top-k %d exceeds %d", sel->topk, MOBA_MAX_TOPK); }
     if ((size_t)B * NH * T * sel->topk >= (1ull << 31)) { die("moba_attention: B*NH*T*K = %zu entries exceed 2^31", (size_t)B * NH * T * sel->topk); }
 }
 

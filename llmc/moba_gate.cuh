@@ -27,20 +27,8 @@
 #include <math.h>
 #include "cuda_common.cuh"
 #include "mma_tiles.cuh"
+#include "moba_selection.h"
 #include "utils.h"
-
-// The selection as the MoBA attention kernel consumes it. llmc/flash_attention.cuh owns this struct;
-// the guard lets either header come first as long as both define it under MOBA_SELECTION_DEFINED.
-#ifndef MOBA_SELECTION_DEFINED
-#define MOBA_SELECTION_DEFINED
-typedef struct {
-    const int *blocks;  // (B, NH, T, K) int32: selected block indices per query, ASCENDING, own block
-                        // included, unused slots (when fewer than K exist) = -1 at the end
-    int block_size; int topk;
-} MobaSelection;
-#endif
-
-#define MOBA_GATE_MAX_TOPK 64
 
 // ---------------------------------------------------------------------------------------------------
 // Centroids: grid (nb, B*NH), 256 threads = (HD/2 dim pairs) x (row groups); row groups sum strided
@@ -133,7 +121,7 @@ constexpr int MOBA_QT = 64, MOBA_CT = 128, MOBA_DC = 32, MOBA_THREADS = 256;
 constexpr int MOBA_CS = MOBA_DC + 4;
 // Shared buffer for a centroid chunk, then the pass's candidate scores, then the staged output rows.
 constexpr int MOBA_CB = MOBA_CT * MOBA_CS > MOBA_QT * MOBA_CT ? MOBA_CT * MOBA_CS : MOBA_QT * MOBA_CT;
-static_assert(MOBA_CB >= MOBA_QT * MOBA_GATE_MAX_TOPK, "output rows must fit the shared buffer");
+static_assert(MOBA_CB >= MOBA_QT * MOBA_MAX_TOPK, "output rows must fit the shared buffer");
 // float4s of one centroid chunk each thread prefetches into registers
 constexpr int MOBA_PRE = MOBA_CT * MOBA_DC / 4 / MOBA_THREADS;
 
@@ -304,7 +292,7 @@ moba_select_kernel(int *blocks, const float *cent, const floatX *q, int BH, int 
 constexpr int MOBA_TC_QT = 128, MOBA_TC_CT = 32, MOBA_TC_CAP = 32, MOBA_TC_THREADS = 128;
 constexpr int MOBA_TC_CS = MOBA_TC_CAP + 1;  // candidate row stride: merging threads hit distinct banks
 static_assert(MOBA_TC_CAP >= MOBA_TC_CT, "a pass's survivors must fit an empty candidate row");
-static_assert(MOBA_TC_QT * MOBA_GATE_MAX_TOPK <= 2 * MOBA_TC_QT * MOBA_TC_CS, "output rows must fit the candidate buffers");
+static_assert(MOBA_TC_QT * MOBA_MAX_TOPK <= 2 * MOBA_TC_QT * MOBA_TC_CS, "output rows must fit the candidate buffers");
 
 static inline size_t moba_select_tc_smem(int HD, int topk) {
     size_t tiles = 2 * (size_t)MOBA_TC_CT * 2 * HD * 2;       // double-buffered split centroids (bf16)
@@ -472,7 +460,7 @@ static inline void moba_gate_check_args(int B, int NH, int T, int HD, int block_
     if (B < 1 || NH < 1 || T < 1) { die("moba_gate: bad shape B=%d NH=%d T=%d", B, NH, T); }
     if (HD != 64 && HD != 128) { die("moba_gate: head dim %d unsupported (64 or 128)", HD); }
     if (block_size < 1) { die("moba_gate: block size %d must be >= 1", block_size); }
-    if (topk < 1 || topk > MOBA_GATE_MAX_TOPK) { die("moba_gate: topk %d outside [1, %d]", topk, MOBA_GATE_MAX_TOPK); }
+    if (topk < 1 || topk > MOBA_MAX_TOPK) { die("moba_gate: topk %d outside [1, %d]", topk, MOBA_MAX_TOPK); }
 }
 
 // Centroids of every block of every (b, h) into (B, NH, ceil(T/block_size), HD) 4-byte elements: fp32, or

@@ -84,7 +84,7 @@ __device__ inline void wg_gemm_atb(float d[8][4], const bf16 *a, const bf16 *b) 
 
 
 // ---------------------------------------------------------------------------------------------------
-// N = 128 outputs and head dim 128 (session 3). Rows wider than 64 bf16 are stored as 64-wide panels:
+// N = 128 outputs and head dim 128. Rows wider than 64 bf16 are stored as 64-wide panels:
 // a tile of R rows x 64 P columns is P panels of R x 64 (each the 128-byte-swizzle layout above), panel p
 // at p R 64 elements. K-major operand: k-step ks lies in panel ks / 4, 32 (ks % 4) bytes into the row.
 // MN-major operand wider than 64 (V of head dim 128 as the B of P V): the descriptor's LBO is the panel

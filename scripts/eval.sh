@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Evaluates a checkpoint with KV-cache decoding: LM accuracy, synthetic needles, RULER, LongBench,
-# multiple choice (llmc/eval_driver.h). On a machine with a GPU it builds and runs ./eval_gpt_moba_cu,
+# multiple choice (llmc/eval/eval_driver.h). On a machine with a GPU it builds and runs ./eval_gpt_moba_cu,
 # else build/eval (the CPU reference); --cpu as the first argument forces the CPU. All other flags go to
 # the program (-h lists them); -c may name a run folder, which evaluates its newest ckpt_*.bin.
 # Results: <out>/eval.json, eval.md.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evaluates a checkpoint on the FlashMoBA paper's list and prints its tables (llmc/eval_driver.h):
+# Evaluates a checkpoint on the FlashMoBA paper's list and prints its tables (llmc/eval/eval_driver.h):
 # WikiText-2 word perplexity, LAMBADA (accuracy, perplexity), zero-shot OpenBookQA, PIQA, HellaSwag,
 # WinoGrande, ARC-e, ARC-c, TruthfulQA (mc1, mc2), RULER S-NIAH-1/2/3 and the 12 LongBench subsets.
 # DATA holds the files in lm-eval's / LongBench's JSONL formats (a missing file skips its task):

@@ -7,11 +7,10 @@
 #     checkpoints, exact resume; BENCH=1: 340M tokens/s (dense T 8192 x 4, MoBA T 32768 x 1, ...)
 #  3. scripts/test_multi_gpu.sh on the GPUs present (world 1 on a single-GPU machine; SCALING=1: its scaling table)
 #  4. dev/eval/gpu_check.sh: KV-cache decode checks, CPU == GPU greedy tokens, 340M prefill/decode speed
-#  5. experiments: the one-warpgroup dense backward (ATTN_BWD_WGMMA_KW=1 build: test_kw1, train_kw1) on the
-#     dense debug states and the 340M dense step; the longest 340M MoBA sequence with -R 2
+#  5. the longest 340M MoBA sequence with -R 2
 # $BIN holds: train_gpt_moba_cu test_gpt_moba_cu test_gpt_moba_fp32 eval_gpt_moba_cu eval_gpt_moba_fp32
-#   train_single (NO_MULTI_GPU=1 build) [train_fp32 (PRECISION=FP32 build)] attention_dense attention_moba moba_gate multi_gpu_check eval report
-#   [test_kw1 train_kw1]; the CPU programs are rebuilt here when they do not run.
+#   train_single (NO_MULTI_GPU=1 build) [train_fp32 (PRECISION=FP32 build)] attention_dense attention_moba moba_gate multi_gpu_check eval report;
+#   the CPU programs are rebuilt here when they do not run.
 # Logs under $LOG (default $OUT/session or /tmp/session); summary.txt is printed last.
 #   usage: BIN=dir [DEADLINE=480] [BENCH=1] [SCALING=0] [LOG=dir] bash scripts/gpu_session_check.sh
 set -uo pipefail
@@ -59,17 +58,7 @@ if in_time eval; then
   note "dev/eval/gpu_check.sh:"; cat "$LOG/eval/table.txt" | tee -a "$S"
 fi
 
-# ---- 5. experiments
-if [ -x "$BIN/test_kw1" ] && in_time kw1; then
-  W=$(mktemp -d)
-  for c in "dense:-A dense -W 0 -b 2 -t 256" "dense_kconv3:-A dense -W 3 -b 2 -t 256"; do
-    ./train_gpt_moba -p tiny -V 512 ${c#*:} -D "$W/${c%%:*}.bin" > /dev/null 2>&1
-    note "test_kw1 ${c%%:*}: $("$BIN/test_kw1" "$W/${c%%:*}.bin" 2>&1 | tail -1)"
-  done
-  "$BIN/train_kw1" -p 340M -x 8 -v 0 -s 0 -u 1 -m 1 -A dense -W 0 -b 4 -t 8192 -o "$W/kw1" > "$LOG/bench_kw1.log" 2>&1
-  note "bench dense_T8192_B4 KW=1: $(grep '^step     8/8' "$LOG/bench_kw1.log" | awk -F'|' '{print $5 $6 $7 $8}')"
-  rm -rf "$W"
-fi
+# ---- 5. the longest 340M MoBA sequence
 if in_time longest_moba_T; then
   W=$(mktemp -d)
   for T in 262144 196608; do

@@ -120,4 +120,4 @@ fi
 rm -rf "$W"
 echo "======== summary ========"
 cat "$TABLE"
-if [ "${EVAL:-0}" = 1 ]; then bash dev/eval/gpu_check.sh; fi  # issue 7: GPU KV-cache decode checks, CPU == GPU greedy, 340M decode speed, GPU-trained demo
+if [ "${EVAL:-0}" = 1 ]; then bash dev/eval/gpu_check.sh; fi  # GPU KV-cache decode checks, CPU == GPU greedy, 340M decode speed, GPU-trained demo

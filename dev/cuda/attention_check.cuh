@@ -1,27 +1,8 @@
 /*
  Checking and timing glue for dev/cuda/attention_dense.cu and attention_moba.cu (llmc/flash_attention.cuh).
- Versions: 1 = simple kernels (one thread per query/key; dense or MoBA: attention_moba's version 1);
- the rest are dense only: 2 = flash kernels with fp32-atomic dQ, 3 = flash kernels, deterministic
- backward (dQ from its own query-centric kernel), 4 = version 2 with the forward at one 16-row tile per
- warp instead of two; 5-8 = the Hopper warpgroup-MMA kernels (HD 64; other shapes run the version 2/3
- kernels), 2 warpgroups (128 rows) per CTA: 5 = forward + dK/dV kernel with atomic dQ; 6 = forward +
- dK/dV kernel + query-centric dQ kernel (deterministic); 7, 8 = 5, 6 with 1 warpgroup per CTA.
- 9-11 (session 3): version 7's forward and the TMA / mbarrier dK/dV kernel (attention_bwd_hopper.cuh:
- producer warpgroup, 2 consumer warpgroups = 128 keys per CTA, per-stage full / empty barriers, dQ by bulk
- reductions): 9 = 2 stages, 10 = 3 stages, 11 = 9 deterministic (dK/dV without dQ + version 8's dQ kernel).
- T < 128 runs version 7's dK/dV kernel (a TMA box may not exceed the tensor).
- 13-16: the FlashAttention-3-style forward (llmc/attention_fwd_hopper.cuh: TMA producer warpgroup, mbarrier
- stages, two consumer warpgroups, HD 64 and 128) step by step, with version 7's backward (HD 128: the
- mma.sync one): 13 = 64-key tiles; 14 = 13 + S(j+1) issued with P(j) V(j) (intra-warpgroup overlap);
- 15 = 14 with 128-key tiles; 16 = 15 + ping-pong of the two consumer warpgroups.
- 17, 18: version 16's forward and the warpgroup-MMA backward at HD 128 too (dkdv_wgmma_kernel /
- dq_wgmma_kernel with rows of 128 as two 64-wide panels, flash::KW_WGMMA_HD128; HD 64 as versions 7, 8):
- 17 = atomic dQ (version 7's path), 18 = deterministic (version 8's).
- 19, 20 (session 4): version 16's forward and the TMA dK/dV kernel with FlashAttention-3's backward step
- (flash::KW_FA3: 128 queries x 128 keys per step, dS^T shared by the two consumer warpgroups through shared
- memory, each computing dQ of 64 queries over all 128 keys, added by TMA reductions): 19; 20 = 19 without dQ
- + version 8's dQ kernel (deterministic); 21 = 19 with dQ of each tile by one warpgroup, alternating (ALT_DQ). HD 128 and
- T < 128: version 17's / 18's kernels.
+ Versions: 1 = the simple kernels (dense or MoBA); 2..21 (no 12) the dense kernels of
+ dev/cuda/attention_dense_versions.cuh, whose opening comment lists them; 16 and 21 are the production
+ forward and backward, 20 the production deterministic backward.
  check: fresh random inputs, a double-precision CPU reference of o, lse, dq, dk, dv, poisoned outputs,
  relative L2 errors; the deterministic versions (1, 3, 6, 8, 11, 18, 20) must give bit-identical gradients on a rerun.
  time: random device data, CUDA-event medians, one table row per case.
@@ -34,9 +15,7 @@
 #include <string.h>
 #include <vector>
 #include "dev/cuda/common.h"
-#include "llmc/flash_attention.cuh"
-
-#define ATTN_MAX_TOPK 64
+#include "dev/cuda/attention_dense_versions.cuh"
 
 // hash-based uniform in [0, 1): device-side data for sizes the host would take too long to fill.
 __device__ inline float hash_uniform(uint64_t x) {
@@ -53,7 +32,7 @@ __global__ void fill_uniform_kernel(floatX *x, size_t n, uint64_t seed) {
 __global__ void random_selection_kernel(int *blocks, size_t rows, int T, int bs, int K, uint64_t seed) {
     size_t row = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= rows) { return; }
-    int t = (int)(row % T), own = t / bs, n = min(K - 1, own), cnt = 0, chosen[ATTN_MAX_TOPK];
+    int t = (int)(row % T), own = t / bs, n = min(K - 1, own), cnt = 0, chosen[MOBA_MAX_TOPK];
     uint64_t ctr = 0;
     if (own <= K - 1) {
         for (int i = 0; i < own; i++) { chosen[cnt++] = i; }
@@ -75,7 +54,7 @@ __global__ void random_selection_kernel(int *blocks, size_t rows, int T, int bs,
 }
 
 static int *random_selection(int BH, int T, int bs, int K, uint64_t seed) {
-    if (K > ATTN_MAX_TOPK) { die("random selection: top-k %d > %d", K, ATTN_MAX_TOPK); }
+    if (K > MOBA_MAX_TOPK) { die("random selection: top-k %d > %d", K, MOBA_MAX_TOPK); }
     int *d;
     size_t rows = (size_t)BH * T;
     cudaCheck(cudaMalloc(&d, rows * K * sizeof(int)));
@@ -163,46 +142,25 @@ struct AttnBufs {
     }
 };
 
-#if !defined(ENABLE_FP32)
-template <int HD>
-static void forward_fa3_step(int version, AttnBufs &a, int B, int NH, int T, float scale) {
-    switch (version) {
-    case 13: flash::forward_hopper<HD, 64, false, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0); break;
-    case 14: flash::forward_hopper<HD, 64, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0); break;
-    case 15: flash::forward_hopper<HD, 128, true, false>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0); break;
-    default: flash::forward_hopper<HD, 128, true, true>(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0); break;
-    }
-}
-#endif
-
 static void run_forward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
     if (version == 1) { attention_forward_simple(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0); return; }
 #if defined(ENABLE_FP32)
     attention_forward(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, sel, 0);  // the simple kernels
 #else
-    attention_check_dense(B, NH, T, HD, sel);  // the version's kernels, whatever attention_forward defaults to
-    float scale = 1.0f / sqrtf((float)HD);
-    if (version >= 13) {
-        (HD == 64 ? forward_fa3_step<64> : forward_fa3_step<128>)(version, a, B, NH, T, scale);
-    } else if (version == 4) {  // one row tile per warp
-        (HD == 64 ? flash::forward<64, 1> : flash::forward<128, 1>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, 0);
-    } else {  // mma.sync (2, 3) or the Hopper forward with 2 (5, 6) or 1 (7, 8) warpgroups per CTA
-        int qw = version >= 7 ? 1 : version >= 5 ? 2 : 0;  // 9..: version 7's
-        (HD == 64 ? flash::forward<64> : flash::forward<128>)(a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, 0, qw);
-    }
+    attention_check_dense(B, NH, T, HD, sel);
+    (HD == 64 ? attention_forward_version<64> : attention_forward_version<128>)(version, a.o, a.lse, a.q, a.k, a.v, B, NH, T);
 #endif
 }
-// Versions that promise bit-identical gradients run to run (no fp32 atomics or reductions).
-static bool attention_deterministic(int version) { return version == 1 || version == 3 || version == 6 || version == 8 || version == 11 || version == 18 || version == 20; }
 
 static void run_backward(int version, AttnBufs &a, int B, int NH, int T, int HD, const MobaSelection *sel) {
-    if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); }
-    else {
-        // 13-16 (the forward's versions) use version 7's backward
-        int kw = version == 21 ? flash::KW_FA3 + 1 : version >= 19 ? flash::KW_FA3 : version >= 17 ? flash::KW_WGMMA_HD128 : version == 9 || version == 11 ? flash::KW_TMA : version == 10 ? flash::KW_TMA + 1 : version >= 7 ? 1 : version >= 5 ? 2 : 0;
-        attention_backward_kw(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel,
-                              attention_deterministic(version), kw, 0);
-    }
+    if (version == 1) { attention_backward_simple(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, 0); return; }
+#if defined(ENABLE_FP32)
+    attention_backward(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, sel, attention_deterministic(version), 0);
+#else
+    attention_check_dense(B, NH, T, HD, sel);
+    (HD == 64 ? attention_backward_version<64> : attention_backward_version<128>)(version, a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q,
+                                                                                  a.k, a.v, a.scratch, B, NH, T);
+#endif
 }
 
 static const double ATTN_TOL = sizeof(floatX) == 4 ? 1e-4 : 1e-2;
@@ -280,7 +238,7 @@ static void time_case(int version, int B, int NH, int T, int HD, int bs, int K) 
     int reps = T >= 65536 ? 5 : 20;
     float fwd = time_ms([&] { run_forward(version, a, B, NH, T, HD, sp); }, 2, reps);
     float all = time_ms([&] { run_forward(version, a, B, NH, T, HD, sp); run_backward(version, a, B, NH, T, HD, sp); }, 2, reps);
-    double flops = 2.0 * B * NH * (double)T * T * HD;  // causal dense count (anchors.md), also for MoBA rows
+    double flops = 2.0 * B * NH * (double)T * T * HD;  // causal dense count (2 B NH T^2 HD), also for MoBA rows
     if (bs) {
         printf("| ours-v%d | moba %d/%d | %d | %d | %.2f | %.0f | %.2f | %.0f |\n", version, bs, K, HD, T, fwd, flops / fwd * 1e-9, all, 3.5 * flops / all * 1e-9);
     } else {

@@ -1,17 +1,11 @@
 /*
- Dense causal flash attention (llmc/flash_attention.cuh with sel = NULL): correctness and timing.
- Versions (see dev/cuda/attention_check.cuh): 1 simple, 2 flash + atomic dQ, 3 flash deterministic,
- 4 = 2 with the one-row-tile-per-warp forward, 5-8 the Hopper (wgmma) backward at HD 64: 5 atomic dQ,
- 6 deterministic (dQ from its own kernel), 7, 8 = 5, 6 with one warpgroup per CTA; 9-11 the TMA /
- mbarrier backward (llmc/attention_bwd_hopper.cuh, 128 keys per CTA, dQ by TMA reductions; version 7's
- forward): 9 = 2 stages, 10 = 3 stages, 11 = 9 deterministic; 13-16 the FlashAttention-3-style forward
- (TMA producer, mbarriers; HD 64 and 128) step by step, version 7's backward; 17, 18 = version 16's forward
- and the warpgroup-MMA backward at HD 128 as well (17 atomic dQ as 7, 18 deterministic as 8); 19, 20 = version 16's
- forward and FlashAttention-3's backward step (128 queries x 128 keys, dS^T shared by two warpgroups; 20 deterministic;
- 21 = 19 with each tile's dQ by one warpgroup, alternating).
+ Dense causal flash attention (llmc/flash_attention.cuh with sel = NULL): correctness and timing of each
+ version (dev/cuda/attention_dense_versions.cuh lists them: 1 simple, 2-4 mma.sync, 5-8 warpgroup MMA,
+ 9-11 the TMA backward with 64-query tiles, 13-16 the Hopper forward step by step, 17-18 HD 128 on
+ warpgroup MMA, 19-21 FlashAttention-3's backward step; 16 + 21 (20 deterministic) is what the trainer runs).
    ./build/cuda/attention_dense <v> check           CPU-reference checks (T = 1000 and other tails)
    ./build/cuda/attention_dense <v> time HD T...    fwd and fwd+bwd at batch 2, d_model 2048 (NH = 2048/HD)
- FLOPs as anchors.md: causal fwd = 2 B NH T^2 HD, fwd+bwd = 3.5x.
+ FLOPs: causal fwd = 2 B NH T^2 HD (half the square), fwd+bwd = 3.5x the forward's.
 */
 #include "dev/cuda/attention_check.cuh"
 

@@ -13,6 +13,7 @@
    ./build/cuda/attention_moba <v> time bs K T...       batch 2, 16 heads, HD 128: fwd ms, fwd+bwd ms, peak
                                                         memory, for random and gate selections (v4/v5)
 */
+#define MOBA_TEST_HOOKS  // moba::group_bytes is a variable: the checks force small head groups
 #include "dev/cuda/attention_check.cuh"
 #include "llmc/moba_attention.cuh"
 #include "llmc/moba_gate.cuh"

@@ -58,7 +58,7 @@ fi
 nvidia-smi -L
 echo "MoBA rows: fwd ms excludes the gate; 'gate' rows use moba_gate's selections (gate ms: add it for"
 echo "gate-included); lists ms = the varlen build, part of fwd and (again) of bwd; TFLOP/s count causal dense"
-echo "FLOPs (anchors.md) for comparison with the dense rows. v4 = atomic dQ, v5 = deterministic backward."
+echo "FLOPs as the dense causal count (2 B NH T^2 HD) for comparison with the dense rows. v4 = atomic dQ, v5 = deterministic backward."
 echo "| impl | attn | HD | T | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s | peak GiB | gate ms | lists ms |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 grep '^|' "$table"

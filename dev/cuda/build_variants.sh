@@ -2,7 +2,7 @@
 # Builds CUDA programs of this tree under extra compile flags, for device calls that compare kernel
 # variants with prebuilt binaries (the device machine's time is scarcer than this machine's): each
 # argument is OUTPUT=TARGET[:FLAGS], TARGET a Makefile target (train_gpt_moba_cu, test_gpt_moba_cu,
-# build/cuda/<name>), FLAGS extra nvcc flags (e.g. -DATTN_FWD_HOPPER=1). Runs the Makefile's own command
+# build/cuda/<name>), FLAGS extra nvcc flags (e.g. -DENABLE_FP32). Runs the Makefile's own command
 # with the output renamed, two at a time.
 #   usage: bash dev/cuda/build_variants.sh DIR OUTPUT=TARGET[:FLAGS]...
 set -euo pipefail

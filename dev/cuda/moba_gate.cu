@@ -30,8 +30,8 @@ __global__ void select_v1_kernel(int *blocks, const float *cent, const floatX *q
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)BH * T) { return; }
     int bh = idx / T, t = idx % T, ob = t / bs, nsel = topk - 1, n = 0;
-    float qr[HD], lv[MOBA_GATE_MAX_TOPK];
-    int lb[MOBA_GATE_MAX_TOPK];
+    float qr[HD], lv[MOBA_MAX_TOPK];
+    int lb[MOBA_MAX_TOPK];
     for (int d = 0; d < HD; d++) { qr[d] = to_float(q[idx * HD + d]); }
     for (int b = 0; b < ob; b++) {
         const float *c = cent + ((size_t)bh * nb + b) * HD;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Writes llmc/tables/ruler_words.h: 8192 common-looking English words for RULER's keys and common-word lists,
+# Writes llmc/eval/tables/ruler_words.h: 8192 common-looking English words for RULER's keys and common-word lists,
 # drawn deterministically from Debian's wamerican list (installed here if missing; the product only
 # reads the committed header). Kept: lowercase a-z words of 4-9 letters, without the inflected forms
 # that end in s, ed or ing, so that no answer word is another one plus a suffix; then every k-th word.
-#   bash dev/eval/gen_ruler_words.sh > llmc/tables/ruler_words.h
+#   bash dev/eval/gen_ruler_words.sh > llmc/eval/tables/ruler_words.h
 set -euo pipefail
 dict=/usr/share/dict/american-english
 if [ ! -f "$dict" ]; then
@@ -16,7 +16,7 @@ echo "$words" | awk -v total="$total" -v want="$want" '
 BEGIN {
     print "/*"
     print " 8192 English words (from Debian wamerican by dev/eval/gen_ruler_words.sh; do not edit): RULER keys"
-    print " are pairs word-word, common-word lists draw from them (llmc/ruler.h)."
+    print " are pairs word-word, common-word lists draw from them (llmc/eval/ruler.h)."
     print "*/"
     print "#ifndef LLMC_RULER_WORDS_H\n#define LLMC_RULER_WORDS_H\n"
     printf "#define RULER_NUM_WORDS %d\n\nstatic const char *const ruler_words[RULER_NUM_WORDS] = {\n", want

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 7's GPU measurements in one device call (run from the repo root on a machine with a GPU):
+# The evaluation's GPU measurements in one device call (run from the repo root on a machine with a GPU):
 #  1. eval_gpt_moba_cu check (bf16 and fp32 builds): KV-cache decoding vs full recompute on small random
 #     models (paper layout: dense, MoBA+kconv3, hybrid+kconv5 window 24; global layout: dense+kconv3, MoBA),
 #     poisoned caches

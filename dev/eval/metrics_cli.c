@@ -7,9 +7,9 @@
  the chosen index).
     build/metrics_cli cases.jsonl
 */
-#include "llmc/eval_metrics.h"
-#include "llmc/lm_tasks.h"
-#include "llmc/mc_tasks.h"
+#include "llmc/eval/eval_metrics.h"
+#include "llmc/eval/lm_tasks.h"
+#include "llmc/eval/mc_tasks.h"
 
 static char **list_strings(const JValue *v, int *n) {
     char **s = NULL;

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "llmc/json_value.h"
-#include "llmc/plot.h"
+#include "llmc/eval/plot.h"
 #include "llmc/synthetic.h"
 
 #define MAX_RUNS 32

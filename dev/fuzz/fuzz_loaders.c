@@ -23,7 +23,7 @@
 #include <sys/wait.h>
 #include "train_gpt_moba.c"
 #include "llmc/jsonl.h"
-#include "llmc/longbench.h"
+#include "llmc/eval/longbench.h"
 #include "dev/test/testing.h"
 
 #define CASE_SECONDS 20

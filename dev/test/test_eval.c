@@ -7,10 +7,10 @@
 */
 #define TESTING
 #include "train_gpt_moba.c"
-#include "llmc/kv_cache.h"
-#include "llmc/eval_driver.h"
-#include "llmc/eval_cpu.h"
-#include "llmc/plot.h"
+#include "llmc/eval/kv_cache.h"
+#include "llmc/eval/eval_driver.h"
+#include "llmc/eval/eval_cpu.h"
+#include "llmc/eval/plot.h"
 #include "dev/test/testing.h"
 
 #define NEAR(a, b, tol) (fabs((double)(a) - (double)(b)) <= (tol))

@@ -1,7 +1,7 @@
 /*
  The CPU reference model (train_gpt_moba.c) as the evaluation driver's EvalModel: generation through the
- KV cache (llmc/kv_cache.h) and scoring through the batched training forward. Include after
- train_gpt_moba.c, llmc/kv_cache.h and llmc/eval_driver.h.
+ KV cache (llmc/eval/kv_cache.h) and scoring through the batched training forward. Include after
+ train_gpt_moba.c, llmc/eval/kv_cache.h and llmc/eval/eval_driver.h.
 */
 #ifndef LLMC_EVAL_CPU_H
 #define LLMC_EVAL_CPU_H

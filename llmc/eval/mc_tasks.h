@@ -19,14 +19,14 @@
                    "\n\nQ: question\nA:", gold = the first choice; acc only
    truthfulqa_mc2  {"question", "mc2_targets": {"choices", "labels"}}: the same prompt; the score is the
                    probability mass of the true choices among all (labels 1)
- Labels may be numbers or numeric strings. Scoring: llmc/eval_driver.h (eval_mc).
+ Labels may be numbers or numeric strings. Scoring: llmc/eval/eval_driver.h (eval_mc).
 */
 #ifndef LLMC_MC_TASKS_H
 #define LLMC_MC_TASKS_H
 
-#include "json_value.h"
+#include "../json_value.h"
 #include "ruler.h"
-#include "unicode.h"
+#include "../unicode.h"
 
 #define MC_MAX_CHOICES 32
 

@@ -1,8 +1,8 @@
 /*
- GPU incremental decoding for the moba.c model (the GPU twin of llmc/kv_cache.h): a KV cache for dense
+ GPU incremental decoding for the moba.c model (the GPU twin of llmc/eval/kv_cache.h): a KV cache for dense
  and MoBA layers, prefill with the training forward, and one decode step for a batch of B sequences that
- share their position t. Include after train_gpt_moba.cu (it uses GPT, gpt_forward and the layer
- kernels); generation goes through llmc/sampling.h.
+ share their position t. Include after train_gpt_moba.cu (it uses GPT, gpt_forward, gpt_reserve and the
+ layer kernels); generation goes through llmc/eval/sampling.h.
 
  Cache, per layer l (floatX unless noted):
    k, v   (B, NH, slots, HD) keys after key conv + RoPE where the layer has them (what attention sees) and
@@ -10,7 +10,7 @@
                              window w for a sliding-window layer (no query sees further back)
    kraw   (B, W, C)          ring of the last W raw keys (slot p % W): all the causal conv needs
    ksum   (B, NH, nb, HD)    fp32 per-block key sums (MoBA layers), added in position order as each key
-                             is appended (as llmc/kv_cache.h), so a centroid is sum / bs at any time
+                             is appended (as llmc/eval/kv_cache.h), so a centroid is sum / bs at any time
  Decode of B tokens at position t, per layer (M = B rows):
    rmsnorm -> qkv matmul (cuBLASLt) -> kv_prep (k + SiLU(kconv) over the ring, RoPE at t unless NoPE,
    append k, v; q out)
@@ -26,13 +26,12 @@
 #define LLMC_KV_CACHE_CUH
 
 #include <limits.h>
-#include "llmc/sampling.h"
-#include "llmc/moba_gate.cuh"
+#include "sampling.h"
+#include "../moba_gate.cuh"
 
 #define KV_ATTN_THREADS 128
 #define KV_ATTN_CTAS_PER_SM 8
 #define KV_GATE_THREADS 256
-#define KV_MAX_TOPK 64
 
 typedef struct {
     int B, cap, nb, splits_cap;   // rows, positions held per row, blocks per row, most split-K partials
@@ -57,7 +56,7 @@ static void kv_gpu_init(GpuKVCache *c, const GPT *m, int B, int cap) {
     memset(c, 0, sizeof(*c));
     config_check_seq_len(cfg, cap);
     if (B < 1) { die("KV cache: batch %d must be >= 1", B); }
-    if (cfg->moba_topk > KV_MAX_TOPK) { die("KV cache decoding supports MoBA top-k up to %d (got %d)", KV_MAX_TOPK, cfg->moba_topk); }
+    if (cfg->moba_topk > MOBA_MAX_TOPK) { die("KV cache decoding supports MoBA top-k up to %d (got %d)", MOBA_MAX_TOPK, cfg->moba_topk); }
     size_t L = cfg->n_layer, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, W = cfg->kconv, F = cfg->ffn, V = cfg->vocab_size;
     int moba = cfg->attn == ATTN_MOBA;
     c->B = B; c->cap = cap;
@@ -112,13 +111,6 @@ static void kv_gpu_poison(GpuKVCache *c, const ModelConfig *cfg) {
         {c->att, B * C * X}, {c->proj, B * C * X}, {c->qkv, B * 3 * C * X}, {c->fc, B * 2 * F * X}, {c->fch, B * F * X},
         {c->logits, B * V * X}, {c->part, B * cfg->n_head * c->splits_cap * (C / cfg->n_head + 2) * 4}};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) { cudaCheck(cudaMemset(bufs[i].p, 0xFF, bufs[i].bytes)); }
-}
-
-// Makes the model's activations hold a B x T forward (gpt_forward allocates only on its first call).
-static void gpt_reserve(GPT *m, int B, int T) {
-    if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T && m->T >= T) { return; }
-    gpt_release_activations(m);
-    activations_alloc(m, B, T);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -176,7 +168,7 @@ __global__ void __launch_bounds__(KV_GATE_THREADS) kv_gate_kernel(int *sel, cons
                                                                   int HD, int nb, int bs, int K, int t) {
     extern __shared__ float score[];  // (t/bs)
     __shared__ float bval[KV_GATE_THREADS / 32];
-    __shared__ int bidx[KV_GATE_THREADS / 32], picks[KV_MAX_TOPK];
+    __shared__ int bidx[KV_GATE_THREADS / 32], picks[MOBA_MAX_TOPK];
     int bh = blockIdx.x, ob = t / bs, C = NH * HD;
     const floatX *qh = q + (size_t)(bh / NH) * C + (bh % NH) * HD;
     const float *sb = ksum + (size_t)bh * nb * HD;
@@ -428,7 +420,7 @@ static const float *kv_gpu_step(GpuKVCache *c, GPT *m, const int *tokens) {
     return kv_gpu_logits_to_host(c, V);
 }
 
-// The cache as llmc/sampling.h and llmc/eval_driver.h take a model: one sequence (a cache with B = 1).
+// The cache as llmc/eval/sampling.h and llmc/eval/eval_driver.h take a model: one sequence (a cache with B = 1).
 typedef struct { GpuKVCache *c; GPT *m; } GpuKVModel;
 static const float *kv_gpu_prefill_fn(void *ctx, const int *tokens, int n) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_prefill(k->c, k->m, tokens, n); }
 static const float *kv_gpu_step_fn(void *ctx, int token) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_step(k->c, k->m, &token); }

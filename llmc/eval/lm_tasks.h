@@ -10,14 +10,14 @@
    lambada   {"text"} per line (EleutherAI/lambada_openai): context = all words but the last (split at
              ' '), continuation = " " + the last word; accuracy = every continuation token is the greedy
              one, perplexity = exp(-mean ll) over documents.
- The model calls are in llmc/eval_driver.h; this file holds the text rules and the window plan.
+ The model calls are in llmc/eval/eval_driver.h; this file holds the text rules and the window plan.
 */
 #ifndef LLMC_LM_TASKS_H
 #define LLMC_LM_TASKS_H
 
-#include "json_value.h"
+#include "../json_value.h"
 #include "mc_tasks.h"
-#include "unicode.h"
+#include "../unicode.h"
 
 // The strings of one field of every record of a JSONL file.
 typedef struct { char **s; int n, cap; const char *field; } TextSet;

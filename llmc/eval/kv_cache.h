@@ -1,6 +1,6 @@
 /*
  CPU incremental decoding for the moba.c model: a KV cache for dense and MoBA layers, prefill, one-token
- decode steps, and generation through llmc/sampling.h (greedy, temperature + top-p, stop sequences, token budget).
+ decode steps, and generation through llmc/eval/sampling.h (greedy, temperature + top-p, stop sequences, token budget).
  Include after train_gpt_moba.c (it uses Model, `real` and the layer functions; programs get them with
  `#define TESTING` + `#include "train_gpt_moba.c"`).
 
@@ -20,7 +20,8 @@
 #ifndef LLMC_KV_CACHE_H
 #define LLMC_KV_CACHE_H
 
-#include "rng.h"
+#include "../moba_selection.h"
+#include "../rng.h"
 #include "sampling.h"
 
 typedef struct {
@@ -159,8 +160,8 @@ static inline const real *kv_prefill(KVCache *c, Model *m, const int *tokens, in
 static inline void kv_attend(KVCache *c, const ModelConfig *cfg, int l, int t) {
     int HD = c->HD, moba = layer_is_moba(cfg, l), bs = cfg->moba_block, w = layer_window(cfg, l);
     real scale = 1 / sqrt((real)HD);
-    int ranges[64][2];
-    if (moba && cfg->moba_topk > 64) { die("KV cache decoding supports MoBA top-k up to 64 (got %d)", cfg->moba_topk); }
+    int ranges[MOBA_MAX_TOPK][2];
+    if (moba && cfg->moba_topk > MOBA_MAX_TOPK) { die("KV cache decoding supports MoBA top-k up to %d (got %d)", MOBA_MAX_TOPK, cfg->moba_topk); }
     for (int h = 0; h < c->NH; h++) {
         const real *q = c->qr + h * HD;
         int nr = 1;
@@ -245,7 +246,7 @@ static inline const real *kv_step(KVCache *c, Model *m, int token) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The cache as llmc/sampling.h and llmc/eval_driver.h take a model
+// The cache as llmc/eval/sampling.h and llmc/eval/eval_driver.h take a model
 
 typedef struct { KVCache *c; Model *m; } KVModel;
 static inline const float *kv_prefill_fn(void *ctx, const int *tokens, int n) { KVModel *k = (KVModel *)ctx; return kv_prefill(k->c, k->m, tokens, n); }

@@ -1,6 +1,6 @@
 /*
- Token sampling and the generation loop, shared by the CPU KV cache (llmc/kv_cache.h) and the GPU one
- (llmc/kv_cache.cuh): greedy or temperature + top-p sampling from fp32 logits, stop sequences, a stop
+ Token sampling and the generation loop, shared by the CPU KV cache (llmc/eval/kv_cache.h) and the GPU one
+ (llmc/eval/kv_cache.cuh): greedy or temperature + top-p sampling from fp32 logits, stop sequences, a stop
  token, a token budget and a minimum length before which the stop token and one-token stop sequences
  cannot be chosen (Hugging Face's min_length, which LongBench's pred.py sets for samsum). The model is reached through two callbacks (prefill a prompt, append one
  token), each returning the V logits of the next position.
@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "rng.h"
-#include "utils.h"
+#include "../rng.h"
+#include "../utils.h"
 
 typedef struct {
     int max_new_tokens;

@@ -9,7 +9,7 @@
 
 #include <math.h>
 #include <stdio.h>
-#include "utils.h"
+#include "../utils.h"
 
 typedef struct { const char *name; const double *x, *y; int n; } PlotSeries;
 

@@ -30,8 +30,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "unicode.h"
-#include "utils.h"
+#include "../unicode.h"
+#include "../utils.h"
 
 // A word: a slice of a code point string.
 typedef struct { const uint32_t *s; int n; } Span;

@@ -1,6 +1,6 @@
 /*
- The evaluation driver shared by the CPU program (dev/eval/eval.c: fp32 reference model, llmc/kv_cache.h)
- and the GPU one (eval_gpt_moba.cu: llmc/kv_cache.cuh): LM accuracy on token shards (val loss, next-token
+ The evaluation driver shared by the CPU program (dev/eval/eval.c: fp32 reference model, llmc/eval/kv_cache.h)
+ and the GPU one (eval_gpt_moba.cu: llmc/eval/kv_cache.cuh): LM accuracy on token shards (val loss, next-token
  accuracy, loss and accuracy by position bucket), needle tasks in the synthetic corpus's tokens, RULER
  tasks and lengths, LongBench subsets from a data folder, multiple-choice log-likelihood sets and a greedy
  trace (CPU vs GPU tokens). Writes <out>/eval.json, <out>/eval.md and per-sample predictions
@@ -28,7 +28,7 @@ typedef struct {
     void *ctx;
     ModelConfig cfg;
     int capacity;        // tokens the cache holds (prompt + generated)
-    PrefillFn prefill;   // llmc/sampling.h: reset the cache to a prompt, logits of its last position
+    PrefillFn prefill;   // llmc/eval/sampling.h: reset the cache to a prompt, logits of its last position
     StepFn step;         // append one token, logits of the next position
     // Forward of a (B, T) batch: per-position loss of the target (0 where the target is -1) and, unless
     // argmax is NULL, the argmax token; host arrays of B*T.
@@ -536,7 +536,7 @@ static void eval_mc(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, 
 }
 
 // ---------------------------------------------------------------------------------------------------
-// WikiText-2 and LAMBADA (llmc/lm_tasks.h)
+// WikiText-2 and LAMBADA (llmc/eval/lm_tasks.h)
 
 static void eval_wikitext(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
     TextSet docs = text_load(a->wikitext, "page");

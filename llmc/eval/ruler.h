@@ -29,11 +29,11 @@
 
 #include <stdint.h>
 #include "eval_metrics.h"
-#include "json_value.h"
-#include "rng.h"
+#include "../json_value.h"
+#include "../rng.h"
 #include "tables/ruler_words.h"
-#include "text_tokenizer.h"
-#include "utils.h"
+#include "../text_tokenizer.h"
+#include "../utils.h"
 
 // ---------------------------------------------------------------------------------------------------
 // A growable string

@@ -3,7 +3,7 @@
  context, answers, length, dataset, language, all_classes, _id), the per-dataset prompt templates and
  maximum generation lengths of config/dataset2prompt.json and dataset2maxlen.json, truncation of a long
  prompt in the middle (keep the first and the last max/2 tokens, as pred.py does), and scoring with
- each dataset's metric (eval.py's dataset2metric: llmc/eval_metrics.h). trec, triviaqa and samsum score
+ each dataset's metric (eval.py's dataset2metric: llmc/eval/eval_metrics.h). trec, triviaqa and samsum score
  only the first line of the prediction; samsum generation also stops at a newline (pred.py).
  A dataset's score = 100 * mean over records of the max over its answers.
 */
@@ -12,8 +12,8 @@
 
 #include <stdint.h>
 #include "eval_metrics.h"
-#include "json_value.h"
-#include "utils.h"
+#include "../json_value.h"
+#include "../utils.h"
 
 enum { LB_QA_F1, LB_ROUGE, LB_CLASSIFICATION, LB_RETRIEVAL, LB_COUNT, LB_CODE_SIM };
 static const char *const longbench_metric_names[] = {"qa_f1", "rouge_l", "classification", "retrieval", "count", "code_sim"};

@@ -12,9 +12,9 @@
 #ifndef LLMC_SYN_NEEDLE_H
 #define LLMC_SYN_NEEDLE_H
 
-#include "rng.h"
-#include "synthetic.h"
-#include "utils.h"
+#include "../rng.h"
+#include "../synthetic.h"
+#include "../utils.h"
 
 #define SYN_NEEDLE_MAX 4
 

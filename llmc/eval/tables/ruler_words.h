@@ -1,6 +1,6 @@
 /*
  8192 English words (from Debian wamerican by dev/eval/gen_ruler_words.sh; do not edit): RULER keys
- are pairs word-word, common-word lists draw from them (llmc/ruler.h).
+ are pairs word-word, common-word lists draw from them (llmc/eval/ruler.h).
 */
 #ifndef LLMC_RULER_WORDS_H
 #define LLMC_RULER_WORDS_H
