@@ -3,10 +3,12 @@
 #  1. memcheck (with leak check) of test_gpt_moba_cu on one CPU-written MoBA debug state (tiny, B 2, T 256:
 #     forward, backward, gate selections and 3 AdamW steps against the CPU reference)
 #  2. memcheck of a short train_gpt_moba_cu run: 3 steps, a checkpoint, a resume, sampling
-#  3. racecheck of the attention kernels (forward, dK/dV, dQ, MoBA gate) on the same debug state, one
-#     kernel family per run (--kernel-name kns=<substring>) so the others run uninstrumented
+#  3. racecheck of the dense / sliding-window attention kernels through dev/cuda/attention_swa (no cuBLASLt:
+#     racecheck over the trainer stops with "Internal Sanitizer Error: failed to handle a hardware
+#     exception" before the first attention kernel, with --kernel-name too): the Hopper forward and the TMA
+#     backward with alternating dQ (T 256), the one-warpgroup kernels of the deterministic backward (T 100)
 #  4. (no sanitizer) the NaN/Inf policy: a run with -l 1e6 -g 0 -a 3 must skip steps and stop with exit 1
-# Prebuilt binaries in $BIN (train_gpt_moba_cu, test_gpt_moba_cu) are used when given, as in
+# Prebuilt binaries in $BIN (train_gpt_moba_cu, test_gpt_moba_cu, attention_swa) are used when given, as in
 # scripts/test_gpu.sh; else they are built. Logs go to $LOG (default /tmp/moba_sanitize); a table of
 # results is printed last. Exits non-zero when any check reports an error.
 #   usage: [BIN=dir] [LOG=dir] bash scripts/sanitize_gpu.sh
@@ -24,9 +26,9 @@ row() { printf '%-40s %s\n' "$1" "$2" | tee -a "$TABLE"; }
 
 make -s train_gpt_moba || exit 1
 if [ -n "$BIN" ]; then
-  cp "$BIN"/train_gpt_moba_cu "$BIN"/test_gpt_moba_cu . || exit 1
+  cp "$BIN"/train_gpt_moba_cu "$BIN"/test_gpt_moba_cu . && mkdir -p build/cuda && cp "$BIN"/attention_swa build/cuda/ || exit 1
 else
-  make -s -j2 train_gpt_moba_cu test_gpt_moba_cu || exit 1
+  make -s -j2 train_gpt_moba_cu test_gpt_moba_cu build/cuda/attention_swa || exit 1
 fi
 
 # One sanitizer run: name, tool flags, command. Passes when the tool exits 0 and reports no error/hazard.
@@ -46,9 +48,8 @@ check memcheck_test_gpt_moba "--tool memcheck --leak-check full" ./test_gpt_moba
 TR="-p tiny -A moba -B 32 -K 3 -W 3 -b 4 -t 256 -v 0 -m 1 -s 8 -u 1"
 check memcheck_train_3_steps "--tool memcheck --leak-check full" ./train_gpt_moba_cu $TR -x 3 -n 2 -o "$W/run"
 check memcheck_train_resume "--tool memcheck" ./train_gpt_moba_cu $TR -x 4 -y 1 -o "$W/run"
-for kernels in fwd dkdv dq moba_select; do
-  check "racecheck_$kernels" "--tool racecheck --racecheck-report hazard --kernel-name kns=$kernels" ./test_gpt_moba_cu "$W/state.bin"
-done
+check racecheck_attention_T256_window100 "--tool racecheck --racecheck-report hazard" build/cuda/attention_swa case 1 2 256 64 100 0
+check racecheck_attention_T100_window40_det "--tool racecheck --racecheck-report hazard" build/cuda/attention_swa case 1 2 100 64 40 1
 # the NaN/Inf policy on the GPU (no sanitizer): a diverging run skips its non-finite steps, then stops with exit 1
 ./train_gpt_moba_cu -p tiny -b 4 -t 256 -l 1e6 -g 0 -x 30 -a 3 -v 0 -s 0 -o "$W/nan" > "$LOG/nan_policy.log" 2>&1
 rc=$?
