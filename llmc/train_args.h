@@ -60,7 +60,7 @@ static inline void print_usage(const char *program, const TrainArgs *d) {
     printf("  -K  MoBA top-k blocks (>= 1)         default: the preset's\n");
     printf("  -W  key conv width: 0, 3 or 5 (global layers)  default: the preset's with moba, 0 with -A dense\n");
     printf("  -N  last N layers dense (hybrid)     default %d\n", d->n_dense_last);
-    printf("  -V  vocab size                       default: the preset's\n");
+    printf("  -V  vocab size                       default: -f's tokenizer's (padded to 64), else the preset's\n");
     printf("training\n");
     printf("  -b  micro-batch size                 default %d\n", d->B);
     printf("  -t  sequence length                  default %d\n", d->T);
@@ -79,7 +79,8 @@ static inline void print_usage(const char *program, const TrainArgs *d) {
     printf("  -v  val every N steps (0 = end only) default %d\n", d->val_every);
     printf("  -m  val batches                      default %d\n", d->val_batches);
     printf("  -s  tokens to generate at the end    default %d\n", d->sample_tokens);
-    printf("  -f  tokenizer file, to print samples as text  default none (token ids)\n");
+    printf("  -f  tokenizer file (moba.c BPE, tokenizer.model, tokenizer.json): the vocabulary, samples as text\n");
+    printf("                                       default none (the preset's vocabulary, samples as token ids)\n");
     printf("  -n  checkpoint every N steps (0=end) default %d\n", d->ckpt_every);
     printf("  -y  resume from the newest <out>/ckpt_*.bin  default %d\n", d->resume);
     printf("  -Z  keep the newest N checkpoints    default %d\n", d->keep_ckpts);
@@ -254,6 +255,12 @@ static inline ModelConfig config_from_args(const TrainArgs *a) {
     if (a->moba_topk != -1) { c.moba_topk = a->moba_topk; }
     if (a->kconv != -1) { c.kconv = a->kconv; }
     if (a->vocab_override != -1) { c.vocab_size = a->vocab_override; }
+    else if (a->tokenizer) {  // the model's vocabulary is the tokenizer's, padded to a multiple of 64 (matmul-friendly)
+        TextTokenizer tok;
+        text_tokenizer_load(&tok, a->tokenizer);
+        c.vocab_size = (int)((tok.vocab_size + 63) / 64 * 64);
+        text_tokenizer_free(&tok);
+    }
     c.n_dense_last = a->n_dense_last;
     config_validate(&c);
     config_check_seq_len(&c, a->T);
