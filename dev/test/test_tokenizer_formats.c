@@ -78,7 +78,7 @@ static int ids_equal(const TextTokenizer *t, const char *text, const uint32_t *w
     size_t n = strlen(text), cap = text_tokenizer_max_tokens(t, n);
     uint32_t got[256];
     size_t m = text_tokenizer_encode(t, NULL, (const unsigned char *)text, n, got, cap < 256 ? cap : 256);
-    int ok = m == nwant && memcmp(got, want, m * sizeof(uint32_t)) == 0;
+    int ok = m == nwant && (m == 0 || memcmp(got, want, m * sizeof(uint32_t)) == 0);  // want may be NULL when empty
     if (!ok) {
         printf("  '%s': got", text);
         for (size_t i = 0; i < m && i < 256; i++) { printf(" %u", got[i]); }

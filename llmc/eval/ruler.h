@@ -526,7 +526,7 @@ static inline int qa_add_doc(RulerSource *src, const char *text, int *cap) {
 
 static inline int *int_dup(const int *x, int n) {
     int *d = (int *)malloc_check((size_t)(n ? n : 1) * sizeof(int));
-    memcpy(d, x, (size_t)n * sizeof(int));
+    if (n > 0) { memcpy(d, x, (size_t)n * sizeof(int)); }  // x may be NULL when n is 0
     return d;
 }
 
