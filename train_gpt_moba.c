@@ -31,6 +31,8 @@ typedef REAL real;
 #include "llmc/rng.h"
 #include "llmc/schedulers.h"
 #include "llmc/synthetic.h"
+#include "llmc/run_dir.h"
+#include "llmc/run_eval.h"
 #include "llmc/train_args.h"
 #include "llmc/utils.h"
 

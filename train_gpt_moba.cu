@@ -33,6 +33,8 @@
 #include "llmc/param_buckets.h"
 #include "llmc/schedulers.h"
 #include "llmc/synthetic.h"
+#include "llmc/run_dir.h"
+#include "llmc/run_eval.h"
 #include "llmc/train_args.h"
 #include "llmc/utils.h"
 

@@ -2,11 +2,12 @@
  Host-side logic of data-parallel training, on the CPU: the bucket / ZeRO-1 shard layout of the
  parameters (llmc/param_buckets.h), the trainer's multi-GPU flags (-P -G -O -T) and the global batch
  (llmc/train_args.h), and the loader position a checkpoint resumes at on the same or another number of
- GPUs (resume_position). The NCCL side is checked on GPUs by dev/cuda/multi_gpu_check.cu and
+ GPUs (resume_position, llmc/run_dir.h). The NCCL side is checked on GPUs by dev/cuda/multi_gpu_check.cu and
  scripts/test_multi_gpu.sh.
 */
 #include <stdlib.h>
 #include "llmc/param_buckets.h"
+#include "llmc/run_dir.h"
 #include "llmc/train_args.h"
 #include "dev/test/testing.h"
 
