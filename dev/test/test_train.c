@@ -242,6 +242,13 @@ static void test_errors(void) {
     expect_failure("unknown attention kind", run_args, attn, "must be dense or moba");
     expect_failure("no shards match", run_args, nodata, "/nonexistent/*.bin");
     expect_failure("unknown lr schedule", run_args, sched, "unknown learning-rate schedule");
+    // the layer layout's flags
+    static const char *layout[] = {"-Y", "hybrid", NULL}, *wglobal[] = {"-Y", "global", "-w", "64", NULL};
+    static const char *w0[] = {"-w", "0", NULL}, *pos[] = {"-E", "alibi", NULL};
+    expect_failure("unknown layer layout", run_args, layout, "layer layout -Y 'hybrid': must be paper or global");
+    expect_failure("window with the global layout", run_args, wglobal, "only the paper layout (-Y paper) has sliding-window layers");
+    expect_failure("window 0", run_args, w0, "sliding window -w 0: must be at least 1 key");
+    expect_failure("unknown global positions", run_args, pos, "global layers' positions -E 'alibi': must be nope or rope");
     // resuming with a different batch shape than the checkpoint's
     static char resume_dir[300];
     snprintf(resume_dir, sizeof(resume_dir), "%s/resumed", tmpdir);
