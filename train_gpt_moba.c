@@ -718,6 +718,15 @@ static int num_moba_layers(const ModelConfig *c) {
     return n;
 }
 
+// The MoBA layers' selections of the last forward, in layer order, into dst.
+static void copy_selections(const Model *m, int *dst) {
+    const ModelConfig *c = &m->cfg;
+    size_t layer_sel = (size_t)m->cur_B * m->cur_T * c->n_head * c->moba_topk, cap = (size_t)m->B * m->T * c->n_head * c->moba_topk;
+    for (int l = 0; l < c->n_layer; l++) {
+        if (layer_is_moba(c, l)) { memcpy(dst, m->a.sel + l * cap, layer_sel * sizeof(int)); dst += layer_sel; }
+    }
+}
+
 // The reference the GPU test checks against: one batch's logits, loss, gradients, and the losses and
 // MoBA selections of `steps` AdamW steps on that batch at a constant learning rate.
 void write_debug_state(Model *m, const char *path, const int *inputs, const int *targets, int B, int T,
@@ -748,16 +757,17 @@ void write_debug_state(Model *m, const char *path, const int *inputs, const int 
     float *losses = (float *)malloc_check((steps > 0 ? steps : 1) * sizeof(float));
     size_t layer_sel = N * c->n_head * c->moba_topk, set_sel = (size_t)h.num_moba_layers * layer_sel;
     int *sel_copy = (int *)malloc_check((set_sel ? set_sel : 1) * debug_state_sel_sets(&h) * sizeof(int));
-    // per step: forward (step 0's is the one above), its MoBA selections into set s, its loss, the update
-    for (int s = 0; s < (steps > 0 ? steps : 1); s++) {
-        if (s > 0) { model_forward(m, inputs, targets, B, T); }
-        for (int l = 0, i = 0; l < c->n_layer; l++) {
-            if (layer_is_moba(c, l)) { memcpy(sel_copy + s * set_sel + i++ * layer_sel, m->a.sel + l * layer_sel, layer_sel * sizeof(int)); }
+    // per step: the forward (step 0's, and its gradients, are the ones above), its MoBA selections into
+    // set s, its loss, the update
+    copy_selections(m, sel_copy);
+    for (int s = 0; s < steps; s++) {
+        if (s > 0) {
+            model_forward(m, inputs, targets, B, T);
+            copy_selections(m, sel_copy + s * set_sel);
+            model_zero_grad(m);
+            model_backward(m, 1);
         }
-        if (steps == 0) { break; }
         losses[s] = (float)m->mean_loss;
-        model_zero_grad(m);
-        model_backward(m, 1);
         model_update(m, o, o->lr, s + 1);
     }
     atomic_write(&af, losses, sizeof(float), steps);

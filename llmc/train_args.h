@@ -222,9 +222,12 @@ static inline int grad_accum_steps(TrainArgs *a, int world) {
 }
 
 // The -f tokenizer, which must fit the model's vocabulary (checked at start too, so a typo fails before training).
+static inline void tokenizer_check_fits(const TextTokenizer *tok, const char *path, int vocab_size) {
+    if ((int)tok->vocab_size > vocab_size) { die("tokenizer '%s' has %u tokens, more than the model's vocabulary %d", path, tok->vocab_size, vocab_size); }
+}
 static inline void load_sample_tokenizer(TextTokenizer *tok, const char *path, int vocab_size) {
     text_tokenizer_load(tok, path);
-    if ((int)tok->vocab_size > vocab_size) { die("tokenizer '%s' has %u tokens, more than the model's vocabulary %d", path, tok->vocab_size, vocab_size); }
+    tokenizer_check_fits(tok, path, vocab_size);
 }
 
 static inline ModelConfig config_from_args(const TrainArgs *a) {
@@ -254,17 +257,19 @@ static inline ModelConfig config_from_args(const TrainArgs *a) {
     if (a->moba_block != -1) { c.moba_block = a->moba_block; }
     if (a->moba_topk != -1) { c.moba_topk = a->moba_topk; }
     if (a->kconv != -1) { c.kconv = a->kconv; }
+    // -f is loaded here, so a bad path fails before training; without -V the model's vocabulary is the
+    // tokenizer's, padded to a multiple of 64 (matmul-friendly)
+    TextTokenizer tok;
+    if (a->tokenizer) { text_tokenizer_load(&tok, a->tokenizer); }
     if (a->vocab_override != -1) { c.vocab_size = a->vocab_override; }
-    else if (a->tokenizer) {  // the model's vocabulary is the tokenizer's, padded to a multiple of 64 (matmul-friendly)
-        TextTokenizer tok;
-        text_tokenizer_load(&tok, a->tokenizer);
-        c.vocab_size = (int)((tok.vocab_size + 63) / 64 * 64);
-        text_tokenizer_free(&tok);
-    }
+    else if (a->tokenizer) { c.vocab_size = (int)((tok.vocab_size + 63) / 64 * 64); }
     c.n_dense_last = a->n_dense_last;
     config_validate(&c);
     config_check_seq_len(&c, a->T);
-    if (a->tokenizer) { TextTokenizer tok; load_sample_tokenizer(&tok, a->tokenizer, c.vocab_size); text_tokenizer_free(&tok); }
+    if (a->tokenizer) {
+        tokenizer_check_fits(&tok, a->tokenizer, c.vocab_size);
+        text_tokenizer_free(&tok);
+    }
     return c;
 }
 

@@ -135,6 +135,16 @@ struct AttnBufs {
         cudaCheck(cudaMalloc(&lse, nrow * sizeof(float)));
         cudaCheck(cudaMalloc(&scratch, scratch_bytes));
     }
+    // q, k, v, dout from host values (already rounded to floatX)
+    void upload(const std::vector<float> &hq, const std::vector<float> &hk, const std::vector<float> &hv, const std::vector<float> &hdo) {
+        const std::vector<float> *host[] = {&hq, &hk, &hv, &hdo};
+        floatX *dev[] = {q, k, v, dout};
+        for (int i = 0; i < 4; i++) {
+            floatX *t = to_device<floatX>(*host[i]);
+            cudaCheck(cudaMemcpy(dev[i], t, n * sizeof(floatX), cudaMemcpyDeviceToDevice));
+            cudaCheck(cudaFree(t));
+        }
+    }
     ~AttnBufs() {
         floatX *bufs[] = {q, k, v, o, dout, dq, dk, dv};
         for (floatX *b : bufs) { cudaCheck(cudaFree(b)); }
@@ -174,13 +184,7 @@ static int check_case(int version, int B, int NH, int T, int HD, int bs, int K, 
     AttnBufs a(B, NH, T, HD);
     std::vector<float> q = round_through<floatX>(random_vector(a.n, &rng)), k = round_through<floatX>(random_vector(a.n, &rng));
     std::vector<float> v = round_through<floatX>(random_vector(a.n, &rng)), dout = round_through<floatX>(random_vector(a.n, &rng));
-    floatX *tq = to_device<floatX>(q), *tk = to_device<floatX>(k), *tv = to_device<floatX>(v), *tdo = to_device<floatX>(dout);
-    cudaCheck(cudaMemcpy(a.q, tq, a.n * sizeof(floatX), cudaMemcpyDeviceToDevice));
-    cudaCheck(cudaMemcpy(a.k, tk, a.n * sizeof(floatX), cudaMemcpyDeviceToDevice));
-    cudaCheck(cudaMemcpy(a.v, tv, a.n * sizeof(floatX), cudaMemcpyDeviceToDevice));
-    cudaCheck(cudaMemcpy(a.dout, tdo, a.n * sizeof(floatX), cudaMemcpyDeviceToDevice));
-    floatX *tmp[] = {tq, tk, tv, tdo};
-    for (floatX *p : tmp) { cudaCheck(cudaFree(p)); }
+    a.upload(q, k, v, dout);
     std::vector<int> hsel;
     int *dsel = NULL;
     MobaSelection sel{NULL, bs, K};

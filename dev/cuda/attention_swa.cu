@@ -32,13 +32,7 @@ static int check_window(int B, int NH, int T, int HD, int window, int determinis
     AttnBufs a(B, NH, T, HD);
     std::vector<float> q = round_through<floatX>(random_vector(a.n, &rng)), k = round_through<floatX>(random_vector(a.n, &rng));
     std::vector<float> v = round_through<floatX>(random_vector(a.n, &rng)), dout = round_through<floatX>(random_vector(a.n, &rng));
-    const std::vector<float> *host[] = {&q, &k, &v, &dout};
-    floatX *dev[] = {a.q, a.k, a.v, a.dout};
-    for (int i = 0; i < 4; i++) {
-        floatX *t = to_device<floatX>(*host[i]);
-        cudaCheck(cudaMemcpy(dev[i], t, a.n * sizeof(floatX), cudaMemcpyDeviceToDevice));
-        cudaCheck(cudaFree(t));
-    }
+    a.upload(q, k, v, dout);
     AttnRef ref = cpu_attention(q, k, v, dout, std::vector<int>(), 0, 0, B, NH, T, HD, window);
     poison(a.o, a.n * sizeof(floatX)); poison(a.lse, a.nrow * sizeof(float));
     poison(a.dq, a.n * sizeof(floatX)); poison(a.dk, a.n * sizeof(floatX)); poison(a.dv, a.n * sizeof(floatX));

@@ -90,13 +90,13 @@ static int collect_keys(Run *runs, int nr, const char *section, const char **key
 }
 
 // Task x length section (synthetic_needle or ruler): a table per run and the per-length average plot.
-static void length_section(FILE *md, Run *runs, int nr, const char *section, const char *title, const char *out, const char *svg) {
-    const char *tasks[64], *lens[64];
-    int nt = collect_keys(runs, nr, section, tasks, 64), nl = 0;
-    if (nt == 0) { return; }
+// Adds the lengths of a task x length section (the keys of section.<task>) over all runs to lens[0..nl)
+// (each once, at most 64), sorted numerically; returns the new count.
+static int collect_lengths(Run *runs, int nr, const char *section, const char **lens, int nl) {
     for (int i = 0; i < nr; i++) {
-        for (int t = 0; t < nt; t++) {
-            const JValue *o = jpath(&runs[i], section, tasks[t], NULL);
+        const JValue *s = jpath(&runs[i], section, NULL, NULL);
+        for (int t = 0; s && s->kind == JV_OBJ && t < s->n; t++) {
+            const JValue *o = jv_get(s, s->keys[t]);
             for (int k = 0; o && o->kind == JV_OBJ && k < o->n; k++) {
                 int seen = 0;
                 for (int j = 0; j < nl; j++) { seen |= strcmp(lens[j], o->keys[k]) == 0; }
@@ -105,6 +105,13 @@ static void length_section(FILE *md, Run *runs, int nr, const char *section, con
         }
     }
     for (int i = 1; i < nl; i++) { const char *v = lens[i]; int j = i - 1; while (j >= 0 && atoi(lens[j]) > atoi(v)) { lens[j + 1] = lens[j]; j--; } lens[j + 1] = v; }
+    return nl;
+}
+
+static void length_section(FILE *md, Run *runs, int nr, const char *section, const char *title, const char *out, const char *svg) {
+    const char *tasks[64], *lens[64];
+    int nt = collect_keys(runs, nr, section, tasks, 64), nl = collect_lengths(runs, nr, section, lens, 0);
+    if (nt == 0) { return; }
     fprintf(md, "## %s\n\nScore %% per task and length (tokens).\n\n| run | task |", title);
     for (int l = 0; l < nl; l++) { fprintf(md, " %s |", lens[l]); }
     fprintf(md, "\n| --- | --- |");
@@ -186,23 +193,8 @@ static void sweep_section(FILE *md, Run *runs, int nr) {
         for (int j = 0; j < nvar; j++) { if (strcmp(variants[j], v) == 0) { group[i] = j; } }
         if (group[i] < 0) { memcpy(variants[nvar], v, sizeof(v)); group[i] = nvar++; }
     }
-    const char *lens[64];
-    int nl = 0;
-    for (int i = 0; i < nr; i++) {  // every length of the RULER or synthetic-needle results, ascending
-        const char *secs[2] = {"ruler", "synthetic_needle"};
-        for (int sI = 0; sI < 2; sI++) {
-            const JValue *s = jpath(&runs[i], secs[sI], NULL, NULL);
-            for (int t = 0; s && s->kind == JV_OBJ && t < s->n; t++) {
-                const JValue *o = jv_get(s, s->keys[t]);
-                for (int k = 0; o && o->kind == JV_OBJ && k < o->n; k++) {
-                    int seen = 0;
-                    for (int j = 0; j < nl; j++) { seen |= strcmp(lens[j], o->keys[k]) == 0; }
-                    if (!seen && nl < 64) { lens[nl++] = o->keys[k]; }
-                }
-            }
-        }
-    }
-    for (int i = 1; i < nl; i++) { const char *v = lens[i]; int j = i - 1; while (j >= 0 && atoi(lens[j]) > atoi(v)) { lens[j + 1] = lens[j]; j--; } lens[j + 1] = v; }
+    const char *lens[64];  // every length of the RULER or synthetic-needle results, ascending
+    int nl = collect_lengths(runs, nr, "synthetic_needle", lens, collect_lengths(runs, nr, "ruler", lens, 0));
     fprintf(md, "## Sweep: mean ± standard deviation over seeds\n\n| variant | seeds | val loss | perplexity | tokens/s |");
     for (int l = 0; l < nl; l++) { fprintf(md, " S-NIAH %s |", lens[l]); }
     for (int l = 0; l < nl; l++) { fprintf(md, " synthetic %s |", lens[l]); }

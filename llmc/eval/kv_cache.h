@@ -158,21 +158,14 @@ static inline const real *kv_prefill(KVCache *c, Model *m, const int *tokens, in
 
 // Attention of one query (all heads) at position t over the cache of layer l, into c->att.
 static inline void kv_attend(KVCache *c, const ModelConfig *cfg, int l, int t) {
-    int HD = c->HD, moba = layer_is_moba(cfg, l), bs = cfg->moba_block, w = layer_window(cfg, l);
+    int HD = c->HD, moba = layer_is_moba(cfg, l), w = layer_window(cfg, l);
     real scale = 1 / sqrt((real)HD);
     int ranges[MOBA_MAX_TOPK][2];
     if (moba && cfg->moba_topk > MOBA_MAX_TOPK) { die("KV cache decoding supports MoBA top-k up to %d (got %d)", MOBA_MAX_TOPK, cfg->moba_topk); }
     for (int h = 0; h < c->NH; h++) {
         const real *q = c->qr + h * HD;
-        int nr = 1;
-        ranges[0][0] = w > 0 && t + 1 > w ? t + 1 - w : 0; ranges[0][1] = t + 1;
-        if (moba) {
-            nr = kv_moba_select(c, cfg, l, h, q, t);
-            for (int r = 0; r < nr; r++) {
-                ranges[r][0] = c->sel[r] * bs;
-                ranges[r][1] = c->sel[r] * bs + bs < t + 1 ? c->sel[r] * bs + bs : t + 1;
-            }
-        }
+        if (moba) { kv_moba_select(c, cfg, l, h, q, t); }
+        int nr = visible_ranges(ranges, t, moba ? c->sel : NULL, cfg->moba_topk, cfg->moba_block, w);
         real mx = -INFINITY;
         for (int r = 0; r < nr; r++) {
             for (int j = ranges[r][0]; j < ranges[r][1]; j++) {
