@@ -71,7 +71,7 @@ typedef struct {
     const char *outdir;
     uint64_t shard_tokens, val_tokens;
     int skip_bad, threads, nslots;
-    uint32_t synth_len, synth_facts;
+    uint32_t synth_len, synth_facts, synth_style;
     uint64_t seed, config_hash;
     TextTokenizer tok;
     CorpusFiles files;
@@ -260,31 +260,57 @@ static size_t encode_str(const Prep *p, const char *s, uint32_t *out, size_t cap
     return n;
 }
 
+// How a synthetic document states its facts and asks for them again (-Q). "secret" is terse; "magic" uses
+// RULER's needle sentence and question (hyphenated made-up keys, 7-digit values), so that a small model
+// trained on it can be scored by RULER's S-NIAH prompts, which it could not otherwise read at this scale.
+// The formats take the key as argument 1 and the value as argument 2.
+typedef struct {
+    const char *name, *plant, *recall, *header;
+    int hyphenated_key;
+    uint32_t value_min, value_count;
+} RecallStyle;
+static const RecallStyle recall_styles[] = {
+    {"secret", " The secret number of %1$s is %2$06u.", " The secret number of %1$s is %2$06u.", "\n\nRecall the secret numbers:", 0, 100000, 900000},
+    {"magic", " One of the special magic numbers for %1$s is: %2$u.",
+     " What is the special magic number for %1$s mentioned in the provided text? The special magic number for %1$s"
+     " mentioned in the provided text is %2$u.", "\n", 1, 1000000, 9000000},
+};
+#define NUM_RECALL_STYLES (sizeof(recall_styles) / sizeof(recall_styles[0]))
+
 // Appends as many complete synthetic documents as the filler allows to pending.
 static void synth_emit(Prep *p) {
     static const char *syl[16] = {"ka", "zu", "mi", "to", "re", "no", "shi", "ba", "lo", "vi", "pe", "da", "qui", "xe", "fo", "gu"};
-    enum { MAXF = 256, MAXT = 64 };
-    uint32_t facts[MAXF][MAXT], nfact[MAXF], order[MAXF], header[MAXT];
+    enum { MAXF = 256, MAXT = 96 };
+    const RecallStyle *style = &recall_styles[p->synth_style];
+    uint32_t plants[MAXF][MAXT], nplant[MAXF], recalls[MAXF][MAXT], nrecall[MAXF], order[MAXF], header[MAXT];
     size_t used = 0;  // filler tokens taken by the documents made in this call
     for (;;) {
         Rng rng;
         rng_init(&rng, p->seed * 0x9E3779B97F4A7C15ULL + p->synth_doc);
-        char names[MAXF][16], text[128];
+        char names[MAXF][16], text[256];
         size_t fact_tokens = 0;
         for (uint32_t k = 0; k < p->synth_facts; k++) {
             int fresh;
             do {  // distinct names within a document
-                snprintf(names[k], sizeof(names[k]), "%s%s%s", syl[rng_below(&rng, 16)], syl[rng_below(&rng, 16)], syl[rng_below(&rng, 16)]);
-                names[k][0] = (char)(names[k][0] - 'a' + 'A');
+                if (style->hyphenated_key) {
+                    snprintf(names[k], sizeof(names[k]), "%s%s-%s%s", syl[rng_below(&rng, 16)], syl[rng_below(&rng, 16)],
+                             syl[rng_below(&rng, 16)], syl[rng_below(&rng, 16)]);
+                } else {
+                    snprintf(names[k], sizeof(names[k]), "%s%s%s", syl[rng_below(&rng, 16)], syl[rng_below(&rng, 16)], syl[rng_below(&rng, 16)]);
+                    names[k][0] = (char)(names[k][0] - 'a' + 'A');
+                }
                 fresh = 1;
                 for (uint32_t q = 0; q < k; q++) { if (strcmp(names[q], names[k]) == 0) { fresh = 0; } }
             } while (!fresh);
-            snprintf(text, sizeof(text), " The secret number of %.15s is %06u.", names[k], 100000 + rng_below(&rng, 900000));
-            nfact[k] = (uint32_t)encode_str(p, text, facts[k], MAXT);
-            fact_tokens += 2 * nfact[k];  // planted once, recalled once
+            uint32_t value = style->value_min + rng_below(&rng, style->value_count);
+            snprintf(text, sizeof(text), style->plant, names[k], value);
+            nplant[k] = (uint32_t)encode_str(p, text, plants[k], MAXT);
+            snprintf(text, sizeof(text), style->recall, names[k], value);
+            nrecall[k] = (uint32_t)encode_str(p, text, recalls[k], MAXT);
+            fact_tokens += nplant[k] + nrecall[k];
             order[k] = k;
         }
-        size_t nheader = encode_str(p, "\n\nRecall the secret numbers:", header, MAXT);
+        size_t nheader = encode_str(p, style->header, header, MAXT);
         if (1 + nheader + fact_tokens >= p->synth_len) {
             die("-L %u is too short for %u facts: they take %zu tokens", p->synth_len, p->synth_facts, 1 + nheader + fact_tokens);
         }
@@ -302,12 +328,12 @@ static void synth_emit(Prep *p) {
         tv_push(&p->pending, &eot, 1);
         for (uint32_t k = 0; k < p->synth_facts; k++) {
             tv_push(&p->pending, fill + from, at[k] - from);
-            tv_push(&p->pending, facts[k], nfact[k]);
+            tv_push(&p->pending, plants[k], nplant[k]);
             from = at[k];
         }
         tv_push(&p->pending, fill + from, nfill - from);
         tv_push(&p->pending, header, nheader);
-        for (uint32_t k = 0; k < p->synth_facts; k++) { tv_push(&p->pending, facts[order[k]], nfact[order[k]]); }
+        for (uint32_t k = 0; k < p->synth_facts; k++) { tv_push(&p->pending, recalls[order[k]], nrecall[order[k]]); }
         if (p->pending.n - before != p->synth_len) { die("internal error: synthetic document has %zu tokens, not %u", p->pending.n - before, p->synth_len); }
         used += nfill;
         p->synth_doc++;
@@ -342,7 +368,7 @@ static uint64_t fnv(uint64_t h, const void *data, size_t n) {
 // Hash of everything that decides the output: settings, tokenizer file, input paths and sizes.
 static uint64_t config_hash(const Prep *p, const char *tok_path) {
     uint64_t h = 0xcbf29ce484222325ULL;
-    uint64_t settings[5] = {p->shard_tokens, p->val_tokens, p->synth_len, p->synth_facts, p->seed};
+    uint64_t settings[6] = {p->shard_tokens, p->val_tokens, p->synth_len, p->synth_facts, p->seed, p->synth_style};
     h = fnv(h, settings, sizeof(settings));
     FILE *f = fopen_check(tok_path, "rb");
     unsigned char buf[65536];
@@ -374,6 +400,11 @@ static void usage(void) {
             "  -L <int>   synthetic long-context documents of this many tokens, 0 = off (default 0)\n"
             "  -F <int>   planted facts per synthetic document (default 8)\n"
             "  -S <int>   seed of the synthetic documents (default 1337)\n"
+            "  -Q <name>  how synthetic documents state and ask for facts: secret (\"The secret number of Name is\n"
+            "             123456.\", recalled after \"Recall the secret numbers:\") or magic (RULER's needle and\n"
+            "             question: \"One of the special magic numbers for kazu-mito is: 1234567.\" ... \"What is\n"
+            "             the special magic number for kazu-mito mentioned in the provided text? The special magic\n"
+            "             number for kazu-mito mentioned in the provided text is 1234567.\") (default secret)\n"
             "  -h         this help\n");
     exit(1);
 }
@@ -412,6 +443,11 @@ int main(int argc, char **argv) {
         case 'L': p.synth_len = (uint32_t)parse_int(v, f, 0, 1 << 30); break;
         case 'F': p.synth_facts = (uint32_t)parse_int(v, f, 1, 256); break;
         case 'S': p.seed = (uint64_t)parse_int(v, f, 0, 1LL << 62); break;
+        case 'Q':
+            p.synth_style = NUM_RECALL_STYLES;
+            for (uint32_t k = 0; k < NUM_RECALL_STYLES; k++) { if (strcmp(v, recall_styles[k].name) == 0) { p.synth_style = k; } }
+            if (p.synth_style == NUM_RECALL_STYLES) { die("-Q %s: expected secret or magic", v); }
+            break;
         default: die("unknown flag -%c (see -h)", f);
         }
     }

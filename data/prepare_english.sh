@@ -15,15 +15,18 @@
 # Train on text + recall with -i 'OUT/*/train_*.bin', validate on -j 'OUT/val/val_*.bin'; OUT/essay.txt (the
 # held-out Python documentation) is a haystack for RULER (eval -e).
 #   data/prepare_english.sh [OUT]          (default data/english)
-#   VOCAB=8192 RECALL_LEN=2048 FACTS=16 data/prepare_english.sh data/english
+#   VOCAB=8192 RECALL_LEN=2048 FACTS=16 RECALL_STYLE=secret data/prepare_english.sh data/english
+# RECALL_STYLE is build/prepare -Q: secret, or magic (RULER's needle sentence and question).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-data/english}
-VOCAB=${VOCAB:-8192}; RECALL_LEN=${RECALL_LEN:-2048}; FACTS=${FACTS:-16}
+VOCAB=${VOCAB:-8192}; RECALL_LEN=${RECALL_LEN:-2048}; FACTS=${FACTS:-16}; RECALL_STYLE=${RECALL_STYLE:-secret}
 raw=$out/raw; held=$out/raw_val
 
 pkgs="linux-doc-6.1 python3.11-doc dict-gcide wordnet-base bible-kjv-text bible-kjv"
-missing=$(for p in $pkgs; do dpkg -s "$p" > /dev/null 2>&1 || echo "$p"; done)
+# the packages are needed only to extract the raw text: a machine given OUT/raw (e.g. a GPU machine without
+# network, see data/README.md) goes straight to tokenizing
+missing=$([ -f "$raw/.complete" ] || for p in $pkgs; do dpkg -s "$p" > /dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
     sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
     echo "installing:" $missing
@@ -65,5 +68,5 @@ echo "raw text: train $(du -sh "$raw" | cut -f1) in $(find "$raw" -name '*.txt' 
 make -s build/prepare
 build/prepare -o "$out/text" -v "$VOCAB" -V 0 "$raw"
 build/prepare -o "$out/val" -t "$out/text/tokenizer.bin" -V 1000000000000 "$held"
-build/prepare -o "$out/recall" -t "$out/text/tokenizer.bin" -L "$RECALL_LEN" -F "$FACTS" -V 0 "$raw"
+build/prepare -o "$out/recall" -t "$out/text/tokenizer.bin" -L "$RECALL_LEN" -F "$FACTS" -Q "$RECALL_STYLE" -V 0 "$raw"
 echo "shards: $out/text and $out/recall (train), $out/val (val); tokenizer $out/text/tokenizer.bin"
