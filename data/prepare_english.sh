@@ -16,11 +16,16 @@
 # held-out Python documentation) is a haystack for RULER (eval -e).
 #   data/prepare_english.sh [OUT]          (default data/english)
 #   VOCAB=8192 RECALL_LEN=2048 FACTS=16 RECALL_STYLE=secret data/prepare_english.sh data/english
-# RECALL_STYLE is build/prepare -Q: secret, or magic (RULER's needle sentence and question).
+# RECALL_STYLE is build/prepare -Q: secret, or magic (RULER's needle sentence and question). SHORT_LEN > 0 adds
+# OUT/recall_short: recall documents of SHORT_LEN tokens with SHORT_FACTS facts (default 4), the same style.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-data/english}
 VOCAB=${VOCAB:-8192}; RECALL_LEN=${RECALL_LEN:-2048}; FACTS=${FACTS:-16}; RECALL_STYLE=${RECALL_STYLE:-secret}
+SHORT_LEN=${SHORT_LEN:-0}; SHORT_FACTS=${SHORT_FACTS:-4}
+# small shards: the loader visits shards in a shuffled order and reads one shard before the next, so the
+# sources mix at the granularity of a shard (524,288 tokens = 2 steps of the study)
+SHARD=${SHARD:-524288}
 raw=$out/raw; held=$out/raw_val
 
 pkgs="linux-doc-6.1 python3.11-doc dict-gcide wordnet-base bible-kjv-text bible-kjv"
@@ -66,7 +71,10 @@ echo "raw text: train $(du -sh "$raw" | cut -f1) in $(find "$raw" -name '*.txt' 
      "held out $(du -sh "$held" | cut -f1) in $(find "$held" -name '*.txt' | wc -l)"
 
 make -s build/prepare
-build/prepare -o "$out/text" -v "$VOCAB" -V 0 "$raw"
+build/prepare -o "$out/text" -s "$SHARD" -v "$VOCAB" -V 0 "$raw"
 build/prepare -o "$out/val" -t "$out/text/tokenizer.bin" -V 1000000000000 "$held"
-build/prepare -o "$out/recall" -t "$out/text/tokenizer.bin" -L "$RECALL_LEN" -F "$FACTS" -Q "$RECALL_STYLE" -V 0 "$raw"
-echo "shards: $out/text and $out/recall (train), $out/val (val); tokenizer $out/text/tokenizer.bin"
+build/prepare -o "$out/recall" -s "$SHARD" -t "$out/text/tokenizer.bin" -L "$RECALL_LEN" -F "$FACTS" -Q "$RECALL_STYLE" -V 0 "$raw"
+if [ "$SHORT_LEN" -gt 0 ]; then  # short recall documents: retrieval over short distances first shows the model the task
+    build/prepare -o "$out/recall_short" -s "$SHARD" -t "$out/text/tokenizer.bin" -L "$SHORT_LEN" -F "$SHORT_FACTS" -Q "$RECALL_STYLE" -V 0 "$raw"
+fi
+echo "shards: $out/text and $out/recall* (train), $out/val (val); tokenizer $out/text/tokenizer.bin"

@@ -28,7 +28,7 @@ echo "data ready after $((SECONDS - start)) s"
 for config in "$@"; do
     left=$((limit - (SECONDS - start)))
     [ $left -gt 30 ] || { echo "skipped (time): $config"; continue; }
-    timeout $left scripts/ablate.sh "$config" || echo "ablate.sh $config: exit $? after $((SECONDS - start)) s"
+    timeout $left bash scripts/ablate.sh "$config" || echo "ablate.sh $config: exit $? after $((SECONDS - start)) s"
 done
 tar czf "$out/study.tgz" --exclude='ckpt_*.bin' runs/ablate
 for r in runs/ablate/*/report/*.md; do [ -f "$r" ] && { echo "== $r"; cat "$r"; }; done
