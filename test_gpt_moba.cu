@@ -185,6 +185,9 @@ int main(int argc, char **argv) {
     double dl = fabs((double)m.mean_loss - d.loss);
     printf("  loss           gpu %.6f  cpu %.6f  diff %.2e  %s\n", m.mean_loss, d.loss, dl, dl <= TOL_LOSS ? "OK" : "FAIL");
     CHECK(dl <= TOL_LOSS, "loss differs by %.3e > %.1e", dl, TOL_LOSS);
+    // the trainer's path: the training forward writes the logits' gradient, the backward takes it from there
+    poison_model(&m);
+    gpt_forward_train(&m, d.inputs.data(), d.targets.data(), B, T, 1.0f);
     gpt_backward(&m, 1.0f);
     std::vector<float> g0 = grads_host(&m);
     check_grads("R0", g0, d, &m);
@@ -194,7 +197,7 @@ int main(int argc, char **argv) {
     AdamWConfig o = {d.h.lr, d.h.beta1, d.h.beta2, d.h.eps, d.h.weight_decay, d.h.grad_clip};
     for (int s = 0; s < d.h.num_steps; s++) {
         m.sel_override = forced ? forced + s * set_sel : NULL;
-        gpt_forward(&m, d.inputs.data(), d.targets.data(), B, T);
+        gpt_forward_train(&m, d.inputs.data(), d.targets.data(), B, T, 1.0f);
         double e = fabs((double)m.mean_loss - d.step_losses[s]);
         printf("  step %d loss    gpu %.6f  cpu %.6f  diff %.2e  %s\n", s + 1, m.mean_loss, d.step_losses[s], e, e <= TOL_STEP_LOSS ? "OK" : "FAIL");
         CHECK(e <= TOL_STEP_LOSS, "AdamW step %d loss differs by %.3e > %.1e", s + 1, e, TOL_STEP_LOSS);
@@ -205,7 +208,8 @@ int main(int argc, char **argv) {
     m.sel_override = NULL;
     gpt_free(&m);
 
-    // -R 2 -z 1: everything recomputable is recomputed, deterministic attention backward
+    // -R 2 -z 1: everything recomputable is recomputed, deterministic attention backward; gpt_forward, so the
+    // backward writes the logits' gradient itself
     GPT r;
     gpt_init(&r, c, d.h.seed, 2, 1);
     gpt_set_params(&r, d.params.data(), NULL, NULL);

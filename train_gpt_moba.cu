@@ -143,6 +143,7 @@ typedef struct {
     float *cpu_losses;             // (N) host
     float mean_loss;               // of the last forward with targets; -1 without
     int loss_count;
+    float dlogits_scale;           // gpt_forward_train: logits already hold the gradient of this loss scale; else -1
 #ifdef TESTING
     const int *sel_override;       // test_gpt_moba: device selections (Lm, B, NH, T, K) used instead of the gate
 #endif
@@ -279,6 +280,7 @@ void gpt_init_parallel(GPT *m, const ModelConfig *cfg, uint64_t seed, int recomp
     free(init);
     matmul_init();
     m->mean_loss = -1;
+    m->dlogits_scale = -1;
 }
 
 void gpt_init(GPT *m, const ModelConfig *cfg, uint64_t seed, int recompute, int deterministic) {
@@ -421,8 +423,10 @@ static MobaSelection layer_selection(const GPT *m, const LayerView *lv) {
 }
 
 // Forward of a (B, T) batch: logits, and with targets the per-position losses and their mean (host).
+// dlogits_scale >= 0 (training, gpt_forward_train): the classifier writes the gradient of dlogits_scale x the
+// mean loss over the logits in the same pass, so the backward does not read them again.
 // Activations use a prefix of each layer's slab when B*T is below the capacity (allocated on first use).
-void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
+static void gpt_forward_pass(GPT *m, const int *inputs, const int *targets, int B, int T, float dlogits_scale) {
     const ModelConfig *c = &m->cfg;
     config_check_seq_len(c, T);
     if (m->a.resid == NULL) { activations_alloc(m, B, T); }
@@ -478,13 +482,20 @@ void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) {
     m->gather_pending = 0;  // the main stream now waits for every bucket
     matmul_forward(a->logits, a->lnf, m->p[P_WLM], N, C, V, main_stream);
     m->mean_loss = -1;
+    m->dlogits_scale = -1;
     if (targets) {
         memcpy(m->cpu_targets, targets, N * sizeof(int));
         cudaCheck(cudaMemcpy(m->targets, targets, N * sizeof(int), cudaMemcpyHostToDevice));
         int count = 0;
         for (int n = 0; n < N; n++) { count += targets[n] >= 0; }
         m->loss_count = count;
-        fused_classifier(a->logits, a->losses, m->targets, 1.0f, count, N, V, false, main_stream);
+        if (count > 0 || dlogits_scale < 0) {
+            fused_classifier(a->logits, a->losses, m->targets, dlogits_scale, count, N, V, dlogits_scale >= 0, main_stream);
+        } else {  // no target to learn from: zero loss and gradient
+            cudaCheck(cudaMemsetAsync(a->losses, 0, N * sizeof(float), main_stream));
+            cudaCheck(cudaMemsetAsync(a->logits, 0, (size_t)N * V * sizeof(floatX), main_stream));
+        }
+        m->dlogits_scale = dlogits_scale;
         cudaCheck(cudaMemcpy(m->cpu_losses, a->losses, N * sizeof(float), cudaMemcpyDeviceToHost));
         double total = 0;
         for (int n = 0; n < N; n++) { total += m->cpu_losses[n]; }
@@ -505,17 +516,31 @@ static void reduce_bucket(GPT *m, int b, int last_micro) {
 // Accumulates d(loss_scale * mean loss)/d(params) into the gradients (loss_scale = 1/grad_accum).
 // Overwrites the logits with their gradient. With a process group the last micro-step (last_micro = 1)
 // also starts the gradients' reduction over the ranks; gpt_update waits for it.
+void gpt_forward(GPT *m, const int *inputs, const int *targets, int B, int T) { gpt_forward_pass(m, inputs, targets, B, T, -1.0f); }
+
+// The training forward: as gpt_forward with targets, and the logits are overwritten by the gradient of
+// loss_scale x the mean loss (the backward's first step), which gpt_backward_micro(m, loss_scale, .) then uses.
+void gpt_forward_train(GPT *m, const int *inputs, const int *targets, int B, int T, float loss_scale) {
+    if (targets == NULL || loss_scale < 0) { die("gpt_forward_train needs targets and a loss scale >= 0"); }
+    gpt_forward_pass(m, inputs, targets, B, T, loss_scale);
+}
+
 void gpt_backward_micro(GPT *m, float loss_scale, int last_micro) {
     if (m->mean_loss < 0) { die("gpt_backward called without a forward pass with targets"); }
+    if (m->dlogits_scale >= 0 && m->dlogits_scale != loss_scale) {
+        die("gpt_backward: loss scale %g, but gpt_forward_train wrote the gradient of %g", loss_scale, m->dlogits_scale);
+    }
     const ModelConfig *c = &m->cfg;
     int B = m->cur_B, T = m->cur_T, N = B * T;
     int L = c->n_layer, C = c->d_model, NH = c->n_head, HD = C / NH, F = c->ffn, V = c->vocab_size;
     Activations *a = &m->a;
     float *fscratch = (float *)a->scratch;
-    if (m->loss_count > 0) {
-        fused_classifier(a->logits, a->losses, m->targets, loss_scale, m->loss_count, N, V, true, main_stream);
-    } else {
-        cudaCheck(cudaMemsetAsync(a->logits, 0, (size_t)N * V * sizeof(floatX), main_stream));
+    if (m->dlogits_scale < 0) {  // after gpt_forward: the logits' gradient is still to be written
+        if (m->loss_count > 0) {
+            fused_classifier(a->logits, a->losses, m->targets, loss_scale, m->loss_count, N, V, true, main_stream);
+        } else {
+            cudaCheck(cudaMemsetAsync(a->logits, 0, (size_t)N * V * sizeof(floatX), main_stream));
+        }
     }
     matmul_backward(a->dln, m->g[P_WLM], a->logits, a->lnf, m->p[P_WLM], N, C, V, false, true, main_stream);
     cudaCheck(cudaMemsetAsync(a->dresid, 0, (size_t)N * C * sizeof(floatX), main_stream));
@@ -874,7 +899,7 @@ int train_main(int argc, char **argv) {
         double loss = 0;
         for (int micro = 0; micro < grad_accum; micro++) {
             dataloader_next_batch(&train);
-            gpt_forward(&model, train.inputs, train.targets, args.B, args.T);
+            gpt_forward_train(&model, train.inputs, train.targets, args.B, args.T, 1.0f / grad_accum);
             gpt_backward_micro(&model, 1.0f / grad_accum, micro == grad_accum - 1);
             loss += model.mean_loss / grad_accum;
         }

@@ -22,6 +22,17 @@ static inline void cuda_check(cudaError_t err, const char *file, int line) {
 // After every kernel launch: catches bad launch configurations at the launch site.
 #define cudaCheckLaunch() (cuda_check(cudaGetLastError(), __FILE__, __LINE__))
 
+// Streaming multiprocessors of the current device (launch-size decisions; queried once per process).
+static inline int cuda_num_sms(void) {
+    static int sms = 0;
+    if (sms == 0) {
+        int device;
+        cudaCheck(cudaGetDevice(&device));
+        cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    }
+    return sms;
+}
+
 #if defined(ENABLE_FP32)
 typedef float floatX;
 #define PRECISION_NAME "fp32"

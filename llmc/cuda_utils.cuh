@@ -32,6 +32,10 @@ template <typename T> __device__ inline Packed128<T> load128cs(const T *p) {
 template <typename T> __device__ inline void store128(T *p, Packed128<T> v) {
     *reinterpret_cast<Packed128<T> *>(p) = v;
 }
+// Streaming store: data not read again soon, kept out of the caches' way.
+template <typename T> __device__ inline void store128cs(T *p, Packed128<T> v) {
+    __stcs(reinterpret_cast<int4 *>(p), *reinterpret_cast<int4 *>(&v));
+}
 
 // Calls y = f(i, x) once for every element i of p[0, n) that falls to this thread (elements first,
 // first + stride, ... counted in 128-bit vectors on the aligned body), reading the 16-byte-aligned body with

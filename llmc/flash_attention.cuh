@@ -815,7 +815,7 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
     attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, NULL, stream, window);
 #else
     float scale = 1.0f / sqrtf((float)HD);
-    (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, window, stream);
+    (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, window, stream, 0);
 #endif
 }
 

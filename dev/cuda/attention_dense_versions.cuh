@@ -252,7 +252,7 @@ void attention_forward_version(int version, floatX *o, float *lse, const floatX 
     } else if (version >= 13) {
         (version == 13   ? forward_hopper<HD, 64, false, false>
          : version == 14 ? forward_hopper<HD, 64, true, false>
-                         : forward_hopper<HD, 128, true, false>)(o, lse, q, k, v, B, NH, T, scale, 0, 0);
+                         : forward_hopper<HD, 128, true, false>)(o, lse, q, k, v, B, NH, T, scale, 0, 0, 1);
     } else if (version == 4) {
         launch_fwd_mma<HD, 1>(o, lse, q, k, v, B, NH, T, scale);
     } else if (HD == 64 && version >= 5) {  // (fwd_wgmma_kernel is HD 64 only)

@@ -18,15 +18,25 @@
 int main(void) { printf("attention_swa: bf16 build only\n"); return 0; }
 #else
 
+// > 0: the Hopper forward with this many query tiles per CTA instead of attention_forward's choice
+static int fwd_q_tiles = 0;
+
 static void run_fwd(AttnBufs &a, int B, int NH, int T, int HD, int window) {
-    attention_forward(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, NULL, 0, window);
+    if (fwd_q_tiles > 0) {
+        const float scale = 1.0f / sqrtf((float)HD);
+        (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(
+            a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, window, 0, fwd_q_tiles);
+    } else {
+        attention_forward(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, NULL, 0, window);
+    }
 }
 static void run_bwd(AttnBufs &a, int B, int NH, int T, int HD, int window, int deterministic) {
     attention_backward(a.dq, a.dk, a.dv, a.dout, a.o, a.lse, a.q, a.k, a.v, a.scratch, B, NH, T, HD, NULL, deterministic, 0, window);
 }
 
 static int check_window(int B, int NH, int T, int HD, int window, int deterministic, uint64_t seed) {
-    printf("swa B=%d NH=%d T=%d HD=%d window=%d %s\n", B, NH, T, HD, window, deterministic ? "deterministic" : "default");
+    printf("swa B=%d NH=%d T=%d HD=%d window=%d %s, forward q tiles per CTA %d (0: attention_forward's)\n", B, NH, T, HD,
+           window, deterministic ? "deterministic" : "default", fwd_q_tiles);
     Rng rng;
     rng_init(&rng, seed);
     AttnBufs a(B, NH, T, HD);
@@ -112,12 +122,27 @@ int main(int argc, char **argv) {
         for (auto c : cases) {
             for (int det = 0; det < 2; det++) { fails += check_window(c.B, c.NH, c.T, c.HD, c.window, det, seed++); }
         }
+        // the forward's query-tile groups: 2000 = 15 full tiles + 80 (groups of 4: the last holds 3, partly
+        // past T), each group count, at both head dims (HD 128 has one Q buffer); dense causal in groups too
+        for (int tiles : {1, 2, 3, 4, 8, 16}) {
+            fwd_q_tiles = tiles;
+            fails += check_window(2, 2, 2000, 64, 300, 0, seed++);
+            fails += check_window(1, 2, 2000, 128, 200, 0, seed++);
+            fails += check_window(1, 2, 2000, 64, 0, 0, seed++);
+        }
+        fwd_q_tiles = 0;
         printf("attention_swa check: %d failed\n", fails);
     }
     if (strcmp(mode, "check") != 0) {
         printf("| impl | attention | window | HD | T | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n|---|---|---|---|---|---|---|---|---|\n");
         time_window(8, 16, 8192, 64, 256);
         time_window(8, 16, 8192, 64, 0);
+        for (int tiles : {1, 2, 4, 8}) {  // the forward's query tiles per CTA (attention_forward picks 4 here)
+            fwd_q_tiles = tiles;
+            printf("| forward q tiles per CTA %d | ", tiles);
+            time_window(8, 16, 8192, 64, 256);
+        }
+        fwd_q_tiles = 0;
     }
     return fails != 0;
 }

@@ -1,6 +1,7 @@
 /*
  Fused classifier (softmax cross-entropy, in-place dlogits, ignored -1 targets, forward-only mode) vs a
- double-precision CPU reference, at the real V = 32000, an odd V (unaligned rows) and a tiny V, then timing.
+ double-precision CPU reference, at the real V = 32000, an odd V (unaligned rows), a tiny V and the edges of
+ the row-in-registers kernel (V 8192, 32768; 32776 takes the two-pass kernel), then timing.
    make build/cuda/classifier && ./build/cuda/classifier
 */
 #include "dev/cuda/layer_check.h"
@@ -63,6 +64,9 @@ int main(void) {
     check_shape(2 * 1000, 32000, &rng);
     check_shape(301, 50257, &rng);
     check_shape(111, 7, &rng);
+    check_shape(64, 8192, &rng);   // one chunk per thread in registers
+    check_shape(37, 32768, &rng);  // the largest row held in registers
+    check_shape(29, 32776, &rng);  // just past it: the two-pass kernel
 
     const int N = 4 * 4096, V = 32000;
     const size_t NV = (size_t)N * V;

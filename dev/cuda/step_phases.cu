@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
         phase_count = 0;
         phase_mark("start");
         gpt_zero_grad(&model);
-        gpt_forward(&model, inputs.data(), targets.data(), B, T);
+        gpt_forward_train(&model, inputs.data(), targets.data(), B, T, 1.0f);
         gpt_backward(&model, 1.0f);
         gpt_update(&model, &opt, args.lr, step + 1);
         cudaCheck(cudaDeviceSynchronize());
