@@ -459,6 +459,41 @@ static void test_prepare(void) {
         ok &= facts == 4;
     }
     CHECK(ok, "every synthetic document: EOT, filler with 4 planted facts, recall of the same 4 facts");
+    free(syn);
+    // -Q magic: RULER's needle sentence planted, RULER's question and answer prefix asking for each, with the
+    // needle's value
+    snprintf(cmd, sizeof(cmd), "build/prepare -o %s/magic -t %s -s 100000 -V 0 -L %d -F 4 -Q magic %s 2>&1", tmpdir, tok, L, corpus);
+    rc = run_cmd(cmd, out, sizeof(out));
+    snprintf(path, sizeof(path), "%s/magic", tmpdir);
+    syn = read_shards(path, "train", &nsyn);
+    CHECK(rc == 0 && nsyn > 0 && nsyn % L == 0, "magic synthetic stream of whole %d-token documents (%zu tokens): %s", L, nsyn, out);
+    ok = nsyn > 0;
+    static const char *question = " What is the special magic number for ";
+    for (size_t d = 0; d < nsyn / L && ok; d++) {
+        size_t n = tokenizer_decode(&t, syn + d * L + 1, L - 1, doc, 64 * (size_t)L - 1);
+        doc[n] = '\0';
+        char *first_question = strstr((char *)doc, question);
+        int asked = 0;
+        for (char *p = first_question; p && (p = strstr(p, question)) != NULL; p++, asked++) {
+            char key[32], needle[96], answer[192];
+            unsigned value;
+            const char *k = p + strlen(question), *sp = strchr(k, ' ');
+            if (!sp || sp - k >= 31) { ok = 0; break; }
+            memcpy(key, k, (size_t)(sp - k)); key[sp - k] = '\0';
+            snprintf(needle, sizeof(needle), " One of the special magic numbers for %s is: ", key);
+            char *planted = strstr((char *)doc, needle);
+            ok &= planted != NULL && planted < first_question && sscanf(planted + strlen(needle), "%7u.", &value) == 1 && value >= 1000000;
+            if (!ok) { break; }
+            snprintf(answer, sizeof(answer), "%s mentioned in the provided text? The special magic number for %s mentioned in the provided text is %u.",
+                     key, key, value);
+            ok &= strncmp(k, answer, strlen(answer)) == 0;
+        }
+        ok &= asked == 4;
+    }
+    CHECK(ok, "every magic document: 4 RULER needles, then 4 RULER questions each answered with its needle's value");
+    snprintf(cmd, sizeof(cmd), "build/prepare -o %s/magic2 -t %s -L %d -Q ruler %s 2>&1", tmpdir, tok, L, corpus);
+    rc = run_cmd(cmd, out, sizeof(out));
+    CHECK(rc != 0 && strstr(out, "-Q ruler: expected secret or magic"), "unknown -Q style: %s", out);
     free(doc); free(syn); free(val); free(train); free(expect);
     tokenizer_free(&t);
 }
