@@ -2,7 +2,8 @@
 # when a GPU is present, else the CPU reference on the built-in synthetic corpus) and `make test` runs
 # every CPU test (also under the sanitizers, with the loader fuzzer: make asan) and compiles every CUDA target.
 #
-# Conventions: header-only libraries live in llmc/; every .c in dev/test/, dev/eval/, dev/fuzz/ and data/ is one program;
+# Conventions: header-only libraries live in llmc/ (data/ holds the headers only its programs use); every .c
+# in dev/test/, dev/eval/, dev/fuzz/ and data/ is one program;
 # every .cu in dev/cuda/ is one program (numbered kernel versions with their own CPU check and timing).
 
 CC ?= gcc
@@ -23,7 +24,7 @@ CPU_TESTS = $(patsubst dev/test/%.c,$(BUILD)/%,$(wildcard dev/test/*.c))
 DATA_TOOLS = $(patsubst data/%.c,$(BUILD)/%,$(wildcard data/*.c))
 EVAL_TOOLS = $(patsubst dev/eval/%.c,$(BUILD)/%,$(wildcard dev/eval/*.c))
 CUDA_DEV = $(patsubst dev/cuda/%.cu,$(BUILD)/cuda/%,$(wildcard dev/cuda/*.cu))
-HEADERS = $(wildcard llmc/*.h llmc/tables/*.h llmc/eval/*.h llmc/eval/tables/*.h dev/test/*.h)
+HEADERS = $(wildcard llmc/*.h llmc/tables/*.h llmc/eval/*.h llmc/eval/tables/*.h data/*.h dev/test/*.h)
 CUDA_HEADERS = $(HEADERS) $(wildcard llmc/*.cuh llmc/eval/*.cuh)
 
 .PHONY: all cpu cuda run test asan clean
