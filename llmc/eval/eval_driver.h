@@ -1,5 +1,5 @@
 /*
- The evaluation driver shared by the CPU program (dev/eval/eval.c: fp32 reference model, llmc/eval/kv_cache.h)
+ The evaluation driver shared by the CPU program (tools/eval.c: fp32 reference model, llmc/eval/kv_cache.h)
  and the GPU one (eval_gpt_moba.cu: llmc/eval/kv_cache.cuh): LM accuracy on token shards (val loss, next-token
  accuracy, loss and accuracy by position bucket), needle tasks in the synthetic corpus's tokens, RULER
  tasks and lengths, LongBench subsets from a data folder, multiple-choice log-likelihood sets and a greedy
