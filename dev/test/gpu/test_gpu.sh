@@ -12,9 +12,9 @@
 #     (dense, MoBA); with ANCHOR=1 the PyTorch end-to-end anchor (dev/bench/e2e_anchor.py, the same paper
 #     layout: FlexAttention sliding window + cuDNN) in the same session
 # Logs go to $LOG (default /tmp/moba_gpu); a table of results is printed last (also $LOG/table.txt).
-#   usage: [BIN=dir] [FP32=1] [BENCH=1] [ANCHOR=1] [CHECKS=0] bash scripts/test_gpu.sh
+#   usage: [BIN=dir] [FP32=1] [BENCH=1] [ANCHOR=1] [CHECKS=0] bash dev/test/gpu/test_gpu.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 LOG=${LOG:-/tmp/moba_gpu}
 BIN=${BIN:-}
 mkdir -p "$LOG"
@@ -120,4 +120,4 @@ fi
 rm -rf "$W"
 echo "======== summary ========"
 cat "$TABLE"
-if [ "${EVAL:-0}" = 1 ]; then bash dev/eval/gpu_check.sh; fi  # GPU KV-cache decode checks, CPU == GPU greedy, 340M decode speed, GPU-trained demo
+if [ "${EVAL:-0}" = 1 ]; then bash dev/test/gpu/test_eval_gpu.sh; fi  # GPU KV-cache decode checks, CPU == GPU greedy, 340M decode speed, GPU-trained demo
