@@ -190,13 +190,6 @@ static void point_params(void *base, size_t elem, void *ptrs[NUM_PARAM_TENSORS],
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) { ptrs[i] = p; p += sizes[i] * elem; }
 }
 
-static void *cuda_alloc(size_t bytes, size_t *total) {
-    void *p = NULL;
-    cudaCheck(cudaMalloc(&p, bytes > 0 ? bytes : 16));
-    if (total) { *total += bytes; }
-    return p;
-}
-
 // ZeRO-1: the update leaves the all-gathers of the new weights running on the comm stream, one event
 // per bucket; a forward waits for each bucket just before its first use (bucket >= 0), so the gathers
 // overlap with the layers before it. bucket -1: the host waits for all of them (any other reader).
