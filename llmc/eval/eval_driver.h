@@ -9,13 +9,15 @@
  tokens of cache, and calls eval_run. Whenever a task of the FlashMoBA paper's list ran (WikiText-2,
  LAMBADA, the zero-shot sets, RULER S-NIAH-1/2/3, the 12 LongBench subsets), eval.md ends with the
  paper's tables for this checkpoint. doc/eval.md has the details.
- Include after the model (train_gpt_moba.c or train_gpt_moba.cu), which brings config, checkpoint,
- data loader, argument and synthetic-corpus headers.
 */
 #ifndef LLMC_EVAL_DRIVER_H
 #define LLMC_EVAL_DRIVER_H
 
 #include <sys/stat.h>
+#include "../config.h"
+#include "../dataloader.h"
+#include "../run_dir.h"       // now_seconds
+#include "../train_args.h"    // parse_int
 #include "lm_tasks.h"
 #include "longbench.h"
 #include "mc_tasks.h"
