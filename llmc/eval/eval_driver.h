@@ -17,7 +17,7 @@
 #include "../config.h"
 #include "../dataloader.h"
 #include "../run_dir.h"       // now_seconds
-#include "../train_args.h"    // parse_int
+#include "../train_args.h"    // flag_value, parse_int
 #include "lm_tasks.h"
 #include "longbench.h"
 #include "mc_tasks.h"
@@ -73,9 +73,7 @@ static EvalArgs parse_eval_args(int argc, char **argv) {
     for (int i = 1; i < argc; i += 2) {
         const char *f = argv[i];
         if (strcmp(f, "-h") == 0) { usage(); exit(0); }
-        if (f[0] != '-' || strlen(f) != 2) { die("bad argument '%s': flags are -x value (see -h)", f); }
-        if (i + 1 >= argc) { die("flag %s needs a value (see -h)", f); }
-        const char *v = argv[i + 1];
+        const char *v = flag_value(argc, argv, i);
         switch (f[1]) {
         case 'c': a.ckpt = v; break;
         case 'o': a.out = v; break;
