@@ -50,7 +50,7 @@ $(BUILD)/%: dev/eval/%.c $(HEADERS) | $(BUILD)
 $(BUILD)/%: data/%.c $(HEADERS) | $(BUILD)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS) -lpthread
 
-$(BUILD)/%: dev/fuzz/%.c $(HEADERS) | $(BUILD)
+$(BUILD)/%: dev/fuzz/%.c $(HEADERS) train_gpt_moba.c | $(BUILD)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
 $(BUILD):
