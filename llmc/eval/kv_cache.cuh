@@ -45,7 +45,6 @@
 
 typedef struct {
     int B, cap, nb, splits_cap;   // rows, positions held per row, blocks per row, most split-K partials
-    int sms;                      // the GPU's SM count (split-K sizing)
     int pos;                      // tokens held per row
     cudaStream_t stream;          // every kernel and copy of the cache
     size_t layer_ring, layer_sum; // elements of one layer's slab
@@ -73,7 +72,6 @@ static void kv_gpu_init(GpuKVCache *c, const ModelConfig *cfg, int B, int cap, c
     c->B = B; c->cap = cap;
     c->nb = moba ? CEIL_DIV(cap, cfg->moba_block) : 0;
     c->splits_cap = CEIL_DIV(cap, 32);
-    cudaCheck(cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, 0));
     c->slots = (int *)malloc_check(L * sizeof(int));
     c->kv_off = (size_t *)malloc_check((L + 1) * sizeof(size_t));
     c->kv_off[0] = 0;
@@ -379,7 +377,7 @@ static void kv_gpu_attend(GpuKVCache *c, const ModelConfig *cfg, int l, int t) {
         cudaCheckLaunch();
     }
     // KV_ATTN_CTAS_PER_SM CTAs per SM keep enough loads in flight to hide their latency; >= 64 keys each
-    int want = CEIL_DIV(c->sms * KV_ATTN_CTAS_PER_SM, BH), chunk = CEIL_DIV(nvis, want);
+    int want = CEIL_DIV(cuda_num_sms() * KV_ATTN_CTAS_PER_SM, BH), chunk = CEIL_DIV(nvis, want);
     chunk = chunk < 64 ? 64 : CEIL_DIV(chunk, 32) * 32;
     int splits = CEIL_DIV(nvis, chunk);
     if (splits > c->splits_cap) { die("KV cache decoding: %d splits exceed the scratch's %d", splits, c->splits_cap); }
