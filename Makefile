@@ -2,8 +2,10 @@
 # when a GPU is present, else the CPU reference on the built-in synthetic corpus) and `make test` runs
 # every CPU test (also under the sanitizers, with the loader fuzzer: make asan) and compiles every CUDA target.
 #
-# Conventions: header-only libraries live in llmc/; every .c in dev/test/, dev/eval/, dev/fuzz/ and data/ is one program;
-# every .cu in dev/cuda/ is one program (numbered kernel versions with their own CPU check and timing).
+# Conventions: header-only libraries live in llmc/ (data/ holds the headers only its programs use); every .c
+# in tools/ (the product's evaluation and report programs), data/, dev/test/, dev/eval/ and dev/fuzz/ is one
+# program, built as build/<name>; every .cu in dev/cuda/ is one program (numbered kernel versions with their
+# own CPU check and timing).
 
 CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra -Wno-unused-parameter -std=gnu11 -fopenmp
@@ -21,16 +23,17 @@ endif
 
 CPU_TESTS = $(patsubst dev/test/%.c,$(BUILD)/%,$(wildcard dev/test/*.c))
 DATA_TOOLS = $(patsubst data/%.c,$(BUILD)/%,$(wildcard data/*.c))
-EVAL_TOOLS = $(patsubst dev/eval/%.c,$(BUILD)/%,$(wildcard dev/eval/*.c))
+TOOLS = $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/*.c))
+EVAL_DEV = $(patsubst dev/eval/%.c,$(BUILD)/%,$(wildcard dev/eval/*.c))
 CUDA_DEV = $(patsubst dev/cuda/%.cu,$(BUILD)/cuda/%,$(wildcard dev/cuda/*.cu))
-HEADERS = $(wildcard llmc/*.h llmc/tables/*.h llmc/eval/*.h llmc/eval/tables/*.h dev/test/*.h)
+HEADERS = $(wildcard llmc/*.h llmc/tables/*.h llmc/eval/*.h llmc/eval/tables/*.h data/*.h dev/test/*.h)
 CUDA_HEADERS = $(HEADERS) $(wildcard llmc/*.cuh llmc/eval/*.cuh)
 
 .PHONY: all cpu cuda run test asan clean
 
 all: cpu
 
-cpu: train_gpt_moba $(CPU_TESTS) $(DATA_TOOLS) $(EVAL_TOOLS)
+cpu: train_gpt_moba $(TOOLS) $(CPU_TESTS) $(DATA_TOOLS) $(EVAL_DEV)
 
 train_gpt_moba: train_gpt_moba.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
@@ -38,13 +41,16 @@ train_gpt_moba: train_gpt_moba.c $(HEADERS)
 $(BUILD)/%: dev/test/%.c $(HEADERS) train_gpt_moba.c | $(BUILD)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
-$(BUILD)/%: dev/eval/%.c $(HEADERS) train_gpt_moba.c | $(BUILD)
+$(BUILD)/%: tools/%.c $(HEADERS) train_gpt_moba.c | $(BUILD)
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
+$(BUILD)/%: dev/eval/%.c $(HEADERS) | $(BUILD)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
 $(BUILD)/%: data/%.c $(HEADERS) | $(BUILD)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS) -lpthread
 
-$(BUILD)/%: dev/fuzz/%.c $(HEADERS) | $(BUILD)
+$(BUILD)/%: dev/fuzz/%.c $(HEADERS) train_gpt_moba.c | $(BUILD)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
 $(BUILD):

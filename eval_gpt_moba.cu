@@ -18,9 +18,30 @@
 #include "llmc/eval/eval_driver.h"
 
 // ---------------------------------------------------------------------------------------------------
-// The GPU model as the evaluation driver sees it (one sequence at a time)
+// The CUDA model and its KV cache
 
-// The batched forward for scoring; generation goes through the cache (kv_gpu_prefill_fn, kv_gpu_step_fn).
+// Fills the cache from B prompts of n tokens (tokens: B x n, host) with one gpt_forward; returns the
+// logits of their last positions (B, V) fp32 host, valid until the next call.
+static const float *gpt_prefill(GpuKVCache *c, GPT *m, const int *tokens, int n) {
+    if (m->recompute != 0) { die("KV cache prefill needs every layer's keys: build the model with recompute 0"); }
+    if (n < 1 || n > c->cap) { die("prefill of %d tokens: must be 1..%d (the cache capacity)", n, c->cap); }
+    gpt_reserve(m, c->B, n);
+    gpt_forward(m, tokens, NULL, c->B, n);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        LayerView lv = layer_view(m, l);
+        kv_gpu_fill_layer(c, &m->cfg, l, lv.k, lv.v, lv.qkv, n);
+    }
+    return kv_gpu_prefilled(c, m->a.logits, n, m->cfg.vocab_size);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The GPU model as llmc/eval/sampling.h and the evaluation driver take a model (one sequence at a time)
+
+typedef struct { GpuKVCache *c; GPT *m; } GpuKVModel;
+static const float *gpu_prefill_fn(void *ctx, const int *tokens, int n) { GpuKVModel *k = (GpuKVModel *)ctx; return gpt_prefill(k->c, k->m, tokens, n); }
+static const float *gpu_step_fn(void *ctx, int token) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_step(k->c, &k->m->cfg, k->m->p, &token); }
+
+// The batched forward for scoring; generation goes through the cache (gpu_prefill_fn, gpu_step_fn).
 static void gpu_score(void *ctx, const int *inputs, const int *targets, int B, int T, float *losses, int *argmax) {
     GPT *m = ((GpuKVModel *)ctx)->m;
     gpt_reserve(m, B, T);
@@ -42,8 +63,8 @@ static int eval_main(int argc, char **argv) {
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     char device[300];
     snprintf(device, sizeof(device), "%s %s", prop.name, PRECISION_NAME);
-    EvalModel em = {&km, m.cfg, eval_capacity(&a, &m.cfg), kv_gpu_prefill_fn, kv_gpu_step_fn, gpu_score, device};
-    kv_gpu_init(&kv, &m, 1, em.capacity);
+    EvalModel em = {&km, m.cfg, eval_capacity(&a, &m.cfg), gpu_prefill_fn, gpu_step_fn, gpu_score, device};
+    kv_gpu_init(&kv, &m.cfg, 1, em.capacity, main_stream);
     eval_run(&a, &em, (unsigned long long)h.step);
     kv_gpu_free(&kv);
     gpt_free(&m);
@@ -93,10 +114,10 @@ static int check_case(GPT *m, const char *name, int B, int p, int total, uint64_
     for (auto &t : toks) { t = (int)rng_below(&r, (uint32_t)V); }
     gpt_reserve(m, B, total);  // every recompute below fits
     GpuKVCache kv;
-    kv_gpu_init(&kv, m, B, total);
+    kv_gpu_init(&kv, &m->cfg, B, total, main_stream);
     kv_gpu_poison(&kv, &m->cfg);
     for (int b = 0; b < B; b++) { std::copy(&toks[(size_t)b * total], &toks[(size_t)b * total] + p, &row[(size_t)b * p]); }
-    const float *lg = kv_gpu_prefill(&kv, m, row.data(), p);
+    const float *lg = gpt_prefill(&kv, m, row.data(), p);
     std::vector<float> dec(lg, lg + (size_t)B * V), ref((size_t)B * V);
     double worst = 0, mean = 0;
     double worst_margin = 0;  // largest recompute margin at a greedy mismatch
@@ -121,7 +142,7 @@ static int check_case(GPT *m, const char *name, int B, int p, int total, uint64_
         steps++;
         if (t == total) { break; }
         for (int b = 0; b < B; b++) { toks[(size_t)b * total + t] = pick[b]; }
-        lg = kv_gpu_step(&kv, m, pick.data());
+        lg = kv_gpu_step(&kv, &m->cfg, m->p, pick.data());
         dec.assign(lg, lg + (size_t)B * V);
     }
     kv_gpu_free(&kv);
@@ -193,7 +214,7 @@ static double time_decode(GpuKVCache *kv, GPT *m, int steps) {
     double t0 = 0;
     for (int s = 0; s < steps + 3; s++) {
         if (s == 3) { t0 = now_seconds(); }
-        const float *lg = kv_gpu_step(kv, m, tok.data());
+        const float *lg = kv_gpu_step(kv, &m->cfg, m->p, tok.data());
         for (int b = 0; b < B; b++) { tok[b] = argmax_logits(lg + (size_t)b * V, V); }
     }
     return (now_seconds() - t0) / steps;
@@ -213,21 +234,21 @@ static int speed_main(int T, int steps) {
         rng_init(&r, 3);
         for (auto &t : prompt) { t = (int)rng_below(&r, (uint32_t)cfg.vocab_size); }
         GpuKVCache kv1;
-        kv_gpu_init(&kv1, &m, 1, cap);
-        kv_gpu_prefill(&kv1, &m, prompt.data(), T);  // warm-up (allocates the activations)
+        kv_gpu_init(&kv1, &cfg, 1, cap, main_stream);
+        gpt_prefill(&kv1, &m, prompt.data(), T);  // warm-up (allocates the activations)
         double t0 = now_seconds();
-        for (int rep = 0; rep < 2; rep++) { kv_gpu_prefill(&kv1, &m, prompt.data(), T); }
+        for (int rep = 0; rep < 2; rep++) { gpt_prefill(&kv1, &m, prompt.data(), T); }
         double prefill = (now_seconds() - t0) / 2, d1 = time_decode(&kv1, &m, steps), d8 = -1;
         printf("%s: prefill %d tokens %.1f ms (%.0f tok/s); decode B=1 %.2f ms/step (%.1f tok/s)\n", cases[i].name, T,
                prefill * 1e3, T / prefill, d1 * 1e3, 1 / d1);
         // batch 8: sequence 0's context of T tokens copied to all 8 (the prefill's activations freed first)
-        kv_gpu_prefill(&kv1, &m, prompt.data(), T);
+        gpt_prefill(&kv1, &m, prompt.data(), T);
         gpt_release_activations(&m);
         size_t free_b, total_b, need = 8 * 2 * kv1.kv_off[cfg.n_layer] * sizeof(floatX);
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
         if (need + ((size_t)2 << 30) < free_b) {
             GpuKVCache kv8;
-            kv_gpu_init(&kv8, &m, 8, cap);
+            kv_gpu_init(&kv8, &cfg, 8, cap, main_stream);
             kv_gpu_replicate(&kv8, &kv1, cfg.n_layer);
             d8 = time_decode(&kv8, &m, steps);
             kv_gpu_free(&kv8);

@@ -14,6 +14,7 @@
    usage: test_gpt_moba_cu <debug_state.bin>
 */
 #define TESTING
+#define MOBA_TEST_HOOKS  // GPT.sel_override: the CPU's selections replayed where the gates differ at near-ties
 #include "train_gpt_moba.cu"
 #include "dev/cuda/common.h"
 #include "dev/test/testing.h"

@@ -6,7 +6,12 @@
 
  `real` is float; the gradient-check tests compile this same file with -DREAL=double (tgmath.h picks the
  matching math functions) so finite differences are exact enough to check every gradient tightly.
+ Tests and tools include this file with TESTING defined (no main), as llm.c's do; so does the CPU KV cache
+ (llmc/eval/kv_cache.h), hence the include guard.
 */
+#ifndef TRAIN_GPT_MOBA_C
+#define TRAIN_GPT_MOBA_C
+
 #ifndef REAL
 #define REAL float
 #endif
@@ -122,18 +127,20 @@ void matmul_backward(real *dinp, real *dw, const real *dout, const real *inp, co
 static inline real silu(real z) { return z / (1 + exp(-z)); }
 
 // The paper's key convolution, per channel c: z_t = sum_{w<W} a[c][w] * k_{t-w} (0 before t = 0, so causal
-// and depthwise), out_t = k_t + SiLU(z_t).
-static real kconv_preact(const real *inp, const real *a, size_t b, int t, int c, int T, int C, int W) {
+// and depthwise), out_t = k_t + SiLU(z_t). The key of position p is row p % period of keys (C channels): a
+// sequence's keys (period T), or the KV cache's ring of the last W keys (period W, llmc/eval/kv_cache.h).
+static real kconv_preact(const real *keys, int period, const real *a, int t, int c, int C, int W) {
     real z = 0;
-    for (int w = 0; w < W && w <= t; w++) { z += a[c * W + w] * inp[((size_t)b * T + t - w) * C + c]; }
+    for (int w = 0; w < W && w <= t; w++) { z += a[c * W + w] * keys[(size_t)((t - w) % period) * C + c]; }
     return z;
 }
 
 void kconv_forward(real *out, const real *inp, const real *a, int B, int T, int C, int W) {
     for (int b = 0; b < B; b++) {
+        const real *seq = inp + (size_t)b * T * C;
         for (int t = 0; t < T; t++) {
             size_t row = ((size_t)b * T + t) * C;
-            for (int c = 0; c < C; c++) { out[row + c] = inp[row + c] + silu(kconv_preact(inp, a, b, t, c, T, C, W)); }
+            for (int c = 0; c < C; c++) { out[row + c] = inp[row + c] + silu(kconv_preact(seq, T, a, t, c, C, W)); }
         }
     }
 }
@@ -142,10 +149,11 @@ void kconv_forward(real *out, const real *inp, const real *a, int B, int T, int 
 // dz_t = dout_t * SiLU'(z_t), SiLU'(z) = s (1 + z (1 - s)), s = sigmoid(z); z is recomputed.
 void kconv_backward(real *dinp, real *da, const real *dout, const real *inp, const real *a, int B, int T, int C, int W) {
     for (int b = 0; b < B; b++) {
+        const real *seq = inp + (size_t)b * T * C;
         for (int t = 0; t < T; t++) {
             size_t row = ((size_t)b * T + t) * C;
             for (int c = 0; c < C; c++) {
-                real z = kconv_preact(inp, a, b, t, c, T, C, W), s = 1 / (1 + exp(-z));
+                real z = kconv_preact(seq, T, a, t, c, C, W), s = 1 / (1 + exp(-z));
                 real dz = dout[row + c] * s * (1 + z * (1 - s));
                 dinp[row + c] += dout[row + c];
                 for (int w = 0; w < W && w <= t; w++) {
@@ -158,23 +166,29 @@ void kconv_backward(real *dinp, real *da, const real *dout, const real *inp, con
     }
 }
 
-// RoPE per head on (B, T, NH, HD): pairs (i, i + HD/2), angle t * theta^(-2i/HD). direction = +1
-// rotates (forward); -1 rotates back, which is the backward pass of a rotation.
-void rope_apply(real *out, const real *inp, int B, int T, int NH, int HD, float theta, int direction) {
+// RoPE per head on one position's (NH, HD) row: pairs (i, i + HD/2), angle t * theta^(-2i/HD). direction = +1
+// rotates (forward); -1 rotates back, which is the backward pass of a rotation. out may be inp.
+static void rope_position(real *out, const real *inp, int t, int NH, int HD, float theta, int direction) {
     int half = HD / 2;
+    for (int i = 0; i < half; i++) {
+        double freq = pow((double)theta, -2.0 * i / HD);
+        double angle = t * freq;
+        real cs = (real)cos(angle), sn = (real)(direction * sin(angle));
+        for (int h = 0; h < NH; h++) {
+            size_t base = (size_t)h * HD;
+            real x1 = inp[base + i], x2 = inp[base + i + half];
+            out[base + i] = x1 * cs - x2 * sn;
+            out[base + i + half] = x2 * cs + x1 * sn;
+        }
+    }
+}
+
+// rope_position on every position of (B, T, NH, HD).
+void rope_apply(real *out, const real *inp, int B, int T, int NH, int HD, float theta, int direction) {
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
-            for (int i = 0; i < half; i++) {
-                double freq = pow((double)theta, -2.0 * i / HD);
-                double angle = t * freq;
-                real cs = (real)cos(angle), sn = (real)(direction * sin(angle));
-                for (int h = 0; h < NH; h++) {
-                    size_t base = (((size_t)b * T + t) * NH + h) * HD;
-                    real x1 = inp[base + i], x2 = inp[base + i + half];
-                    out[base + i] = x1 * cs - x2 * sn;
-                    out[base + i + half] = x2 * cs + x1 * sn;
-                }
-            }
+            size_t row = ((size_t)b * T + t) * NH * HD;
+            rope_position(out + row, inp + row, t, NH, HD, theta, direction);
         }
     }
 }
@@ -489,6 +503,14 @@ void model_release_activations(Model *m) {
     memset(&m->a, 0, sizeof(m->a));
     free(m->inputs); free(m->targets);
     grad_scratch_free(&m->gs);
+}
+
+// Makes the activations hold a B x T forward (model_forward allocates only on its first call): the
+// evaluation's prefills and scoring batches of varying shapes.
+void model_reserve(Model *m, int B, int T) {
+    if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T) { return; }
+    model_release_activations(m);
+    activations_alloc(m, B, T);
 }
 
 // Activations are laid out for (B, T) = the capacity; a smaller batch uses a prefix of each layer's slab.
@@ -919,3 +941,5 @@ int main(int argc, char **argv) {
     return train_main(argc, argv);
 }
 #endif
+
+#endif // TRAIN_GPT_MOBA_C

@@ -19,7 +19,9 @@
  moments: reduce-scatter of the gradients, AdamW on the shard, all-gather of the updated weights.
  A GPT without a process group (mg == NULL, as the tests use it) runs no collectives at all.
 
- test_gpt_moba.cu includes this file with TESTING defined and checks it against CPU debug states.
+ Other programs include this file with TESTING defined (no main): test_gpt_moba.cu checks it against CPU
+ debug states, eval_gpt_moba.cu evaluates with it. MOBA_TEST_HOOKS (test_gpt_moba.cu only) adds the
+ hook that forces the MoBA selections (GPT.sel_override).
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -144,7 +146,7 @@ typedef struct {
     float mean_loss;               // of the last forward with targets; -1 without
     int loss_count;
     float dlogits_scale;           // gpt_forward_train: logits already hold the gradient of this loss scale; else -1
-#ifdef TESTING
+#ifdef MOBA_TEST_HOOKS
     const int *sel_override;       // test_gpt_moba: device selections (Lm, B, NH, T, K) used instead of the gate
 #endif
     size_t act_bytes;              // device memory taken by activations and scratch
@@ -186,13 +188,6 @@ static void gpu_device_check(void) {
 static void point_params(void *base, size_t elem, void *ptrs[NUM_PARAM_TENSORS], const size_t sizes[NUM_PARAM_TENSORS]) {
     char *p = (char *)base;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) { ptrs[i] = p; p += sizes[i] * elem; }
-}
-
-static void *cuda_alloc(size_t bytes, size_t *total) {
-    void *p = NULL;
-    cudaCheck(cudaMalloc(&p, bytes > 0 ? bytes : 16));
-    if (total) { *total += bytes; }
-    return p;
 }
 
 // ZeRO-1: the update leaves the all-gathers of the new weights running on the comm stream, one event
@@ -451,7 +446,7 @@ static void gpt_forward_pass(GPT *m, const int *inputs, const int *targets, int 
         attention_inputs(m, &lv, B, T);
         MobaSelection s = layer_selection(m, &lv);
         if (lv.sel) {
-#ifdef TESTING
+#ifdef MOBA_TEST_HOOKS
             if (m->sel_override) {
                 size_t n = (size_t)N * NH * c->moba_topk;
                 cudaCheck(cudaMemcpyAsync(lv.sel, m->sel_override + moba_index * n, n * sizeof(int), cudaMemcpyDeviceToDevice, main_stream));

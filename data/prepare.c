@@ -24,7 +24,7 @@
 */
 #include <pthread.h>
 #include <time.h>
-#include "llmc/bpe_train.h"
+#include "bpe_train.h"
 #include "llmc/rng.h"
 #include "llmc/shard.h"
 #include "llmc/text_tokenizer.h"

@@ -5,7 +5,7 @@
    build/tokenizer_train -o tokenizer.bin -v 32000 -n 100 corpus_folder/
 */
 #include <time.h>
-#include "llmc/bpe_train.h"
+#include "bpe_train.h"
 
 static double now_s(void) {
     struct timespec ts;

@@ -33,6 +33,14 @@ static inline int cuda_num_sms(void) {
     return sms;
 }
 
+// Device memory that is never NULL (a size of 0 still gets a buffer); the bytes are added to *total when given.
+static inline void *cuda_alloc(size_t bytes, size_t *total) {
+    void *p = NULL;
+    cudaCheck(cudaMalloc(&p, bytes > 0 ? bytes : 16));
+    if (total) { *total += bytes; }
+    return p;
+}
+
 #if defined(ENABLE_FP32)
 typedef float floatX;
 #define PRECISION_NAME "fp32"

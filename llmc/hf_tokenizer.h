@@ -20,7 +20,7 @@
 
 #include "json_value.h"
 #include "piece_bpe.h"
-#include "unicode_class.h"
+#include "unicode.h"
 
 #define HF_GPT2_REGEX "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 #define HF_LLAMA3_REGEX "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
@@ -62,15 +62,14 @@ static inline int hf_char(const unsigned char *s, size_t n, size_t i, size_t *le
         if (c >= '0' && c <= '9') { return UC_NUMBER; }
         return c == ' ' || (c >= 9 && c <= 13) ? UC_SPACE : UC_OTHER;
     }
-    int k = utf8_valid_len(s, n, i);
+    uint32_t v;
+    int prefix, k = utf8_sequence(s + i, n - i, &v, &prefix);
     if (k == 0) { *len = 1; *cp = 0xFFFD; return UC_OTHER; }
-    uint32_t v = (uint32_t)(c & (0x7F >> k));
-    for (int j = 1; j < k; j++) { v = (v << 6) | (s[i + j] & 0x3F); }
     *len = (size_t)k; *cp = v;
     if (v == 0x85 || v == 0xA0 || v == 0x1680 || (v >= 0x2000 && v <= 0x200A) || v == 0x2028 || v == 0x2029 ||
         v == 0x202F || v == 0x205F || v == 0x3000) { return UC_SPACE; }  // Unicode White_Space
-    if (unicode_in_ranges(unicode_letter_ranges, (int)(sizeof(unicode_letter_ranges) / sizeof(unicode_letter_ranges[0])), v)) { return UC_LETTER; }
-    if (unicode_in_ranges(unicode_number_ranges, (int)(sizeof(unicode_number_ranges) / sizeof(unicode_number_ranges[0])), v)) { return UC_NUMBER; }
+    if (uc_is_letter(v)) { return UC_LETTER; }
+    if (uc_is_number(v)) { return UC_NUMBER; }
     return UC_OTHER;
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "jsonl.h"
+#include "unicode.h"
 #include "utils.h"
 
 enum { JV_NULL, JV_BOOL, JV_NUM, JV_STR, JV_ARR, JV_OBJ };
@@ -173,21 +174,6 @@ static inline int jv_string_array(const JValue *obj, const char *key, char ***ou
 }
 
 static inline void free_strings(char **s, int n) { for (int i = 0; i < n; i++) { free(s[i]); } free(s); }
-
-// Length of the valid UTF-8 character at s[i] (1-4), or 0 if the bytes there are not valid UTF-8.
-static inline int utf8_valid_len(const unsigned char *s, size_t n, size_t i) {
-    unsigned char c = s[i];
-    int k = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-    if (k == 0 || i + (size_t)k > n) { return 0; }
-    uint32_t cp = k == 1 ? c : (uint32_t)(c & (0x7F >> k));
-    for (int j = 1; j < k; j++) {
-        if ((s[i + j] & 0xC0) != 0x80) { return 0; }
-        cp = (cp << 6) | (s[i + j] & 0x3F);
-    }
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) { return 0; }
-    return k;
-}
 
 // Writes s[0..n) as a JSON string literal; bytes that are not valid UTF-8 become U+FFFD (as Python's
 // errors="replace"), so generated text cut mid-character still gives valid JSON.

@@ -58,8 +58,8 @@ struct Scratch {
 inline int seg_key_bits(int nseg) { return 32 - __builtin_clz((unsigned)nseg); }  // sentinel nseg fits
 
 // Heads per group: the varlen pipeline runs on groups of G heads so that the per-entry scratch stays near
-// group_bytes whatever T (at least one head; all heads when they fit). Built with MOBA_TEST_HOOKS (the dev
-// checks) it is a variable, so that they can force small groups; set it before sizing the scratch.
+// group_bytes whatever T (at least one head; all heads when they fit). Built with MOBA_TEST_HOOKS (test
+// programs only) it is a variable, so that they can force small groups; set it before sizing the scratch.
 #ifdef MOBA_TEST_HOOKS
 inline size_t group_bytes = (size_t)1 << 30;
 #else

@@ -17,7 +17,7 @@
 #define LLMC_PIECE_BPE_H
 
 #include <stdint.h>
-#include "json_value.h"  // utf8_valid_len
+#include "unicode.h"  // utf8_valid_len
 #include "tokenizer.h"
 
 // ----------------------------------------------------------------------------

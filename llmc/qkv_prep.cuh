@@ -91,24 +91,33 @@ __device__ inline void rotate(float (&x1)[VW], float (&x2)[VW], const float *rop
     }
 }
 
-// z_t of the key convolution at the group's channels c1 + u, c2 + u, from row (the qkv row of position t).
-template <int W, int VW>
-__device__ inline void kconv_preact(float (&z1)[VW], float (&z2)[VW], const floatX *row, const QkvGroup &g, int t, int C,
+// z_t of the key convolution at channels c1 + u and c2 + u (u < VW); key_row(w) points at the key row
+// (C channels) of position t - w: in qkv for training (QkvKeyRow), in a ring of the last W keys for
+// decoding (llmc/eval/kv_cache.cuh).
+template <int W, int VW, typename KeyRow>
+__device__ inline void kconv_preact(float (&z1)[VW], float (&z2)[VW], KeyRow key_row, int c1, int c2, int t,
                                     const floatX *kconvw) {
     for (int u = 0; u < VW; u++) { z1[u] = 0.0f; z2[u] = 0.0f; }
 #pragma unroll
     for (int w = 0; w < W; w++) {
         if (t - w < 0) { break; }
-        const floatX *prev = row - (size_t)w * 3 * C;
+        const floatX *prev = key_row(w);
         float p1[VW], p2[VW];
-        load_vec(p1, prev + C + g.c1);
-        load_vec(p2, prev + C + g.c2);
+        load_vec(p1, prev + c1);
+        load_vec(p2, prev + c2);
         for (int u = 0; u < VW; u++) {
-            z1[u] += to_float(kconvw[(g.c1 + u) * W + w]) * p1[u];
-            z2[u] += to_float(kconvw[(g.c2 + u) * W + w]) * p2[u];
+            z1[u] += to_float(kconvw[(c1 + u) * W + w]) * p1[u];
+            z2[u] += to_float(kconvw[(c2 + u) * W + w]) * p2[u];
         }
     }
 }
+
+// The key rows of kconv_preact in qkv (B*T, 3C), from the qkv row of position t.
+struct QkvKeyRow {
+    const floatX *row;
+    int C;
+    __device__ const floatX *operator()(int w) const { return row - (size_t)w * 3 * C + C; }
+};
 
 __device__ inline float silu_f(float z) { return z / (1.0f + expf(-z)); }
 __device__ inline float silu_grad_f(float z) { const float s = 1.0f / (1.0f + expf(-z)); return s * (1.0f + z * (1.0f - s)); }
@@ -131,7 +140,7 @@ __global__ void qkv_prep_forward_kernel(floatX *q, floatX *k, floatX *v, const f
     load_vec(x2, row + C + g.c2);
     if (W > 0) {
         float z1[VW], z2[VW];
-        kconv_preact<W>(z1, z2, row, g, g.t, C, kconvw);
+        kconv_preact<W>(z1, z2, QkvKeyRow{row, C}, g.c1, g.c2, g.t, kconvw);
         for (int u = 0; u < VW; u++) { x1[u] += silu_f(z1[u]); x2[u] += silu_f(z2[u]); }
     }
     if (rope) { rotate<false>(x1, x2, rope, g.t, g.i, half); }
@@ -169,7 +178,7 @@ __global__ void qkv_prep_backward_kernel(floatX *dqkv, const floatX *dq, const f
         load_vec(g1, dk + g.out + (size_t)w * HD);
         load_vec(g2, dk + g.out + (size_t)w * HD + half);
         if (rope) { rotate<true>(g1, g2, rope, g.t + w, g.i, half); }
-        kconv_preact<W>(z1, z2, in_row + (size_t)w * 3 * C, g, g.t + w, C, kconvw);
+        kconv_preact<W>(z1, z2, QkvKeyRow{in_row + (size_t)w * 3 * C, C}, g.c1, g.c2, g.t + w, kconvw);
         for (int u = 0; u < VW; u++) {
             x1[u] += to_float(kconvw[(g.c1 + u) * W + w]) * g1[u] * silu_grad_f(z1[u]);
             x2[u] += to_float(kconvw[(g.c2 + u) * W + w]) * g2[u] * silu_grad_f(z2[u]);
@@ -200,7 +209,7 @@ __global__ void kconv_dweight_partials_kernel(float *partials, const floatX *dk,
         load_vec(g1, dk + g.out);
         load_vec(g2, dk + g.out + half);
         if (rope) { rotate<true>(g1, g2, rope, g.t, g.i, half); }
-        kconv_preact<W>(z1, z2, qkv + g.row, g, g.t, C, kconvw);
+        kconv_preact<W>(z1, z2, QkvKeyRow{qkv + g.row, C}, g.c1, g.c2, g.t, kconvw);
         g1[0] *= silu_grad_f(z1[0]);
         g2[0] *= silu_grad_f(z2[0]);
 #pragma unroll

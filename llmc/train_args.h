@@ -98,6 +98,14 @@ static inline void print_usage(const char *program, const TrainArgs *d) {
     printf("  -h  this help\n");
 }
 
+// The value of flag argv[i] on an llm.c-style command line ("-x value" pairs); dies on any other shape.
+static inline const char *flag_value(int argc, char **argv, int i) {
+    const char *f = argv[i];
+    if (f[0] != '-' || strlen(f) != 2) { die("bad argument '%s': flags are -x value (see -h)", f); }
+    if (i + 1 >= argc) { die("flag %s needs a value (see -h)", f); }
+    return argv[i + 1];
+}
+
 static inline int parse_int(const char *flag, const char *v) {
     char *end;
     long x = strtol(v, &end, 10);
@@ -131,9 +139,7 @@ static inline TrainArgs parse_args(int argc, char **argv) {
     for (int i = 1; i < argc; i += 2) {
         const char *f = argv[i];
         if (strcmp(f, "-h") == 0) { print_usage(argv[0], &a); exit(0); }
-        if (f[0] != '-' || strlen(f) != 2) { die("bad argument '%s': flags are -x value (see -h)", f); }
-        if (i + 1 >= argc) { die("flag %s needs a value (see -h)", f); }
-        const char *v = argv[i + 1];
+        const char *v = flag_value(argc, argv, i);
         switch (f[1]) {
             case 'i': a.train_pattern = v; break;
             case 'j': a.val_pattern = v; break;

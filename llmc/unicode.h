@@ -1,9 +1,11 @@
 /*
- The text handling the evaluation metrics need, the way Python 3 does it on str: UTF-8 decoding with
- errors="replace" (each maximal invalid subsequence becomes one U+FFFD), the character classes of
- str.isspace(), re's \w and \d, and str.lower() / the title case str.capitalize() puts on the first
- character, over all of Unicode (tables in tables/unicode_tables.h, generated from Python's unicodedata by
- dev/eval/gen_unicode_tables.py). Text is held as code point arrays (CpStr).
+ Unicode text handling, the way Python 3 does it on str: UTF-8 decoding with errors="replace" (each
+ maximal invalid subsequence becomes one U+FFFD), the character classes of str.isspace(), re's \w and \d
+ and str.lower() / the title case str.capitalize() puts on the first character (what the evaluation
+ metrics need), and the Unicode categories letter (L*) and number (N*) (the \p{L} and \p{N} of the
+ tokenizer.json pre-tokenizers, llmc/hf_tokenizer.h), over all of Unicode (tables in
+ tables/unicode_tables.h, generated from Python's unicodedata by dev/eval/gen_unicode_tables.py). Text is
+ held as code point arrays (CpStr).
  Not reproduced: the context-dependent lower case of capital sigma (Python writes a final sigma at the
  end of a word; here it is always U+03C3).
 */
@@ -46,6 +48,14 @@ static inline int utf8_sequence(const unsigned char *s, size_t n, uint32_t *cp, 
     }
     *cp = v;
     return len;
+}
+
+// The byte length of the valid UTF-8 character at s[i] (1-4, i < n), or 0 when the bytes there are not
+// valid UTF-8.
+static inline int utf8_valid_len(const unsigned char *s, size_t n, size_t i) {
+    uint32_t cp;
+    int prefix;
+    return utf8_sequence(s + i, n - i, &cp, &prefix);
 }
 
 // Decodes UTF-8 as Python's bytes.decode("utf-8", "replace") does.
@@ -109,6 +119,8 @@ static inline int uc_in_ranges(const uint32_t (*r)[2], int n, uint32_t cp) {
 static inline int uc_is_space(uint32_t cp) { return uc_in_ranges(uc_space_ranges, UC_COUNT(uc_space_ranges), cp); }
 static inline int uc_is_word(uint32_t cp) { return uc_in_ranges(uc_word_ranges, UC_COUNT(uc_word_ranges), cp); }
 static inline int uc_is_decimal(uint32_t cp) { return uc_in_ranges(uc_decimal_ranges, UC_COUNT(uc_decimal_ranges), cp); }
+static inline int uc_is_letter(uint32_t cp) { return uc_in_ranges(uc_letter_ranges, UC_COUNT(uc_letter_ranges), cp); }
+static inline int uc_is_number(uint32_t cp) { return uc_in_ranges(uc_number_ranges, UC_COUNT(uc_number_ranges), cp); }
 
 // The case mapping of one code point into out[3]; returns its length (1 when unchanged).
 static inline int uc_map_case(const int32_t (*runs)[4], int nruns, const int32_t (*special)[4], int nspecial, uint32_t cp, uint32_t out[3]) {

@@ -3,7 +3,8 @@
 # dev/cuda/attention_dense_versions.cuh): CPU-reference checks of each version (and of the simple kernels
 # on MoBA selections: attention_moba 1), then fwd and fwd+bwd timings next to PyTorch's FlashAttention-2
 # and cuDNN (dev/cuda/attention_anchor.py, same shapes, same call), then optionally the 340M dense step per
-# phase (step_phases). Summary table last. MoBA: bench_moba_attention.sh; sliding window: paper_model_gpu.sh.
+# phase (step_phases). Summary table last. MoBA: bench_moba_attention.sh; sliding window:
+# dev/test/gpu/paper_model_gpu.sh.
 # Binaries prebuilt in BIN (e.g. dev/cuda/build_variants.sh; the device's time goes to running) or built
 # here with make (BIN unset).
 #   mode check:   checks only

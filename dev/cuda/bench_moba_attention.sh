@@ -3,8 +3,8 @@
 # checks of versions 4 (atomic dQ) and 5 (deterministic), then timings at batch 2, 16 heads, HD 128 for
 # random and gate selections next to our dense kernel and PyTorch cuDNN (same call), table last.
 # Mode all = full + the trainer with this path: test_gpt_moba_cu on CPU debug states of the MoBA cases of
-# scripts/test_gpu.sh (+ block 128 with a partial last block), and 340M MoBA tokens/s at T 32768 x 1 (the
-# command of scripts/test_gpu.sh's BENCH) and at T 131072 x 1 with -R 2.
+# dev/test/gpu/test_gpu.sh (+ block 128 with a partial last block), and 340M MoBA tokens/s at T 32768 x 1 (the
+# command of dev/test/gpu/test_gpu.sh's BENCH) and at T 131072 x 1 with -R 2.
 # usage: bash dev/cuda/bench_moba_attention.sh [check|quick|full|all]   (logs to $OUT/moba_attention.log)
 set -u
 cd "$(dirname "$0")/../.."

@@ -3,7 +3,7 @@
  parameters (llmc/param_buckets.h), the trainer's multi-GPU flags (-P -G -O -T) and the global batch
  (llmc/train_args.h), and the loader position a checkpoint resumes at on the same or another number of
  GPUs (resume_position, llmc/run_dir.h). The NCCL side is checked on GPUs by dev/cuda/multi_gpu_check.cu and
- scripts/test_multi_gpu.sh.
+ dev/test/gpu/test_multi_gpu.sh.
 */
 #include <stdlib.h>
 #include "llmc/param_buckets.h"

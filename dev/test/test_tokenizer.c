@@ -1,5 +1,5 @@
 /*
- Tests of the tokenizer (llmc/tokenizer.h, llmc/bpe_train.h), the JSONL reader (llmc/jsonl.h) and
+ Tests of the tokenizer (llmc/tokenizer.h, data/bpe_train.h), the JSONL reader (llmc/jsonl.h) and
  data/prepare (build/prepare, run as a program): pre-token rules, merges on hand-checked corpora, BPE
  encode against a naive apply-merges-in-order reference, round trips on random bytes and real text (this
  repository's own sources), file save/load and every malformed-file error, every malformed-JSON error,
@@ -8,7 +8,7 @@
 */
 #include <glob.h>
 #include <sys/stat.h>
-#include "llmc/bpe_train.h"
+#include "data/bpe_train.h"
 #include "llmc/dataloader.h"
 #include "llmc/rng.h"
 #include "dev/test/testing.h"

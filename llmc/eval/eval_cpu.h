@@ -1,10 +1,12 @@
 /*
  The CPU reference model (train_gpt_moba.c) as the evaluation driver's EvalModel: generation through the
- KV cache (llmc/eval/kv_cache.h) and scoring through the batched training forward. Include after
- train_gpt_moba.c, llmc/eval/kv_cache.h and llmc/eval/eval_driver.h.
+ KV cache (llmc/eval/kv_cache.h) and scoring through the batched training forward.
 */
 #ifndef LLMC_EVAL_CPU_H
 #define LLMC_EVAL_CPU_H
+
+#include "eval_driver.h"
+#include "kv_cache.h"
 
 // The batched forward for scoring: per-position losses of the targets (0 where -1) and the argmax tokens.
 static void cpu_score(void *ctx, const int *inputs, const int *targets, int B, int T, float *losses, int *argmax) {

@@ -1,5 +1,5 @@
 /*
- The evaluation driver shared by the CPU program (dev/eval/eval.c: fp32 reference model, llmc/eval/kv_cache.h)
+ The evaluation driver shared by the CPU program (tools/eval.c: fp32 reference model, llmc/eval/kv_cache.h)
  and the GPU one (eval_gpt_moba.cu: llmc/eval/kv_cache.cuh): LM accuracy on token shards (val loss, next-token
  accuracy, loss and accuracy by position bucket), needle tasks in the synthetic corpus's tokens, RULER
  tasks and lengths, LongBench subsets from a data folder, multiple-choice log-likelihood sets and a greedy
@@ -9,13 +9,15 @@
  tokens of cache, and calls eval_run. Whenever a task of the FlashMoBA paper's list ran (WikiText-2,
  LAMBADA, the zero-shot sets, RULER S-NIAH-1/2/3, the 12 LongBench subsets), eval.md ends with the
  paper's tables for this checkpoint. doc/eval.md has the details.
- Include after the model (train_gpt_moba.c or train_gpt_moba.cu), which brings config, checkpoint,
- data loader, argument and synthetic-corpus headers.
 */
 #ifndef LLMC_EVAL_DRIVER_H
 #define LLMC_EVAL_DRIVER_H
 
 #include <sys/stat.h>
+#include "../config.h"
+#include "../dataloader.h"
+#include "../run_dir.h"       // now_seconds
+#include "../train_args.h"    // flag_value, parse_int
 #include "lm_tasks.h"
 #include "longbench.h"
 #include "mc_tasks.h"
@@ -71,9 +73,7 @@ static EvalArgs parse_eval_args(int argc, char **argv) {
     for (int i = 1; i < argc; i += 2) {
         const char *f = argv[i];
         if (strcmp(f, "-h") == 0) { usage(); exit(0); }
-        if (f[0] != '-' || strlen(f) != 2) { die("bad argument '%s': flags are -x value (see -h)", f); }
-        if (i + 1 >= argc) { die("flag %s needs a value (see -h)", f); }
-        const char *v = argv[i + 1];
+        const char *v = flag_value(argc, argv, i);
         switch (f[1]) {
         case 'c': a.ckpt = v; break;
         case 'o': a.out = v; break;

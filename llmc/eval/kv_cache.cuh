@@ -1,8 +1,9 @@
 /*
  GPU incremental decoding for the moba.c model (the GPU twin of llmc/eval/kv_cache.h): a KV cache for dense
- and MoBA layers, prefill with the training forward, and one decode step for a batch of B sequences that
- share their position t. Include after train_gpt_moba.cu (it uses GPT, gpt_forward, gpt_reserve and the
- layer kernels); generation goes through llmc/eval/sampling.h.
+ and MoBA layers, filled from a prefill's forward (one layer at a time: kv_gpu_fill_layer), and one decode
+ step for a batch of B sequences that share their position t, from the model's parameter tensors (the
+ layout of llmc/config.h) and the training kernels. eval_gpt_moba.cu runs the prefill with the CUDA model
+ and puts the cache behind the evaluation driver.
 
  Cache, per layer l (floatX unless noted):
    k, v   (B, NH, slots, HD) keys after key conv + RoPE where the layer has them (what attention sees) and
@@ -26,8 +27,17 @@
 #define LLMC_KV_CACHE_CUH
 
 #include <limits.h>
-#include "sampling.h"
+#include <string.h>
+#include "../config.h"
+#include "../cuda_common.cuh"
+#include "../cuda_utils.cuh"
+#include "../embedding.cuh"
+#include "../matmul.cuh"
 #include "../moba_gate.cuh"
+#include "../qkv_prep.cuh"
+#include "../rmsnorm.cuh"
+#include "../swiglu.cuh"
+#include "../utils.h"
 
 #define KV_ATTN_THREADS 128
 #define KV_ATTN_CTAS_PER_SM 8
@@ -35,8 +45,8 @@
 
 typedef struct {
     int B, cap, nb, splits_cap;   // rows, positions held per row, blocks per row, most split-K partials
-    int sms;                      // the GPU's SM count (split-K sizing)
     int pos;                      // tokens held per row
+    cudaStream_t stream;          // every kernel and copy of the cache
     size_t layer_ring, layer_sum; // elements of one layer's slab
     int *slots;                   // (L) host: positions layer l keeps (p in slot p % slots[l])
     size_t *kv_off;               // (L) host: where layer l's keys / values start in k, v; kv_off[L]: the total
@@ -51,9 +61,9 @@ typedef struct {
     float *host_logits;           // (B, V) fp32
 } GpuKVCache;
 
-static void kv_gpu_init(GpuKVCache *c, const GPT *m, int B, int cap) {
-    const ModelConfig *cfg = &m->cfg;
+static void kv_gpu_init(GpuKVCache *c, const ModelConfig *cfg, int B, int cap, cudaStream_t stream) {
     memset(c, 0, sizeof(*c));
+    c->stream = stream;
     config_check_seq_len(cfg, cap);
     if (B < 1) { die("KV cache: batch %d must be >= 1", B); }
     if (cfg->moba_topk > MOBA_MAX_TOPK) { die("KV cache decoding supports MoBA top-k up to %d (got %d)", MOBA_MAX_TOPK, cfg->moba_topk); }
@@ -62,7 +72,6 @@ static void kv_gpu_init(GpuKVCache *c, const GPT *m, int B, int cap) {
     c->B = B; c->cap = cap;
     c->nb = moba ? CEIL_DIV(cap, cfg->moba_block) : 0;
     c->splits_cap = CEIL_DIV(cap, 32);
-    cudaCheck(cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, 0));
     c->slots = (int *)malloc_check(L * sizeof(int));
     c->kv_off = (size_t *)malloc_check((L + 1) * sizeof(size_t));
     c->kv_off[0] = 0;
@@ -116,6 +125,13 @@ static void kv_gpu_poison(GpuKVCache *c, const ModelConfig *cfg) {
 // ---------------------------------------------------------------------------------------------------
 // Kernels
 
+// The key rows of kconv_preact in one sequence's ring of the last W raw keys (W, C): position p in slot p % W.
+template <int W> struct RingKeyRow {
+    const floatX *ring;
+    int C, t;
+    __device__ const floatX *operator()(int w) const { return ring + (size_t)((t - w) % W) * C; }
+};
+
 // One thread per rotation pair (b, h, i < HD/2): the raw key goes into the ring slot t % W, the key conv
 // reads the ring (taps w <= t) and k' = k + SiLU(z), then RoPE at t on q and k (rope NULL: NoPE); k and v
 // go to slot t % slots, q to q (B, C). The same arithmetic in the same order as qkv_prep_forward_kernel for
@@ -137,16 +153,10 @@ __global__ void kv_prep_kernel(floatX *q, floatX *kc, floatX *vc, floatX *ring, 
         floatX *rb = ring + (size_t)b * W * C;
         rb[(size_t)(t % W) * C + c1] = row[C + c1];
         rb[(size_t)(t % W) * C + c2] = row[C + c2];
-        float z1 = 0.0f, z2 = 0.0f;
-#pragma unroll
-        for (int w = 0; w < W; w++) {
-            if (t - w < 0) { break; }
-            const floatX *prev = rb + (size_t)((t - w) % W) * C;
-            z1 += to_float(kconvw[c1 * W + w]) * to_float(prev[c1]);
-            z2 += to_float(kconvw[c2 * W + w]) * to_float(prev[c2]);
-        }
-        x1[0] += silu_f(z1);
-        x2[0] += silu_f(z2);
+        float z1[1], z2[1];
+        kconv_preact<W>(z1, z2, RingKeyRow<W>{rb, C, t}, c1, c2, t, kconvw);
+        x1[0] += silu_f(z1[0]);
+        x2[0] += silu_f(z2[0]);
     }
     if (rope) { rotate<false>(x1, x2, rope, t, i, half); }
     size_t out = (((size_t)b * NH + h) * slots + t % slots) * HD + i;
@@ -312,9 +322,9 @@ __global__ void kv_block_sums_kernel(float *ksum, const floatX *k, int BH, int H
 static void kv_gpu_block_sums(GpuKVCache *c, const ModelConfig *cfg, int l, int n) {
     int NH = cfg->n_head, HD = cfg->d_model / NH, nblk = CEIL_DIV(n, cfg->moba_block);
     float *sum = c->ksum + l * c->layer_sum;
-    cudaCheck(cudaMemsetAsync(sum, 0, c->layer_sum * sizeof(float), main_stream));
+    cudaCheck(cudaMemsetAsync(sum, 0, c->layer_sum * sizeof(float), c->stream));
     size_t threads = (size_t)c->B * NH * nblk * HD;
-    kv_block_sums_kernel<<<(unsigned)CEIL_DIV(threads, (size_t)256), 256, 0, main_stream>>>(sum, c->k + c->kv_off[l], c->B * NH, HD, c->slots[l], c->nb, cfg->moba_block, nblk, n);
+    kv_block_sums_kernel<<<(unsigned)CEIL_DIV(threads, (size_t)256), 256, 0, c->stream>>>(sum, c->k + c->kv_off[l], c->B * NH, HD, c->slots[l], c->nb, cfg->moba_block, nblk, n);
     cudaCheckLaunch();
 }
 
@@ -323,32 +333,32 @@ static const float *kv_gpu_logits_to_host(GpuKVCache *c, int V) {
     return c->host_logits;
 }
 
-// Fills the cache from B prompts of n tokens (tokens: B x n, host) with one gpt_forward; returns the
-// logits of their last positions (B, V) fp32 host, valid until the next call.
-static const float *kv_gpu_prefill(GpuKVCache *c, GPT *m, const int *tokens, int n) {
-    const ModelConfig *cfg = &m->cfg;
-    int B = c->B, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, V = cfg->vocab_size;
-    if (n < 1 || n > c->cap) { die("prefill of %d tokens: must be 1..%d (the cache capacity)", n, c->cap); }
-    if (m->recompute != 0) { die("KV cache prefill needs every layer's keys: build the model with recompute 0"); }
-    gpt_reserve(m, B, n);
-    gpt_forward(m, tokens, NULL, B, n);
-    size_t X = sizeof(floatX);
-    for (int l = 0; l < cfg->n_layer; l++) {
-        LayerView lv = layer_view(m, l);
-        size_t elems = (size_t)B * NH * (n < c->slots[l] ? n : c->slots[l]) * HD;
-        for (int kv = 0; kv < 2; kv++) {
-            kv_fill_kernel<<<(unsigned)CEIL_DIV(elems, (size_t)256), 256, 0, main_stream>>>((kv ? c->v : c->k) + c->kv_off[l], kv ? lv.v : lv.k,
-                                                                                          B * NH, HD, n, c->slots[l]);
-            cudaCheckLaunch();
-        }
-        int W = lv.kconv;
-        for (int t = n > W ? n - W : 0; t < n; t++) {  // raw keys of the last W positions, one row per sequence
-            cudaCheck(cudaMemcpy2DAsync(c->kraw + l * c->layer_ring + (size_t)(t % W) * C, (size_t)W * C * X, lv.qkv + (size_t)t * 3 * C + C,
-                                        (size_t)n * 3 * C * X, C * X, B, cudaMemcpyDeviceToDevice, main_stream));
-        }
-        if (layer_is_moba(cfg, l)) { kv_gpu_block_sums(c, cfg, l, n); }
+// Layer l's cache from a forward over the B rows of n tokens (1 <= n <= cap): k, v (B, NH, n, HD) its keys
+// (after key conv and RoPE where the layer has them) and values, qkv (B*n, 3C) its projection (the raw keys
+// of the ring); MoBA layers also get their block sums. Every layer filled, kv_gpu_prefilled completes it.
+static void kv_gpu_fill_layer(GpuKVCache *c, const ModelConfig *cfg, int l, const floatX *k, const floatX *v,
+                              const floatX *qkv, int n) {
+    int B = c->B, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, W = layer_has_kconv(cfg, l) ? cfg->kconv : 0;
+    size_t X = sizeof(floatX), elems = (size_t)B * NH * (n < c->slots[l] ? n : c->slots[l]) * HD;
+    for (int kv = 0; kv < 2; kv++) {
+        kv_fill_kernel<<<(unsigned)CEIL_DIV(elems, (size_t)256), 256, 0, c->stream>>>((kv ? c->v : c->k) + c->kv_off[l], kv ? v : k,
+                                                                                     B * NH, HD, n, c->slots[l]);
+        cudaCheckLaunch();
     }
-    cudaCheck(cudaMemcpy2D(c->host_raw, V * X, m->a.logits + (size_t)(n - 1) * V, (size_t)n * V * X, V * X, B, cudaMemcpyDeviceToHost));
+    for (int t = n > W ? n - W : 0; t < n; t++) {  // raw keys of the last W positions, one row per sequence
+        cudaCheck(cudaMemcpy2DAsync(c->kraw + l * c->layer_ring + (size_t)(t % W) * C, (size_t)W * C * X, qkv + (size_t)t * 3 * C + C,
+                                    (size_t)n * 3 * C * X, C * X, B, cudaMemcpyDeviceToDevice, c->stream));
+    }
+    if (layer_is_moba(cfg, l)) { kv_gpu_block_sums(c, cfg, l, n); }
+}
+
+// The prefill of n tokens is in the cache: returns the logits of the last positions (B, V) fp32 host, from
+// the forward's logits (B, n, V), valid until the next call.
+static const float *kv_gpu_prefilled(GpuKVCache *c, const floatX *logits, int n, int V) {
+    size_t X = sizeof(floatX);
+    cudaCheck(cudaMemcpy2DAsync(c->host_raw, V * X, logits + (size_t)(n - 1) * V, (size_t)n * V * X, V * X, c->B,
+                                cudaMemcpyDeviceToHost, c->stream));
+    cudaCheck(cudaStreamSynchronize(c->stream));
     c->pos = n;
     return kv_gpu_logits_to_host(c, V);
 }
@@ -363,11 +373,11 @@ static void kv_gpu_attend(GpuKVCache *c, const ModelConfig *cfg, int l, int t) {
         nvis = (nsel - 1) * bs + t - ob * bs + 1;
         size_t smem = (size_t)(ob > 0 ? ob : 1) * sizeof(float);
         if (smem > 48 * 1024) { die("KV cache decoding: %d past MoBA blocks exceed the gate's shared memory", ob); }
-        kv_gate_kernel<<<BH, KV_GATE_THREADS, smem, main_stream>>>(c->sel, c->q, c->ksum + l * c->layer_sum, NH, HD, c->nb, bs, K, t);
+        kv_gate_kernel<<<BH, KV_GATE_THREADS, smem, c->stream>>>(c->sel, c->q, c->ksum + l * c->layer_sum, NH, HD, c->nb, bs, K, t);
         cudaCheckLaunch();
     }
     // KV_ATTN_CTAS_PER_SM CTAs per SM keep enough loads in flight to hide their latency; >= 64 keys each
-    int want = CEIL_DIV(c->sms * KV_ATTN_CTAS_PER_SM, BH), chunk = CEIL_DIV(nvis, want);
+    int want = CEIL_DIV(cuda_num_sms() * KV_ATTN_CTAS_PER_SM, BH), chunk = CEIL_DIV(nvis, want);
     chunk = chunk < 64 ? 64 : CEIL_DIV(chunk, 32) * 32;
     int splits = CEIL_DIV(nvis, chunk);
     if (splits > c->splits_cap) { die("KV cache decoding: %d splits exceed the scratch's %d", splits, c->splits_cap); }
@@ -375,54 +385,50 @@ static void kv_gpu_attend(GpuKVCache *c, const ModelConfig *cfg, int l, int t) {
     float scale = 1.0f / sqrtf((float)HD);
     const int *sel = moba ? c->sel : NULL;
     auto partial = HD == 64 ? kv_attn_partial_kernel<64> : kv_attn_partial_kernel<128>;
-    partial<<<grid, KV_ATTN_THREADS, 0, main_stream>>>(c->part, c->q, kc, vc, sel, NH, c->slots[l], first, nvis, chunk, c->splits_cap, bs, K, scale);
+    partial<<<grid, KV_ATTN_THREADS, 0, c->stream>>>(c->part, c->q, kc, vc, sel, NH, c->slots[l], first, nvis, chunk, c->splits_cap, bs, K, scale);
     cudaCheckLaunch();
-    kv_attn_combine_kernel<<<BH, HD, 0, main_stream>>>(c->att, c->part, NH, HD, splits, c->splits_cap);
+    kv_attn_combine_kernel<<<BH, HD, 0, c->stream>>>(c->att, c->part, NH, HD, splits, c->splits_cap);
     cudaCheckLaunch();
 }
 
-// Appends tokens[b] (host, one per sequence) at position c->pos; returns the next logits (B, V) fp32 host.
-static const float *kv_gpu_step(GpuKVCache *c, GPT *m, const int *tokens) {
-    const ModelConfig *cfg = &m->cfg;
+// Appends tokens[b] (host, one per sequence) at position c->pos through the model with parameter tensors
+// p (llmc/config.h's layout); returns the next logits (B, V) fp32 host.
+static const float *kv_gpu_step(GpuKVCache *c, const ModelConfig *cfg, floatX *const p[NUM_PARAM_TENSORS], const int *tokens) {
     int B = c->B, t = c->pos, L = cfg->n_layer, C = cfg->d_model, NH = cfg->n_head, HD = C / NH, F = cfg->ffn, V = cfg->vocab_size, W = cfg->kconv;
+    cudaStream_t st = c->stream;
     if (t >= c->cap) { die("KV cache is full (%d tokens)", c->cap); }
     for (int b = 0; b < B; b++) { if (tokens[b] < 0 || tokens[b] >= V) { die("token %d is outside the vocabulary [0, %d)", tokens[b], V); } }
-    cudaCheck(cudaMemcpyAsync(c->tokens, tokens, B * sizeof(int), cudaMemcpyHostToDevice, main_stream));
-    encoder_forward(c->x, c->tokens, m->p[P_WTE], B, C, V, main_stream);
-    rmsnorm_forward(c->ln, c->rstd, c->x, m->p[P_LN1W], B, C, main_stream);
-    for (int l = 0; l < L; l++) {  // weights as layer_view has them (which needs the activations)
+    cudaCheck(cudaMemcpyAsync(c->tokens, tokens, B * sizeof(int), cudaMemcpyHostToDevice, st));
+    encoder_forward(c->x, c->tokens, p[P_WTE], B, C, V, st);
+    rmsnorm_forward(c->ln, c->rstd, c->x, p[P_LN1W], B, C, st);
+    for (int l = 0; l < L; l++) {  // layer l's slices of the parameter tensors
         const int slab = kconv_slab(cfg, l);
-        const floatX *wqkv = m->p[P_WQKV] + (size_t)l * 3 * C * C, *kconvw = slab >= 0 ? m->p[P_KCONVW] + (size_t)slab * C * W : NULL;
-        const floatX *wo = m->p[P_WO] + (size_t)l * C * C, *ln2w = m->p[P_LN2W] + (size_t)l * C;
-        const floatX *wfc = m->p[P_WFC] + (size_t)l * 2 * F * C, *wproj = m->p[P_WPROJ] + (size_t)l * C * F;
-        matmul_forward(c->qkv, c->ln, wqkv, B, C, 3 * C, main_stream);
+        const floatX *wqkv = p[P_WQKV] + (size_t)l * 3 * C * C, *kconvw = slab >= 0 ? p[P_KCONVW] + (size_t)slab * C * W : NULL;
+        const floatX *wo = p[P_WO] + (size_t)l * C * C, *ln2w = p[P_LN2W] + (size_t)l * C;
+        const floatX *wfc = p[P_WFC] + (size_t)l * 2 * F * C, *wproj = p[P_WPROJ] + (size_t)l * C * F;
+        matmul_forward(c->qkv, c->ln, wqkv, B, C, 3 * C, st);
         floatX *kc = c->k + c->kv_off[l], *vc = c->v + c->kv_off[l], *ring = c->kraw + l * c->layer_ring;
         int threads = B * NH * HD / 2, grid = CEIL_DIV(threads, 256);
         float *ksum = layer_is_moba(cfg, l) ? c->ksum + l * c->layer_sum : NULL;
         int lw = slab >= 0 ? W : 0;
         auto prep = lw == 0 ? kv_prep_kernel<0> : lw == 3 ? kv_prep_kernel<3> : kv_prep_kernel<5>;
         const float *rope = layer_has_rope(cfg, l) ? c->rope : NULL;
-        prep<<<grid, 256, 0, main_stream>>>(c->q, kc, vc, ring, ksum, c->qkv, kconvw, rope, B, NH, HD, c->slots[l], c->nb, cfg->moba_block, t);
+        prep<<<grid, 256, 0, st>>>(c->q, kc, vc, ring, ksum, c->qkv, kconvw, rope, B, NH, HD, c->slots[l], c->nb, cfg->moba_block, t);
         cudaCheckLaunch();
         kv_gpu_attend(c, cfg, l, t);
-        matmul_forward(c->proj, c->att, wo, B, C, C, main_stream);
-        fused_residual_rmsnorm_forward(c->x2, c->ln, c->rstd, c->x, c->proj, ln2w, B, C, main_stream);
-        matmul_forward(c->fc, c->ln, wfc, B, C, 2 * F, main_stream);
-        swiglu_forward(c->fch, c->fc, B, F, main_stream);
-        matmul_forward(c->proj, c->fch, wproj, B, F, C, main_stream);
-        const floatX *next_norm = l + 1 < L ? m->p[P_LN1W] + (size_t)(l + 1) * C : m->p[P_LNFW];
-        fused_residual_rmsnorm_forward(c->x, c->ln, c->rstd, c->x2, c->proj, next_norm, B, C, main_stream);
+        matmul_forward(c->proj, c->att, wo, B, C, C, st);
+        fused_residual_rmsnorm_forward(c->x2, c->ln, c->rstd, c->x, c->proj, ln2w, B, C, st);
+        matmul_forward(c->fc, c->ln, wfc, B, C, 2 * F, st);
+        swiglu_forward(c->fch, c->fc, B, F, st);
+        matmul_forward(c->proj, c->fch, wproj, B, F, C, st);
+        const floatX *next_norm = l + 1 < L ? p[P_LN1W] + (size_t)(l + 1) * C : p[P_LNFW];
+        fused_residual_rmsnorm_forward(c->x, c->ln, c->rstd, c->x2, c->proj, next_norm, B, C, st);
     }
-    matmul_forward(c->logits, c->ln, m->p[P_WLM], B, C, V, main_stream);
-    cudaCheck(cudaMemcpyAsync(c->host_raw, c->logits, (size_t)B * V * sizeof(floatX), cudaMemcpyDeviceToHost, main_stream));
-    cudaCheck(cudaStreamSynchronize(main_stream));
+    matmul_forward(c->logits, c->ln, p[P_WLM], B, C, V, st);
+    cudaCheck(cudaMemcpyAsync(c->host_raw, c->logits, (size_t)B * V * sizeof(floatX), cudaMemcpyDeviceToHost, st));
+    cudaCheck(cudaStreamSynchronize(st));
     c->pos = t + 1;
     return kv_gpu_logits_to_host(c, V);
 }
-
-// The cache as llmc/eval/sampling.h and llmc/eval/eval_driver.h take a model: one sequence (a cache with B = 1).
-typedef struct { GpuKVCache *c; GPT *m; } GpuKVModel;
-static const float *kv_gpu_prefill_fn(void *ctx, const int *tokens, int n) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_prefill(k->c, k->m, tokens, n); }
-static const float *kv_gpu_step_fn(void *ctx, int token) { GpuKVModel *k = (GpuKVModel *)ctx; return kv_gpu_step(k->c, k->m, &token); }
 
 #endif // LLMC_KV_CACHE_CUH

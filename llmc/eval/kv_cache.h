@@ -1,8 +1,8 @@
 /*
  CPU incremental decoding for the moba.c model: a KV cache for dense and MoBA layers, prefill, one-token
  decode steps, and generation through llmc/eval/sampling.h (greedy, temperature + top-p, stop sequences, token budget).
- Include after train_gpt_moba.c (it uses Model, `real` and the layer functions; programs get them with
- `#define TESTING` + `#include "train_gpt_moba.c"`).
+ It runs the CPU reference model's own layer functions, so it includes train_gpt_moba.c (as a library:
+ TESTING, no main).
 
  Cache, per layer: keys as attention sees them (after key conv and RoPE, where the layer has them) and
  values, (slots, C) each, position p in slot p % slots: a global layer has slots = cap, a sliding-window
@@ -20,6 +20,10 @@
 #ifndef LLMC_KV_CACHE_H
 #define LLMC_KV_CACHE_H
 
+#ifndef TESTING
+#define TESTING
+#endif
+#include "../../train_gpt_moba.c"
 #include "../moba_selection.h"
 #include "../rng.h"
 #include "sampling.h"
@@ -77,20 +81,6 @@ static inline void kv_free(KVCache *c) {
     memset(c, 0, sizeof(*c));
 }
 
-// RoPE of one position in place, (NH, HD): the arithmetic of rope_apply for row t.
-static inline void rope_at(real *x, int t, int NH, int HD, float theta) {
-    int half = HD / 2;
-    for (int i = 0; i < half; i++) {
-        double angle = t * pow((double)theta, -2.0 * i / HD);
-        real cs = (real)cos(angle), sn = (real)sin(angle);
-        for (int h = 0; h < NH; h++) {
-            real x1 = x[h * HD + i], x2 = x[h * HD + i + half];
-            x[h * HD + i] = x1 * cs - x2 * sn;
-            x[h * HD + i + half] = x2 * cs + x1 * sn;
-        }
-    }
-}
-
 // MoBA selection of query q (one head) at position t: own block + top-(K-1) past blocks, ascending.
 static inline int kv_moba_select(KVCache *c, const ModelConfig *cfg, int l, int h, const real *q, int t) {
     int bs = cfg->moba_block, K = cfg->moba_topk, ob = t / bs, HD = c->HD;
@@ -122,13 +112,6 @@ static inline void kv_add_key_sum(KVCache *c, int l, int t, int bs, const real *
 
 // Key (or value) row of position p in layer l's cache.
 static inline real *kv_row(const KVCache *c, real *base, int l, int p) { return base + (c->layer_off[l] + (size_t)(p % c->slots[l])) * c->C; }
-
-// Makes the model's activations hold a B x T forward (model_forward allocates only on its first call).
-static inline void model_reserve(Model *m, int B, int T) {
-    if (m->a.resid && (size_t)m->B * m->T >= (size_t)B * T) { return; }
-    model_release_activations(m);
-    activations_alloc(m, B, T);
-}
 
 // Fills the cache from the prompt with one model_forward and returns the logits of its last position.
 static inline const real *kv_prefill(KVCache *c, Model *m, const int *tokens, int n) {
@@ -203,22 +186,18 @@ static inline const real *kv_step(KVCache *c, Model *m, int token) {
         matmul_forward(c->qkv, c->h, m->p[P_WQKV] + (size_t)l * 3 * C * C, 1, C, 3 * C);
         const real *kraw = c->qkv + C, *v = c->qkv + 2 * C;
         int slab = kconv_slab(cfg, l);
-        if (slab >= 0) {  // kconv_forward for row t: k + SiLU(sum of the taps)
+        if (slab >= 0) {  // kconv_forward for row t, over the ring
             real *ring = c->kraw + (size_t)l * W * C;
             memcpy(ring + (size_t)(t % W) * C, kraw, C * sizeof(real));
             const real *a = m->p[P_KCONVW] + (size_t)slab * C * W;
-            for (int ch = 0; ch < C; ch++) {
-                real sum = 0;
-                for (int w = 0; w < W && w <= t; w++) { sum += a[ch * W + w] * ring[(size_t)((t - w) % W) * C + ch]; }
-                c->kc[ch] = kraw[ch] + silu(sum);
-            }
+            for (int ch = 0; ch < C; ch++) { c->kc[ch] = kraw[ch] + silu(kconv_preact(ring, W, a, t, ch, C, W)); }
         } else {
             memcpy(c->kc, kraw, C * sizeof(real));
         }
         memcpy(c->qr, c->qkv, C * sizeof(real));
         if (layer_has_rope(cfg, l)) {
-            rope_at(c->qr, t, c->NH, c->HD, cfg->rope_theta);
-            rope_at(c->kc, t, c->NH, c->HD, cfg->rope_theta);
+            rope_position(c->qr, c->qr, t, c->NH, c->HD, cfg->rope_theta, +1);
+            rope_position(c->kc, c->kc, t, c->NH, c->HD, cfg->rope_theta, +1);
         }
         memcpy(kv_row(c, c->k, l, t), c->kc, C * sizeof(real));
         memcpy(kv_row(c, c->v, l, t), v, C * sizeof(real));

@@ -10,11 +10,11 @@
 #     CPU checkpoint -> GPU resume; GPU resume of a GPU checkpoint is exact (-z 1)
 #  4. with BENCH=1: 340M paper layout at T 8192 B 4 (dense; MoBA B128 K8 kconv3), 1B paper layout T 8192
 #     (dense, MoBA); with ANCHOR=1 the PyTorch end-to-end anchor (dev/bench/e2e_anchor.py, the same paper
-#     layout: FlexAttention sliding window + cuDNN) in the same session
+#     layout: FlexAttention sliding window + cuDNN) in the same call
 # Logs go to $LOG (default /tmp/moba_gpu); a table of results is printed last (also $LOG/table.txt).
-#   usage: [BIN=dir] [FP32=1] [BENCH=1] [ANCHOR=1] [CHECKS=0] bash scripts/test_gpu.sh
+#   usage: [BIN=dir] [FP32=1] [BENCH=1] [ANCHOR=1] [CHECKS=0] bash dev/test/gpu/test_gpu.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 LOG=${LOG:-/tmp/moba_gpu}
 BIN=${BIN:-}
 mkdir -p "$LOG"
@@ -113,11 +113,11 @@ if [ "${BENCH:-0}" = 1 ]; then
   bench 1B_paper_dense_T8192_B2 "-p 1B -A dense -b 2 -t 8192"
   bench 1B_paper_moba_B128K8_kconv3_T8192_B2 "-p 1B -A moba -b 2 -t 8192"
 fi
-if [ "${ANCHOR:-0}" = 1 ]; then  # PyTorch end-to-end anchor, same device and session
+if [ "${ANCHOR:-0}" = 1 ]; then  # PyTorch end-to-end anchor, same device and call
   PYTHONUNBUFFERED=1 timeout 300 python3 dev/bench/e2e_anchor.py 8192 4 10 > "$LOG/anchor.log" 2>&1
   row "anchor torch.compile 8192x4" "$(grep '^|' "$LOG/anchor.log" | tail -1)$(tail -1 "$LOG/anchor.log" | grep -i error)"
 fi
 rm -rf "$W"
 echo "======== summary ========"
 cat "$TABLE"
-if [ "${EVAL:-0}" = 1 ]; then bash dev/eval/gpu_check.sh; fi  # GPU KV-cache decode checks, CPU == GPU greedy, 340M decode speed, GPU-trained demo
+if [ "${EVAL:-0}" = 1 ]; then bash dev/test/gpu/test_eval_gpu.sh; fi  # GPU KV-cache decode checks, CPU == GPU greedy, 340M decode speed, GPU-trained demo

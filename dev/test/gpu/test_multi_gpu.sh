@@ -36,9 +36,9 @@
 # A table is printed last (also $LOG/table.txt).
 #   usage: [BIN=dir with train_gpt_moba_cu] [SINGLE_BIN=NO_MULTI_GPU=1 build] [FP32_BIN=PRECISION=FP32 build]
 #          [BASELINE=old binary] [SCALING=0] [TOL=0.02] [FP32_FLOOR=1e-5] [FP32_MULT=8] [LOG=dir]
-#          [NGPU=n: use the first n GPUs] bash scripts/test_multi_gpu.sh
+#          [NGPU=n: use the first n GPUs] bash dev/test/gpu/test_multi_gpu.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 LOG=${LOG:-/tmp/moba_multi_gpu}; TOL=${TOL:-0.02}; SCALING=${SCALING:-1}; LIMIT=${LIMIT:-300}
 FP32_FLOOR=${FP32_FLOOR:-1e-5}; FP32_MULT=${FP32_MULT:-8}
 mkdir -p "$LOG"

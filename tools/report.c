@@ -1,6 +1,6 @@
 /*
  Side-by-side report of several runs: report [-g] -o OUT RUN_DIR [RUN_DIR...]. Each run folder holds the
- trainer's log.txt and (optionally) dev/eval/eval.c's eval.json. Writes OUT/report.md with a table per
+ trainer's log.txt and (optionally) the eval.json of build/eval or eval_gpt_moba_cu (scripts/eval.sh). Writes OUT/report.md with a table per
  kind of evidence (training, LM accuracy, synthetic needles, RULER, LongBench, multiple choice) and SVG
  plots next to it: loss curves, loss by position, accuracy vs length, LongBench per subset.
  -g (a sweep of scripts/ablate.sh): runs named <variant>-s<seed> are grouped by variant, and a first table

@@ -9,11 +9,11 @@
 #     backward with alternating dQ (T 256), the one-warpgroup kernels of the deterministic backward (T 100)
 #  4. (no sanitizer) the NaN/Inf policy: a run with -l 1e6 -g 0 -a 3 must skip steps and stop with exit 1
 # Prebuilt binaries in $BIN (train_gpt_moba_cu, test_gpt_moba_cu, attention_swa) are used when given, as in
-# scripts/test_gpu.sh; else they are built. Logs go to $LOG (default /tmp/moba_sanitize); a table of
+# dev/test/gpu/test_gpu.sh; else they are built. Logs go to $LOG (default /tmp/moba_sanitize); a table of
 # results is printed last. Exits non-zero when any check reports an error.
-#   usage: [BIN=dir] [LOG=dir] bash scripts/sanitize_gpu.sh
+#   usage: [BIN=dir] [LOG=dir] bash dev/test/gpu/sanitize_gpu.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 LOG=${LOG:-/tmp/moba_sanitize}
 BIN=${BIN:-}
 CS=${CS:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}

@@ -3,20 +3,20 @@
 # goes to running, not compiling). Steps in priority order; a step starts only while the elapsed time is
 # under $DEADLINE seconds, so a call with a hard limit still returns the most important results:
 #  1. kernel checks vs the CPU reference: attention_dense versions 1-11, 13-21, attention_moba 1/4/5/6, moba_gate
-#  2. scripts/test_gpu.sh: CPU debug states -> test_gpt_moba (bf16 and fp32), GPU training, CPU<->GPU
+#  2. dev/test/gpu/test_gpu.sh: CPU debug states -> test_gpt_moba (bf16 and fp32), GPU training, CPU<->GPU
 #     checkpoints, exact resume; BENCH=1: 340M tokens/s (dense T 8192 x 4, MoBA T 32768 x 1, ...)
-#  3. scripts/test_multi_gpu.sh on the GPUs present (world 1 on a single-GPU machine; SCALING=1: its scaling table)
-#  4. dev/eval/gpu_check.sh: KV-cache decode checks, CPU == GPU greedy tokens, 340M prefill/decode speed
+#  3. dev/test/gpu/test_multi_gpu.sh on the GPUs present (world 1 on a single-GPU machine; SCALING=1: its scaling table)
+#  4. dev/test/gpu/test_eval_gpu.sh: KV-cache decode checks, CPU == GPU greedy tokens, 340M prefill/decode speed
 #  5. the longest 340M MoBA sequence with -R 2
 # $BIN holds: train_gpt_moba_cu test_gpt_moba_cu test_gpt_moba_fp32 eval_gpt_moba_cu eval_gpt_moba_fp32
 #   train_single (NO_MULTI_GPU=1 build) [train_fp32 (PRECISION=FP32 build)] attention_dense attention_moba moba_gate multi_gpu_check eval report;
 #   the CPU programs are rebuilt here when they do not run.
-# Logs under $LOG (default $OUT/session or /tmp/session); summary.txt is printed last.
-#   usage: BIN=dir [DEADLINE=480] [BENCH=1] [SCALING=0] [LOG=dir] bash scripts/gpu_session_check.sh
+# Logs under $LOG (default $OUT/gpu_checks or /tmp/gpu_checks); summary.txt is printed last.
+#   usage: BIN=dir [DEADLINE=480] [BENCH=1] [SCALING=0] [LOG=dir] bash dev/test/gpu/all_gpu_checks.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 BIN=$(realpath "${BIN:?BIN=dir of prebuilt binaries}")
-LOG=${LOG:-${OUT:-/tmp}/session}; DEADLINE=${DEADLINE:-480}
+LOG=${LOG:-${OUT:-/tmp}/gpu_checks}; DEADLINE=${DEADLINE:-480}
 DENSE_VERSIONS="1 2 3 4 5 6 7 8 9 10 11 13 14 15 16 17 18 19 20 21"  # attention_dense's versions (12 is unused)
 mkdir -p "$LOG"
 S=$LOG/summary.txt
@@ -42,20 +42,20 @@ fi
 
 # ---- 2. the trainer against the CPU reference, training, checkpoints, 340M speed
 if in_time test_gpu; then
-  LOG=$LOG/test_gpu BIN=$BIN FP32=1 BENCH=${BENCH:-1} bash scripts/test_gpu.sh > "$LOG/test_gpu.out" 2>&1
+  LOG=$LOG/test_gpu BIN=$BIN FP32=1 BENCH=${BENCH:-1} bash dev/test/gpu/test_gpu.sh > "$LOG/test_gpu.out" 2>&1
   note "test_gpu.sh:"; sed -n '/== summary ==/,$p' "$LOG/test_gpu.out" | tee -a "$S"
 fi
 
 # ---- 3. multi-GPU (world 1 on one GPU)
 if in_time multi_gpu; then
-  LOG=$LOG/multi_gpu BIN=$BIN SINGLE_BIN=$BIN/train_single FP32_BIN=$([ -x "$BIN/train_fp32" ] && echo "$BIN/train_fp32") SCALING=${SCALING:-0} bash scripts/test_multi_gpu.sh > "$LOG/multi_gpu.out" 2>&1
+  LOG=$LOG/multi_gpu BIN=$BIN SINGLE_BIN=$BIN/train_single FP32_BIN=$([ -x "$BIN/train_fp32" ] && echo "$BIN/train_fp32") SCALING=${SCALING:-0} bash dev/test/gpu/test_multi_gpu.sh > "$LOG/multi_gpu.out" 2>&1
   note "test_multi_gpu.sh:"; cat "$LOG/multi_gpu/table.txt" | tee -a "$S"
 fi
 
 # ---- 4. evaluation on the GPU
 if in_time eval; then
-  LOG=$LOG/eval BIN=$BIN PARTS="check traces speed" bash dev/eval/gpu_check.sh > "$LOG/eval.out" 2>&1
-  note "dev/eval/gpu_check.sh:"; cat "$LOG/eval/table.txt" | tee -a "$S"
+  LOG=$LOG/eval BIN=$BIN PARTS="check traces speed" bash dev/test/gpu/test_eval_gpu.sh > "$LOG/eval.out" 2>&1
+  note "dev/test/gpu/test_eval_gpu.sh:"; cat "$LOG/eval/table.txt" | tee -a "$S"
 fi
 
 # ---- 5. the longest 340M MoBA sequence

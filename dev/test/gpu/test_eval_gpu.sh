@@ -9,9 +9,9 @@
 #     evaluated on the synthetic needle tasks, side-by-side report in $OUT_DIR/eval_demo
 # PARTS (default "check traces speed demo") picks the steps. Prebuilt binaries in $BIN (eval_gpt_moba_cu, eval_gpt_moba_fp32, train_gpt_moba_cu; eval and report
 # if they run here) are used when given, else built here. Logs in $LOG; a summary table is printed last.
-#   usage: [BIN=dir] [LOG=dir] [OUT_DIR=dir] [STEPS=1500] [DEMO_B=16] [PARTS="..."] bash dev/eval/gpu_check.sh
+#   usage: [BIN=dir] [LOG=dir] [OUT_DIR=dir] [STEPS=1500] [DEMO_B=16] [PARTS="..."] bash dev/test/gpu/test_eval_gpu.sh
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 LOG=${LOG:-/tmp/eval_gpu}; OUT_DIR=${OUT_DIR:-$LOG}; BIN=${BIN:-}; STEPS=${STEPS:-1500}; DEMO_B=${DEMO_B:-16}
 PARTS=${PARTS:-check traces speed demo}
 want() { [[ " $PARTS " == *" $1 "* ]]; }

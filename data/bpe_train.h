@@ -10,12 +10,12 @@
  count is stale is re-pushed with the current count when popped), and a merge rewrites only the words in
  the merged pair's list, adjusting the counts of the neighbouring pairs.
 */
-#ifndef LLMC_BPE_TRAIN_H
-#define LLMC_BPE_TRAIN_H
+#ifndef DATA_BPE_TRAIN_H
+#define DATA_BPE_TRAIN_H
 
 #include <stdint.h>
-#include "tokenizer.h"
-#include "jsonl.h"
+#include "../llmc/tokenizer.h"
+#include "../llmc/jsonl.h"
 
 // ----------------------------------------------------------------------------
 // Word counting: open-addressing map pre-token bytes -> count
@@ -324,4 +324,4 @@ static inline uint64_t bpe_count_corpus(BpeCounter *c, const CorpusFiles *files,
     return used;
 }
 
-#endif // LLMC_BPE_TRAIN_H
+#endif // DATA_BPE_TRAIN_H

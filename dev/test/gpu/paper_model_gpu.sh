@@ -3,17 +3,17 @@
 # on one GPU, in one or two device calls from the repo root. PARTS picks the steps (default "checks eval bench"):
 #   checks: build; qkv_prep (kconv + RoPE / NoPE), the classifier and attention_swa (sliding window) against
 #           their CPU references; the dense and MoBA attention checks (kernels that share the tile steps);
-#           scripts/test_gpu.sh (CPU debug states of both layouts -> test_gpt_moba_cu, training, CPU <-> GPU
+#           dev/test/gpu/test_gpu.sh (CPU debug states of both layouts -> test_gpt_moba_cu, training, CPU <-> GPU
 #           checkpoints, exact resume)
-#   eval:   dev/eval/gpu_check.sh decode checks (KV cache vs recompute, CPU == GPU greedy tokens)
+#   eval:   dev/test/gpu/test_eval_gpu.sh decode checks (KV cache vs recompute, CPU == GPU greedy tokens)
 #   bench:  attention_swa timing with the FlexAttention / cuDNN anchor (dev/cuda/swa_anchor.py) in the same
 #           call; the 340M dense step per phase (build/cuda/step_phases); the 340M paper layout (dense and MoBA
 #           128/8 kconv3) and 1B at T 8192 through test_gpu.sh BENCH=1 ANCHOR=1 (PyTorch end-to-end anchor,
 #           dev/bench/e2e_anchor.py)
 # Logs under $LOG (default $OUT/paper or /tmp/paper); the summary table is printed last.
-#   usage: [PARTS="checks bench"] [LOG=dir] bash dev/cuda/paper_model_gpu.sh
+#   usage: [PARTS="checks bench"] [LOG=dir] bash dev/test/gpu/paper_model_gpu.sh
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 LOG=${LOG:-${OUT:-/tmp}/paper}; PARTS=${PARTS:-checks eval bench}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 mkdir -p "$LOG"
@@ -38,15 +38,15 @@ if want checks; then
   for v in 4 5 6; do timeout 200 build/cuda/attention_moba $v check > "$LOG/attention_moba_$v.log" 2>&1 & done
   wait
   for f in "$LOG"/attention_dense_*.log "$LOG"/attention_moba_*.log; do note "$(basename "$f" .log): $(tail -1 "$f")"; done
-  LOG=$LOG/test_gpu BIN= bash scripts/test_gpu.sh > "$LOG/test_gpu.out" 2>&1
+  LOG=$LOG/test_gpu BIN= bash dev/test/gpu/test_gpu.sh > "$LOG/test_gpu.out" 2>&1
   note "test_gpu.sh:"; sed -n '/== summary ==/,$p' "$LOG/test_gpu.out" | tee -a "$S"
 fi
 
 if want eval; then
   mkdir -p gpubin && cp eval_gpt_moba_cu train_gpt_moba_cu build/eval build/report gpubin/ && \
     nvcc -O3 -std=c++17 -I. -gencode=arch=compute_90a,code=sm_90a -DENABLE_FP32 -o gpubin/eval_gpt_moba_fp32 eval_gpt_moba.cu -lcublas -lcublasLt
-  LOG=$LOG/eval BIN=gpubin PARTS="check traces" bash dev/eval/gpu_check.sh > "$LOG/eval.out" 2>&1
-  note "dev/eval/gpu_check.sh:"; cat "$LOG/eval/table.txt" | tee -a "$S"
+  LOG=$LOG/eval BIN=gpubin PARTS="check traces" bash dev/test/gpu/test_eval_gpu.sh > "$LOG/eval.out" 2>&1
+  note "dev/test/gpu/test_eval_gpu.sh:"; cat "$LOG/eval/table.txt" | tee -a "$S"
 fi
 
 if want bench; then
@@ -57,7 +57,7 @@ if want bench; then
   tail -2 "$LOG/swa_anchor.log" | grep -i error | tee -a "$S"
   build/cuda/step_phases -p 340M -A dense -b 4 -t 8192 > "$LOG/step_phases.log" 2>&1
   note "340M dense step per phase:"; grep -E '^\||^step wall' "$LOG/step_phases.log" | tee -a "$S"
-  LOG=$LOG/bench BIN= CHECKS=0 BENCH=1 ANCHOR=1 bash scripts/test_gpu.sh > "$LOG/bench.out" 2>&1
+  LOG=$LOG/bench BIN= CHECKS=0 BENCH=1 ANCHOR=1 bash dev/test/gpu/test_gpu.sh > "$LOG/bench.out" 2>&1
   note "340M / 1B paper layout:"; grep -E '^(bench|anchor)' "$LOG/bench/table.txt" | tee -a "$S"
 fi
 grep -h "FAIL" "$LOG"/test_gpu/test_*.log "$LOG"/swa_check.log "$LOG"/qkv_prep.log "$LOG"/classifier.log 2>/dev/null | head -20 | tee -a "$S"
