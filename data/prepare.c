@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <time.h>
 #include "bpe_train.h"
+#include "llmc/json_value.h"
 #include "llmc/rng.h"
 #include "llmc/shard.h"
 #include "llmc/text_tokenizer.h"
@@ -73,6 +74,7 @@ typedef struct {
     int skip_bad, threads, nslots;
     uint32_t synth_len, synth_facts, synth_style;
     uint64_t seed, config_hash;
+    FILE *probes;           // -P: one retrieval probe per synthetic document, or NULL
     TextTokenizer tok;
     CorpusFiles files;
     // pipeline
@@ -277,6 +279,23 @@ static const RecallStyle recall_styles[] = {
 };
 #define NUM_RECALL_STYLES (sizeof(recall_styles) / sizeof(recall_styles[0]))
 
+// -P: a retrieval probe in LAMBADA's format ({"text": ...}, the answer is the last word): the document's first
+// `prefix` tokens after its document token (filler, planted facts, header) decoded, then its first recall up
+// to the value, without the closing period. Scored by the evaluation's -R (last-word accuracy).
+static void write_probe(Prep *p, const uint32_t *doc, size_t prefix, const RecallStyle *style, const char *key, uint32_t value) {
+    size_t n = text_tokenizer_decode(&p->tok, doc, prefix, NULL, 0);
+    char recall[256];
+    int len = snprintf(recall, sizeof(recall), style->recall, key, value);
+    if (len > 0 && recall[len - 1] == '.') { recall[--len] = '\0'; }
+    char *probe = (char *)malloc_check(n + (size_t)len + 1);
+    text_tokenizer_decode(&p->tok, doc, prefix, (unsigned char *)probe, n + 1);
+    memcpy(probe + n, recall, (size_t)len + 1);
+    fputs("{\"text\": ", p->probes);
+    json_write_string(p->probes, probe, n + (size_t)len);
+    fputs("}\n", p->probes);
+    free(probe);
+}
+
 // Appends as many complete synthetic documents as the filler allows to pending.
 static void synth_emit(Prep *p) {
     static const char *syl[16] = {"ka", "zu", "mi", "to", "re", "no", "shi", "ba", "lo", "vi", "pe", "da", "qui", "xe", "fo", "gu"};
@@ -288,7 +307,8 @@ static void synth_emit(Prep *p) {
         Rng rng;
         rng_init(&rng, p->seed * 0x9E3779B97F4A7C15ULL + p->synth_doc);
         char names[MAXF][16], text[256];
-        size_t fact_tokens = 0;
+        uint32_t values[MAXF];
+        size_t fact_tokens = 0, recall_tokens = 0;
         for (uint32_t k = 0; k < p->synth_facts; k++) {
             int fresh;
             do {  // distinct names within a document
@@ -302,12 +322,13 @@ static void synth_emit(Prep *p) {
                 fresh = 1;
                 for (uint32_t q = 0; q < k; q++) { if (strcmp(names[q], names[k]) == 0) { fresh = 0; } }
             } while (!fresh);
-            uint32_t value = style->value_min + rng_below(&rng, style->value_count);
-            snprintf(text, sizeof(text), style->plant, names[k], value);
+            values[k] = style->value_min + rng_below(&rng, style->value_count);
+            snprintf(text, sizeof(text), style->plant, names[k], values[k]);
             nplant[k] = (uint32_t)encode_str(p, text, plants[k], MAXT);
-            snprintf(text, sizeof(text), style->recall, names[k], value);
+            snprintf(text, sizeof(text), style->recall, names[k], values[k]);
             nrecall[k] = (uint32_t)encode_str(p, text, recalls[k], MAXT);
             fact_tokens += nplant[k] + nrecall[k];
+            recall_tokens += nrecall[k];
             order[k] = k;
         }
         size_t nheader = encode_str(p, style->header, header, MAXT);
@@ -335,6 +356,7 @@ static void synth_emit(Prep *p) {
         tv_push(&p->pending, header, nheader);
         for (uint32_t k = 0; k < p->synth_facts; k++) { tv_push(&p->pending, recalls[order[k]], nrecall[order[k]]); }
         if (p->pending.n - before != p->synth_len) { die("internal error: synthetic document has %zu tokens, not %u", p->pending.n - before, p->synth_len); }
+        if (p->probes) { write_probe(p, p->pending.v + before + 1, p->synth_len - 1 - recall_tokens, style, names[order[0]], values[order[0]]); }
         used += nfill;
         p->synth_doc++;
     }
@@ -400,6 +422,9 @@ static void usage(void) {
             "  -L <int>   synthetic long-context documents of this many tokens, 0 = off (default 0)\n"
             "  -F <int>   planted facts per synthetic document (default 8)\n"
             "  -S <int>   seed of the synthetic documents (default 1337)\n"
+            "  -P <path>  with -L: also write one retrieval probe per synthetic document to this JSONL file, in\n"
+            "             LAMBADA's format ({\"text\"}: the document up to its first recall, whose value is the last\n"
+            "             word), for the evaluation's -R; needs a fresh output folder (default: none)\n"
             "  -Q <name>  how synthetic documents state and ask for facts: secret (\"The secret number of Name is\n"
             "             123456.\", recalled after \"Recall the secret numbers:\") or magic (RULER's needle and\n"
             "             question: \"One of the special magic numbers for kazu-mito is: 1234567.\" ... \"What is\n"
@@ -421,7 +446,7 @@ int main(int argc, char **argv) {
     memset(&p, 0, sizeof(p));
     p.outdir = "prepared"; p.shard_tokens = 100000000; p.val_tokens = 10000000; p.synth_facts = 8; p.seed = 1337;
     p.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    const char *tok_path = NULL;
+    const char *tok_path = NULL, *probe_path = NULL;
     int tok_must_exist = 0;
     long long vocab = 32000, sample_mb = 100;
     int i = 1;
@@ -443,6 +468,7 @@ int main(int argc, char **argv) {
         case 'L': p.synth_len = (uint32_t)parse_int(v, f, 0, 1 << 30); break;
         case 'F': p.synth_facts = (uint32_t)parse_int(v, f, 1, 256); break;
         case 'S': p.seed = (uint64_t)parse_int(v, f, 0, 1LL << 62); break;
+        case 'P': probe_path = v; break;
         case 'Q':
             p.synth_style = NUM_RECALL_STYLES;
             for (uint32_t k = 0; k < NUM_RECALL_STYLES; k++) { if (strcmp(v, recall_styles[k].name) == 0) { p.synth_style = k; } }
@@ -452,6 +478,7 @@ int main(int argc, char **argv) {
         }
     }
     if (i >= argc) { usage(); }
+    if (probe_path && p.synth_len == 0) { die("-P %s: probes come from synthetic documents; give -L too", probe_path); }
     corpus_list(&p.files, argv + i, argc - i);
     if (mkdir(p.outdir, 0755) != 0 && errno != EEXIST) { die("cannot create output folder '%s': %s", p.outdir, strerror(errno)); }
     char tok_default[1100];
@@ -476,6 +503,10 @@ int main(int argc, char **argv) {
     p.config_hash = config_hash(&p, tok_path);
     p.pos = (CorpusPos){0, 0, 1};
     if (read_state(&p)) { printf("%s: already complete (prepare.state says finished)\n", p.outdir); return 0; }
+    if (probe_path) {
+        if (p.emitted || p.pos.file || p.pos.offset) { die("-P %s: %s holds a run in progress; start afresh so the probes match the documents", probe_path, p.outdir); }
+        p.probes = fopen_check(probe_path, "w");
+    }
     if (p.emitted || p.pos.file || p.pos.offset) {
         printf("resuming: %llu tokens already in shards, input at %s:%llu\n", (unsigned long long)p.emitted,
                p.pos.file < p.files.n ? p.files.paths[p.pos.file] : "(end)", (unsigned long long)p.pos.line);
@@ -527,6 +558,10 @@ int main(int argc, char **argv) {
     if (p.synth_len && p.filler.n) { printf("%zu corpus tokens left over, too few for another synthetic document\n", p.filler.n); }
     p.filler.n = 0;
     write_state(&p, 0, 1);
+    if (p.probes) {
+        if (fclose(p.probes) != 0) { die("-P %s: write failed: %s", probe_path, strerror(errno)); }
+        printf("wrote %llu retrieval probes to %s\n", (unsigned long long)p.synth_doc, probe_path);
+    }
     double dt = now_s() - t0;
     printf("done: %llu documents, %.1f MB of text, %llu tokens in all shards; this run %.2f s, %.1f MB/s with %d threads "
            "(encode: %.1f MB per CPU-second)\n", (unsigned long long)p.docs, p.text_bytes / 1e6, (unsigned long long)p.emitted,

@@ -18,6 +18,8 @@
 #   VOCAB=8192 RECALL_LEN=2048 FACTS=16 RECALL_STYLE=secret data/prepare_english.sh data/english
 # RECALL_STYLE is build/prepare -Q: secret, or magic (RULER's needle sentence and question). SHORT_LEN > 0 adds
 # OUT/recall_short: recall documents of SHORT_LEN tokens with SHORT_FACTS facts (default 4), the same style.
+# OUT/recall_val (val shards) and OUT/recall_probes.jsonl: recall documents made from the held-out text, and
+# one probe per document (the document up to its first answer) for the evaluation's -R.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-data/english}
@@ -74,6 +76,9 @@ make -s build/prepare
 build/prepare -o "$out/text" -s "$SHARD" -v "$VOCAB" -V 0 "$raw"
 build/prepare -o "$out/val" -t "$out/text/tokenizer.bin" -V 1000000000000 "$held"
 build/prepare -o "$out/recall" -s "$SHARD" -t "$out/text/tokenizer.bin" -L "$RECALL_LEN" -F "$FACTS" -Q "$RECALL_STYLE" -V 0 "$raw"
+# held-out recall documents (other keys and values: seed 2) and one retrieval probe per document for eval -R
+build/prepare -o "$out/recall_val" -t "$out/text/tokenizer.bin" -L "$RECALL_LEN" -F "$FACTS" -Q "$RECALL_STYLE" -S 2 \
+    -V 1000000000000 -P "$out/recall_probes.jsonl" "$held"
 if [ "$SHORT_LEN" -gt 0 ]; then  # short recall documents: retrieval over short distances first shows the model the task
     build/prepare -o "$out/recall_short" -s "$SHARD" -t "$out/text/tokenizer.bin" -L "$SHORT_LEN" -F "$SHORT_FACTS" -Q "$RECALL_STYLE" -V 0 "$raw"
 fi

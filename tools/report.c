@@ -195,20 +195,24 @@ static void sweep_section(FILE *md, Run *runs, int nr) {
     }
     const char *lens[64];  // every length of the RULER or synthetic-needle results, ascending
     int nl = collect_lengths(runs, nr, "synthetic_needle", lens, collect_lengths(runs, nr, "ruler", lens, 0));
+    int has_probes = 0;
+    for (int i = 0; i < nr; i++) { has_probes |= jpath(&runs[i], "recall_probes", "acc", NULL) != NULL; }
     fprintf(md, "## Sweep: mean ± standard deviation over seeds\n\n| variant | seeds | val loss | perplexity | tokens/s |");
+    if (has_probes) { fprintf(md, " retrieval probes |"); }
     for (int l = 0; l < nl; l++) { fprintf(md, " S-NIAH %s |", lens[l]); }
     for (int l = 0; l < nl; l++) { fprintf(md, " synthetic %s |", lens[l]); }
-    fprintf(md, "\n| --- | --- | --- | --- | --- |");
+    fprintf(md, "\n| --- | --- | --- | --- | --- |%s", has_probes ? " --- |" : "");
     for (int l = 0; l < 2 * nl; l++) { fprintf(md, " --- |"); }
     fprintf(md, "\n");
     for (int g = 0; g < nvar; g++) {
-        double vl[MAX_RUNS], ppl[MAX_RUNS], tps[MAX_RUNS];
+        double vl[MAX_RUNS], ppl[MAX_RUNS], tps[MAX_RUNS], probes[MAX_RUNS];
         int n = 0;
         for (int i = 0; i < nr; i++) {
             if (group[i] != g) { continue; }
             vl[n] = runs[i].nv ? runs[i].vloss[runs[i].nv - 1] : NAN;
             ppl[n] = exp(vl[n]);
             tps[n] = runs[i].tok_s > 0 ? runs[i].tok_s : NAN;
+            probes[n] = num_or_nan(jpath(&runs[i], "recall_probes", "acc", NULL));
             n++;
         }
         char a[64], b[64], c[64];  // two numbers of mean_sd's 24 characters each
@@ -216,6 +220,10 @@ static void sweep_section(FILE *md, Run *runs, int nr) {
         mean_sd(b, sizeof(b), ppl, n, "%.2f");
         mean_sd(c, sizeof(c), tps, n, "%.0f");
         fprintf(md, "| %s | %d | %s | %s | %s |", variants[g], n, a, b, c);
+        if (has_probes) {
+            mean_sd(a, sizeof(a), probes, n, "%.1f");
+            fprintf(md, " %s |", a);
+        }
         for (int pass = 0; pass < 2; pass++) {
             for (int l = 0; l < nl; l++) {
                 double x[MAX_RUNS];
@@ -230,7 +238,8 @@ static void sweep_section(FILE *md, Run *runs, int nr) {
         fprintf(md, "\n");
     }
     fprintf(md, "\nVal loss: the trainer's last validation (log.txt); perplexity = exp(val loss) per run, then averaged. "
-                "S-NIAH: RULER niah_single_1/2/3 averaged, %% correct; synthetic: the built-in needle tasks averaged.\n\n");
+                "S-NIAH: RULER niah_single_1/2/3 averaged, %% correct; synthetic: the built-in needle tasks averaged.%s\n\n",
+            has_probes ? " Retrieval probes: % of held-out recall documents whose first answer is the greedy continuation (eval -R)." : "");
 }
 
 int main(int argc, char **argv) {

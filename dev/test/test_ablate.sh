@@ -53,6 +53,17 @@ check '[ -f "$sweep/report/train_loss.svg" ] && [ -f "$sweep/report/synthetic_vs
 bash scripts/ablate.sh "$tmp/sweep.conf" > "$tmp/third.out" 2>&1
 check '[ "$(grep -c "^done:" "$tmp/third.out")" -eq 2 ] && ! grep -q "^training\|^resuming" "$tmp/third.out"' "a finished sweep trained again"
 
+# the report's retrieval-probe column (eval -R) when the runs' eval.json have it: copies with a known score
+mkdir -p "$tmp/probes"
+for r in dense-s1 moba32-2-k3-s1; do
+    cp -r "$sweep/$r" "$tmp/probes/"
+    sed -i '1a\  "recall_probes": {"perplexity": 2.0000, "acc": 40.00, "n": 5},' "$tmp/probes/$r/eval.json"
+done
+build/report -g -o "$tmp/probes/report" "$tmp/probes/dense-s1" "$tmp/probes/moba32-2-k3-s1" > /dev/null
+check 'grep -q "| tokens/s | retrieval probes |" "$tmp/probes/report/report.md" && grep -q "^| dense | 1 | .* | 40.0 ± 0.0 |" "$tmp/probes/report/report.md"' \
+      "the report has no retrieval-probe column"
+check '! grep -q "retrieval probes" "$sweep/report/report.md"' "a sweep without probes got a probe column"
+
 # refusals: another config under the same name, a bad variant
 sed 's/^STEPS=60/STEPS=70/' "$tmp/sweep.conf" > "$tmp/changed.conf"
 bash scripts/ablate.sh "$tmp/changed.conf" > "$tmp/changed.out" 2>&1

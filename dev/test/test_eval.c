@@ -557,7 +557,7 @@ static void test_paper_run(void) {
     char wiki[128], lmb[128], essay[128], lb[128];
     snprintf(wiki, sizeof(wiki), "%s/wikitext.jsonl", D); snprintf(lmb, sizeof(lmb), "%s/lambada.jsonl", D);
     snprintf(essay, sizeof(essay), "%s/essay.txt", D); snprintf(lb, sizeof(lb), "%s/longbench", D);
-    char *argv[] = {"eval", "-c", "random", "-o", out, "-k", tokpath, "-w", wiki, "-a", lmb, "-M", mc, "-r", "niah_single_1,niah_single_2,niah_single_3",
+    char *argv[] = {"eval", "-c", "random", "-o", out, "-k", tokpath, "-w", wiki, "-a", lmb, "-R", lmb, "-M", mc, "-r", "niah_single_1,niah_single_2,niah_single_3",
                     "-l", "1024", "-n", "1", "-e", essay, "-L", lb, "-N", "1", "-C", "1024"};
     EvalArgs a = parse_eval_args((int)(sizeof(argv) / sizeof(argv[0])), argv);
     cpu_eval_run(&a, &paper_model, 0, "CPU fp32 (test)");
@@ -570,6 +570,14 @@ static void test_paper_run(void) {
     buf[n] = '\0';
     const char *tables = strstr(buf, "## The paper's tables");
     CHECK(tables && !strstr(tables, " - |") && strstr(tables, "| S-NIAH-3 |") && strstr(tables, "RepoBench-P"), "paper run: every cell of the paper's tables is filled");
+    // -R scores the same file as -a the same way: the probes' section repeats LAMBADA's numbers
+    const char *lmb_md = strstr(buf, "## LAMBADA"), *probes_md = strstr(buf, "## Retrieval probes");
+    int lmb_n = 0, probes_n = -1;
+    double lmb_acc = -1, lmb_ppl = -1, probes_acc = -2, probes_ppl = -2;
+    if (lmb_md) { sscanf(strstr(lmb_md, "\n\n") + 2, "%d texts: last-word accuracy %lf%%, perplexity %lf", &lmb_n, &lmb_acc, &lmb_ppl); }
+    if (probes_md) { sscanf(strstr(probes_md, "\n\n") + 2, "%d documents: answer accuracy %lf%%, perplexity %lf", &probes_n, &probes_acc, &probes_ppl); }
+    CHECK(lmb_n > 0 && probes_n == lmb_n && probes_acc == lmb_acc && probes_ppl == lmb_ppl, "retrieval probes (-R) score as LAMBADA: %d %.2f %.4f vs %d %.2f %.4f",
+          probes_n, probes_acc, probes_ppl, lmb_n, lmb_acc, lmb_ppl);
     CHECK(!isnan(paper.wiki_ppl) && paper.wiki_ppl > 1 && paper.lmb_ppl > 1 && paper.mc[6] > 0 && paper.mc[6] < 100, "paper run: perplexities and mc2 are sane (%.2f, %.2f, %.2f)",
           paper.wiki_ppl, paper.lmb_ppl, paper.mc[6]);
 }

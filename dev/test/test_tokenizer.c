@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include "data/bpe_train.h"
 #include "llmc/dataloader.h"
+#include "llmc/eval/lm_tasks.h"
 #include "llmc/rng.h"
 #include "dev/test/testing.h"
 
@@ -491,6 +492,28 @@ static void test_prepare(void) {
         ok &= asked == 4;
     }
     CHECK(ok, "every magic document: 4 RULER needles, then 4 RULER questions each answered with its needle's value");
+    // -P: one probe per document, the document up to its first question, answered (last word) by that key's needle
+    snprintf(cmd, sizeof(cmd), "build/prepare -o %s/probed -t %s -s 100000 -V 0 -L %d -F 4 -Q magic -P %s/probes.jsonl %s 2>&1", tmpdir, tok, L,
+             tmpdir, corpus);
+    rc = run_cmd(cmd, out, sizeof(out));
+    snprintf(path, sizeof(path), "%s/probes.jsonl", tmpdir);
+    TextSet probes = text_load(path, "text");
+    ok = rc == 0 && probes.n == (int)(nsyn / L);
+    for (int d = 0; d < probes.n && ok; d++) {
+        const char *q = strstr(probes.s[d], question), *last = strrchr(probes.s[d], ' ');
+        char key[32], needle[96];
+        const char *k = q ? q + strlen(question) : NULL, *sp = k ? strchr(k, ' ') : NULL;
+        ok &= q && sp && sp - k < 31 && strstr(q + 1, question) == NULL;  // exactly one question, the last thing
+        if (!ok) { break; }
+        memcpy(key, k, (size_t)(sp - k)); key[sp - k] = '\0';
+        snprintf(needle, sizeof(needle), " One of the special magic numbers for %s is:%s.", key, last);
+        ok &= strstr(probes.s[d], needle) != NULL && strlen(last + 1) == 7;
+    }
+    CHECK(ok, "-P: one probe per document (%d for %zu), each ending in its key's planted value", probes.n, nsyn / L);
+    text_free(&probes);
+    snprintf(cmd, sizeof(cmd), "build/prepare -o %s/probed2 -t %s -P %s/p.jsonl %s 2>&1", tmpdir, tok, tmpdir, corpus);
+    rc = run_cmd(cmd, out, sizeof(out));
+    CHECK(rc != 0 && strstr(out, "give -L too"), "-P without -L is refused: %s", out);
     snprintf(cmd, sizeof(cmd), "build/prepare -o %s/magic2 -t %s -L %d -Q ruler %s 2>&1", tmpdir, tok, L, corpus);
     rc = run_cmd(cmd, out, sizeof(out));
     CHECK(rc != 0 && strstr(out, "-Q ruler: expected secret or magic"), "unknown -Q style: %s", out);

@@ -39,7 +39,7 @@ typedef struct {
 } EvalModel;
 
 typedef struct {
-    const char *ckpt, *out, *tokenizer, *ruler, *lengths, *essay, *squad, *hotpot, *syn, *lb_dir, *lb_sets, *val, *mc, *trace, *wikitext, *lambada;
+    const char *ckpt, *out, *tokenizer, *ruler, *lengths, *essay, *squad, *hotpot, *syn, *lb_dir, *lb_sets, *val, *mc, *trace, *wikitext, *lambada, *probes;
     int samples, lb_max, T, B, batches, buckets, context;
     uint64_t seed;
 } EvalArgs;
@@ -61,6 +61,7 @@ static void usage(void) {
            "      openbookqa, winogrande, truthfulqa_mc1, truthfulqa_mc2; lm-eval's HF JSONL fields)\n"
            "  -w  WikiText-2 document-level JSONL ({\"page\"}): rolling log-likelihood perplexity\n"
            "  -a  LAMBADA JSONL ({\"text\"}): last-word accuracy and perplexity\n"
+           "  -R  retrieval probes JSONL in LAMBADA's format (build/prepare -P): last-word accuracy and perplexity\n"
            "  -G  greedy trace file: -n random prompts of L/2 tokens (L: first -l), L/2 greedy tokens each,\n"
            "      one line per token with the top-2 logits (CPU vs GPU: dev/eval/compare_greedy.py)\n"
            "  -g  seed (1)\n");
@@ -97,6 +98,7 @@ static EvalArgs parse_eval_args(int argc, char **argv) {
         case 'M': a.mc = v; break;
         case 'w': a.wikitext = v; break;
         case 'a': a.lambada = v; break;
+        case 'R': a.probes = v; break;
         case 'G': a.trace = v; break;
         case 'g': a.seed = (uint64_t)parse_int(f, v); break;
         default: die("unknown flag %s (see -h)", f);
@@ -566,8 +568,10 @@ static void eval_wikitext(EvalModel *em, const TextTokenizer *tok, const EvalArg
     text_free(&docs);
 }
 
-static void eval_lambada(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
-    TextSet docs = text_load(a->lambada, "text");
+// Last-word accuracy (every token of " " + the last word is the greedy choice) and perplexity over a JSONL of
+// {"text"}, lm-eval's lambada_openai scoring.
+static void last_word_scores(EvalModel *em, const TextTokenizer *tok, const char *path, double *ppl, double *acc, int *n) {
+    TextSet docs = text_load(path, "text");
     double ll = 0;
     int hits = 0;
     for (int d = 0; d < docs.n; d++) {
@@ -578,12 +582,29 @@ static void eval_lambada(EvalModel *em, const TextTokenizer *tok, const EvalArgs
         hits += greedy;
         free(ctx); free(cont);
     }
-    double ppl = exp(-ll / docs.n), acc = 100.0 * hits / docs.n;
-    sb_printf(js, "  \"lambada\": {\"perplexity\": %.4f, \"acc\": %.2f, \"n\": %d},\n", ppl, acc, docs.n);
-    sb_printf(md, "## LAMBADA (lm-eval's lambada_openai)\n\n%d texts: last-word accuracy %.2f%%, perplexity %.4f\n\n", docs.n, acc, ppl);
-    printf("lambada: acc %.2f, ppl %.4f over %d\n", acc, ppl, docs.n);
-    paper.lmb_ppl = ppl; paper.lmb_acc = acc;
+    *ppl = exp(-ll / docs.n); *acc = 100.0 * hits / docs.n; *n = docs.n;
     text_free(&docs);
+}
+
+static void eval_lambada(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
+    double ppl, acc;
+    int n;
+    last_word_scores(em, tok, a->lambada, &ppl, &acc, &n);
+    sb_printf(js, "  \"lambada\": {\"perplexity\": %.4f, \"acc\": %.2f, \"n\": %d},\n", ppl, acc, n);
+    sb_printf(md, "## LAMBADA (lm-eval's lambada_openai)\n\n%d texts: last-word accuracy %.2f%%, perplexity %.4f\n\n", n, acc, ppl);
+    printf("lambada: acc %.2f, ppl %.4f over %d\n", acc, ppl, n);
+    paper.lmb_ppl = ppl; paper.lmb_acc = acc;
+}
+
+// Retrieval probes (build/prepare -P): the answer is a value planted earlier in the text, so last-word accuracy
+// is retrieval accuracy on documents like the training recall documents.
+static void eval_probes(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
+    double ppl, acc;
+    int n;
+    last_word_scores(em, tok, a->probes, &ppl, &acc, &n);
+    sb_printf(js, "  \"recall_probes\": {\"perplexity\": %.4f, \"acc\": %.2f, \"n\": %d},\n", ppl, acc, n);
+    sb_printf(md, "## Retrieval probes\n\n%d documents: answer accuracy %.2f%%, perplexity %.4f\n\n", n, acc, ppl);
+    printf("recall probes: acc %.2f, ppl %.4f over %d\n", acc, ppl, n);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -663,7 +684,9 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     printf("eval %s (step %llu) on %s -> %s\n", a->ckpt, step, em->device, a->out);
     config_print(c, stdout);
     int lengths[64], nl = eval_lengths(a, c, lengths), context = eval_context(a, c);
-    if ((a->ruler || a->lb_dir || a->mc || a->wikitext || a->lambada) && !a->tokenizer) { die("RULER, LongBench, WikiText, LAMBADA and multiple choice need a tokenizer (-k FILE)"); }
+    if ((a->ruler || a->lb_dir || a->mc || a->wikitext || a->lambada || a->probes) && !a->tokenizer) {
+        die("RULER, LongBench, WikiText, LAMBADA, retrieval probes and multiple choice need a tokenizer (-k FILE)");
+    }
     TextTokenizer tok;
     if (a->tokenizer) {
         text_tokenizer_load(&tok, a->tokenizer);
@@ -694,6 +717,7 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     if (a->lb_dir) { eval_longbench(em, &tok, a, context, &js, &md); }
     if (a->wikitext) { eval_wikitext(em, &tok, a, &js, &md); }
     if (a->lambada) { eval_lambada(em, &tok, a, &js, &md); }
+    if (a->probes) { eval_probes(em, &tok, a, &js, &md); }
     if (a->mc) { eval_mc(em, &tok, a, &js, &md); }
     if (a->trace) { eval_trace(em, a, lengths[0]); }
     size_t before = md.n;
