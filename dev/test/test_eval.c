@@ -575,7 +575,7 @@ static void test_paper_run(void) {
     int lmb_n = 0, probes_n = -1;
     double lmb_acc = -1, lmb_ppl = -1, probes_acc = -2, probes_ppl = -2;
     if (lmb_md) { sscanf(strstr(lmb_md, "\n\n") + 2, "%d texts: last-word accuracy %lf%%, perplexity %lf", &lmb_n, &lmb_acc, &lmb_ppl); }
-    if (probes_md) { sscanf(strstr(probes_md, "\n\n") + 2, "%d documents: answer accuracy %lf%%, perplexity %lf", &probes_n, &probes_acc, &probes_ppl); }
+    if (probes_md) { sscanf(strstr(probes_md, "\n\n") + 2, "%d texts: last-word accuracy %lf%%, perplexity %lf", &probes_n, &probes_acc, &probes_ppl); }
     CHECK(lmb_n > 0 && probes_n == lmb_n && probes_acc == lmb_acc && probes_ppl == lmb_ppl, "retrieval probes (-R) score as LAMBADA: %d %.2f %.4f vs %d %.2f %.4f",
           probes_n, probes_acc, probes_ppl, lmb_n, lmb_acc, lmb_ppl);
     CHECK(!isnan(paper.wiki_ppl) && paper.wiki_ppl > 1 && paper.lmb_ppl > 1 && paper.mc[6] > 0 && paper.mc[6] < 100, "paper run: perplexities and mc2 are sane (%.2f, %.2f, %.2f)",

@@ -569,8 +569,10 @@ static void eval_wikitext(EvalModel *em, const TextTokenizer *tok, const EvalArg
 }
 
 // Last-word accuracy (every token of " " + the last word is the greedy choice) and perplexity over a JSONL of
-// {"text"}, lm-eval's lambada_openai scoring.
-static void last_word_scores(EvalModel *em, const TextTokenizer *tok, const char *path, double *ppl, double *acc, int *n) {
+// {"text"}, lm-eval's lambada_openai scoring: LAMBADA (-a), and the retrieval probes of build/prepare -P (-R),
+// whose last word is a value planted earlier in the text, so their accuracy is retrieval accuracy.
+static void eval_last_word(EvalModel *em, const TextTokenizer *tok, const char *path, const char *key, const char *heading,
+                           StrBuf *js, StrBuf *md, double *ppl_out, double *acc_out) {
     TextSet docs = text_load(path, "text");
     double ll = 0;
     int hits = 0;
@@ -582,29 +584,12 @@ static void last_word_scores(EvalModel *em, const TextTokenizer *tok, const char
         hits += greedy;
         free(ctx); free(cont);
     }
-    *ppl = exp(-ll / docs.n); *acc = 100.0 * hits / docs.n; *n = docs.n;
+    double ppl = exp(-ll / docs.n), acc = 100.0 * hits / docs.n;
+    sb_printf(js, "  \"%s\": {\"perplexity\": %.4f, \"acc\": %.2f, \"n\": %d},\n", key, ppl, acc, docs.n);
+    sb_printf(md, "## %s\n\n%d texts: last-word accuracy %.2f%%, perplexity %.4f\n\n", heading, docs.n, acc, ppl);
+    printf("%s: acc %.2f, ppl %.4f over %d\n", key, acc, ppl, docs.n);
+    *ppl_out = ppl; *acc_out = acc;
     text_free(&docs);
-}
-
-static void eval_lambada(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
-    double ppl, acc;
-    int n;
-    last_word_scores(em, tok, a->lambada, &ppl, &acc, &n);
-    sb_printf(js, "  \"lambada\": {\"perplexity\": %.4f, \"acc\": %.2f, \"n\": %d},\n", ppl, acc, n);
-    sb_printf(md, "## LAMBADA (lm-eval's lambada_openai)\n\n%d texts: last-word accuracy %.2f%%, perplexity %.4f\n\n", n, acc, ppl);
-    printf("lambada: acc %.2f, ppl %.4f over %d\n", acc, ppl, n);
-    paper.lmb_ppl = ppl; paper.lmb_acc = acc;
-}
-
-// Retrieval probes (build/prepare -P): the answer is a value planted earlier in the text, so last-word accuracy
-// is retrieval accuracy on documents like the training recall documents.
-static void eval_probes(EvalModel *em, const TextTokenizer *tok, const EvalArgs *a, StrBuf *js, StrBuf *md) {
-    double ppl, acc;
-    int n;
-    last_word_scores(em, tok, a->probes, &ppl, &acc, &n);
-    sb_printf(js, "  \"recall_probes\": {\"perplexity\": %.4f, \"acc\": %.2f, \"n\": %d},\n", ppl, acc, n);
-    sb_printf(md, "## Retrieval probes\n\n%d documents: answer accuracy %.2f%%, perplexity %.4f\n\n", n, acc, ppl);
-    printf("recall probes: acc %.2f, ppl %.4f over %d\n", acc, ppl, n);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -716,8 +701,11 @@ static void eval_run(EvalArgs *a, EvalModel *em, unsigned long long step) {
     if (a->ruler) { eval_ruler(em, &tok, a, lengths, nl, &js, &md); }
     if (a->lb_dir) { eval_longbench(em, &tok, a, context, &js, &md); }
     if (a->wikitext) { eval_wikitext(em, &tok, a, &js, &md); }
-    if (a->lambada) { eval_lambada(em, &tok, a, &js, &md); }
-    if (a->probes) { eval_probes(em, &tok, a, &js, &md); }
+    if (a->lambada) { eval_last_word(em, &tok, a->lambada, "lambada", "LAMBADA (lm-eval's lambada_openai)", &js, &md, &paper.lmb_ppl, &paper.lmb_acc); }
+    if (a->probes) {
+        double ppl, acc;
+        eval_last_word(em, &tok, a->probes, "recall_probes", "Retrieval probes (build/prepare -P)", &js, &md, &ppl, &acc);
+    }
     if (a->mc) { eval_mc(em, &tok, a, &js, &md); }
     if (a->trace) { eval_trace(em, a, lengths[0]); }
     size_t before = md.n;
