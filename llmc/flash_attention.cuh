@@ -807,6 +807,16 @@ inline void attention_check_dense(int B, int NH, int T, int HD, const MobaSelect
     attention_check_args(B, NH, T, HD, NULL);
 }
 
+#if !defined(ENABLE_FP32)
+// The bf16 forward: the Hopper kernel at head dim 64 or 128 (q_tiles_per_cta: forward_hopper's; 0 = its choice).
+inline void attention_forward_hopper(floatX *o, float *lse, const floatX *q, const floatX *k, const floatX *v, int B, int NH, int T, int HD,
+                                     int window, cudaStream_t stream, int q_tiles_per_cta = 0) {
+    const float scale = 1.0f / sqrtf((float)HD);
+    (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, window,
+                                                                                                         stream, q_tiles_per_cta);
+}
+#endif
+
 // Dense causal attention, or with window > 0 sliding-window attention (query t sees keys [t - window + 1, t]).
 void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, const floatX *v,
                        int B, int NH, int T, int HD, const MobaSelection *sel, cudaStream_t stream, int window = 0) {
@@ -814,8 +824,7 @@ void attention_forward(floatX *o, float *lse, const floatX *q, const floatX *k, 
 #if defined(ENABLE_FP32)
     attention_forward_simple(o, lse, q, k, v, B, NH, T, HD, NULL, stream, window);
 #else
-    float scale = 1.0f / sqrtf((float)HD);
-    (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(o, lse, q, k, v, B, NH, T, scale, window, stream, 0);
+    attention_forward_hopper(o, lse, q, k, v, B, NH, T, HD, window, stream);
 #endif
 }
 

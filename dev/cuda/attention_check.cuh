@@ -135,15 +135,20 @@ struct AttnBufs {
         cudaCheck(cudaMalloc(&lse, nrow * sizeof(float)));
         cudaCheck(cudaMalloc(&scratch, scratch_bytes));
     }
-    // q, k, v, dout from host values (already rounded to floatX)
-    void upload(const std::vector<float> &hq, const std::vector<float> &hk, const std::vector<float> &hv, const std::vector<float> &hdo) {
-        const std::vector<float> *host[] = {&hq, &hk, &hv, &hdo};
+    // Fresh random q, k, v, dout (drawn in that order, rounded to floatX) into the device buffers; returns the
+    // host values for the reference.
+    struct Host { std::vector<float> q, k, v, dout; };
+    Host upload_random(Rng *rng) {
+        Host h;
+        std::vector<float> *host[] = {&h.q, &h.k, &h.v, &h.dout};
         floatX *dev[] = {q, k, v, dout};
         for (int i = 0; i < 4; i++) {
+            *host[i] = round_through<floatX>(random_vector(n, rng));
             floatX *t = to_device<floatX>(*host[i]);
             cudaCheck(cudaMemcpy(dev[i], t, n * sizeof(floatX), cudaMemcpyDeviceToDevice));
             cudaCheck(cudaFree(t));
         }
+        return h;
     }
     ~AttnBufs() {
         floatX *bufs[] = {q, k, v, o, dout, dq, dk, dv};
@@ -182,9 +187,7 @@ static int check_case(int version, int B, int NH, int T, int HD, int bs, int K, 
     Rng rng;
     rng_init(&rng, seed);
     AttnBufs a(B, NH, T, HD);
-    std::vector<float> q = round_through<floatX>(random_vector(a.n, &rng)), k = round_through<floatX>(random_vector(a.n, &rng));
-    std::vector<float> v = round_through<floatX>(random_vector(a.n, &rng)), dout = round_through<floatX>(random_vector(a.n, &rng));
-    a.upload(q, k, v, dout);
+    const AttnBufs::Host h = a.upload_random(&rng);
     std::vector<int> hsel;
     int *dsel = NULL;
     MobaSelection sel{NULL, bs, K};
@@ -194,7 +197,7 @@ static int check_case(int version, int B, int NH, int T, int HD, int bs, int K, 
         cudaCheck(cudaMemcpy(hsel.data(), dsel, hsel.size() * sizeof(int), cudaMemcpyDeviceToHost));
         sel.blocks = dsel;
     }
-    AttnRef ref = cpu_attention(q, k, v, dout, dense_ref ? std::vector<int>() : hsel, bs, K, B, NH, T, HD);
+    AttnRef ref = cpu_attention(h.q, h.k, h.v, h.dout, dense_ref ? std::vector<int>() : hsel, bs, K, B, NH, T, HD);
 
     const floatX *outs[] = {a.o, a.dq, a.dk, a.dv};
     poison(a.o, a.n * sizeof(floatX)); poison(a.lse, a.nrow * sizeof(float));

@@ -23,9 +23,7 @@ static int fwd_q_tiles = 0;
 
 static void run_fwd(AttnBufs &a, int B, int NH, int T, int HD, int window) {
     if (fwd_q_tiles > 0) {
-        const float scale = 1.0f / sqrtf((float)HD);
-        (HD == 64 ? flash::forward_hopper<64, 128, true, true> : flash::forward_hopper<128, 128, true, true>)(
-            a.o, a.lse, a.q, a.k, a.v, B, NH, T, scale, window, 0, fwd_q_tiles);
+        attention_forward_hopper(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, window, 0, fwd_q_tiles);
     } else {
         attention_forward(a.o, a.lse, a.q, a.k, a.v, B, NH, T, HD, NULL, 0, window);
     }
@@ -40,10 +38,8 @@ static int check_window(int B, int NH, int T, int HD, int window, int determinis
     Rng rng;
     rng_init(&rng, seed);
     AttnBufs a(B, NH, T, HD);
-    std::vector<float> q = round_through<floatX>(random_vector(a.n, &rng)), k = round_through<floatX>(random_vector(a.n, &rng));
-    std::vector<float> v = round_through<floatX>(random_vector(a.n, &rng)), dout = round_through<floatX>(random_vector(a.n, &rng));
-    a.upload(q, k, v, dout);
-    AttnRef ref = cpu_attention(q, k, v, dout, std::vector<int>(), 0, 0, B, NH, T, HD, window);
+    const AttnBufs::Host h = a.upload_random(&rng);
+    AttnRef ref = cpu_attention(h.q, h.k, h.v, h.dout, std::vector<int>(), 0, 0, B, NH, T, HD, window);
     poison(a.o, a.n * sizeof(floatX)); poison(a.lse, a.nrow * sizeof(float));
     poison(a.dq, a.n * sizeof(floatX)); poison(a.dk, a.n * sizeof(floatX)); poison(a.dv, a.n * sizeof(floatX));
     poison(a.scratch, a.scratch_bytes);
