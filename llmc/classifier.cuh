@@ -27,18 +27,19 @@ __device__ inline float row_loss(float row_max, float sum, float target_logit, i
     return (target >= 0 && target < V) ? logf(sum) + row_max - target_logit : NAN;
 }
 
+// A row whose target is -1: loss 0 and, when the gradient is written, a zero gradient row.
+__device__ inline void ignored_row(floatX *row, float *losses, int V, bool write_dlogits) {
+    if (threadIdx.x == 0) { losses[blockIdx.x] = 0.0f; }
+    if (write_dlogits) { foreach128<true>(row, V, threadIdx.x, blockDim.x, [](size_t v, float x) { return 0.0f; }); }
+}
+
 template <int CHUNKS>
 __global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_in_registers_kernel(floatX *logits, float *losses, const int *targets,
                                                                                     float grad_scale, int V, bool write_dlogits) {
     floatX *row = logits + (size_t)blockIdx.x * V;
     const int target = targets[blockIdx.x], nvec = V / x128::size;
     if (target == -1) {
-        if (threadIdx.x == 0) { losses[blockIdx.x] = 0.0f; }
-        if (write_dlogits) {
-            x128 zero;
-            for (int j = 0; j < x128::size; j++) { zero[j] = from_float<floatX>(0.0f); }
-            for (int k = threadIdx.x; k < nvec; k += CLASSIFIER_THREADS) { store128(row + (size_t)k * x128::size, zero); }
-        }
+        ignored_row(row, losses, V, write_dlogits);
         return;
     }
     const float target_logit = (threadIdx.x == 0 && target >= 0 && target < V) ? to_float(row[target]) : 0.0f;
@@ -82,8 +83,7 @@ __global__ void fused_classifier_kernel(floatX *logits, float *losses, const int
     floatX *row = logits + (size_t)blockIdx.x * V;
     const int target = targets[blockIdx.x];
     if (target == -1) {
-        if (threadIdx.x == 0) { losses[blockIdx.x] = 0.0f; }
-        if (write_dlogits) { foreach128<true>(row, V, threadIdx.x, blockDim.x, [](size_t v, float x) { return 0.0f; }); }
+        ignored_row(row, losses, V, write_dlogits);
         return;
     }
     float m = -INFINITY, s = 0.0f; // this thread's running max and sum of exp(x - m)
