@@ -19,8 +19,10 @@
  Synthetic long-context mode (-L): documents of exactly -L tokens, each <|endoftext|>, then corpus text
  (the filler, taken in order with its document boundaries dropped) with -F planted facts
  " The secret number of <Name> is <6 digits>." at random places, then "\n\nRecall the secret numbers:"
- and the same facts again in another random order. Predicting the recalled numbers needs attention back
- to the plants, which is what separates MoBA's block selection from dense attention in small ablations.
+ and the same facts again in another random order (-Q magic: RULER's needle sentence, and each fact asked
+ for with RULER's question and answer prefix). Predicting the recalled numbers needs attention back to the
+ plants, which is what separates MoBA's block selection from dense attention in small ablations. -P also
+ writes one probe per document (its text up to the first answer) for the evaluation's -R.
 */
 #include <pthread.h>
 #include <time.h>
